@@ -1,0 +1,17 @@
+//! vggcache: transfer learning with cached features.
+//!
+//! Data flows one way: images → tensors ([`dataset`]) → frozen trunk ([`trunk`]) → Parquet feature
+//! cache ([`cache`]) → trained head ([`head`]) or logistic baseline ([`baseline`]) → [`report`].
+//! [`commands`] is the only module that wires the others together.
+
+pub mod baseline;
+pub mod cache;
+pub mod commands;
+pub mod dataset;
+pub mod export;
+pub mod head;
+pub mod metrics;
+pub mod paths;
+pub mod report;
+pub mod spec;
+pub mod trunk;
