@@ -1,1 +1,43 @@
-fn main() {}
+//! `vggcache` binary: parse the command line, run the subcommand, map errors to exit codes.
+
+use clap::{Parser, Subcommand};
+use vggcache::commands::{self, exit};
+
+/// Transfer learning with cached features: extract once with a frozen trunk, train heads in seconds.
+#[derive(Debug, Parser)]
+#[command(name = "vggcache", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the ONNX Runtime library, execution providers, CUDA libraries and model in use.
+    Doctor(commands::doctor::DoctorArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Doctor(a) => commands::doctor::run(a).map(|()| exit::OK),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(exit::FAILURE);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

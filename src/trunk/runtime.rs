@@ -1,0 +1,228 @@
+//! Finds and loads ONNX Runtime's shared library; lists providers and the CUDA libraries it needs.
+//!
+//! Search order: `--ort-lib PATH`, `ORT_DYLIB_PATH`, the project-local install (the PyPI wheel's
+//! `onnxruntime/capi/libonnxruntime.so.*` in the project's `.venv`).
+
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use super::TrunkError;
+use crate::paths;
+
+/// Where the library was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LibrarySource {
+    Flag,
+    EnvVar,
+    ProjectVenv,
+}
+
+impl LibrarySource {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Flag => "--ort-lib",
+            Self::EnvVar => "ORT_DYLIB_PATH",
+            Self::ProjectVenv => "project .venv (make setup)",
+        }
+    }
+}
+
+/// The loaded runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeInfo {
+    pub path: PathBuf,
+    pub source: LibrarySource,
+    pub version: String,
+}
+
+/// Locates the runtime library without loading it (see the module doc for the order).
+pub fn find_library(explicit: Option<&Path>) -> Result<(PathBuf, LibrarySource), TrunkError> {
+    let mut searched = Vec::new();
+    if let Some(p) = explicit {
+        return Ok((p.to_path_buf(), LibrarySource::Flag));
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
+        return Ok((PathBuf::from(p), LibrarySource::EnvVar));
+    }
+    searched.push("--ort-lib, ORT_DYLIB_PATH (unset)".to_string());
+    let sites = paths::site_packages();
+    if sites.is_empty() {
+        searched.push("no project .venv".into());
+    }
+    for site in sites {
+        let capi = site.join("onnxruntime").join("capi");
+        searched.push(capi.display().to_string());
+        let mut libs: Vec<PathBuf> = std::fs::read_dir(&capi)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+            })
+            .collect();
+        libs.sort();
+        if let Some(lib) = libs.pop() {
+            return Ok((lib, LibrarySource::ProjectVenv));
+        }
+    }
+    Err(TrunkError::RuntimeNotFound { searched: searched.join("; ") })
+}
+
+static RUNTIME: OnceLock<(RuntimeInfo, ort::environment::Environment)> = OnceLock::new();
+
+/// Loads the runtime once per process (later calls return the first result; ONNX Runtime allows one
+/// library and one environment per process).
+pub fn init_runtime(explicit: Option<&Path>) -> Result<&'static RuntimeInfo, TrunkError> {
+    if let Some((info, _)) = RUNTIME.get() {
+        return Ok(info);
+    }
+    let (path, source) = find_library(explicit)?;
+    if !path.exists() {
+        return Err(TrunkError::RuntimeLoad { path, cause: "no such file".into() });
+    }
+    let builder = ort::init_from(&path)
+        .map_err(|e| TrunkError::RuntimeLoad { path: path.clone(), cause: e.to_string() })?;
+    let env = builder
+        .with_name("vggcache")
+        .build()
+        .map_err(|e| TrunkError::Runtime(e.to_string()))?;
+    let version = version_string(&path);
+    let info = RuntimeInfo { path, source, version };
+    let _ = RUNTIME.set((info, env));
+    Ok(&RUNTIME.get().expect("runtime just set").0)
+}
+
+/// The environment sessions are built in; `init_runtime` must have succeeded.
+pub(super) fn environment() -> &'static ort::environment::Environment {
+    &RUNTIME.get().expect("init_runtime must run before sessions are built").1
+}
+
+/// The version string of the already loaded library at `path` (via its `OrtGetApiBase`).
+fn version_string(path: &Path) -> String {
+    let unknown = || "unknown".to_string();
+    let Ok(c) = CString::new(path.as_os_str().to_string_lossy().as_bytes()) else {
+        return unknown();
+    };
+    // SAFETY: RTLD_NOLOAD only returns the handle of the library ort already loaded; OrtGetApiBase is
+    // exported by every ONNX Runtime and returns a static struct.
+    unsafe {
+        let h = libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
+        if h.is_null() {
+            return unknown();
+        }
+        let sym = libc::dlsym(h, c"OrtGetApiBase".as_ptr());
+        libc::dlclose(h);
+        if sym.is_null() {
+            return unknown();
+        }
+        let get: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase = std::mem::transmute(sym);
+        let base = get();
+        if base.is_null() {
+            return unknown();
+        }
+        CStr::from_ptr(((*base).GetVersionString)()).to_string_lossy().into_owned()
+    }
+}
+
+/// Names of the execution providers this runtime build offers (e.g. `CUDAExecutionProvider`).
+pub fn available_providers() -> Result<Vec<String>, TrunkError> {
+    let api = ort::api();
+    let mut list: *mut *mut c_char = std::ptr::null_mut();
+    let mut n: c_int = 0;
+    // SAFETY: the ORT C API fills `list` with `n` C strings that we release below.
+    let status = unsafe { (api.GetAvailableProviders)(&mut list, &mut n) };
+    if !status.0.is_null() {
+        return Err(TrunkError::Runtime("GetAvailableProviders failed".into()));
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n as usize {
+        let s = unsafe { CStr::from_ptr(*list.add(i)) };
+        out.push(s.to_string_lossy().into_owned());
+    }
+    // The status of a release is not actionable.
+    let _ = unsafe { (api.ReleaseAvailableProviders)(list, n) };
+    Ok(out)
+}
+
+/// One CUDA/cuDNN library the CUDA provider of the `onnxruntime-gpu` wheel loads.
+#[derive(Debug, Clone)]
+pub struct CudaLib {
+    pub name: &'static str,
+    /// Where it resolved: an absolute path (pip's nvidia packages), `system` (the loader's search path),
+    /// or None when it cannot be loaded.
+    pub resolved: Option<String>,
+}
+
+/// CUDA 13 + cuDNN 9 libraries (ort's list for ONNX Runtime 1.31).
+const CUDA_LIBS: &[&str] = &[
+    "libcudart.so.13",
+    "libcublasLt.so.13",
+    "libcublas.so.13",
+    "libcurand.so.10",
+    "libcufft.so.12",
+    "libcudnn.so.9",
+    "libcudnn_graph.so.9",
+    "libcudnn_ops.so.9",
+    "libcudnn_heuristic.so.9",
+    "libcudnn_adv.so.9",
+    "libcudnn_cnn.so.9",
+    "libcudnn_engines_precompiled.so.9",
+    "libcudnn_engines_runtime_compiled.so.9",
+];
+
+/// Folders of pip's `nvidia-*` packages (site-packages/nvidia/*/lib and nvidia/cu13/lib) in the
+/// project venv and in `VGGCACHE_CUDA_LIBS` (colon-separated extra folders).
+fn nvidia_lib_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var("VGGCACHE_CUDA_LIBS")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    for site in paths::site_packages() {
+        for pkg in std::fs::read_dir(site.join("nvidia")).into_iter().flatten().flatten() {
+            let lib = pkg.path().join("lib");
+            if lib.is_dir() {
+                dirs.push(lib);
+            }
+        }
+    }
+    dirs
+}
+
+/// Resolves (and, with `load`, preloads by absolute path with RTLD_GLOBAL) each CUDA/cuDNN library, so
+/// the CUDA provider finds them although they are not on the loader's path.
+pub fn cuda_library_report(load: bool) -> Vec<CudaLib> {
+    let dirs = nvidia_lib_dirs();
+    CUDA_LIBS
+        .iter()
+        .map(|&name| {
+            let local = dirs.iter().map(|d| d.join(name)).find(|p| p.exists());
+            let resolved = match local {
+                Some(p) => dlopen(&p.to_string_lossy(), load).then(|| p.display().to_string()),
+                None => dlopen(name, load).then(|| "system".to_string()),
+            };
+            CudaLib { name, resolved }
+        })
+        .collect()
+}
+
+/// `dlopen`s a library; without `keep`, closes it again (a probe).
+fn dlopen(name: &str, keep: bool) -> bool {
+    let Ok(c) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: dlopen/dlclose with a valid C string; a kept handle stays loaded for the process.
+    let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+    if h.is_null() {
+        return false;
+    }
+    if !keep {
+        unsafe { libc::dlclose(h) };
+    }
+    true
+}
