@@ -1,0 +1,179 @@
+//! Trunk tests on the real ONNX Runtime: tiny fixture vs numpy, metadata, errors, and the full VGG16
+//! trunk on real images vs onnxruntime-python.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vggcache::spec::ChannelOrder;
+use vggcache::trunk::{Device, Provider, Trunk, TrunkError, TrunkOptions};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cpu() -> TrunkOptions {
+    TrunkOptions { device: Device::Cpu, threads: 2, ..Default::default() }
+}
+
+fn tiny() -> PathBuf {
+    root().join("tests/fixtures/tiny_trunk.onnx")
+}
+
+/// The fixture's input and expected output, computed by scripts/make_tiny_trunk.py with numpy loops.
+fn tiny_io() -> (Vec<f32>, Vec<usize>, Vec<f32>) {
+    let raw = std::fs::read_to_string(root().join("tests/fixtures/tiny_trunk_io.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let floats = |k: &str| -> Vec<f32> {
+        v[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    };
+    let oshape = v["output_shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize);
+    (floats("input"), oshape.collect(), floats("output"))
+}
+
+#[test]
+fn tiny_trunk_matches_numpy_reference() {
+    let mut t = Trunk::load(&tiny(), &cpu()).unwrap();
+    assert_eq!(t.provider(), Provider::Cpu);
+    let (x, oshape, expected) = tiny_io();
+    let y = t.run(&x, oshape[0]).unwrap();
+    assert_eq!(y.dim(), (oshape[0], oshape[1]));
+    for (a, b) in y.iter().zip(&expected) {
+        assert!((a - b).abs() <= 1e-5 + 1e-5 * b.abs(), "{a} vs {b}");
+    }
+    // Batch of one gives the same first row (dynamic batch axis).
+    let y1 = t.run(&x[..3 * 16 * 16], 1).unwrap();
+    assert_eq!(y1.row(0), y.row(0));
+}
+
+#[test]
+fn metadata_round_trip() {
+    let t = Trunk::load(&tiny(), &cpu()).unwrap();
+    let i = t.info();
+    assert_eq!((i.input_name.as_str(), i.output_name.as_str()), ("input", "features"));
+    assert_eq!((i.input_hw, i.dim), ((16, 16), 128));
+    assert_eq!(i.preprocess.channel_order, ChannelOrder::Rgb);
+    assert_eq!(i.preprocess.mean, [0.5, 0.5, 0.5]);
+    assert_eq!(i.preprocess.std, [0.25, 0.25, 0.25]);
+    assert!((i.preprocess.scale - 1.0 / 255.0).abs() < 1e-9);
+    assert_eq!(i.source, "tests");
+    assert!(i.provenance.contains("make_tiny_trunk.py"));
+    assert!(i.fingerprint.starts_with("sha256:") && i.fingerprint.len() == 7 + 64);
+    assert_eq!(i.fingerprint, vggcache::trunk::fingerprint_file(&tiny()).unwrap());
+}
+
+#[test]
+fn wrong_batch_length_is_an_error_naming_the_model() {
+    let mut t = Trunk::load(&tiny(), &cpu()).unwrap();
+    let e = t.run(&[0.0; 10], 1).unwrap_err();
+    assert!(matches!(e, TrunkError::BatchShape { expected: 768, got: 10, .. }), "{e}");
+    assert!(e.to_string().contains("tiny_trunk.onnx"));
+}
+
+#[test]
+fn missing_and_corrupt_models_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.onnx");
+    let e = Trunk::load(&missing, &cpu()).err().unwrap();
+    assert!(matches!(e, TrunkError::ModelMissing { .. }) && e.to_string().contains("make model"), "{e}");
+    let corrupt = dir.path().join("corrupt.onnx");
+    std::fs::write(&corrupt, b"this is not a protobuf model").unwrap();
+    let e = Trunk::load(&corrupt, &cpu()).err().unwrap();
+    assert!(matches!(e, TrunkError::ModelLoad { .. }) && e.to_string().contains("corrupt.onnx"), "{e}");
+}
+
+#[test]
+fn model_without_vggcache_metadata_is_refused() {
+    // Strip metadata_props by rebuilding the fixture with the project's python (skip if absent).
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bare.onnx");
+    let code = format!(
+        "import onnx; m=onnx.load({:?}); del m.metadata_props[:]; onnx.save(m, {:?})",
+        tiny().display().to_string(),
+        out.display().to_string()
+    );
+    assert!(Command::new(py).args(["-c", &code]).status().unwrap().success());
+    let e = Trunk::load(&out, &cpu()).err().unwrap();
+    assert!(matches!(e, TrunkError::Metadata { .. }), "{e}");
+    assert!(e.to_string().contains("vggcache.preprocess"));
+}
+
+#[test]
+fn cuda_request_without_cuda_is_an_error_not_a_silent_cpu_run() {
+    let opts = TrunkOptions { device: Device::Cuda, ..cpu() };
+    match Trunk::load(&tiny(), &opts) {
+        Err(e) => assert!(matches!(e, TrunkError::CudaUnavailable(_)), "{e}"),
+        // Only on a machine with a working CUDA provider.
+        Ok(t) => assert_eq!(t.provider(), Provider::Cuda),
+    }
+}
+
+fn python() -> Option<PathBuf> {
+    let p = root().join(".venv/bin/python");
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("SKIP: {} missing (run `make setup`)", p.display());
+        None
+    }
+}
+
+/// A few real images as a caffe-BGR `(n,3,224,224)` tensor (plain `image` resize: the point here is
+/// the runner vs onnxruntime-python on identical input, not preprocessing fidelity).
+fn real_batch(dir: &Path, n: usize) -> Vec<f32> {
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let mean = [104.00699f32, 116.66877, 122.67892];
+    let mut out = Vec::with_capacity(n * 3 * 224 * 224);
+    for f in files.iter().take(n) {
+        let img = image::open(f).unwrap().to_rgb8();
+        let img = image::imageops::resize(&img, 224, 224, image::imageops::FilterType::Triangle);
+        for (c, src) in [2usize, 1, 0].into_iter().enumerate() {
+            out.extend(img.pixels().map(|p| p[src] as f32 - mean[c]));
+        }
+    }
+    out
+}
+
+#[test]
+fn vgg16_trunk_on_real_images_matches_onnxruntime_python() {
+    let data = root().join("../shared/data/catsdogs/val/cat");
+    let model = root().join("models/vgg16_trunk.onnx");
+    if !data.is_dir() {
+        eprintln!("SKIP: {} not found (real images live in ../shared/data)", data.display());
+        return;
+    }
+    if !model.is_file() {
+        eprintln!("SKIP: {} not built (run `make model`)", model.display());
+        return;
+    }
+    let Some(py) = python() else { return };
+    let n = 3;
+    let x = real_batch(&data, n);
+    let mut t = Trunk::load(&model, &cpu()).unwrap();
+    assert_eq!(t.info().dim, 25088);
+    let y = t.run(&x, n).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (inp, outp) = (dir.path().join("x.f32"), dir.path().join("y.f32"));
+    std::fs::write(&inp, x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let status = Command::new(py)
+        .arg(root().join("scripts/ort_reference.py"))
+        .args([model.as_os_str(), inp.as_os_str(), n.to_string().as_ref(), outp.as_os_str()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let r: Vec<f32> = std::fs::read(&outp)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert_eq!(r.len(), y.len());
+    let scale = r.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0, "reference features are all zero");
+    let max_diff = y.iter().zip(&r).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(max_diff <= 1e-4 * scale, "max |diff| {max_diff} vs max |ref| {scale}");
+    let zeros = y.iter().filter(|v| **v == 0.0).count() as f64 / y.len() as f64;
+    assert!(zeros > 0.05 && zeros < 0.99, "ReLU features should be partly zero, got {zeros}");
+}
