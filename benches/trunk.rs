@@ -1,1 +1,104 @@
-fn main(){}
+//! Trunk-only throughput (img/s) on CPU beside onnxruntime-python on the same model and batch, same run.
+//!
+//! `cargo bench --bench trunk` (after `make model`). Env: VGGCACHE_BENCH_MODEL (default
+//! models/vgg16_trunk.onnx), VGGCACHE_BENCH_BATCHES (default "1,8,16,32"), VGGCACHE_BENCH_IMAGES
+//! (images per measurement, default 32), VGGCACHE_BENCH_REPEATS (default 3). Runs alternate
+//! vggcache / peer so drift on a shared machine hits both; medians are reported.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use vggcache::trunk::{Device, Trunk, TrunkOptions};
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_string())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// One timed measurement of `images` images in batches of `b` (after one warm-up batch).
+fn ours(t: &mut Trunk, b: usize, images: usize) -> f64 {
+    let (h, w) = t.info().input_hw;
+    // Same input recipe as the peer: uniform 0..255, fixed seed, built outside the timed region.
+    let mut state = 0x2545F4914F6CDD1Du64;
+    let x: Vec<f32> = (0..b * 3 * h * w)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 255.0
+        })
+        .collect();
+    std::hint::black_box(t.run(&x, b).expect("warm-up"));
+    let start = Instant::now();
+    let mut n = 0;
+    while n < images {
+        std::hint::black_box(t.run(&x, b).expect("run"));
+        n += b;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn peer(py: &PathBuf, model: &PathBuf, b: usize, images: usize) -> Option<f64> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/peers.py");
+    let out = Command::new(py)
+        .arg(&script)
+        .args(["trunk", &model.to_string_lossy(), "--batch", &b.to_string(), "--n", &images.to_string()])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["img_per_s"].as_f64()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` / test-mode discovery: nothing to list.
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let model = PathBuf::from(env_or("VGGCACHE_BENCH_MODEL", &root.join("models/vgg16_trunk.onnx").to_string_lossy()));
+    let batches: Vec<usize> =
+        env_or("VGGCACHE_BENCH_BATCHES", "1,8,16,32").split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let images: usize = env_or("VGGCACHE_BENCH_IMAGES", "32").parse().unwrap_or(32);
+    let repeats: usize = env_or("VGGCACHE_BENCH_REPEATS", "3").parse().unwrap_or(3);
+    let py = root.join(".venv/bin/python");
+    let has_peer = py.exists() && root.join("../shared/bench/peers.py").exists();
+    if !has_peer {
+        eprintln!("note: peer skipped (needs .venv from `make setup` and ../shared/bench/peers.py)");
+    }
+    let opts = TrunkOptions { device: Device::Cpu, threads: 0, ..Default::default() };
+    let mut t = match Trunk::load(&model, &opts) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("trunk bench skipped: {e}");
+            return;
+        }
+    };
+    let gflop = if t.info().dim == 25088 { 15.47 } else { f64::NAN };
+    println!("trunk-only, CPU provider, ONNX Runtime default threads, {} cores; model {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), model.display());
+    println!("| batch | vggcache img/s | GFLOP/s | onnxruntime-python img/s | ratio |");
+    println!("|---:|---:|---:|---:|---:|");
+    for &b in &batches {
+        let n = images.max(b);
+        let (mut a, mut p) = (Vec::new(), Vec::new());
+        for _ in 0..repeats {
+            a.push(ours(&mut t, b, n));
+            if has_peer {
+                if let Some(x) = peer(&py, &model, b, n) {
+                    p.push(x);
+                }
+            }
+        }
+        let ma = median(a);
+        let (mp, ratio) = if p.is_empty() {
+            ("-".to_string(), "-".to_string())
+        } else {
+            let mp = median(p);
+            (format!("{mp:.2}"), format!("{:.3}", ma / mp))
+        };
+        println!("| {b} | {ma:.2} | {:.0} | {mp} | {ratio} |", ma * gflop);
+    }
+}

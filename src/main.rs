@@ -15,12 +15,22 @@ pub struct Cli {
 pub enum Command {
     /// Show the ONNX Runtime library, execution providers, CUDA libraries and model in use.
     Doctor(commands::doctor::DoctorArgs),
+    /// Run the frozen trunk over an image folder and cache one feature vector per image (Parquet).
+    Extract(commands::extract::ExtractArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Doctor(a) => commands::doctor::run(a).map(|()| exit::OK),
+        Command::Extract(a) => commands::extract::run(a).map(|s| {
+            if a.strict && s.skipped > 0 {
+                eprintln!("--strict: {} image(s) skipped", s.skipped);
+                exit::SKIPPED_STRICT
+            } else {
+                exit::OK
+            }
+        }),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -1,14 +1,21 @@
 //! Subcommands: the only place that wires dataset, trunk, cache, head, baseline and report together.
 
 pub mod doctor;
+pub mod extract;
 
 use std::path::PathBuf;
+
+use crate::trunk::{Device, TrunkOptions};
 
 /// Errors a command reports to the user (rendered by `main`, which maps them to exit codes).
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error(transparent)]
     Trunk(#[from] crate::trunk::TrunkError),
+    #[error(transparent)]
+    Dataset(#[from] crate::dataset::DatasetError),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
     #[error("{0}")]
     Usage(String),
     #[error("{what} {path}: {source}")]
@@ -25,4 +32,45 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// `extract --strict` and some images were skipped.
     pub const SKIPPED_STRICT: i32 = 3;
+}
+
+/// Which trunk and where it runs: shared by every command that runs the trunk.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrunkArgs {
+    /// Trunk ONNX model (default: models/vgg16_trunk.onnx under the project).
+    #[arg(long, conflicts_with = "trunk")]
+    pub model: Option<PathBuf>,
+    /// Trunk by name, resolved as models/NAME.onnx under the project (e.g. vgg16_trunk, efficientnet_lite0).
+    #[arg(long)]
+    pub trunk: Option<String>,
+    /// Execution provider: auto (CUDA if it registers, else CPU), cuda (or fail), cpu.
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    pub device: Device,
+    /// CPU inference threads (0 = ONNX Runtime's default, one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// ONNX Runtime shared library (default: ORT_DYLIB_PATH, then the project .venv).
+    #[arg(long)]
+    pub ort_lib: Option<PathBuf>,
+}
+
+impl TrunkArgs {
+    /// The model file these options name.
+    pub fn model_path(&self) -> Result<PathBuf, CommandError> {
+        if let Some(m) = &self.model {
+            return Ok(m.clone());
+        }
+        let root = crate::paths::project_root().ok_or_else(|| {
+            CommandError::Usage("no project folder found to resolve the default model: pass --model PATH".into())
+        })?;
+        let name = self.trunk.as_deref().unwrap_or("vgg16_trunk");
+        if name.contains('/') || name.contains("..") {
+            return Err(CommandError::Usage(format!("--trunk takes a name under models/, got {name:?}")));
+        }
+        Ok(root.join("models").join(format!("{name}.onnx")))
+    }
+
+    pub fn options(&self) -> TrunkOptions {
+        TrunkOptions { ort_lib: self.ort_lib.clone(), device: self.device, threads: self.threads }
+    }
 }
