@@ -1,1 +1,130 @@
-//! placeholder
+//! The Parquet feature cache: crash-safe sharded writer, manifest, lock, and verified reader.
+//!
+//! Layout of a cache folder (default `cache/`):
+//! ```text
+//! cache/manifest.json                 the only truth: identity, classes, shard list (replaced atomically)
+//! cache/shard-g0001-000000.parquet    shards: path, split, label, class, content_hash, features
+//! cache/skipped.csv                   files the last run could not use, with the reason
+//! cache/vggcache.lock                 advisory lock (flock) held by the writer for its lifetime
+//! ```
+//! Every change (a new shard, rows removed, shards rewritten or merged) follows one order: new
+//! Parquet files are written under a `.tmp` name (never `*.parquet`, so globbing readers never see
+//! them), fsynced, renamed, the folder fsynced; then the manifest is replaced atomically (temp,
+//! fsync, rename, fsync folder) in ONE step that lists the new files and drops the old; only then are
+//! the old files deleted. A run killed at any point leaves either the old or the new manifest, plus
+//! at worst a temp file or an unlisted shard, which the next [`CacheWriter::open`] deletes: it loses
+//! at most its in-flight shard, and never duplicates a row.
+//!
+//! Decisions (measured in `benches/cache.rs`, figures in docs/BENCHMARKS.md):
+//! - `features` is `FixedSizeList<Float32, D>` written PLAIN + zstd(1), no dictionary, no statistics;
+//!   `label` is nullable `uint32` (pyarrow, polars and DuckDB read it as an unsigned integer).
+//! - A class list different from the cache's is accepted by rewriting: labels of existing rows are
+//!   remapped by class name to the new (sorted) list in one atomic step; rows of a class that is no
+//!   longer listed are dropped (their files are gone, or they will be extracted again).
+//! - `force` rebuilds from empty in a staging manifest (`manifest.rebuild.json`); the old cache stays
+//!   readable and intact until [`CacheWriter::finish`] swaps the manifests with one rename.
+
+mod lock;
+mod manifest;
+mod reader;
+mod schema;
+mod writer;
+
+pub use lock::CacheLock;
+pub use manifest::{CacheIdentity, Manifest, ModelIdentity, ShardInfo, FORMAT_VERSION};
+pub use reader::{FeatureCache, SplitData};
+pub use schema::{cache_schema, Compression, WriteOptions};
+pub use writer::{CacheStats, CacheWriter, FeatureRow};
+
+use std::path::PathBuf;
+
+/// File name of the manifest inside a cache folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// Staging manifest of a `force` rebuild, renamed over [`MANIFEST_FILE`] by `finish`.
+pub const REBUILD_MANIFEST_FILE: &str = "manifest.rebuild.json";
+/// File name of the lock file inside a cache folder.
+pub const LOCK_FILE: &str = "vggcache.lock";
+/// File name of the skipped-files report inside a cache folder.
+pub const SKIPPED_FILE: &str = "skipped.csv";
+
+/// Errors of the feature cache. Messages name the path and what was expected vs found.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: Parquet error: {source}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{path}: Arrow error: {source}")]
+    Arrow {
+        path: PathBuf,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    #[error("{path}: manifest is not valid: {message}")]
+    BadManifest { path: PathBuf, message: String },
+    #[error("{path}: no feature cache here (no {MANIFEST_FILE}); run `vggcache extract` first")]
+    NotACache { path: PathBuf },
+    #[error(
+        "{path}: cache format version {found} is not supported (this vggcache reads version {expected})"
+    )]
+    UnsupportedFormat {
+        path: PathBuf,
+        expected: u32,
+        found: u32,
+    },
+    #[error(
+        "{path}: cache was made with {found}, but this run uses {expected}; \
+         pass --force to rebuild it (the old cache is kept until the rebuild completes)"
+    )]
+    IdentityMismatch {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+    #[error(
+        "{path}: cache is locked by another vggcache process ({holder}); \
+         wait for it to finish or stop it (two runs cannot write one cache)"
+    )]
+    Locked { path: PathBuf, holder: String },
+    #[error("{path}: shard listed in the manifest is missing")]
+    MissingShard { path: PathBuf },
+    #[error("{path}: shard is corrupt: {message}")]
+    CorruptShard { path: PathBuf, message: String },
+    #[error("row for {row_path}: {message}")]
+    BadRow { row_path: String, message: String },
+    #[error("split '{split}' has no rows in cache {path} (splits present: {present})")]
+    NoSuchSplit {
+        path: PathBuf,
+        split: String,
+        present: String,
+    },
+}
+
+impl CacheError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CacheError {
+        let path = path.into();
+        move |source| CacheError::Io { path, source }
+    }
+
+    pub(crate) fn pq(
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(parquet::errors::ParquetError) -> CacheError {
+        let path = path.into();
+        move |source| CacheError::Parquet { path, source }
+    }
+
+    pub(crate) fn arrow(
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(arrow::error::ArrowError) -> CacheError {
+        let path = path.into();
+        move |source| CacheError::Arrow { path, source }
+    }
+}

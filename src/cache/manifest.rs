@@ -1,0 +1,230 @@
+//! `manifest.json`: the cache's identity and shard list, and its atomic replacement on disk.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::CacheError;
+use crate::spec::PreprocessSpec;
+
+/// Version of the on-disk layout this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Which trunk model made the features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelIdentity {
+    /// sha256 (hex) of the model file: the part that decides whether cached features are reusable.
+    pub fingerprint: String,
+    /// Where the model was loaded from (informative; a moved model with the same bytes matches).
+    pub path: String,
+    /// Where the weights come from (e.g. "torchvision VGG16_Weights.IMAGENET1K_V1").
+    pub provenance: String,
+    /// ONNX metadata props, or anything else worth recording.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What makes cached features reusable: the model's bytes, the preprocessing and the feature width.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheIdentity {
+    pub model: ModelIdentity,
+    pub preprocess: PreprocessSpec,
+    pub dim: usize,
+}
+
+impl CacheIdentity {
+    /// sha256 (hex) over the model fingerprint, the preprocessing spec (as JSON) and `dim`.
+    pub fn fingerprint(&self) -> String {
+        let spec = serde_json::to_string(&self.preprocess)
+            .expect("PreprocessSpec serialises to JSON (plain numbers and strings)");
+        let mut h = Sha256::new();
+        h.update(self.model.fingerprint.as_bytes());
+        h.update([0]);
+        h.update(spec.as_bytes());
+        h.update([0]);
+        h.update(self.dim.to_le_bytes());
+        hex::encode(h.finalize())
+    }
+
+    /// One line naming what the identity is, for error messages.
+    pub fn describe(&self) -> String {
+        let p = &self.preprocess;
+        format!(
+            "model sha256 {} ({}), preprocessing {}x{} {:?} scale {} mean {:?} std {:?} {}, dim {}",
+            short(&self.model.fingerprint),
+            self.model.path,
+            p.width,
+            p.height,
+            p.channel_order,
+            p.scale,
+            p.mean,
+            p.std,
+            p.resize,
+            self.dim
+        )
+    }
+}
+
+fn short(s: &str) -> &str {
+    s.get(..12).unwrap_or(s)
+}
+
+/// One Parquet shard listed in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// File name relative to the cache folder.
+    pub file: String,
+    pub rows: usize,
+    /// File size in bytes (a truncated shard is caught before Parquet parses it).
+    pub bytes: u64,
+}
+
+/// The cache's manifest: the single source of truth about which shards hold which rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub tool_version: String,
+    /// [`CacheIdentity::fingerprint`] of `model`, `preprocess`, `dim`.
+    pub fingerprint: String,
+    pub model: ModelIdentity,
+    pub preprocess: PreprocessSpec,
+    pub dim: usize,
+    /// Class names; `label` i is `classes[i]`.
+    pub classes: Vec<String>,
+    pub shards: Vec<ShardInfo>,
+    /// Shard file names are `shard-g{generation:04}-{seq:06}.parquet`; a `force` rebuild bumps it.
+    pub generation: u32,
+    /// Sequence number of the next shard to write.
+    pub next_seq: u64,
+    /// Parquet compression of the shards, e.g. "zstd(1)".
+    pub compression: String,
+    /// Maximum rows per Parquet row group.
+    pub row_group_rows: usize,
+    pub created: String,
+    pub updated: String,
+}
+
+impl Manifest {
+    /// An empty manifest for `identity`.
+    pub(crate) fn new(
+        identity: &CacheIdentity,
+        classes: &[String],
+        generation: u32,
+        compression: String,
+        row_group_rows: usize,
+    ) -> Manifest {
+        let now = now();
+        Manifest {
+            format_version: FORMAT_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            fingerprint: identity.fingerprint(),
+            model: identity.model.clone(),
+            preprocess: identity.preprocess.clone(),
+            dim: identity.dim,
+            classes: classes.to_vec(),
+            shards: Vec::new(),
+            generation,
+            next_seq: 0,
+            compression,
+            row_group_rows,
+            created: now.clone(),
+            updated: now,
+        }
+    }
+
+    /// The identity recorded in this manifest.
+    pub fn identity(&self) -> CacheIdentity {
+        CacheIdentity {
+            model: self.model.clone(),
+            preprocess: self.preprocess.clone(),
+            dim: self.dim,
+        }
+    }
+
+    /// Total rows over all shards.
+    pub fn rows(&self) -> usize {
+        self.shards.iter().map(|s| s.rows).sum()
+    }
+
+    /// Reads and checks `path`. `Ok(None)` when it does not exist.
+    pub(crate) fn load(path: &Path) -> Result<Option<Manifest>, CacheError> {
+        let text = match fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(CacheError::io(path)(e)),
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| CacheError::BadManifest {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+        let found = value
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| CacheError::BadManifest {
+                path: path.into(),
+                message: "no numeric format_version".into(),
+            })?;
+        if found != u64::from(FORMAT_VERSION) {
+            return Err(CacheError::UnsupportedFormat {
+                path: path.into(),
+                expected: FORMAT_VERSION,
+                found: u32::try_from(found).unwrap_or(u32::MAX),
+            });
+        }
+        let m: Manifest = serde_json::from_value(value).map_err(|e| CacheError::BadManifest {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        if m.dim == 0 {
+            return Err(CacheError::BadManifest {
+                path: path.into(),
+                message: "dim is 0".into(),
+            });
+        }
+        Ok(Some(m))
+    }
+
+    /// Replaces `path` atomically: write `path.tmp`, fsync, rename over `path`, fsync the folder.
+    pub(crate) fn store(&mut self, path: &Path) -> Result<(), CacheError> {
+        self.updated = now();
+        let text = serde_json::to_string_pretty(self).expect("Manifest serialises to JSON");
+        write_atomic(path, text.as_bytes())
+    }
+}
+
+/// Current UTC time, RFC 3339.
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// `path` with `.tmp` appended (never ends in `.parquet`, so readers globbing shards skip it).
+pub(crate) fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync of the parent folder.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let tmp = tmp_path(path);
+    let mut f = File::create(&tmp).map_err(CacheError::io(&tmp))?;
+    f.write_all(bytes).map_err(CacheError::io(&tmp))?;
+    f.sync_all().map_err(CacheError::io(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(CacheError::io(path))?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
+/// fsync of a folder, so a rename inside it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), CacheError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(CacheError::io(dir))
+}

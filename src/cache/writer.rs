@@ -1,0 +1,763 @@
+//! The crash-safe cache writer: lock, identity check, leftover cleanup, shard append/rewrite.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::datatypes::UInt32Type;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+use super::lock::CacheLock;
+use super::manifest::{sync_dir, tmp_path, write_atomic, CacheIdentity, Manifest, ShardInfo};
+use super::reader::check_shard;
+use super::schema::{cache_schema, to_batch, Columns, WriteOptions, COL_CLASS, COL_LABEL};
+use super::{CacheError, MANIFEST_FILE, REBUILD_MANIFEST_FILE, SKIPPED_FILE};
+
+/// One image's features, as handed to [`CacheWriter::append_shard`].
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureRow<'a> {
+    /// Path relative to the images folder; unique within the cache.
+    pub path: &'a str,
+    pub split: &'a str,
+    /// Index into the writer's class list; `None` for unlabelled images.
+    pub label: Option<u32>,
+    /// `classes[label]`, or `None` (filled in from the label); must be `None` when `label` is.
+    pub class: Option<&'a str>,
+    /// Hash of the image file's bytes (hex).
+    pub content_hash: &'a str,
+    /// `(dim,)`, finite.
+    pub features: &'a [f32],
+}
+
+/// What a writer did, returned by [`CacheWriter::finish`] and readable during the run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CacheStats {
+    /// Rows in the cache at the end.
+    pub rows: usize,
+    pub shards: usize,
+    /// Bytes of all listed shards.
+    pub bytes: u64,
+    /// Rows written by `append_shard` in this run.
+    pub appended: usize,
+    /// Rows dropped: by `remove_paths`, replaced by `append_shard`, or of classes no longer listed.
+    pub removed: usize,
+    /// Rows whose label index changed because the class list changed.
+    pub relabelled: usize,
+    /// Leftovers of an interrupted run deleted by `open` (temp files, unlisted shards).
+    pub cleaned_files: usize,
+    /// Shards listed in the manifest but missing or unreadable, dropped by `open` (their images
+    /// are no longer in [`CacheWriter::existing`], so they are extracted again), with the reason.
+    pub dropped_shards: Vec<String>,
+    /// Shards merged away by `finish`.
+    pub compacted_shards: usize,
+}
+
+/// Writes a cache, holding its lock for its lifetime. See the module docs for the on-disk order of
+/// operations that makes every step crash-safe.
+pub struct CacheWriter {
+    dir: PathBuf,
+    options: WriteOptions,
+    props: WriterProperties,
+    /// The manifest this writer maintains (the main one, or the staging one of a rebuild).
+    manifest: Manifest,
+    manifest_file: &'static str,
+    /// During a `force` rebuild: the shards of the old main manifest, deleted by `finish`.
+    old_main: Option<Vec<ShardInfo>>,
+    existing: HashMap<String, String>,
+    /// Path → shard file holding its row.
+    location: HashMap<String, String>,
+    stats: CacheStats,
+    _lock: CacheLock,
+}
+
+impl std::fmt::Debug for CacheWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheWriter")
+            .field("dir", &self.dir)
+            .field("manifest_file", &self.manifest_file)
+            .field("rows", &self.existing.len())
+            .finish()
+    }
+}
+
+/// What to do with one existing row when a shard is rewritten.
+enum RowFate {
+    Keep(Option<u32>),
+    Drop,
+}
+
+impl CacheWriter {
+    /// [`CacheWriter::open_with`] with the default [`WriteOptions`].
+    pub fn open(
+        dir: &Path,
+        identity: &CacheIdentity,
+        classes: &[String],
+        force: bool,
+    ) -> Result<CacheWriter, CacheError> {
+        Self::open_with(dir, identity, classes, force, WriteOptions::default())
+    }
+
+    /// Opens (or creates) the cache in `dir` for writing.
+    ///
+    /// - Takes the exclusive lock; a second writer (or a reader) holding it → [`CacheError::Locked`] at once.
+    /// - A cache of another identity → [`CacheError::IdentityMismatch`] naming both, unless
+    ///   `force`: then a rebuild from empty is staged beside the old cache (which stays intact
+    ///   and readable) and swapped in by [`CacheWriter::finish`]; a `force` run that finds a staged
+    ///   rebuild of this same identity resumes it.
+    /// - Deletes leftovers of an interrupted run: `*.tmp` files and `shard-*.parquet` files no
+    ///   manifest lists; drops listed shards that are missing or corrupt (see [`CacheStats`]).
+    /// - `classes` different from the cache's: existing labels are remapped by class name in one
+    ///   atomic rewrite; rows of classes not in `classes` are dropped.
+    pub fn open_with(
+        dir: &Path,
+        identity: &CacheIdentity,
+        classes: &[String],
+        force: bool,
+        options: WriteOptions,
+    ) -> Result<CacheWriter, CacheError> {
+        assert!(identity.dim > 0, "feature dim must be positive");
+        fs::create_dir_all(dir).map_err(CacheError::io(dir))?;
+        let lock = CacheLock::exclusive(dir)?;
+        let main_path = dir.join(MANIFEST_FILE);
+        let staged_path = dir.join(REBUILD_MANIFEST_FILE);
+        let main = match Manifest::load(&main_path) {
+            Ok(m) => m,
+            // An unreadable manifest can only be replaced, and only when asked to.
+            Err(_) if force => None,
+            Err(e) => return Err(e),
+        };
+        let staged = Manifest::load(&staged_path).ok().flatten();
+        let fingerprint = identity.fingerprint();
+        let matches = |m: &Manifest| m.identity().fingerprint() == fingerprint;
+        let compression = options.compression.name();
+
+        let (mut manifest, manifest_file, old_main) = match (&main, force) {
+            (Some(m), false) if matches(m) => (m.clone(), MANIFEST_FILE, None),
+            (Some(m), false) => {
+                return Err(CacheError::IdentityMismatch {
+                    path: dir.to_path_buf(),
+                    expected: identity.describe(),
+                    found: m.identity().describe(),
+                });
+            }
+            (None, false) => {
+                let gen = staged.as_ref().map_or(1, |s| s.generation + 1);
+                let m = Manifest::new(identity, classes, gen, compression, options.row_group_rows);
+                (m, MANIFEST_FILE, None)
+            }
+            (_, true) => {
+                let old_gen = main.as_ref().map_or(0, |m| m.generation);
+                match staged.as_ref().filter(|s| matches(s)) {
+                    Some(s) => (s.clone(), REBUILD_MANIFEST_FILE, Some(old_shards(&main))),
+                    None => {
+                        let gen = old_gen.max(staged.as_ref().map_or(0, |s| s.generation)) + 1;
+                        let m = Manifest::new(
+                            identity,
+                            classes,
+                            gen,
+                            compression,
+                            options.row_group_rows,
+                        );
+                        if main_path.exists() {
+                            (m, REBUILD_MANIFEST_FILE, Some(old_shards(&main)))
+                        } else {
+                            (m, MANIFEST_FILE, None)
+                        }
+                    }
+                }
+            }
+        };
+        // Record where the model is now (the fingerprint, not the path, decides reuse).
+        manifest.model = identity.model.clone();
+        if manifest_file == MANIFEST_FILE && staged_path.exists() {
+            // A staged rebuild that this run does not continue: abandon it.
+            fs::remove_file(&staged_path).map_err(CacheError::io(&staged_path))?;
+        }
+
+        let mut writer = CacheWriter {
+            dir: dir.to_path_buf(),
+            props: options.properties(identity.dim),
+            options,
+            manifest,
+            manifest_file,
+            old_main,
+            existing: HashMap::new(),
+            location: HashMap::new(),
+            stats: CacheStats::default(),
+            _lock: lock,
+        };
+        writer.clean_leftovers()?;
+        writer.load_existing()?;
+        if writer.manifest.classes != classes {
+            writer.change_classes(classes)?;
+        }
+        writer.store()?;
+        Ok(writer)
+    }
+
+    /// Path → content hash of every row in the cache (what a re-run can skip).
+    pub fn existing(&self) -> &HashMap<String, String> {
+        &self.existing
+    }
+
+    /// The manifest as this writer last stored it.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// What this writer has done so far.
+    pub fn stats(&self) -> CacheStats {
+        let mut s = self.stats.clone();
+        s.rows = self.manifest.rows();
+        s.shards = self.manifest.shards.len();
+        s.bytes = self.manifest.shards.iter().map(|s| s.bytes).sum();
+        s
+    }
+
+    /// Writes `rows` as one new shard and lists it in the manifest. A row whose path is already
+    /// cached replaces the old row: the old shard is rewritten without it, and the rewrite and the
+    /// new shard land in ONE manifest replacement (never both rows, never neither).
+    pub fn append_shard(&mut self, rows: &[FeatureRow]) -> Result<(), CacheError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = to_batch(self.validate(rows)?, self.manifest.dim);
+        let replaced: HashSet<String> = rows
+            .iter()
+            .filter(|r| self.existing.contains_key(r.path))
+            .map(|r| r.path.to_string())
+            .collect();
+        let name = self.next_name();
+        let info = self.write_shard(&name, std::iter::once(Ok(batch)))?;
+        let (new_infos, old_files) = self.rewrite_without(&replaced)?;
+        let mut shards = self.apply_rewrites(new_infos, &old_files);
+        shards.push(info.clone());
+        self.commit(shards, &old_files)?;
+        for r in rows {
+            self.existing
+                .insert(r.path.to_string(), r.content_hash.to_string());
+            self.location.insert(r.path.to_string(), info.file.clone());
+        }
+        self.stats.appended += rows.len();
+        self.stats.removed += replaced.len();
+        Ok(())
+    }
+
+    /// Drops the rows of `paths` (files gone or changed): affected shards are rewritten and
+    /// listed in one manifest replacement. Returns how many rows were dropped.
+    pub fn remove_paths(&mut self, paths: &HashSet<String>) -> Result<usize, CacheError> {
+        let present: HashSet<String> = paths
+            .iter()
+            .filter(|p| self.existing.contains_key(p.as_str()))
+            .cloned()
+            .collect();
+        if present.is_empty() {
+            return Ok(0);
+        }
+        let (new_infos, old_files) = self.rewrite_without(&present)?;
+        let shards = self.apply_rewrites(new_infos, &old_files);
+        self.commit(shards, &old_files)?;
+        for p in &present {
+            self.existing.remove(p);
+            self.location.remove(p);
+        }
+        self.stats.removed += present.len();
+        Ok(present.len())
+    }
+
+    /// Writes `cache/skipped.csv` (header `path,reason`), replacing the previous run's list.
+    pub fn write_skipped(&self, skipped: &[(String, String)]) -> Result<(), CacheError> {
+        let path = self.dir.join(SKIPPED_FILE);
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let csv_err = |e: csv::Error| CacheError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        };
+        w.write_record(["path", "reason"]).map_err(csv_err)?;
+        for (p, reason) in skipped {
+            w.write_record([p, reason]).map_err(csv_err)?;
+        }
+        let bytes = w
+            .into_inner()
+            .map_err(|e| CacheError::io(&path)(std::io::Error::other(e.to_string())))?;
+        write_atomic(&path, &bytes)
+    }
+
+    /// Merges runs of small neighbouring shards (fewer than `compact_below_rows` rows each) in
+    /// one manifest replacement, completes a `force` rebuild by renaming its manifest over the
+    /// main one (then deleting the old shards), and releases the lock.
+    pub fn finish(mut self) -> Result<CacheStats, CacheError> {
+        self.compact()?;
+        if self.manifest_file == REBUILD_MANIFEST_FILE {
+            let staged = self.dir.join(REBUILD_MANIFEST_FILE);
+            let main = self.dir.join(MANIFEST_FILE);
+            fs::rename(&staged, &main).map_err(CacheError::io(&main))?;
+            sync_dir(&self.dir)?;
+            self.manifest_file = MANIFEST_FILE;
+            let live: HashSet<&str> = self
+                .manifest
+                .shards
+                .iter()
+                .map(|s| s.file.as_str())
+                .collect();
+            for old in self.old_main.take().unwrap_or_default() {
+                if !live.contains(old.file.as_str()) {
+                    remove_if_exists(&self.dir.join(&old.file))?;
+                }
+            }
+        }
+        Ok(self.stats())
+    }
+
+    // ---------------------------------------------------------------------------------------
+
+    /// Checks rows against the manifest and packs them into columns.
+    fn validate<'s>(&'s self, rows: &[FeatureRow<'s>]) -> Result<Columns<'s>, CacheError> {
+        let dim = self.manifest.dim;
+        let classes = &self.manifest.classes;
+        let mut seen = HashSet::with_capacity(rows.len());
+        let mut cols = Columns {
+            paths: Vec::with_capacity(rows.len()),
+            splits: Vec::with_capacity(rows.len()),
+            labels: Vec::with_capacity(rows.len()),
+            classes: Vec::with_capacity(rows.len()),
+            hashes: Vec::with_capacity(rows.len()),
+            features: Vec::with_capacity(rows.len() * dim),
+        };
+        for r in rows {
+            let bad = |message: String| CacheError::BadRow {
+                row_path: r.path.to_string(),
+                message,
+            };
+            if !seen.insert(r.path) {
+                return Err(bad("path appears twice in one shard".into()));
+            }
+            if r.features.len() != dim {
+                return Err(bad(format!(
+                    "expected {dim} features, got {}",
+                    r.features.len()
+                )));
+            }
+            if let Some(i) = r.features.iter().position(|x| !x.is_finite()) {
+                return Err(bad(format!("feature {i} is {}", r.features[i])));
+            }
+            let class = match (r.label, r.class) {
+                (None, None) => None,
+                (None, Some(c)) => return Err(bad(format!("class '{c}' given without a label"))),
+                (Some(l), c) => {
+                    let Some(name) = classes.get(l as usize) else {
+                        return Err(bad(format!(
+                            "label {l} but the cache has {} classes",
+                            classes.len()
+                        )));
+                    };
+                    if c.is_some_and(|c| c != name) {
+                        return Err(bad(format!(
+                            "label {l} is class '{name}', the row says '{}'",
+                            c.unwrap_or_default()
+                        )));
+                    }
+                    Some(name.as_str())
+                }
+            };
+            cols.paths.push(r.path);
+            cols.splits.push(r.split);
+            cols.labels.push(r.label);
+            cols.classes.push(class);
+            cols.hashes.push(r.content_hash);
+            cols.features.extend_from_slice(r.features);
+        }
+        Ok(cols)
+    }
+
+    fn next_name(&mut self) -> String {
+        let name = format!(
+            "shard-g{:04}-{:06}.parquet",
+            self.manifest.generation, self.manifest.next_seq
+        );
+        self.manifest.next_seq += 1;
+        name
+    }
+
+    /// Writes `batches` to `dir/name` via `name.tmp`: write, fsync, rename, fsync the folder.
+    fn write_shard(
+        &self,
+        name: &str,
+        batches: impl Iterator<Item = Result<RecordBatch, CacheError>>,
+    ) -> Result<ShardInfo, CacheError> {
+        let path = self.dir.join(name);
+        let tmp = tmp_path(&path);
+        let file = File::create(&tmp).map_err(CacheError::io(&tmp))?;
+        let schema = cache_schema(self.manifest.dim);
+        let mut w = ArrowWriter::try_new(file, schema, Some(self.props.clone()))
+            .map_err(CacheError::pq(&tmp))?;
+        let mut rows = 0;
+        for batch in batches {
+            let batch = batch?;
+            rows += batch.num_rows();
+            w.write(&batch).map_err(CacheError::pq(&tmp))?;
+        }
+        w.finish().map_err(CacheError::pq(&tmp))?;
+        let file = w.into_inner().map_err(CacheError::pq(&tmp))?;
+        file.sync_all().map_err(CacheError::io(&tmp))?;
+        let bytes = file.metadata().map_err(CacheError::io(&tmp))?.len();
+        drop(file);
+        fs::rename(&tmp, &path).map_err(CacheError::io(&path))?;
+        sync_dir(&self.dir)?;
+        Ok(ShardInfo {
+            file: name.to_string(),
+            rows,
+            bytes,
+        })
+    }
+
+    /// Rewrites every shard holding one of `paths` without those rows. Returns the new shard
+    /// infos keyed by the file they replace (`None`: every row dropped) and the replaced files.
+    fn rewrite_without(
+        &mut self,
+        paths: &HashSet<String>,
+    ) -> Result<(HashMap<String, Option<ShardInfo>>, Vec<String>), CacheError> {
+        let affected: HashSet<String> = paths
+            .iter()
+            .filter_map(|p| self.location.get(p).cloned())
+            .collect();
+        let mut new_infos = HashMap::new();
+        let mut old_files = Vec::new();
+        let shards = self.manifest.shards.clone();
+        for info in shards.iter().filter(|s| affected.contains(&s.file)) {
+            let fate = |path: &str, _: Option<&str>, label: Option<u32>| {
+                if paths.contains(path) {
+                    RowFate::Drop
+                } else {
+                    RowFate::Keep(label)
+                }
+            };
+            let new = self.rewrite_shard(info, fate)?;
+            new_infos.insert(info.file.clone(), new);
+            old_files.push(info.file.clone());
+        }
+        Ok((new_infos, old_files))
+    }
+
+    /// Rewrites one shard, deciding each row's fate from `(path, class, label)`. `None` when no
+    /// row survives (no file is written then). Row order is kept.
+    fn rewrite_shard(
+        &mut self,
+        info: &ShardInfo,
+        fate: impl Fn(&str, Option<&str>, Option<u32>) -> RowFate,
+    ) -> Result<Option<ShardInfo>, CacheError> {
+        let src = self.dir.join(&info.file);
+        let file = File::open(&src).map_err(CacheError::io(&src))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(CacheError::pq(&src))?
+            .with_batch_size(self.options.row_group_rows.max(1))
+            .build()
+            .map_err(CacheError::pq(&src))?;
+        let mut out = Vec::new();
+        for batch in reader {
+            let batch = batch.map_err(CacheError::arrow(&src))?;
+            let corrupt = |m: &str| CacheError::CorruptShard {
+                path: src.clone(),
+                message: m.to_string(),
+            };
+            let paths = batch
+                .column(0)
+                .as_string_opt::<i32>()
+                .ok_or_else(|| corrupt("path is not utf8"))?;
+            let label_idx = batch
+                .schema()
+                .index_of(COL_LABEL)
+                .map_err(CacheError::arrow(&src))?;
+            let class_idx = batch
+                .schema()
+                .index_of(COL_CLASS)
+                .map_err(CacheError::arrow(&src))?;
+            let labels = batch
+                .column(label_idx)
+                .as_primitive_opt::<UInt32Type>()
+                .ok_or_else(|| corrupt("label is not uint32"))?;
+            let classes = batch
+                .column(class_idx)
+                .as_string_opt::<i32>()
+                .ok_or_else(|| corrupt("class is not utf8"))?;
+            let mut keep = Vec::with_capacity(batch.num_rows());
+            let mut new_labels = Vec::with_capacity(batch.num_rows());
+            for i in 0..batch.num_rows() {
+                let class = classes.is_valid(i).then(|| classes.value(i));
+                let label = labels.is_valid(i).then(|| labels.value(i));
+                match fate(paths.value(i), class, label) {
+                    RowFate::Keep(l) => {
+                        keep.push(true);
+                        new_labels.push(l);
+                    }
+                    RowFate::Drop => keep.push(false),
+                }
+            }
+            if !keep.iter().any(|&k| k) {
+                continue;
+            }
+            let filtered = arrow::compute::filter_record_batch(&batch, &BooleanArray::from(keep))
+                .map_err(CacheError::arrow(&src))?;
+            let mut columns: Vec<ArrayRef> = filtered.columns().to_vec();
+            columns[label_idx] = Arc::new(UInt32Array::from(new_labels));
+            let rebuilt = RecordBatch::try_new(filtered.schema(), columns)
+                .map_err(CacheError::arrow(&src))?;
+            out.push(rebuilt);
+        }
+        if out.is_empty() {
+            return Ok(None);
+        }
+        let name = self.next_name();
+        let new = self.write_shard(&name, out.into_iter().map(Ok))?;
+        // Surviving rows now live in the new file.
+        self.relocate(&HashSet::from([info.file.as_str()]), &new.file);
+        Ok(Some(new))
+    }
+
+    /// Points `location` of every row held by one of `files` at `new_file`.
+    fn relocate(&mut self, files: &HashSet<&str>, new_file: &str) {
+        for v in self.location.values_mut() {
+            if files.contains(v.as_str()) {
+                *v = new_file.to_string();
+            }
+        }
+    }
+
+    /// The manifest's shard list with rewritten shards in place of the old ones (dropped when
+    /// they kept no row).
+    fn apply_rewrites(
+        &self,
+        mut new_infos: HashMap<String, Option<ShardInfo>>,
+        old_files: &[String],
+    ) -> Vec<ShardInfo> {
+        let old: HashSet<&str> = old_files.iter().map(String::as_str).collect();
+        let mut shards = Vec::with_capacity(self.manifest.shards.len() + 1);
+        for s in &self.manifest.shards {
+            if old.contains(s.file.as_str()) {
+                if let Some(Some(new)) = new_infos.remove(&s.file) {
+                    shards.push(new);
+                }
+            } else {
+                shards.push(s.clone());
+            }
+        }
+        shards
+    }
+
+    /// Replaces the manifest's shard list in one atomic store, then deletes `old_files`.
+    fn commit(&mut self, shards: Vec<ShardInfo>, old_files: &[String]) -> Result<(), CacheError> {
+        self.manifest.shards = shards;
+        self.store()?;
+        for f in old_files {
+            remove_if_exists(&self.dir.join(f))?;
+        }
+        Ok(())
+    }
+
+    fn store(&mut self) -> Result<(), CacheError> {
+        self.manifest.store(&self.dir.join(self.manifest_file))
+    }
+
+    /// Deletes `*.tmp` files of ours and `shard-*.parquet` files that no manifest lists.
+    fn clean_leftovers(&mut self) -> Result<(), CacheError> {
+        let mut live: HashSet<String> = self
+            .manifest
+            .shards
+            .iter()
+            .map(|s| s.file.clone())
+            .collect();
+        if let Some(old) = &self.old_main {
+            live.extend(old.iter().map(|s| s.file.clone()));
+        }
+        let entries = fs::read_dir(&self.dir).map_err(CacheError::io(&self.dir))?;
+        for entry in entries {
+            let entry = entry.map_err(CacheError::io(&self.dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let ours = name.starts_with("shard-")
+                || name.starts_with("manifest")
+                || name.starts_with("skipped");
+            let leftover = (ours && name.ends_with(".tmp"))
+                || (name.starts_with("shard-")
+                    && name.ends_with(".parquet")
+                    && !live.contains(name));
+            if leftover && entry.file_type().is_ok_and(|t| t.is_file()) {
+                remove_if_exists(&entry.path())?;
+                self.stats.cleaned_files += 1;
+            }
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Verifies listed shards (dropping missing or corrupt ones) and fills `existing`/`location`.
+    fn load_existing(&mut self) -> Result<(), CacheError> {
+        let dim = self.manifest.dim;
+        let n_classes = self.manifest.classes.len();
+        let mut kept = Vec::with_capacity(self.manifest.shards.len());
+        for info in std::mem::take(&mut self.manifest.shards) {
+            let meta = check_shard(&self.dir, &info, dim).and_then(|s| s.read_meta(n_classes));
+            let meta = match meta {
+                Ok(m) => m,
+                Err(e @ (CacheError::MissingShard { .. } | CacheError::CorruptShard { .. })) => {
+                    self.stats.dropped_shards.push(e.to_string());
+                    remove_if_exists(&self.dir.join(&info.file))?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for (p, h) in meta.paths.into_iter().zip(meta.hashes) {
+                if let Some(other) = self.location.insert(p.clone(), info.file.clone()) {
+                    return Err(CacheError::CorruptShard {
+                        path: self.dir.join(&info.file),
+                        message: format!("row '{p}' is also in shard {other}"),
+                    });
+                }
+                self.existing.insert(p, h);
+            }
+            kept.push(info);
+        }
+        self.manifest.shards = kept;
+        Ok(())
+    }
+
+    /// Adopts a new class list: labels are remapped by class name in one atomic rewrite; rows of
+    /// classes not in `classes` are dropped.
+    fn change_classes(&mut self, classes: &[String]) -> Result<(), CacheError> {
+        let old = self.manifest.classes.clone();
+        let index: HashMap<&str, u32> = classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i as u32))
+            .collect();
+        let new_label = |class: Option<&str>, label: Option<u32>| -> RowFate {
+            let name =
+                class.or_else(|| label.and_then(|l| old.get(l as usize).map(String::as_str)));
+            match name {
+                None => RowFate::Keep(None),
+                Some(n) => index
+                    .get(n)
+                    .map_or(RowFate::Drop, |&l| RowFate::Keep(Some(l))),
+            }
+        };
+        let mut new_infos = HashMap::new();
+        let mut old_files = Vec::new();
+        let mut dropped = Vec::new();
+        let shards = self.manifest.shards.clone();
+        for info in &shards {
+            // Rewrite only shards where some row's label changes or the row goes.
+            let shard = check_shard(&self.dir, info, self.manifest.dim)?;
+            let meta = shard.read_meta(old.len())?;
+            let mut changes = false;
+            for (i, p) in meta.paths.iter().enumerate() {
+                match new_label(meta.classes[i].as_deref(), meta.labels[i]) {
+                    RowFate::Keep(l) if l == meta.labels[i] => {}
+                    RowFate::Keep(_) => {
+                        changes = true;
+                        self.stats.relabelled += 1;
+                    }
+                    RowFate::Drop => {
+                        changes = true;
+                        dropped.push(p.clone());
+                    }
+                }
+            }
+            if changes {
+                let new = self.rewrite_shard(info, |_, c, l| new_label(c, l))?;
+                new_infos.insert(info.file.clone(), new);
+                old_files.push(info.file.clone());
+            }
+        }
+        let shards = self.apply_rewrites(new_infos, &old_files);
+        self.manifest.classes = classes.to_vec();
+        self.commit(shards, &old_files)?;
+        for p in &dropped {
+            self.existing.remove(p);
+            self.location.remove(p);
+        }
+        self.stats.removed += dropped.len();
+        Ok(())
+    }
+
+    /// Merges runs of neighbouring shards smaller than `compact_below_rows` (one atomic commit).
+    fn compact(&mut self) -> Result<(), CacheError> {
+        let target = self.options.compact_below_rows;
+        if target == 0 {
+            return Ok(());
+        }
+        let mut groups: Vec<Vec<ShardInfo>> = Vec::new();
+        let mut run: Vec<ShardInfo> = Vec::new();
+        let mut run_rows = 0;
+        for s in &self.manifest.shards {
+            if s.rows < target {
+                run.push(s.clone());
+                run_rows += s.rows;
+                if run_rows >= target {
+                    groups.push(std::mem::take(&mut run));
+                    run_rows = 0;
+                }
+            } else {
+                groups.push(std::mem::take(&mut run));
+                run_rows = 0;
+            }
+        }
+        groups.push(run);
+        groups.retain(|g| g.len() >= 2);
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let mut replaced: HashMap<String, Option<ShardInfo>> = HashMap::new();
+        let mut old_files = Vec::new();
+        for g in &groups {
+            let name = self.next_name();
+            let dir = self.dir.clone();
+            let batch_rows = self.options.row_group_rows.max(1);
+            let batches = g
+                .iter()
+                .flat_map(move |s| read_all(&dir.join(&s.file), batch_rows));
+            let info = self.write_shard(&name, batches)?;
+            let files: HashSet<&str> = g.iter().map(|s| s.file.as_str()).collect();
+            self.relocate(&files, &info.file);
+            // The first shard of the group is replaced by the merged one, the rest vanish.
+            replaced.insert(g[0].file.clone(), Some(info));
+            for s in &g[1..] {
+                replaced.insert(s.file.clone(), None);
+            }
+            old_files.extend(g.iter().map(|s| s.file.clone()));
+            self.stats.compacted_shards += g.len();
+        }
+        let shards = self.apply_rewrites(replaced, &old_files);
+        self.commit(shards, &old_files)
+    }
+}
+
+/// All batches of one shard file (an `Err` item if it cannot be read).
+fn read_all(path: &Path, batch_rows: usize) -> Vec<Result<RecordBatch, CacheError>> {
+    let reader = File::open(path)
+        .map_err(CacheError::io(path))
+        .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).map_err(CacheError::pq(path)))
+        .and_then(|b| {
+            b.with_batch_size(batch_rows)
+                .build()
+                .map_err(CacheError::pq(path))
+        });
+    match reader {
+        Ok(r) => r.map(|b| b.map_err(CacheError::arrow(path))).collect(),
+        Err(e) => vec![Err(e)],
+    }
+}
+
+fn old_shards(main: &Option<Manifest>) -> Vec<ShardInfo> {
+    main.as_ref().map(|m| m.shards.clone()).unwrap_or_default()
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), CacheError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CacheError::io(path)(e)),
+    }
+}
