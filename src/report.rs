@@ -1,1 +1,337 @@
-//! placeholder
+//! The model-comparison report: per-model metrics on the val split, rendered as text, Markdown, JSON.
+//!
+//! [`evaluate`] turns one model's probabilities into a [`ModelRow`]; a [`CompareReport`] holds the
+//! rows with the data they were measured on and renders them. Metric conventions follow
+//! scikit-learn: predicted class = arg-max (lowest index on ties); log loss clips probabilities to
+//! `[eps, 1 - eps]` with `eps = f32::EPSILON` (sklearn's `finfo(float32).eps` for float32 input);
+//! precision of a class never predicted and recall of a class absent from the labels are 0
+//! (sklearn's `zero_division` default).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+
+/// Precision and recall of one class on the evaluated split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassScore {
+    pub class: String,
+    pub precision: f64,
+    pub recall: f64,
+    /// Rows of this class in the evaluated split.
+    pub support: usize,
+}
+
+/// One model's results on the evaluated split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRow {
+    pub name: String,
+    pub accuracy: f64,
+    /// Mean negative log-likelihood of the true class (natural log), clipped as in the module doc.
+    pub log_loss: f64,
+    /// One entry per class, in class-index order.
+    pub per_class: Vec<ClassScore>,
+    pub fit_seconds: f64,
+    /// Prediction wall time over the evaluated split, per image, in milliseconds.
+    pub predict_ms_per_image: f64,
+}
+
+/// Every model's row and what they were measured on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareReport {
+    /// Class names, index = label.
+    pub classes: Vec<String>,
+    pub n_train: usize,
+    pub n_val: usize,
+    /// Feature dimension `d` of the cached vectors.
+    pub feature_dim: usize,
+    pub rows: Vec<ModelRow>,
+    /// Free-form lines shown under the table (settings, feature source, machine).
+    pub notes: Vec<String>,
+}
+
+/// Errors from evaluating predictions or writing a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot evaluate {model}: the evaluated split is empty (0 rows)")]
+    EmptySplit { model: String },
+    #[error("{model}: probabilities have {rows} rows but there are {labels} labels")]
+    RowMismatch { model: String, rows: usize, labels: usize },
+    #[error("{model}: probabilities have {cols} columns but there are {classes} classes")]
+    ClassMismatch { model: String, cols: usize, classes: usize },
+    #[error("{model}: label {label} at row {row} is out of range: expected < {classes}")]
+    LabelOutOfRange { model: String, row: usize, label: usize, classes: usize },
+    #[error("{model}: probability at row {row}, column {col} is not finite ({value})")]
+    NonFinite { model: String, row: usize, col: usize, value: f32 },
+    #[error("writing {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("serialising the report to JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Scores one model: `proba: (n, classes.len())` against labels `y: (n,)`; `fit_s` and `predict_s`
+/// are wall-clock seconds for fitting and for predicting all `n` rows.
+///
+/// Errors: `n == 0`, row or column count mismatch, label out of range, non-finite probability.
+pub fn evaluate(
+    name: &str,
+    proba: ArrayView2<f32>,
+    y: &[usize],
+    classes: &[String],
+    fit_s: f64,
+    predict_s: f64,
+) -> Result<ModelRow, ReportError> {
+    let model = || name.to_string();
+    let (n, n_classes) = proba.dim();
+    if n != y.len() {
+        return Err(ReportError::RowMismatch { model: model(), rows: n, labels: y.len() });
+    }
+    if n == 0 {
+        return Err(ReportError::EmptySplit { model: model() });
+    }
+    if n_classes != classes.len() {
+        return Err(ReportError::ClassMismatch {
+            model: model(),
+            cols: n_classes,
+            classes: classes.len(),
+        });
+    }
+    if let Some((row, &label)) = y.iter().enumerate().find(|(_, &l)| l >= n_classes) {
+        return Err(ReportError::LabelOutOfRange { model: model(), row, label, classes: n_classes });
+    }
+    if let Some(((row, col), &value)) = proba.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        return Err(ReportError::NonFinite { model: model(), row, col, value });
+    }
+
+    // TODO(merge): use crate::metrics (accuracy, log_loss, confusion_matrix, precision/recall).
+    let predicted = argmax_rows(proba);
+    let confusion = confusion_matrix(y, &predicted, n_classes);
+    let per_class = classes
+        .iter()
+        .enumerate()
+        .map(|(c, class)| {
+            let tp = confusion[c][c];
+            let support: usize = confusion[c].iter().sum();
+            let predicted_c: usize = confusion.iter().map(|row| row[c]).sum();
+            ClassScore {
+                class: class.clone(),
+                precision: ratio(tp, predicted_c),
+                recall: ratio(tp, support),
+                support,
+            }
+        })
+        .collect();
+    let correct: usize = (0..n_classes).map(|c| confusion[c][c]).sum();
+    Ok(ModelRow {
+        name: model(),
+        accuracy: correct as f64 / n as f64,
+        log_loss: log_loss(proba, y),
+        per_class,
+        fit_seconds: fit_s,
+        predict_ms_per_image: predict_s * 1000.0 / n as f64,
+    })
+}
+
+/// Arg-max of each row of `proba: (n, c)`, lowest index on ties.
+fn argmax_rows(proba: ArrayView2<f32>) -> Vec<usize> {
+    proba
+        .rows()
+        .into_iter()
+        .map(|row| row.iter().enumerate().fold(0, |best, (c, &p)| if p > row[best] { c } else { best }))
+        .collect()
+}
+
+/// `counts[true][predicted]`, `(c, c)`.
+fn confusion_matrix(y: &[usize], predicted: &[usize], n_classes: usize) -> Vec<Vec<usize>> {
+    let mut m = vec![vec![0usize; n_classes]; n_classes];
+    for (&t, &p) in y.iter().zip(predicted) {
+        m[t][p] += 1;
+    }
+    m
+}
+
+/// `num / den`, 0 when `den == 0`.
+fn ratio(num: usize, den: usize) -> f64 {
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
+}
+
+/// Mean `-ln p[i, y[i]]` over rows of `proba: (n, c)`, `p` clipped to `[eps, 1 - eps]` in f64.
+fn log_loss(proba: ArrayView2<f32>, y: &[usize]) -> f64 {
+    let eps = f64::from(f32::EPSILON);
+    let total: f64 = y
+        .iter()
+        .enumerate()
+        .map(|(i, &label)| -f64::from(proba[[i, label]]).clamp(eps, 1.0 - eps).ln())
+        .sum();
+    total / y.len() as f64
+}
+
+impl CompareReport {
+    /// Column headers and formatted cells, shared by the text and Markdown renderers.
+    fn cells(&self) -> (Vec<String>, Vec<Vec<String>>) {
+        let mut header = vec!["model".to_string(), "accuracy".into(), "log loss".into()];
+        for class in &self.classes {
+            header.push(format!("P({class})"));
+            header.push(format!("R({class})"));
+        }
+        header.push("fit s".into());
+        header.push("predict ms/img".into());
+        let rows = self
+            .rows
+            .iter()
+            .map(|r| {
+                let mut cells = vec![
+                    r.name.clone(),
+                    format!("{:.4}", r.accuracy),
+                    format!("{:.4}", r.log_loss),
+                ];
+                for s in &r.per_class {
+                    cells.push(format!("{:.3}", s.precision));
+                    cells.push(format!("{:.3}", s.recall));
+                }
+                cells.push(format!("{:.3}", r.fit_seconds));
+                cells.push(format!("{:.4}", r.predict_ms_per_image));
+                cells
+            })
+            .collect();
+        (header, rows)
+    }
+
+    fn summary_line(&self) -> String {
+        format!(
+            "val split: {} images, train split: {} images, {} features, classes: {}",
+            self.n_val,
+            self.n_train,
+            self.feature_dim,
+            self.classes.join(", ")
+        )
+    }
+
+    /// Aligned plain-text table (model name left-aligned, numbers right-aligned) with the summary
+    /// line above and the notes below, for the terminal.
+    pub fn to_text(&self) -> String {
+        let (header, rows) = self.cells();
+        let widths: Vec<usize> = (0..header.len())
+            .map(|j| rows.iter().map(|r| r[j].len()).chain([header[j].len()]).max().unwrap_or(0))
+            .collect();
+        let line = |cells: &[String]| {
+            let parts: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(j, (c, &w))| if j == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
+                .collect();
+            parts.join("  ").trim_end().to_string()
+        };
+        let mut out = format!("{}\n", self.summary_line());
+        let _ = writeln!(out, "{}", line(&header));
+        let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+        let _ = writeln!(out, "{}", rule.join("  "));
+        for r in &rows {
+            let _ = writeln!(out, "{}", line(r));
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "{note}");
+        }
+        out
+    }
+
+    /// GitHub-flavoured Markdown: a heading, the summary, the table, the notes as a list.
+    pub fn to_markdown(&self) -> String {
+        let (header, rows) = self.cells();
+        let esc = |s: &str| s.replace('|', "\\|");
+        let mut out = String::from("# Model comparison\n\n");
+        let _ = writeln!(out, "{}\n", esc(&self.summary_line()));
+        let _ = writeln!(out, "| {} |", header.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" | "));
+        let align: Vec<&str> = (0..header.len()).map(|j| if j == 0 { ":---" } else { "---:" }).collect();
+        let _ = writeln!(out, "| {} |", align.join(" | "));
+        for r in &rows {
+            let _ = writeln!(out, "| {} |", r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | "));
+        }
+        if !self.notes.is_empty() {
+            out.push('\n');
+            for note in &self.notes {
+                let _ = writeln!(out, "- {}", esc(note));
+            }
+        }
+        out
+    }
+
+    /// Pretty JSON of the whole report (full precision; [`CompareReport::from_json`] reads it back).
+    pub fn to_json(&self) -> Result<String, ReportError> {
+        Ok(serde_json::to_string_pretty(self)?)
+    }
+
+    /// Parses [`CompareReport::to_json`] output.
+    pub fn from_json(s: &str) -> Result<Self, ReportError> {
+        Ok(serde_json::from_str(s)?)
+    }
+
+    /// Writes `compare.md` and `compare.json` into `dir` (created if missing), each through a
+    /// temporary file and a rename; returns their paths.
+    pub fn write_to(&self, dir: &Path) -> Result<(PathBuf, PathBuf), ReportError> {
+        std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.into(), source })?;
+        let md = dir.join("compare.md");
+        let json = dir.join("compare.json");
+        write_atomic(&md, self.to_markdown().as_bytes())?;
+        write_atomic(&json, self.to_json()?.as_bytes())?;
+        Ok((md, json))
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|source| ReportError::Io { path: tmp.clone(), source })?;
+    std::fs::rename(&tmp, path).map_err(|source| ReportError::Io { path: path.into(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    fn classes() -> Vec<String> {
+        vec!["cat".into(), "dog".into(), "fox".into()]
+    }
+
+    #[test]
+    fn hand_computed_row() {
+        let p = array![[0.7f32, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.4, 0.3], [0.0, 0.5, 0.5]];
+        let y = [0, 1, 0, 2];
+        let row = evaluate("m", p.view(), &y, &classes(), 2.0, 0.004).expect("valid");
+        // Row 3 ties 1 and 2 → class 1 (lowest index), so predictions are 0, 1, 1, 1.
+        assert_eq!(row.accuracy, 0.5);
+        let expected_ll = -(0.7f64.ln() + 0.8f64.ln() + 0.3f64.ln() + 0.5f64.ln()) / 4.0;
+        assert!((row.log_loss - expected_ll).abs() < 1e-6, "{} vs {expected_ll}", row.log_loss);
+        assert_eq!((row.per_class[0].precision, row.per_class[0].recall), (1.0, 0.5));
+        assert_eq!((row.per_class[1].precision, row.per_class[1].recall), (1.0 / 3.0, 1.0));
+        assert_eq!((row.per_class[2].precision, row.per_class[2].recall), (0.0, 0.0));
+        assert_eq!(row.per_class[0].support, 2);
+        assert!((row.predict_ms_per_image - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn zero_probability_is_clipped() {
+        let p = array![[1.0f32, 0.0, 0.0]];
+        let row = evaluate("m", p.view(), &[1], &classes(), 0.0, 0.0).expect("valid");
+        assert!((row.log_loss + f64::from(f32::EPSILON).ln()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn bad_inputs() {
+        let p = array![[0.5f32, 0.5, 0.0]];
+        let e = |r: Result<ModelRow, ReportError>| r.expect_err("should fail").to_string();
+        let empty = ndarray::Array2::<f32>::zeros((0, 3));
+        assert!(e(evaluate("m", empty.view(), &[], &classes(), 0., 0.)).contains("empty"));
+        assert!(e(evaluate("m", p.view(), &[0, 1], &classes(), 0., 0.)).contains("1 rows"));
+        assert!(e(evaluate("m", p.view(), &[3], &classes(), 0., 0.)).contains("label 3"));
+        assert!(e(evaluate("m", p.view(), &[0], &classes()[..2], 0., 0.)).contains("3 columns"));
+        let nan = array![[f32::NAN, 0.5, 0.5]];
+        assert!(e(evaluate("m", nan.view(), &[0], &classes(), 0., 0.)).contains("not finite"));
+    }
+}

@@ -1,0 +1,174 @@
+//! Integration tests of the baselines: logistic vs majority on synthetic sets, and sklearn parity.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ndarray::{Array2, ArrayView2};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use vggcache::baseline::{fit_logistic, fit_majority, Classifier, LogisticParams};
+
+/// Standard normal sample by Box-Muller (rand 0.9 has no normal distribution without rand_distr).
+fn normal(rng: &mut StdRng) -> f32 {
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+/// Gaussian blobs in `d` dims, class `c` centred at `sep` on axis `c`: `x: (n, d)`, labels
+/// `y[i] = label(i)`.
+fn blobs(
+    seed: u64,
+    n: usize,
+    d: usize,
+    sep: f32,
+    label: impl Fn(usize) -> usize,
+) -> (Array2<f32>, Vec<usize>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let y: Vec<usize> = (0..n).map(label).collect();
+    assert!(y.iter().all(|&c| c < d), "one axis per class centre");
+    let x = Array2::from_shape_fn((n, d), |(i, j)| {
+        let centre = if j == y[i] { sep } else { 0.0 };
+        centre + normal(&mut rng)
+    });
+    (x, y)
+}
+
+fn accuracy(proba: ArrayView2<f32>, y: &[usize]) -> f64 {
+    let hits = proba
+        .rows()
+        .into_iter()
+        .zip(y)
+        .filter(|(row, &label)| {
+            let best = row.iter().enumerate().fold(0, |b, (c, &p)| if p > row[b] { c } else { b });
+            best == label
+        })
+        .count();
+    hits as f64 / y.len() as f64
+}
+
+fn check_rows_sum_to_one(proba: ArrayView2<f32>) {
+    for row in proba.rows() {
+        assert!((row.sum() - 1.0).abs() < 1e-5, "row sums to {}", row.sum());
+        assert!(row.iter().all(|p| (0.0..=1.0).contains(p)));
+    }
+}
+
+#[test]
+fn logistic_beats_majority_binary() {
+    // Imbalanced on purpose (2/3 class 1) so the majority row is not a coin flip.
+    let (x, y) = blobs(7, 600, 10, 4.0, |i| usize::from(i % 3 != 0));
+    let (x_tr, x_va) = x.view().split_at(ndarray::Axis(0), 400);
+    let (y_tr, y_va) = y.split_at(400);
+
+    let logistic = fit_logistic(&LogisticParams::default(), x_tr, y_tr, 2).expect("fit logistic");
+    let majority = fit_majority(y_tr, 2).expect("fit majority");
+    let p_log = logistic.predict_proba(x_va);
+    let p_maj = majority.predict_proba(x_va);
+    check_rows_sum_to_one(p_log.view());
+    check_rows_sum_to_one(p_maj.view());
+    let (acc_log, acc_maj) = (accuracy(p_log.view(), y_va), accuracy(p_maj.view(), y_va));
+    let share_1 = y_va.iter().filter(|&&l| l == 1).count() as f64 / y_va.len() as f64;
+    assert_eq!(majority.majority_class(), 1);
+    assert!((acc_maj - share_1).abs() < 1e-12, "majority accuracy {acc_maj} = class-1 share {share_1}");
+    // Centres 4*sqrt(2) sigma apart: Bayes accuracy ~0.998.
+    assert!(acc_log > 0.97, "logistic accuracy {acc_log}");
+    assert!(acc_log > acc_maj + 0.25, "logistic {acc_log} vs majority {acc_maj}");
+}
+
+#[test]
+fn logistic_multiclass_with_and_without_standardisation() {
+    let (x, y) = blobs(11, 900, 6, 5.0, |i| i % 4);
+    // Shift and scale so standardisation has something to do.
+    let x = x.mapv(|v| v * 3.0) + 100.0;
+    let (x_tr, x_va) = x.view().split_at(ndarray::Axis(0), 600);
+    let (y_tr, y_va) = y.split_at(600);
+    for standardize in [false, true] {
+        let params = LogisticParams { standardize, ..Default::default() };
+        let m = fit_logistic(&params, x_tr, y_tr, 4).expect("fit multi");
+        assert_eq!(m.n_classes(), 4);
+        let p = m.predict_proba(x_va);
+        assert_eq!(p.dim(), (300, 4));
+        check_rows_sum_to_one(p.view());
+        let acc = accuracy(p.view(), y_va);
+        assert!(acc > 0.9, "standardize={standardize}: accuracy {acc}");
+        let maj = accuracy(fit_majority(y_tr, 4).expect("majority").predict_proba(x_va).view(), y_va);
+        assert!(acc > maj + 0.5, "logistic {acc} vs majority {maj}");
+    }
+}
+
+#[test]
+fn multiclass_with_a_class_missing_from_training() {
+    // Classes 0, 1, 3 present, class 2 absent: its column must be (near) zero, others still sum to 1.
+    let (x, y) = blobs(3, 300, 4, 5.0, |i| i % 4);
+    let keep: Vec<usize> = (0..300).filter(|&i| y[i] != 2).collect();
+    let x = x.select(ndarray::Axis(0), &keep);
+    let y: Vec<usize> = keep.iter().map(|&i| y[i]).collect();
+    let m = fit_logistic(&LogisticParams::default(), x.view(), &y, 4).expect("fit");
+    let p = m.predict_proba(x.view());
+    check_rows_sum_to_one(p.view());
+    assert!(p.column(2).iter().all(|&v| v == 0.0));
+    assert!(accuracy(p.view(), &y) > 0.9);
+}
+
+// ---- scikit-learn parity on files written by scripts/logreg_parity.py -------------------------
+
+fn read_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+fn read_labels(path: &Path) -> Vec<usize> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize).collect()
+}
+
+fn log_loss(proba: ArrayView2<f32>, y: &[usize]) -> f64 {
+    let eps = f64::from(f32::EPSILON);
+    y.iter().enumerate().map(|(i, &l)| -(f64::from(proba[[i, l]]).clamp(eps, 1.0 - eps)).ln()).sum::<f64>()
+        / y.len() as f64
+}
+
+/// linfa with `l2 = 1/C` vs scikit-learn's `LogisticRegression(C, max_iter=1000)` on the same
+/// synthetic features: val accuracy within 1 point. Needs `VGGCACHE_PARITY_DIR` (see the script).
+#[test]
+#[ignore = "needs VGGCACHE_PARITY_DIR from scripts/logreg_parity.py (numpy + scikit-learn)"]
+fn sklearn_parity() {
+    let Some(dir) = std::env::var_os("VGGCACHE_PARITY_DIR").map(PathBuf::from) else {
+        eprintln!("skipping sklearn_parity: set VGGCACHE_PARITY_DIR (python3 scripts/logreg_parity.py DIR)");
+        return;
+    };
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("meta.json")).expect("meta.json")).expect("json");
+    let mut worst = 0.0f64;
+    for case in meta["cases"].as_array().expect("cases") {
+        let name = case["name"].as_str().expect("name");
+        let field = |k: &str| case[k].as_u64().expect(k) as usize;
+        let (n_train, n_val, d, k) = (field("n_train"), field("n_val"), field("d"), field("n_classes"));
+        let c = case["C"].as_f64().expect("C");
+        let file = |part: &str| dir.join(format!("{name}.{part}.bin"));
+        let x_tr = Array2::from_shape_vec((n_train, d), read_f32(&file("x_train"))).expect("x_train shape");
+        let x_va = Array2::from_shape_vec((n_val, d), read_f32(&file("x_val"))).expect("x_val shape");
+        let (y_tr, y_va) = (read_labels(&file("y_train")), read_labels(&file("y_val")));
+
+        let params = LogisticParams { l2: LogisticParams::l2_from_sklearn_c(c), ..Default::default() };
+        let t = Instant::now();
+        let m = fit_logistic(&params, x_tr.view(), &y_tr, k).expect("fit");
+        let fit_s = t.elapsed().as_secs_f64();
+        let p = m.predict_proba(x_va.view());
+        let acc = accuracy(p.view(), &y_va);
+        let sk = &case["sklearn"];
+        let sk_acc = sk["val_acc"].as_f64().expect("val_acc");
+        let sk_fit = sk["fit_sec"].as_f64().expect("fit_sec");
+        println!(
+            "{{\"case\":\"{name}\",\"C\":{c},\"linfa_acc\":{acc:.4},\"sklearn_acc\":{sk_acc:.4},\
+             \"linfa_log_loss\":{:.4},\"sklearn_log_loss\":{:.4},\"linfa_fit_s\":{fit_s:.3},\
+             \"sklearn_fit_s\":{sk_fit:.3},\"fit_ratio\":{:.2}}}",
+            log_loss(p.view(), &y_va),
+            sk["val_log_loss"].as_f64().expect("val_log_loss"),
+            fit_s / sk_fit
+        );
+        worst = worst.max((acc - sk_acc).abs());
+    }
+    assert!(worst <= 0.01, "largest accuracy gap to sklearn: {worst}");
+}
