@@ -1,0 +1,227 @@
+//! The training loop: input checks, seeded shuffling, per-epoch metrics, early stopping, best epoch by val loss.
+
+use std::time::Instant;
+
+use ndarray::{s, ArrayView2, Axis};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use super::adam::Adam;
+use super::loss::softmax_cross_entropy;
+use super::mlp::{mix, Mlp, Workspace};
+use super::scaler::Standardizer;
+use super::{EpochMetrics, FittedHead, HeadConfig, HeadError, TrainOutcome, TrainSet};
+
+/// Rows per chunk when evaluating the val split.
+const EVAL_ROWS: usize = 256;
+
+/// First non-finite value of `x: (n, d)`, as an error naming the split, row and column.
+pub(crate) fn check_finite(x: ArrayView2<f32>, split: &'static str) -> Result<(), HeadError> {
+    for (row, r) in x.axis_iter(Axis(0)).enumerate() {
+        if let Some((col, &value)) = r.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(HeadError::NonFinite { split, row, col, value });
+        }
+    }
+    Ok(())
+}
+
+fn check_split(set: &TrainSet, split: &'static str, classes: usize) -> Result<(), HeadError> {
+    let rows = set.x.nrows();
+    if rows != set.y.len() {
+        return Err(HeadError::LengthMismatch { split, rows, labels: set.y.len() });
+    }
+    if let Some((row, &label)) = set.y.iter().enumerate().find(|(_, &l)| l >= classes) {
+        return Err(HeadError::LabelOutOfRange { split, row, label, classes });
+    }
+    check_finite(set.x, split)
+}
+
+/// A deterministic stratified hold-out: per class, a seeded shuffle of its rows, of which
+/// `round(n_c · fraction)` (at most `n_c - 1`) go to validation. Returns `(train, val)` row
+/// indices, each sorted.
+pub fn holdout_split(y: &[usize], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let classes = y.iter().copied().max().map_or(0, |m| m + 1);
+    let mut rng = StdRng::seed_from_u64(mix(seed, 2, 0));
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for c in 0..classes {
+        let mut rows: Vec<usize> = (0..y.len()).filter(|&i| y[i] == c).collect();
+        shuffle(&mut rows, &mut rng);
+        let k = ((rows.len() as f64 * fraction).round() as usize).min(rows.len().saturating_sub(1));
+        val.extend_from_slice(&rows[..k]);
+        train.extend_from_slice(&rows[k..]);
+    }
+    train.sort_unstable();
+    val.sort_unstable();
+    (train, val)
+}
+
+/// Fisher–Yates with a `u64` draw per position (modulo bias < 2⁻³² for our sizes).
+fn shuffle(v: &mut [usize], rng: &mut dyn RngCore) {
+    for i in (1..v.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
+/// Eval-mode mean loss and accuracy of `mlp` on rows `idx` of `x` with labels `y[idx]`.
+fn evaluate(
+    mlp: &Mlp,
+    scaler: Option<&Standardizer>,
+    x: ArrayView2<f32>,
+    y: &[usize],
+    idx: &[usize],
+) -> (f64, f64) {
+    let d = x.ncols();
+    let classes = *mlp.dims().last().expect("dims");
+    let mut xb = ndarray::Array2::<f32>::zeros((EVAL_ROWS.min(idx.len()), d));
+    let mut dl = ndarray::Array2::<f32>::zeros((EVAL_ROWS.min(idx.len()), classes));
+    let mut yb = Vec::with_capacity(EVAL_ROWS);
+    let (mut loss, mut correct) = (0.0f64, 0usize);
+    for chunk in idx.chunks(EVAL_ROWS) {
+        let rows = chunk.len();
+        for (mut dst, &i) in xb.axis_iter_mut(Axis(0)).zip(chunk) {
+            dst.assign(&x.row(i));
+        }
+        if let Some(sc) = scaler {
+            sc.apply(xb.slice_mut(s![..rows, ..]));
+        }
+        yb.clear();
+        yb.extend(chunk.iter().map(|&i| y[i]));
+        let logits = mlp.forward_eval(xb.slice(s![..rows, ..]));
+        let (l, c) = softmax_cross_entropy(logits.view(), &yb, dl.slice_mut(s![..rows, ..]));
+        loss += l * rows as f64;
+        correct += c;
+    }
+    let n = idx.len().max(1) as f64;
+    (loss / n, correct as f64 / n)
+}
+
+/// Train the head on `train`, choosing the epoch with the lowest loss on `val`.
+///
+/// `train.x: (n, d)`, `val.x: (n_val, d)`; labels index `classes`. When `val` has no rows, a
+/// stratified `cfg.val_fraction` of `train` is held out ([`holdout_split`]). Checks first: the
+/// config, non-empty splits, labels in range, at least two classes present in train, every
+/// feature finite (the error names the row), the same D in both splits. Calls `on_epoch` after
+/// each epoch. Same seed and thread count give identical metrics.
+pub fn train(
+    cfg: &HeadConfig,
+    classes: &[String],
+    train: TrainSet,
+    val: TrainSet,
+    on_epoch: &mut dyn FnMut(&EpochMetrics),
+) -> Result<TrainOutcome, HeadError> {
+    cfg.check()?;
+    // reborrow both splits with one local lifetime (ndarray views are invariant)
+    let (train, val) = (
+        TrainSet { x: train.x.view(), y: train.y },
+        TrainSet { x: val.x.view(), y: val.y },
+    );
+    let c = classes.len();
+    if c < 2 {
+        return Err(HeadError::TooFewClasses { found: c });
+    }
+    if train.x.nrows() == 0 || train.y.is_empty() {
+        return Err(HeadError::Empty { split: "train" });
+    }
+    check_split(&train, "train", c)?;
+    let d = train.x.ncols();
+    if d == 0 {
+        return Err(HeadError::DimMismatch { what: "train features".into(), expected: 1, found: 0 });
+    }
+    let (train_idx, val_set, val_idx) = if val.y.is_empty() && val.x.nrows() == 0 {
+        let (tr, va) = holdout_split(train.y, cfg.val_fraction, cfg.seed);
+        if va.is_empty() {
+            return Err(HeadError::Empty { split: "val" });
+        }
+        (tr, train, va)
+    } else {
+        check_split(&val, "val", c)?;
+        if val.x.ncols() != d {
+            return Err(HeadError::DimMismatch {
+                what: "val features vs train features".into(),
+                expected: d,
+                found: val.x.ncols(),
+            });
+        }
+        ((0..train.y.len()).collect(), val, (0..val.y.len()).collect())
+    };
+    let mut present = vec![false; c];
+    for &i in &train_idx {
+        present[train.y[i]] = true;
+    }
+    if present.iter().filter(|&&p| p).count() < 2 {
+        let only = present.iter().position(|&p| p).unwrap_or(0);
+        return Err(HeadError::OneClass { class: classes[only].clone(), classes: c });
+    }
+
+    let scaler = cfg.standardize.then(|| Standardizer::fit(train.x, &train_idx));
+    let mut dims = vec![d];
+    dims.extend_from_slice(&cfg.hidden);
+    dims.push(c);
+    let mut mlp = Mlp::new(&dims, cfg.seed);
+    let mut adam = Adam::new(cfg.adam(), mlp.n_params());
+    let mut ws = Workspace::new(&dims, cfg.batch_size.min(train_idx.len()));
+    let mut rng = StdRng::seed_from_u64(mix(cfg.seed, 1, 0));
+    let mut order = train_idx.clone();
+    let mut yb = Vec::with_capacity(cfg.batch_size);
+    let mut best_params: Vec<f32> = Vec::new();
+    let (mut best_epoch, mut best_loss, mut since_best) = (0usize, f64::INFINITY, 0usize);
+    let mut history = Vec::with_capacity(cfg.epochs);
+
+    for epoch in 1..=cfg.epochs {
+        let t0 = Instant::now();
+        shuffle(&mut order, &mut rng);
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        for batch in order.chunks(cfg.batch_size) {
+            ws.load_rows(train.x, batch, scaler.as_ref());
+            yb.clear();
+            yb.extend(batch.iter().map(|&i| train.y[i]));
+            let (l, k) = mlp.train_step(&mut ws, &yb, cfg.dropout, &mut adam, &mut rng);
+            loss_sum += l * batch.len() as f64;
+            correct += k;
+        }
+        let seconds = t0.elapsed().as_secs_f64();
+        let n = order.len() as f64;
+        let train_loss = loss_sum / n;
+        if !train_loss.is_finite() {
+            return Err(HeadError::Diverged { epoch, what: "train loss", value: train_loss });
+        }
+        let (val_loss, val_acc) = evaluate(&mlp, scaler.as_ref(), val_set.x, val_set.y, &val_idx);
+        if !val_loss.is_finite() {
+            return Err(HeadError::Diverged { epoch, what: "val loss", value: val_loss });
+        }
+        let m = EpochMetrics {
+            epoch,
+            train_loss,
+            train_acc: correct as f64 / n,
+            val_loss,
+            val_acc,
+            seconds,
+        };
+        on_epoch(&m);
+        history.push(m);
+        if val_loss < best_loss {
+            best_loss = val_loss;
+            best_epoch = epoch;
+            since_best = 0;
+            // the last epoch's parameters stay in `mlp`: no copy needed
+            if epoch < cfg.epochs {
+                best_params.clear();
+                best_params.extend_from_slice(mlp.params());
+            }
+        } else {
+            since_best += 1;
+            if cfg.patience.is_some_and(|p| since_best >= p) {
+                break;
+            }
+        }
+    }
+    drop(adam);
+    drop(ws);
+    if best_epoch != history.len() {
+        mlp.params_mut().copy_from_slice(&best_params);
+    }
+    drop(best_params);
+    let head = FittedHead::new(mlp, scaler, classes.to_vec(), cfg.clone())?;
+    Ok(TrainOutcome { head, history, best_epoch })
+}
