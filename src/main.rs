@@ -17,12 +17,18 @@ pub enum Command {
     Doctor(commands::doctor::DoctorArgs),
     /// Run the frozen trunk over an image folder and cache one feature vector per image (Parquet).
     Extract(commands::extract::ExtractArgs),
+    /// Train the MLP head on cached features; writes runs/NAME/.
+    TrainHead(commands::train_head::TrainHeadArgs),
+    /// The head beside linfa-logistic and a majority-class row on the same features.
+    CompareBaselines(commands::compare::CompareArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Doctor(a) => commands::doctor::run(a).map(|()| exit::OK),
+        Command::TrainHead(a) => commands::train_head::run(a).map(|_| exit::OK),
+        Command::CompareBaselines(a) => commands::compare::run(a).map(|_| exit::OK),
         Command::Extract(a) => commands::extract::run(a).map(|s| {
             if a.strict && s.skipped > 0 {
                 eprintln!("--strict: {} image(s) skipped", s.skipped);

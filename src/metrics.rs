@@ -1,5 +1,8 @@
 //! Classification metrics as pure functions over slices: accuracy, log loss, confusion matrix, precision/recall.
 
+/// Probability clip of [`log_loss`]: `f32::EPSILON`.
+const EPS: f64 = f32::EPSILON as f64;
+
 /// Fraction of positions where `y_true[i] == y_pred[i]`; 0 for empty input.
 /// Panics if the lengths differ.
 pub fn accuracy(y_true: &[usize], y_pred: &[usize]) -> f64 {
@@ -12,8 +15,9 @@ pub fn accuracy(y_true: &[usize], y_pred: &[usize]) -> f64 {
 }
 
 /// Mean negative log-likelihood of the true class. `proba: (n, classes)` row-major;
-/// probabilities are clipped to `[1e-15, 1]` (scikit-learn's convention) so a confident mistake
-/// costs `ln(1e15) ≈ 34.5` instead of infinity. 0 for empty input.
+/// probabilities are clipped to `[eps, 1 - eps]` with `eps = f32::EPSILON` (scikit-learn's
+/// `finfo(float32).eps` for float32 input), so a confident mistake costs `ln(1/eps) ≈ 15.9`
+/// instead of infinity. 0 for empty input.
 pub fn log_loss(y_true: &[usize], proba: &[f32], classes: usize) -> f64 {
     assert_eq!(proba.len(), y_true.len() * classes, "log_loss: proba is not (n, classes)");
     if y_true.is_empty() {
@@ -22,7 +26,7 @@ pub fn log_loss(y_true: &[usize], proba: &[f32], classes: usize) -> f64 {
     let total: f64 = y_true
         .iter()
         .enumerate()
-        .map(|(i, &y)| -f64::from(proba[i * classes + y]).clamp(1e-15, 1.0).ln())
+        .map(|(i, &y)| -f64::from(proba[i * classes + y]).clamp(EPS, 1.0 - EPS).ln())
         .sum();
     total / y_true.len() as f64
 }

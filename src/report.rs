@@ -11,6 +11,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use ndarray::ArrayView2;
+
+use crate::metrics;
 use serde::{Deserialize, Serialize};
 
 /// Precision and recall of one class on the evaluated split.
@@ -104,71 +106,29 @@ pub fn evaluate(
         return Err(ReportError::NonFinite { model: model(), row, col, value });
     }
 
-    // TODO(merge): use crate::metrics (accuracy, log_loss, confusion_matrix, precision/recall).
-    let predicted = argmax_rows(proba);
-    let confusion = confusion_matrix(y, &predicted, n_classes);
+    let flat = proba.as_standard_layout();
+    let flat = flat.as_slice().expect("standard layout is contiguous");
+    let predicted = metrics::argmax_rows(flat, n_classes);
+    let confusion = metrics::confusion_matrix(y, &predicted, n_classes);
     let per_class = classes
         .iter()
+        .zip(metrics::precision_recall(&confusion))
         .enumerate()
-        .map(|(c, class)| {
-            let tp = confusion[c][c];
-            let support: usize = confusion[c].iter().sum();
-            let predicted_c: usize = confusion.iter().map(|row| row[c]).sum();
-            ClassScore {
-                class: class.clone(),
-                precision: ratio(tp, predicted_c),
-                recall: ratio(tp, support),
-                support,
-            }
+        .map(|(c, (class, (precision, recall)))| ClassScore {
+            class: class.clone(),
+            precision,
+            recall,
+            support: confusion[c].iter().sum(),
         })
         .collect();
-    let correct: usize = (0..n_classes).map(|c| confusion[c][c]).sum();
     Ok(ModelRow {
         name: model(),
-        accuracy: correct as f64 / n as f64,
-        log_loss: log_loss(proba, y),
+        accuracy: metrics::accuracy(y, &predicted),
+        log_loss: metrics::log_loss(y, flat, n_classes),
         per_class,
         fit_seconds: fit_s,
         predict_ms_per_image: predict_s * 1000.0 / n as f64,
     })
-}
-
-/// Arg-max of each row of `proba: (n, c)`, lowest index on ties.
-fn argmax_rows(proba: ArrayView2<f32>) -> Vec<usize> {
-    proba
-        .rows()
-        .into_iter()
-        .map(|row| row.iter().enumerate().fold(0, |best, (c, &p)| if p > row[best] { c } else { best }))
-        .collect()
-}
-
-/// `counts[true][predicted]`, `(c, c)`.
-fn confusion_matrix(y: &[usize], predicted: &[usize], n_classes: usize) -> Vec<Vec<usize>> {
-    let mut m = vec![vec![0usize; n_classes]; n_classes];
-    for (&t, &p) in y.iter().zip(predicted) {
-        m[t][p] += 1;
-    }
-    m
-}
-
-/// `num / den`, 0 when `den == 0`.
-fn ratio(num: usize, den: usize) -> f64 {
-    if den == 0 {
-        0.0
-    } else {
-        num as f64 / den as f64
-    }
-}
-
-/// Mean `-ln p[i, y[i]]` over rows of `proba: (n, c)`, `p` clipped to `[eps, 1 - eps]` in f64.
-fn log_loss(proba: ArrayView2<f32>, y: &[usize]) -> f64 {
-    let eps = f64::from(f32::EPSILON);
-    let total: f64 = y
-        .iter()
-        .enumerate()
-        .map(|(i, &label)| -f64::from(proba[[i, label]]).clamp(eps, 1.0 - eps).ln())
-        .sum();
-    total / y.len() as f64
 }
 
 impl CompareReport {

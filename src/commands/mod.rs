@@ -1,7 +1,10 @@
 //! Subcommands: the only place that wires dataset, trunk, cache, head, baseline and report together.
 
+pub mod compare;
 pub mod doctor;
 pub mod extract;
+pub mod features;
+pub mod train_head;
 
 use std::path::PathBuf;
 
@@ -16,6 +19,14 @@ pub enum CommandError {
     Dataset(#[from] crate::dataset::DatasetError),
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    #[error(transparent)]
+    Head(#[from] crate::head::HeadError),
+    #[error(transparent)]
+    Baseline(#[from] crate::baseline::BaselineError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
     #[error("{0}")]
     Usage(String),
     #[error("{what} {path}: {source}")]

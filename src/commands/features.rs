@@ -1,0 +1,106 @@
+//! Labelled train/val feature matrices from a cache, as the head and the baselines take them.
+
+use ndarray::{Array2, Axis};
+
+use super::CommandError;
+use crate::cache::{FeatureCache, SplitData};
+
+/// Labelled rows of one split. `x: (n, d)`, `y: (n,)` class indices.
+#[derive(Debug, Clone)]
+pub struct Labelled {
+    pub x: Array2<f32>,
+    pub y: Vec<usize>,
+    pub paths: Vec<String>,
+}
+
+impl Labelled {
+    fn from_rows(data: SplitData, keep: &[usize]) -> Self {
+        Labelled {
+            x: data.features.select(Axis(0), keep),
+            y: keep.iter().map(|&i| data.labels[i].expect("kept rows are labelled") as usize).collect(),
+            paths: keep.iter().map(|&i| data.paths[i].clone()).collect(),
+        }
+    }
+}
+
+/// Train = labelled rows of split `train`; val = labelled rows of split `val`, or, when the cache
+/// has none, a stratified seeded hold-out of `val_fraction` of train (reported by the bool).
+pub fn train_val(
+    cache: &FeatureCache,
+    val_fraction: f64,
+    seed: u64,
+) -> Result<(Labelled, Labelled, bool), CommandError> {
+    let names = cache.split_names();
+    let labelled_rows = |d: &SplitData| -> Vec<usize> { (0..d.len()).filter(|&i| d.labels[i].is_some()).collect() };
+    if !names.iter().any(|n| n == "train") {
+        return Err(CommandError::Usage(format!(
+            "cache {} has no `train` split (splits: {}); nothing to train on",
+            cache.dir().display(),
+            names.join(", ")
+        )));
+    }
+    let train = cache.split("train")?;
+    let rows = labelled_rows(&train);
+    if rows.is_empty() {
+        return Err(CommandError::Usage(format!(
+            "cache {}: the train split has no labelled rows",
+            cache.dir().display()
+        )));
+    }
+    let val = if names.iter().any(|n| n == "val") { Some(cache.split("val")?) } else { None };
+    match val {
+        Some(v) if v.labels.iter().any(Option::is_some) => {
+            let vrows = labelled_rows(&v);
+            Ok((Labelled::from_rows(train, &rows), Labelled::from_rows(v, &vrows), false))
+        }
+        _ => {
+            let all = Labelled::from_rows(train, &rows);
+            let (tr, va) = crate::head::holdout_split(&all.y, val_fraction, seed);
+            if va.is_empty() {
+                return Err(CommandError::Usage(format!(
+                    "cache {}: no val split and --val-fraction {val_fraction} holds out no row",
+                    cache.dir().display()
+                )));
+            }
+            let pick = |idx: &[usize]| Labelled {
+                x: all.x.select(Axis(0), idx),
+                y: idx.iter().map(|&i| all.y[i]).collect(),
+                paths: idx.iter().map(|&i| all.paths[i].clone()).collect(),
+            };
+            Ok((pick(&tr), pick(&va), true))
+        }
+    }
+}
+
+/// Loads `RUN/head.safetensors` (a folder written by `train-head`). With `cache`, checks that the
+/// head was trained on features of the same trunk, with the same D and class names.
+pub fn load_head(
+    run: &std::path::Path,
+    cache: Option<&FeatureCache>,
+) -> Result<(crate::head::FittedHead, std::collections::BTreeMap<String, String>), CommandError> {
+    let file = run.join("head.safetensors");
+    if !file.is_file() {
+        return Err(CommandError::Usage(format!(
+            "{} is not a train-head run: {} is missing",
+            run.display(),
+            file.display()
+        )));
+    }
+    let (head, meta) = crate::head::FittedHead::load(&file)?;
+    if let Some(cache) = cache {
+        let want = &cache.manifest().model.fingerprint;
+        match meta.get("trunk_fingerprint") {
+            Some(got) if got == want => {}
+            got => {
+                return Err(CommandError::Usage(format!(
+                    "head {} was trained on features of another trunk (fingerprint {}) than cache {} ({want})",
+                    run.display(),
+                    got.map_or("unrecorded", |s| s.as_str()),
+                    cache.dir().display()
+                )))
+            }
+        }
+        head.check_compatible(cache.dim(), cache.classes())?;
+    }
+    Ok((head, meta))
+}

@@ -1,0 +1,126 @@
+//! `vggcache train-head`: cached features → trained MLP head in `runs/<name>/`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::features::train_val;
+use super::CommandError;
+use crate::cache::FeatureCache;
+use crate::head::{self, HeadConfig, TrainSet};
+
+/// Options of `train-head` (defaults: the seed recipe, see `HeadConfig`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainHeadArgs {
+    /// Feature cache made by `extract`.
+    #[arg(long, default_value = "cache")]
+    pub features: PathBuf,
+    /// Run name: outputs go to RUNS_DIR/NAME (default: a timestamp).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// Hidden layer widths, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "4096,4096")]
+    pub hidden: Vec<usize>,
+    #[arg(long, default_value_t = 0.5)]
+    pub dropout: f32,
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop after this many epochs without a better val loss.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Standardize features (train mean/std), stored with the head.
+    #[arg(long)]
+    pub standardize: bool,
+    /// Hold-out fraction of train when the cache has no val split.
+    #[arg(long, default_value_t = 0.2)]
+    pub val_fraction: f64,
+}
+
+impl TrainHeadArgs {
+    pub fn config(&self) -> HeadConfig {
+        HeadConfig {
+            hidden: self.hidden.clone(),
+            dropout: self.dropout,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            seed: self.seed,
+            patience: self.patience,
+            standardize: self.standardize,
+            val_fraction: self.val_fraction,
+            ..HeadConfig::default()
+        }
+    }
+}
+
+/// What `train-head` made.
+#[derive(Debug, Clone)]
+pub struct TrainHeadResult {
+    pub run_dir: PathBuf,
+    pub outcome: head::TrainOutcome,
+}
+
+/// Trains the head on the cache and writes the run; prints per-epoch lines and the summary table.
+pub fn run(args: &TrainHeadArgs) -> Result<TrainHeadResult, CommandError> {
+    let cfg = args.config();
+    cfg.check()?; // nonsense flags fail before the cache is read
+    let name = args.name.clone().unwrap_or_else(|| chrono::Local::now().format("%Y%m%d-%H%M%S").to_string());
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(CommandError::Usage(format!("--name must be a plain folder name, got {name:?}")));
+    }
+    let run_dir = args.runs_dir.join(&name);
+    if run_dir.exists() {
+        return Err(CommandError::Usage(format!("run folder {} already exists: pick another --name", run_dir.display())));
+    }
+    let cache = FeatureCache::open(&args.features)?;
+    let classes = cache.classes().to_vec();
+    let (train, val, held_out) = train_val(&cache, cfg.val_fraction, cfg.seed)?;
+    eprintln!(
+        "train {} rows, val {} rows{}, D = {}, classes: {}",
+        train.y.len(),
+        val.y.len(),
+        if held_out { " (held out of train: the cache has no val split)" } else { "" },
+        cache.dim(),
+        classes.join(", ")
+    );
+    println!("epoch  train_loss  train_acc  val_loss  val_acc  seconds");
+    let mut on_epoch = |m: &head::EpochMetrics| {
+        println!(
+            "{:>5}  {:>10.4}  {:>9.4}  {:>8.4}  {:>7.4}  {:>7.2}",
+            m.epoch, m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.seconds
+        );
+    };
+    let outcome = head::train(
+        &cfg,
+        &classes,
+        TrainSet { x: train.x.view(), y: &train.y },
+        TrainSet { x: val.x.view(), y: &val.y },
+        &mut on_epoch,
+    )?;
+    let m = cache.manifest();
+    let mut meta = BTreeMap::new();
+    meta.insert("trunk_fingerprint".to_string(), m.model.fingerprint.clone());
+    meta.insert("trunk_provenance".to_string(), m.model.provenance.clone());
+    meta.insert("cache".to_string(), args.features.display().to_string());
+    meta.insert("val_held_out".to_string(), held_out.to_string());
+    head::write_run(&run_dir, &outcome, &meta)?;
+    let proba = outcome.head.predict_proba(val.x.view());
+    let pred: Vec<usize> = proba
+        .rows()
+        .into_iter()
+        .map(|r| r.iter().enumerate().fold((0, f32::MIN), |b, (i, &p)| if p > b.1 { (i, p) } else { b }).0)
+        .collect();
+    println!("{}", head::summary_table(&outcome, &val.y, &pred));
+    println!("run written to {}", run_dir.display());
+    Ok(TrainHeadResult { run_dir, outcome })
+}
