@@ -72,9 +72,17 @@ fn main() {
             let items = paths
                 .iter()
                 .enumerate()
-                .map(|(id, p)| WorkItem { id, path: p.clone() })
+                .map(|(id, p)| WorkItem {
+                    id,
+                    path: p.clone(),
+                })
                 .collect();
-            let cfg = PipelineConfig { batch_size: 16, workers: cores, queue_batches: 2, limits };
+            let cfg = PipelineConfig {
+                batch_size: 16,
+                workers: cores,
+                queue_batches: 2,
+                limits,
+            };
             let mut n = 0;
             for msg in spawn_pipeline(items, spec.clone(), cfg) {
                 if let PipelineMsg::Batch { ids, tensor } = msg {

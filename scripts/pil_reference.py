@@ -39,7 +39,8 @@ def fixtures(out):
     os.makedirs(out, exist_ok=True)
     cases = {"resize_a": (300, 200, [(224, 224), (64, 48)]),   # downscale, non-uniform factors
              "resize_b": (97, 61, [(224, 224)]),              # upscale
-             "resize_c": (451, 377, [(224, 224)])}            # odd sizes, ~2x downscale
+             "resize_c": (451, 377, [(224, 224)]),            # odd sizes, ~2x downscale
+             "resize_d": (131, 300, [(224, 224), (100, 90)])}  # tall: Pillow >= 13 runs the vertical pass first
     for i, (name, (w, h, targets)) in enumerate(cases.items()):
         im = synthetic(w, h, i)
         im.save(os.path.join(out, f"{name}.png"), optimize=True)

@@ -175,7 +175,13 @@ pub fn discover(root: &Path, val_fraction: f64) -> Result<Dataset, DatasetError>
     let mut found = Vec::new();
     let mut skipped = Vec::new();
     let mut ancestors = vec![canonical_root];
-    walk(root, &mut Vec::new(), &mut ancestors, &mut found, &mut skipped);
+    walk(
+        root,
+        &mut Vec::new(),
+        &mut ancestors,
+        &mut found,
+        &mut skipped,
+    );
 
     let has_split_dirs = found
         .iter()
@@ -251,7 +257,9 @@ pub fn discover(root: &Path, val_fraction: f64) -> Result<Dataset, DatasetError>
     }
 
     let any_folder = pending.iter().any(|(_, s, _)| *s == LabelSource::Folder);
-    let any_prefix = pending.iter().any(|(_, s, _)| *s == LabelSource::NamePrefix);
+    let any_prefix = pending
+        .iter()
+        .any(|(_, s, _)| *s == LabelSource::NamePrefix);
     let layout = match (any_folder, any_prefix, has_split_dirs) {
         (true, _, true) => Layout::ImageFolder,
         (true, _, false) => Layout::FlatClasses,
@@ -412,7 +420,10 @@ fn walk(
         } else if meta.is_file() && is_image_extension(&path) {
             let mut c = comps.clone();
             c.push(name.to_string());
-            found.push(Found { comps: c, abs: path });
+            found.push(Found {
+                comps: c,
+                abs: path,
+            });
         }
     }
 }

@@ -11,6 +11,7 @@
 mod decode;
 mod discover;
 mod pipeline;
+mod resize;
 
 use std::path::PathBuf;
 
@@ -82,7 +83,7 @@ pub enum DatasetError {
     NoImages { path: PathBuf, skipped: usize },
     #[error("val fraction must be in [0, 1), got {value}")]
     BadValFraction { value: f64 },
-    #[error("unsupported resize filter {name:?} in the preprocessing spec (expected \"bilinear-antialias\" or \"bilinear\")")]
+    #[error("unsupported resize filter {name:?} in the preprocessing spec (expected \"bilinear-antialias\" or \"bilinear-antialias-fir\")")]
     UnknownResize { name: String },
     #[error("preprocessing spec is invalid: {reason}")]
     BadSpec { reason: String },

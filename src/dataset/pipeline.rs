@@ -86,7 +86,9 @@ pub fn spawn_pipeline(
     let window = cfg.batch_size + cfg.workers * 2;
     let (credit_tx, credit_rx) = bounded::<()>(window);
     for _ in 0..window {
-        credit_tx.send(()).expect("credit channel has room for the window");
+        credit_tx
+            .send(())
+            .expect("credit channel has room for the window");
     }
     let (done_tx, done_rx) = bounded::<Done>(window);
     // Per-image buffers handed back by the assembler for reuse (at most `window` exist).
