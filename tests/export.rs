@@ -450,3 +450,28 @@ fn exported_bytes_are_deterministic_and_sized() {
         a.len()
     );
 }
+
+/// The real head's size (25088 → 4096 → 4096 → 2, 119.6 M parameters, scaler folded): export time,
+/// model size, and ORT vs reference. Slow and ~2 GB of memory, so opt-in:
+/// `cargo test --test export full_size -- --ignored --nocapture`.
+#[test]
+#[ignore = "full-size head: ~2 GB memory, tens of seconds"]
+fn full_size_head_export() {
+    let head = Head::random(8, &[25088, 4096, 4096, 2]);
+    let t = std::time::Instant::now();
+    let bytes = head_model_bytes(&head.graph(), "features").expect("export");
+    let export_s = t.elapsed().as_secs_f64();
+    eprintln!("full-size head: {} bytes in {export_s:.2} s", bytes.len());
+    let Some(env) = ort_env("full_size_head_export (ORT part)") else {
+        return;
+    };
+    let x = random_input(10, 4, 25088, 1.0).mapv(|v| v.max(0.0) * 4.0);
+    let out = run(
+        env,
+        &bytes,
+        "features",
+        &[4, 25088],
+        x.iter().copied().collect(),
+    );
+    assert_close(&out[OUTPUT_NAME].1, &head.forward(&x), "full-size head");
+}
