@@ -6,7 +6,7 @@ meta.json), fits scikit-learn's LogisticRegression(C, lbfgs, max_iter=1000) on e
 The Rust side then reads the same files and fits linfa with l2 = 1/C:
 
     python3 scripts/logreg_parity.py /tmp/parity          # needs numpy + scikit-learn
-    VGGCACHE_PARITY_DIR=/tmp/parity cargo test --release --test baseline sklearn_parity -- --ignored --nocapture
+    VGGCACHE_PARITY_DIR=/tmp/parity cargo test --test baseline sklearn_parity -- --ignored --nocapture
 """
 import json, os, sys, time
 import numpy as np

@@ -59,15 +59,36 @@ pub enum ReportError {
     #[error("cannot evaluate {model}: the evaluated split is empty (0 rows)")]
     EmptySplit { model: String },
     #[error("{model}: probabilities have {rows} rows but there are {labels} labels")]
-    RowMismatch { model: String, rows: usize, labels: usize },
+    RowMismatch {
+        model: String,
+        rows: usize,
+        labels: usize,
+    },
     #[error("{model}: probabilities have {cols} columns but there are {classes} classes")]
-    ClassMismatch { model: String, cols: usize, classes: usize },
+    ClassMismatch {
+        model: String,
+        cols: usize,
+        classes: usize,
+    },
     #[error("{model}: label {label} at row {row} is out of range: expected < {classes}")]
-    LabelOutOfRange { model: String, row: usize, label: usize, classes: usize },
+    LabelOutOfRange {
+        model: String,
+        row: usize,
+        label: usize,
+        classes: usize,
+    },
     #[error("{model}: probability at row {row}, column {col} is not finite ({value})")]
-    NonFinite { model: String, row: usize, col: usize, value: f32 },
+    NonFinite {
+        model: String,
+        row: usize,
+        col: usize,
+        value: f32,
+    },
     #[error("writing {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("serialising the report to JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -87,7 +108,11 @@ pub fn evaluate(
     let model = || name.to_string();
     let (n, n_classes) = proba.dim();
     if n != y.len() {
-        return Err(ReportError::RowMismatch { model: model(), rows: n, labels: y.len() });
+        return Err(ReportError::RowMismatch {
+            model: model(),
+            rows: n,
+            labels: y.len(),
+        });
     }
     if n == 0 {
         return Err(ReportError::EmptySplit { model: model() });
@@ -100,10 +125,20 @@ pub fn evaluate(
         });
     }
     if let Some((row, &label)) = y.iter().enumerate().find(|(_, &l)| l >= n_classes) {
-        return Err(ReportError::LabelOutOfRange { model: model(), row, label, classes: n_classes });
+        return Err(ReportError::LabelOutOfRange {
+            model: model(),
+            row,
+            label,
+            classes: n_classes,
+        });
     }
     if let Some(((row, col), &value)) = proba.indexed_iter().find(|(_, v)| !v.is_finite()) {
-        return Err(ReportError::NonFinite { model: model(), row, col, value });
+        return Err(ReportError::NonFinite {
+            model: model(),
+            row,
+            col,
+            value,
+        });
     }
 
     let flat = proba.as_standard_layout();
@@ -177,14 +212,26 @@ impl CompareReport {
     pub fn to_text(&self) -> String {
         let (header, rows) = self.cells();
         let widths: Vec<usize> = (0..header.len())
-            .map(|j| rows.iter().map(|r| r[j].len()).chain([header[j].len()]).max().unwrap_or(0))
+            .map(|j| {
+                rows.iter()
+                    .map(|r| r[j].len())
+                    .chain([header[j].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         let line = |cells: &[String]| {
             let parts: Vec<String> = cells
                 .iter()
                 .zip(&widths)
                 .enumerate()
-                .map(|(j, (c, &w))| if j == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
+                .map(|(j, (c, &w))| {
+                    if j == 0 {
+                        format!("{c:<w$}")
+                    } else {
+                        format!("{c:>w$}")
+                    }
+                })
                 .collect();
             parts.join("  ").trim_end().to_string()
         };
@@ -207,11 +254,25 @@ impl CompareReport {
         let esc = |s: &str| s.replace('|', "\\|");
         let mut out = String::from("# Model comparison\n\n");
         let _ = writeln!(out, "{}\n", esc(&self.summary_line()));
-        let _ = writeln!(out, "| {} |", header.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" | "));
-        let align: Vec<&str> = (0..header.len()).map(|j| if j == 0 { ":---" } else { "---:" }).collect();
+        let _ = writeln!(
+            out,
+            "| {} |",
+            header
+                .iter()
+                .map(|h| esc(h))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        let align: Vec<&str> = (0..header.len())
+            .map(|j| if j == 0 { ":---" } else { "---:" })
+            .collect();
         let _ = writeln!(out, "| {} |", align.join(" | "));
         for r in &rows {
-            let _ = writeln!(out, "| {} |", r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | "));
+            let _ = writeln!(
+                out,
+                "| {} |",
+                r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
+            );
         }
         if !self.notes.is_empty() {
             out.push('\n');
@@ -235,7 +296,10 @@ impl CompareReport {
     /// Writes `compare.md` and `compare.json` into `dir` (created if missing), each through a
     /// temporary file and a rename; returns their paths.
     pub fn write_to(&self, dir: &Path) -> Result<(PathBuf, PathBuf), ReportError> {
-        std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
+            path: dir.into(),
+            source,
+        })?;
         let md = dir.join("compare.md");
         let json = dir.join("compare.json");
         write_atomic(&md, self.to_markdown().as_bytes())?;
@@ -246,8 +310,14 @@ impl CompareReport {
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|source| ReportError::Io { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, path).map_err(|source| ReportError::Io { path: path.into(), source })
+    std::fs::write(&tmp, bytes).map_err(|source| ReportError::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| ReportError::Io {
+        path: path.into(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -261,16 +331,34 @@ mod tests {
 
     #[test]
     fn hand_computed_row() {
-        let p = array![[0.7f32, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.4, 0.3], [0.0, 0.5, 0.5]];
+        let p = array![
+            [0.7f32, 0.2, 0.1],
+            [0.1, 0.8, 0.1],
+            [0.3, 0.4, 0.3],
+            [0.0, 0.5, 0.5]
+        ];
         let y = [0, 1, 0, 2];
         let row = evaluate("m", p.view(), &y, &classes(), 2.0, 0.004).expect("valid");
         // Row 3 ties 1 and 2 → class 1 (lowest index), so predictions are 0, 1, 1, 1.
         assert_eq!(row.accuracy, 0.5);
         let expected_ll = -(0.7f64.ln() + 0.8f64.ln() + 0.3f64.ln() + 0.5f64.ln()) / 4.0;
-        assert!((row.log_loss - expected_ll).abs() < 1e-6, "{} vs {expected_ll}", row.log_loss);
-        assert_eq!((row.per_class[0].precision, row.per_class[0].recall), (1.0, 0.5));
-        assert_eq!((row.per_class[1].precision, row.per_class[1].recall), (1.0 / 3.0, 1.0));
-        assert_eq!((row.per_class[2].precision, row.per_class[2].recall), (0.0, 0.0));
+        assert!(
+            (row.log_loss - expected_ll).abs() < 1e-6,
+            "{} vs {expected_ll}",
+            row.log_loss
+        );
+        assert_eq!(
+            (row.per_class[0].precision, row.per_class[0].recall),
+            (1.0, 0.5)
+        );
+        assert_eq!(
+            (row.per_class[1].precision, row.per_class[1].recall),
+            (1.0 / 3.0, 1.0)
+        );
+        assert_eq!(
+            (row.per_class[2].precision, row.per_class[2].recall),
+            (0.0, 0.0)
+        );
         assert_eq!(row.per_class[0].support, 2);
         assert!((row.predict_ms_per_image - 1.0).abs() < 1e-12);
     }

@@ -40,7 +40,10 @@ fn accuracy(proba: ArrayView2<f32>, y: &[usize]) -> f64 {
         .into_iter()
         .zip(y)
         .filter(|(row, &label)| {
-            let best = row.iter().enumerate().fold(0, |b, (c, &p)| if p > row[b] { c } else { b });
+            let best = row
+                .iter()
+                .enumerate()
+                .fold(0, |b, (c, &p)| if p > row[b] { c } else { b });
             best == label
         })
         .count();
@@ -70,10 +73,16 @@ fn logistic_beats_majority_binary() {
     let (acc_log, acc_maj) = (accuracy(p_log.view(), y_va), accuracy(p_maj.view(), y_va));
     let share_1 = y_va.iter().filter(|&&l| l == 1).count() as f64 / y_va.len() as f64;
     assert_eq!(majority.majority_class(), 1);
-    assert!((acc_maj - share_1).abs() < 1e-12, "majority accuracy {acc_maj} = class-1 share {share_1}");
+    assert!(
+        (acc_maj - share_1).abs() < 1e-12,
+        "majority accuracy {acc_maj} = class-1 share {share_1}"
+    );
     // Centres 4*sqrt(2) sigma apart: Bayes accuracy ~0.998.
     assert!(acc_log > 0.97, "logistic accuracy {acc_log}");
-    assert!(acc_log > acc_maj + 0.25, "logistic {acc_log} vs majority {acc_maj}");
+    assert!(
+        acc_log > acc_maj + 0.25,
+        "logistic {acc_log} vs majority {acc_maj}"
+    );
 }
 
 #[test]
@@ -84,7 +93,10 @@ fn logistic_multiclass_with_and_without_standardisation() {
     let (x_tr, x_va) = x.view().split_at(ndarray::Axis(0), 600);
     let (y_tr, y_va) = y.split_at(600);
     for standardize in [false, true] {
-        let params = LogisticParams { standardize, ..Default::default() };
+        let params = LogisticParams {
+            standardize,
+            ..Default::default()
+        };
         let m = fit_logistic(&params, x_tr, y_tr, 4).expect("fit multi");
         assert_eq!(m.n_classes(), 4);
         let p = m.predict_proba(x_va);
@@ -92,7 +104,13 @@ fn logistic_multiclass_with_and_without_standardisation() {
         check_rows_sum_to_one(p.view());
         let acc = accuracy(p.view(), y_va);
         assert!(acc > 0.9, "standardize={standardize}: accuracy {acc}");
-        let maj = accuracy(fit_majority(y_tr, 4).expect("majority").predict_proba(x_va).view(), y_va);
+        let maj = accuracy(
+            fit_majority(y_tr, 4)
+                .expect("majority")
+                .predict_proba(x_va)
+                .view(),
+            y_va,
+        );
         assert!(acc > maj + 0.5, "logistic {acc} vs majority {maj}");
     }
 }
@@ -115,17 +133,26 @@ fn multiclass_with_a_class_missing_from_training() {
 
 fn read_f32(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 fn read_labels(path: &Path) -> Vec<usize> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .collect()
 }
 
 fn log_loss(proba: ArrayView2<f32>, y: &[usize]) -> f64 {
     let eps = f64::from(f32::EPSILON);
-    y.iter().enumerate().map(|(i, &l)| -(f64::from(proba[[i, l]]).clamp(eps, 1.0 - eps)).ln()).sum::<f64>()
+    y.iter()
+        .enumerate()
+        .map(|(i, &l)| -(f64::from(proba[[i, l]]).clamp(eps, 1.0 - eps)).ln())
+        .sum::<f64>()
         / y.len() as f64
 }
 
@@ -139,19 +166,30 @@ fn sklearn_parity() {
         return;
     };
     let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("meta.json")).expect("meta.json")).expect("json");
+        serde_json::from_slice(&std::fs::read(dir.join("meta.json")).expect("meta.json"))
+            .expect("json");
     let mut worst = 0.0f64;
     for case in meta["cases"].as_array().expect("cases") {
         let name = case["name"].as_str().expect("name");
         let field = |k: &str| case[k].as_u64().expect(k) as usize;
-        let (n_train, n_val, d, k) = (field("n_train"), field("n_val"), field("d"), field("n_classes"));
+        let (n_train, n_val, d, k) = (
+            field("n_train"),
+            field("n_val"),
+            field("d"),
+            field("n_classes"),
+        );
         let c = case["C"].as_f64().expect("C");
         let file = |part: &str| dir.join(format!("{name}.{part}.bin"));
-        let x_tr = Array2::from_shape_vec((n_train, d), read_f32(&file("x_train"))).expect("x_train shape");
-        let x_va = Array2::from_shape_vec((n_val, d), read_f32(&file("x_val"))).expect("x_val shape");
+        let x_tr = Array2::from_shape_vec((n_train, d), read_f32(&file("x_train")))
+            .expect("x_train shape");
+        let x_va =
+            Array2::from_shape_vec((n_val, d), read_f32(&file("x_val"))).expect("x_val shape");
         let (y_tr, y_va) = (read_labels(&file("y_train")), read_labels(&file("y_val")));
 
-        let params = LogisticParams { l2: LogisticParams::l2_from_sklearn_c(c), ..Default::default() };
+        let params = LogisticParams {
+            l2: LogisticParams::l2_from_sklearn_c(c),
+            ..Default::default()
+        };
         let t = Instant::now();
         let m = fit_logistic(&params, x_tr.view(), &y_tr, k).expect("fit");
         let fit_s = t.elapsed().as_secs_f64();

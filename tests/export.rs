@@ -14,7 +14,9 @@ use ort::value::Tensor;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use vggcache::baseline::{fit_logistic, Classifier, LogisticParams};
-use vggcache::export::{head_model_bytes, inspect, with_trunk_model_bytes, ExportError, HeadGraph, OUTPUT_NAME};
+use vggcache::export::{
+    head_model_bytes, inspect, with_trunk_model_bytes, ExportError, HeadGraph, OUTPUT_NAME,
+};
 
 const TOL: f32 = 1e-5;
 
@@ -29,11 +31,17 @@ fn find_ort_library() -> Option<PathBuf> {
     let lib = manifest_dir().join(".venv/lib");
     for py in std::fs::read_dir(&lib).ok()?.flatten() {
         let capi = py.path().join("site-packages/onnxruntime/capi");
-        let Ok(entries) = std::fs::read_dir(&capi) else { continue };
+        let Ok(entries) = std::fs::read_dir(&capi) else {
+            continue;
+        };
         let mut found: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+            })
             .collect();
         found.sort();
         if let Some(p) = found.pop() {
@@ -50,7 +58,12 @@ fn ort_env(test: &str) -> Option<&'static Environment> {
         let path = find_ort_library()?;
         let builder = ort::init_from(&path)
             .unwrap_or_else(|e| panic!("loading ONNX Runtime from {}: {e}", path.display()));
-        Some(builder.with_name("vggcache-export-tests").build().expect("ONNX Runtime environment"))
+        Some(
+            builder
+                .with_name("vggcache-export-tests")
+                .build()
+                .expect("ONNX Runtime environment"),
+        )
     });
     if env.is_none() {
         eprintln!(
@@ -69,15 +82,26 @@ fn run(
     shape: &[usize],
     data: Vec<f32>,
 ) -> BTreeMap<String, (Vec<i64>, Vec<f32>)> {
-    let mut session = Session::builder(env).expect("builder").commit_from_memory(model).expect("ORT loads the model");
-    let names: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
+    let mut session = Session::builder(env)
+        .expect("builder")
+        .commit_from_memory(model)
+        .expect("ORT loads the model");
+    let names: Vec<String> = session
+        .outputs()
+        .iter()
+        .map(|o| o.name().to_string())
+        .collect();
     let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
     let tensor = Tensor::from_array((dims, data)).expect("tensor");
-    let outputs = session.run(ort::inputs![input => tensor]).expect("ORT runs the model");
+    let outputs = session
+        .run(ort::inputs![input => tensor])
+        .expect("ORT runs the model");
     names
         .into_iter()
         .map(|n| {
-            let (s, v) = outputs[n.as_str()].try_extract_tensor::<f32>().expect("f32 output");
+            let (s, v) = outputs[n.as_str()]
+                .try_extract_tensor::<f32>()
+                .expect("f32 output");
             let s: Vec<i64> = s.iter().copied().collect();
             (n, (s, v.to_vec()))
         })
@@ -85,7 +109,10 @@ fn run(
 }
 
 fn metadata(env: &Environment, model: &[u8], key: &str) -> Option<String> {
-    let session = Session::builder(env).expect("builder").commit_from_memory(model).expect("loads");
+    let session = Session::builder(env)
+        .expect("builder")
+        .commit_from_memory(model)
+        .expect("loads");
     let value = session.metadata().expect("metadata").custom(key);
     value
 }
@@ -112,16 +139,29 @@ impl Head {
         let d = dims[0];
         let mean = Array1::from_shape_fn(d, |_| rng.random_range(-1.0..1.0));
         let std = Array1::from_shape_fn(d, |_| rng.random_range(0.5..2.0));
-        let classes = (0..dims[dims.len() - 1]).map(|c| format!("class{c}")).collect();
-        Head { layers, scaler: Some((mean, std)), classes }
+        let classes = (0..dims[dims.len() - 1])
+            .map(|c| format!("class{c}"))
+            .collect();
+        Head {
+            layers,
+            scaler: Some((mean, std)),
+            classes,
+        }
     }
 
     fn graph(&self) -> HeadGraph<'_> {
         HeadGraph {
-            layers: self.layers.iter().map(|(w, b)| (w.view(), b.view())).collect(),
+            layers: self
+                .layers
+                .iter()
+                .map(|(w, b)| (w.view(), b.view()))
+                .collect(),
             scaler: self.scaler.as_ref().map(|(m, s)| (m.view(), s.view())),
             classes: self.classes.clone(),
-            metadata: BTreeMap::from([("vggcache.trunk_fingerprint".to_string(), "sha256:test".to_string())]),
+            metadata: BTreeMap::from([(
+                "vggcache.trunk_fingerprint".to_string(),
+                "sha256:test".to_string(),
+            )]),
         }
     }
 
@@ -154,35 +194,61 @@ fn random_input(seed: u64, n: usize, d: usize, scale: f32) -> Array2<f32> {
 
 fn assert_close(got: &[f32], want: &Array2<f32>, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
-    let worst = got.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(worst <= TOL, "{what}: max |ORT - reference| = {worst:e} > {TOL:e}");
+    let worst = got
+        .iter()
+        .zip(want.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= TOL,
+        "{what}: max |ORT - reference| = {worst:e} > {TOL:e}"
+    );
     eprintln!("{what}: max |ORT - reference| = {worst:e}");
 }
 
 #[test]
 fn head_model_matches_reference_forward() {
-    let Some(env) = ort_env("head_model_matches_reference_forward") else { return };
+    let Some(env) = ort_env("head_model_matches_reference_forward") else {
+        return;
+    };
     let head = Head::random(1, &[20, 16, 8, 3]);
     let bytes = head_model_bytes(&head.graph(), "features").expect("export");
     let x = random_input(2, 7, 20, 3.0);
-    let out = run(env, &bytes, "features", &[7, 20], x.iter().copied().collect());
+    let out = run(
+        env,
+        &bytes,
+        "features",
+        &[7, 20],
+        x.iter().copied().collect(),
+    );
     let (shape, probs) = &out[OUTPUT_NAME];
     assert_eq!(shape, &vec![7, 3]);
     assert_close(probs, &head.forward(&x), "head-only");
-    assert_eq!(metadata(env, &bytes, "classes").as_deref(), Some(r#"["class0","class1","class2"]"#));
-    assert_eq!(metadata(env, &bytes, "vggcache.trunk_fingerprint").as_deref(), Some("sha256:test"));
+    assert_eq!(
+        metadata(env, &bytes, "classes").as_deref(),
+        Some(r#"["class0","class1","class2"]"#)
+    );
+    assert_eq!(
+        metadata(env, &bytes, "vggcache.trunk_fingerprint").as_deref(),
+        Some("sha256:test")
+    );
 }
 
 #[test]
 fn exported_logistic_matches_its_predict_proba() {
-    let Some(env) = ort_env("exported_logistic_matches_its_predict_proba") else { return };
+    let Some(env) = ort_env("exported_logistic_matches_its_predict_proba") else {
+        return;
+    };
     // Two shifted blobs; standardised fit, so the export folds the scaling into w and b.
     let mut x = random_input(3, 200, 6, 1.0);
     let y: Vec<usize> = (0..200).map(|i| i % 2).collect();
     for (mut row, &label) in x.rows_mut().into_iter().zip(&y) {
         row[0] += 1.5 * label as f32 + 10.0;
     }
-    let params = LogisticParams { standardize: true, ..Default::default() };
+    let params = LogisticParams {
+        standardize: true,
+        ..Default::default()
+    };
     let model = fit_logistic(&params, x.view(), &y, 2).expect("fit");
     let (w, b) = model.linear_layer();
     let (w, b) = (w.mapv(|v| v as f32), b.mapv(|v| v as f32));
@@ -193,8 +259,18 @@ fn exported_logistic_matches_its_predict_proba() {
         metadata: BTreeMap::new(),
     };
     let bytes = head_model_bytes(&graph, "features").expect("export");
-    let out = run(env, &bytes, "features", &[200, 6], x.iter().copied().collect());
-    assert_close(&out[OUTPUT_NAME].1, &model.predict_proba(x.view()), "logistic as one Gemm");
+    let out = run(
+        env,
+        &bytes,
+        "features",
+        &[200, 6],
+        x.iter().copied().collect(),
+    );
+    assert_close(
+        &out[OUTPUT_NAME].1,
+        &model.predict_proba(x.view()),
+        "logistic as one Gemm",
+    );
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -202,12 +278,21 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// Trunk alone, then the reference head on its flattened output, vs the merged model.
-fn check_with_trunk(env: &Environment, trunk_path: &Path, input: &str, trunk_out: &str, image: [usize; 3]) {
-    let trunk = std::fs::read(trunk_path).unwrap_or_else(|e| panic!("{}: {e}", trunk_path.display()));
+fn check_with_trunk(
+    env: &Environment,
+    trunk_path: &Path,
+    input: &str,
+    trunk_out: &str,
+    image: [usize; 3],
+) {
+    let trunk =
+        std::fs::read(trunk_path).unwrap_or_else(|e| panic!("{}: {e}", trunk_path.display()));
     let n = 3;
     let image_len: usize = image.iter().product();
     let mut rng = StdRng::seed_from_u64(9);
-    let images: Vec<f32> = (0..n * image_len).map(|_| rng.random_range(-2.0..2.0)).collect();
+    let images: Vec<f32> = (0..n * image_len)
+        .map(|_| rng.random_range(-2.0..2.0))
+        .collect();
     let shape = [n, image[0], image[1], image[2]];
 
     let trunk_only = run(env, &trunk, input, &shape, images.clone());
@@ -221,35 +306,68 @@ fn check_with_trunk(env: &Environment, trunk_path: &Path, input: &str, trunk_out
     let out = run(env, &full, input, &shape, images);
     let (p_shape, probs) = &out[OUTPUT_NAME];
     assert_eq!(p_shape, &vec![n as i64, 5]);
-    assert_close(probs, &head.forward(&features), &format!("{} + head", trunk_path.display()));
-    assert_eq!(&out[trunk_out].1, feats, "trunk output kept as a second output, unchanged");
+    assert_close(
+        probs,
+        &head.forward(&features),
+        &format!("{} + head", trunk_path.display()),
+    );
+    assert_eq!(
+        &out[trunk_out].1, feats,
+        "trunk output kept as a second output, unchanged"
+    );
 
     // Metadata: the trunk's kept, the head's added.
     let summary = inspect(&trunk).expect("trunk parses");
     for (k, v) in &summary.metadata {
-        assert_eq!(metadata(env, &full, k).as_ref(), Some(v), "trunk metadata {k}");
+        assert_eq!(
+            metadata(env, &full, k).as_ref(),
+            Some(v),
+            "trunk metadata {k}"
+        );
     }
     assert!(metadata(env, &full, "classes").is_some_and(|c| c.contains("class4")));
-    assert_eq!(metadata(env, &full, "vggcache.trunk_fingerprint").as_deref(), Some("sha256:test"));
+    assert_eq!(
+        metadata(env, &full, "vggcache.trunk_fingerprint").as_deref(),
+        Some("sha256:test")
+    );
 }
 
 #[test]
 fn trunk_plus_head_matches_trunk_then_reference_head() {
-    let Some(env) = ort_env("trunk_plus_head_matches_trunk_then_reference_head") else { return };
+    let Some(env) = ort_env("trunk_plus_head_matches_trunk_then_reference_head") else {
+        return;
+    };
     // 4-D trunk output (N, 4, 8, 8): the merged graph flattens it. Opset 13, IR 7.
-    check_with_trunk(env, &fixture("baseline/conv_trunk.onnx"), "image", "conv_features", [3, 8, 8]);
+    check_with_trunk(
+        env,
+        &fixture("baseline/conv_trunk.onnx"),
+        "image",
+        "conv_features",
+        [3, 8, 8],
+    );
 }
 
 #[test]
 fn trunk_plus_head_on_the_shared_tiny_trunk() {
-    let Some(env) = ort_env("trunk_plus_head_on_the_shared_tiny_trunk") else { return };
+    let Some(env) = ort_env("trunk_plus_head_on_the_shared_tiny_trunk") else {
+        return;
+    };
     let path = fixture("tiny_trunk.onnx");
     if !path.exists() {
-        eprintln!("skipping trunk_plus_head_on_the_shared_tiny_trunk: {} not present", path.display());
+        eprintln!(
+            "skipping trunk_plus_head_on_the_shared_tiny_trunk: {} not present",
+            path.display()
+        );
         return;
     }
     let summary = inspect(&std::fs::read(&path).expect("read")).expect("parses");
-    check_with_trunk(env, &path, &summary.graph_inputs[0], &summary.graph_outputs[0], [3, 16, 16]);
+    check_with_trunk(
+        env,
+        &path,
+        &summary.graph_inputs[0],
+        &summary.graph_outputs[0],
+        [3, 16, 16],
+    );
 }
 
 #[test]
@@ -267,7 +385,8 @@ fn with_trunk_bad_inputs() {
     let err = with_trunk_model_bytes(cut, "conv_features", &head.graph()).expect_err("truncated");
     assert!(err.to_string().contains("not a valid ModelProto"), "{err}");
     let mut h = head.graph();
-    h.metadata.insert("vggcache.source".into(), "elsewhere".into());
+    h.metadata
+        .insert("vggcache.source".into(), "elsewhere".into());
     assert!(matches!(
         with_trunk_model_bytes(&trunk, "conv_features", &h),
         Err(ExportError::MetadataConflict { .. })
@@ -286,13 +405,20 @@ fn onnx_checker_accepts_exports() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_onnx {
-        eprintln!("skipping onnx_checker_accepts_exports: no Python with onnx at {}", python.display());
+        eprintln!(
+            "skipping onnx_checker_accepts_exports: no Python with onnx at {}",
+            python.display()
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let head = Head::random(6, &[256, 16, 2]);
     let head_path = dir.path().join("head.onnx");
-    std::fs::write(&head_path, head_model_bytes(&head.graph(), "features").expect("export")).expect("write");
+    std::fs::write(
+        &head_path,
+        head_model_bytes(&head.graph(), "features").expect("export"),
+    )
+    .expect("write");
     let trunk = std::fs::read(fixture("baseline/conv_trunk.onnx")).expect("fixture");
     let full_path = dir.path().join("full.onnx");
     let full = with_trunk_model_bytes(&trunk, "conv_features", &head.graph()).expect("merge");
@@ -304,7 +430,10 @@ fn onnx_checker_accepts_exports() {
         .expect("run check_onnx.py");
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "onnx.checker rejected an export:\n{stdout}");
+    assert!(
+        out.status.success(),
+        "onnx.checker rejected an export:\n{stdout}"
+    );
     assert_eq!(stdout.matches("\"checker\": \"ok\"").count(), 2);
 }
 
@@ -315,5 +444,34 @@ fn exported_bytes_are_deterministic_and_sized() {
     let b = head_model_bytes(&head.graph(), "features").expect("export");
     assert_eq!(a, b);
     let params: usize = head.layers.iter().map(|(w, b)| w.len() + b.len()).sum();
-    assert!(a.len() > 4 * params && a.len() < 4 * params + 4096, "{} bytes for {params} floats", a.len());
+    assert!(
+        a.len() > 4 * params && a.len() < 4 * params + 4096,
+        "{} bytes for {params} floats",
+        a.len()
+    );
+}
+
+/// The real head's size (25088 → 4096 → 4096 → 2, 119.6 M parameters, scaler folded): export time,
+/// model size, and ORT vs reference. Slow and ~2 GB of memory, so opt-in:
+/// `cargo test --test export full_size -- --ignored --nocapture`.
+#[test]
+#[ignore = "full-size head: ~2 GB memory, tens of seconds"]
+fn full_size_head_export() {
+    let head = Head::random(8, &[25088, 4096, 4096, 2]);
+    let t = std::time::Instant::now();
+    let bytes = head_model_bytes(&head.graph(), "features").expect("export");
+    let export_s = t.elapsed().as_secs_f64();
+    eprintln!("full-size head: {} bytes in {export_s:.2} s", bytes.len());
+    let Some(env) = ort_env("full_size_head_export (ORT part)") else {
+        return;
+    };
+    let x = random_input(10, 4, 25088, 1.0).mapv(|v| v.max(0.0) * 4.0);
+    let out = run(
+        env,
+        &bytes,
+        "features",
+        &[4, 25088],
+        x.iter().copied().collect(),
+    );
+    assert_close(&out[OUTPUT_NAME].1, &head.forward(&x), "full-size head");
 }

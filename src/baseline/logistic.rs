@@ -54,7 +54,12 @@ pub struct LogisticParams {
 
 impl Default for LogisticParams {
     fn default() -> Self {
-        Self { l2: 1.0, max_iter: 1000, standardize: false, tol: 1e-4 }
+        Self {
+            l2: 1.0,
+            max_iter: 1000,
+            standardize: false,
+            tol: 1e-4,
+        }
     }
 }
 
@@ -140,7 +145,12 @@ pub fn fit_logistic(
             .fit(&dataset)?;
         Fitted::Multi(model)
     };
-    Ok(FittedLogistic { fitted, scaler, n_features: d, n_classes })
+    Ok(FittedLogistic {
+        fitted,
+        scaler,
+        n_features: d,
+        n_classes,
+    })
 }
 
 /// Training mean and population std of each column of `x: (n, d)`, in f64; a zero std becomes 1.
@@ -153,10 +163,13 @@ fn column_mean_std(x: ArrayView2<f32>) -> (Array1<f64>, Array1<f64>) {
     mean /= n;
     let mut var = Array1::<f64>::zeros(x.ncols());
     for row in x.rows() {
-        ndarray::Zip::from(&mut var).and(&row).and(&mean).for_each(|s, &v, &m| {
-            let c = v as f64 - m;
-            *s += c * c;
-        });
+        ndarray::Zip::from(&mut var)
+            .and(&row)
+            .and(&mean)
+            .for_each(|s, &v, &m| {
+                let c = v as f64 - m;
+                *s += c * c;
+            });
     }
     let std = var.mapv(|s| {
         let sd = (s / n).sqrt();
@@ -262,7 +275,8 @@ impl Classifier for FittedLogistic {
             Fitted::Multi(m) => {
                 let p = m.predict_probabilities(&x64);
                 for (j, &class) in m.classes().iter().enumerate() {
-                    out.column_mut(class).assign(&p.index_axis(Axis(1), j).mapv(|v| v as f32));
+                    out.column_mut(class)
+                        .assign(&p.index_axis(Axis(1), j).mapv(|v| v as f32));
                 }
             }
         }
@@ -298,18 +312,28 @@ mod tests {
             [4.0, -1.5, 4.5],
             [5.0, -2.0, 5.0]
         ];
-        let cases: [(&[usize], usize); 3] =
-            [(&[1, 1, 1, 0, 0, 1], 2), (&[0, 0, 2, 2, 3, 3], 4), (&[0, 1, 1, 2, 2, 2], 3)];
+        let cases: [(&[usize], usize); 3] = [
+            (&[1, 1, 1, 0, 0, 1], 2),
+            (&[0, 0, 2, 2, 3, 3], 4),
+            (&[0, 1, 1, 2, 2, 2], 3),
+        ];
         for (y, n_classes) in cases {
             for standardize in [false, true] {
-                let p = LogisticParams { l2: 0.5, standardize, ..Default::default() };
+                let p = LogisticParams {
+                    l2: 0.5,
+                    standardize,
+                    ..Default::default()
+                };
                 let m = fit_logistic(&p, x.view(), y, n_classes).expect("fit");
                 let proba = m.predict_proba(x.view());
                 let (w, b) = m.linear_layer();
                 let z = x.mapv(f64::from).dot(&w) + &b;
                 let reference = softmax_rows(&z);
                 for (a, r) in proba.iter().zip(reference.iter()) {
-                    assert!((*a as f64 - r).abs() < 1e-6, "{a} vs {r} ({y:?}, {standardize})");
+                    assert!(
+                        (*a as f64 - r).abs() < 1e-6,
+                        "{a} vs {r} ({y:?}, {standardize})"
+                    );
                 }
                 for row in proba.rows() {
                     assert!((row.sum() - 1.0).abs() < 1e-5);
@@ -335,7 +359,10 @@ mod tests {
             fit_logistic(&p, bad.view(), &[0, 1], 2),
             Err(BaselineError::NonFinite { row: 1, col: 0, .. })
         ));
-        let neg = LogisticParams { l2: -1.0, ..Default::default() };
+        let neg = LogisticParams {
+            l2: -1.0,
+            ..Default::default()
+        };
         assert!(matches!(
             fit_logistic(&neg, x.view(), &[0, 1], 2),
             Err(BaselineError::InvalidParam { name: "l2", .. })

@@ -65,7 +65,11 @@ mod tests {
     fn priors_and_ties() {
         let m = fit_majority(&[2, 1, 2, 1, 0], 4).expect("valid labels");
         assert_eq!(m.priors(), &[0.2, 0.4, 0.4, 0.0]);
-        assert_eq!(m.majority_class(), 1, "tie between 1 and 2 goes to the lower index");
+        assert_eq!(
+            m.majority_class(),
+            1,
+            "tie between 1 and 2 goes to the lower index"
+        );
         let p = m.predict_proba(Array2::<f32>::zeros((3, 7)).view());
         assert_eq!(p.dim(), (3, 4));
         assert_eq!(p.row(2).to_vec(), m.priors());
@@ -76,8 +80,15 @@ mod tests {
         assert!(matches!(fit_majority(&[], 2), Err(BaselineError::Empty)));
         assert!(matches!(
             fit_majority(&[0, 3], 2),
-            Err(BaselineError::LabelOutOfRange { row: 1, label: 3, n_classes: 2 })
+            Err(BaselineError::LabelOutOfRange {
+                row: 1,
+                label: 3,
+                n_classes: 2
+            })
         ));
-        assert!(matches!(fit_majority(&[0], 1), Err(BaselineError::TooFewClasses(1))));
+        assert!(matches!(
+            fit_majority(&[0], 1),
+            Err(BaselineError::TooFewClasses(1))
+        ));
     }
 }

@@ -34,13 +34,21 @@ pub enum BaselineError {
     #[error("need at least 2 classes, got n_classes = {0}")]
     TooFewClasses(usize),
     #[error("label {label} at row {row} is out of range: expected < {n_classes}")]
-    LabelOutOfRange { row: usize, label: usize, n_classes: usize },
+    LabelOutOfRange {
+        row: usize,
+        label: usize,
+        n_classes: usize,
+    },
     #[error("training labels hold only class {0}: logistic regression needs at least 2 distinct classes")]
     SingleClass(usize),
     #[error("feature value at row {row}, column {col} is not finite ({value})")]
     NonFinite { row: usize, col: usize, value: f32 },
     #[error("invalid parameter {name} = {value}: {expected}")]
-    InvalidParam { name: &'static str, value: f64, expected: &'static str },
+    InvalidParam {
+        name: &'static str,
+        value: f64,
+        expected: &'static str,
+    },
     #[error("linfa-logistic failed: {0}")]
     Linfa(#[from] linfa_logistic::error::Error),
 }
@@ -49,7 +57,10 @@ pub enum BaselineError {
 fn check_labels(y: &[usize], n_classes: usize, rows: Option<usize>) -> Result<(), BaselineError> {
     if let Some(rows) = rows {
         if rows != y.len() {
-            return Err(BaselineError::RowMismatch { rows, labels: y.len() });
+            return Err(BaselineError::RowMismatch {
+                rows,
+                labels: y.len(),
+            });
         }
     }
     if y.is_empty() {
@@ -59,7 +70,11 @@ fn check_labels(y: &[usize], n_classes: usize, rows: Option<usize>) -> Result<()
         return Err(BaselineError::TooFewClasses(n_classes));
     }
     if let Some((row, &label)) = y.iter().enumerate().find(|(_, &l)| l >= n_classes) {
-        return Err(BaselineError::LabelOutOfRange { row, label, n_classes });
+        return Err(BaselineError::LabelOutOfRange {
+            row,
+            label,
+            n_classes,
+        });
     }
     Ok(())
 }

@@ -64,7 +64,10 @@ pub struct ModelSummary {
 impl ModelSummary {
     /// Version of the default (`""` or `"ai.onnx"`) operator set, if imported.
     pub fn default_opset(&self) -> Option<i64> {
-        self.opsets.iter().find(|(d, _)| d.is_empty() || d == "ai.onnx").map(|&(_, v)| v)
+        self.opsets
+            .iter()
+            .find(|(d, _)| d.is_empty() || d == "ai.onnx")
+            .map(|&(_, v)| v)
     }
 }
 
@@ -74,21 +77,44 @@ pub enum ExportError {
     #[error("head has no layers")]
     EmptyHead,
     #[error("head layer {layer}: {what}: expected {expected}, found {found}")]
-    LayerShape { layer: usize, what: &'static str, expected: usize, found: usize },
+    LayerShape {
+        layer: usize,
+        what: &'static str,
+        expected: usize,
+        found: usize,
+    },
     #[error("head has {found} class names but its last layer has {expected} outputs")]
     ClassCount { expected: usize, found: usize },
     #[error("feature scaler {what} has length {found}, expected the head input size {expected}")]
-    ScalerShape { what: &'static str, expected: usize, found: usize },
+    ScalerShape {
+        what: &'static str,
+        expected: usize,
+        found: usize,
+    },
     #[error("feature scaler std[{index}] = {value}: expected a finite value > 0")]
     BadStd { index: usize, value: f32 },
     #[error("head layer {layer} {what} holds a non-finite value at flat index {index}")]
-    NonFinite { layer: usize, what: &'static str, index: usize },
+    NonFinite {
+        layer: usize,
+        what: &'static str,
+        index: usize,
+    },
     #[error("metadata key {key:?} is written by the exporter; choose another key")]
     ReservedMetadata { key: String },
-    #[error("metadata key {key:?} is already in the trunk with value {existing:?}, head gives {new:?}")]
-    MetadataConflict { key: String, existing: String, new: String },
+    #[error(
+        "metadata key {key:?} is already in the trunk with value {existing:?}, head gives {new:?}"
+    )]
+    MetadataConflict {
+        key: String,
+        existing: String,
+        new: String,
+    },
     #[error("trunk ONNX is not a valid ModelProto: {what} at byte {offset} of a {message}")]
-    Malformed { message: &'static str, what: &'static str, offset: usize },
+    Malformed {
+        message: &'static str,
+        what: &'static str,
+        offset: usize,
+    },
     #[error("trunk ONNX has no graph")]
     NoGraph,
     #[error("trunk has no tensor named {name:?}; its graph outputs are {outputs:?}")]
@@ -182,8 +208,17 @@ fn value_info<'a>(name: &str, dims: &[Dim]) -> Vec<Field<'a>> {
     ]
 }
 
-fn node<'a>(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<Field<'a>>) -> Field<'a> {
-    let mut fields: Vec<Field> = inputs.iter().map(|i| Field::str(f::NODE_INPUT, *i)).collect();
+fn node<'a>(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attrs: Vec<Field<'a>>,
+) -> Field<'a> {
+    let mut fields: Vec<Field> = inputs
+        .iter()
+        .map(|i| Field::str(f::NODE_INPUT, *i))
+        .collect();
     fields.extend(outputs.iter().map(|o| Field::str(f::NODE_OUTPUT, *o)));
     fields.push(Field::str(f::NODE_NAME, name));
     fields.push(Field::str(f::NODE_OP_TYPE, op));
@@ -203,7 +238,10 @@ fn int_attr<'a>(name: &str, v: i64) -> Field<'a> {
 }
 
 fn initializer<'a>(name: &str, dims: &[usize], data: Field<'a>) -> Field<'a> {
-    let mut fields: Vec<Field> = dims.iter().map(|&d| Field::Varint(f::TENSOR_DIMS, d as i64)).collect();
+    let mut fields: Vec<Field> = dims
+        .iter()
+        .map(|&d| Field::Varint(f::TENSOR_DIMS, d as i64))
+        .collect();
     fields.push(Field::Varint(f::TENSOR_DATA_TYPE, f::TENSOR_FLOAT));
     fields.push(Field::str(f::TENSOR_NAME, name));
     fields.push(data);
@@ -213,7 +251,10 @@ fn initializer<'a>(name: &str, dims: &[usize], data: Field<'a>) -> Field<'a> {
 fn entry<'a>(key: &str, value: &str) -> Field<'a> {
     Field::Msg(
         f::MODEL_METADATA,
-        vec![Field::str(f::ENTRY_KEY, key), Field::str(f::ENTRY_VALUE, value)],
+        vec![
+            Field::str(f::ENTRY_KEY, key),
+            Field::str(f::ENTRY_VALUE, value),
+        ],
     )
 }
 
@@ -227,32 +268,65 @@ fn check_head(h: &HeadGraph) -> Result<(usize, usize), ExportError> {
     for (layer, (w, b)) in h.layers.iter().enumerate() {
         let (rows, cols) = w.dim();
         if rows != prev {
-            return Err(ExportError::LayerShape { layer, what: "weight rows", expected: prev, found: rows });
+            return Err(ExportError::LayerShape {
+                layer,
+                what: "weight rows",
+                expected: prev,
+                found: rows,
+            });
         }
         if b.len() != cols {
-            return Err(ExportError::LayerShape { layer, what: "bias length", expected: cols, found: b.len() });
+            return Err(ExportError::LayerShape {
+                layer,
+                what: "bias length",
+                expected: cols,
+                found: b.len(),
+            });
         }
         if let Some(index) = w.iter().position(|v| !v.is_finite()) {
-            return Err(ExportError::NonFinite { layer, what: "weight", index });
+            return Err(ExportError::NonFinite {
+                layer,
+                what: "weight",
+                index,
+            });
         }
         if let Some(index) = b.iter().position(|v| !v.is_finite()) {
-            return Err(ExportError::NonFinite { layer, what: "bias", index });
+            return Err(ExportError::NonFinite {
+                layer,
+                what: "bias",
+                index,
+            });
         }
         prev = cols;
     }
     if h.classes.len() != prev {
-        return Err(ExportError::ClassCount { expected: prev, found: h.classes.len() });
+        return Err(ExportError::ClassCount {
+            expected: prev,
+            found: h.classes.len(),
+        });
     }
     if let Some((mean, std)) = &h.scaler {
         for (what, v) in [("mean", mean), ("std", std)] {
             if v.len() != d_in {
-                return Err(ExportError::ScalerShape { what, expected: d_in, found: v.len() });
+                return Err(ExportError::ScalerShape {
+                    what,
+                    expected: d_in,
+                    found: v.len(),
+                });
             }
         }
         if let Some(index) = mean.iter().position(|v| !v.is_finite()) {
-            return Err(ExportError::NonFinite { layer: 0, what: "scaler mean", index });
+            return Err(ExportError::NonFinite {
+                layer: 0,
+                what: "scaler mean",
+                index,
+            });
         }
-        if let Some((index, &value)) = std.iter().enumerate().find(|(_, s)| !(s.is_finite() && **s > 0.0)) {
+        if let Some((index, &value)) = std
+            .iter()
+            .enumerate()
+            .find(|(_, s)| !(s.is_finite() && **s > 0.0))
+        {
             return Err(ExportError::BadStd { index, value });
         }
     }
@@ -288,19 +362,38 @@ fn head_graph_fields<'a>(h: &HeadGraph<'a>, input: &str, prefix: &str) -> Vec<Fi
     let mut current = input.to_string();
     let last = h.layers.len() - 1;
     for (i, (w, b)) in h.layers.iter().enumerate() {
-        let (w_name, b_name) = (format!("{prefix}fc{i}.weight"), format!("{prefix}fc{i}.bias"));
+        let (w_name, b_name) = (
+            format!("{prefix}fc{i}.weight"),
+            format!("{prefix}fc{i}.bias"),
+        );
         let (d_in, d_out) = w.dim();
         let (w_field, b_field) = match (&h.scaler, i) {
             (Some((mean, std)), 0) => {
                 let (w2, b2) = fold_scaler(*w, *b, *mean, *std);
-                (Field::floats_owned(f::TENSOR_RAW_DATA, w2.into_dyn()), Field::floats_owned(f::TENSOR_RAW_DATA, b2.into_dyn()))
+                (
+                    Field::floats_owned(f::TENSOR_RAW_DATA, w2.into_dyn()),
+                    Field::floats_owned(f::TENSOR_RAW_DATA, b2.into_dyn()),
+                )
             }
-            _ => (Field::floats_2d(f::TENSOR_RAW_DATA, *w), Field::floats_1d(f::TENSOR_RAW_DATA, *b)),
+            _ => (
+                Field::floats_2d(f::TENSOR_RAW_DATA, *w),
+                Field::floats_1d(f::TENSOR_RAW_DATA, *b),
+            ),
         };
         inits.push(initializer(&w_name, &[d_in, d_out], w_field));
         inits.push(initializer(&b_name, &[d_out], b_field));
-        let out = if i == last { format!("{prefix}logits") } else { format!("{prefix}fc{i}") };
-        nodes.push(node("Gemm", &format!("{prefix}gemm{i}"), &[&current, &w_name, &b_name], &[&out], vec![]));
+        let out = if i == last {
+            format!("{prefix}logits")
+        } else {
+            format!("{prefix}fc{i}")
+        };
+        nodes.push(node(
+            "Gemm",
+            &format!("{prefix}gemm{i}"),
+            &[&current, &w_name, &b_name],
+            &[&out],
+            vec![],
+        ));
         current = out;
         if i != last {
             let relu = format!("{prefix}relu{i}");
@@ -308,7 +401,13 @@ fn head_graph_fields<'a>(h: &HeadGraph<'a>, input: &str, prefix: &str) -> Vec<Fi
             current = relu;
         }
     }
-    nodes.push(node("Softmax", &format!("{prefix}softmax"), &[&current], &[OUTPUT_NAME], vec![int_attr("axis", 1)]));
+    nodes.push(node(
+        "Softmax",
+        &format!("{prefix}softmax"),
+        &[&current],
+        &[OUTPUT_NAME],
+        vec![int_attr("axis", 1)],
+    ));
     nodes.extend(inits);
     nodes
 }
@@ -319,18 +418,39 @@ fn head_metadata(h: &HeadGraph, d_in: usize) -> Result<Vec<(String, String)>, Ex
     let mut dims = vec![d_in.to_string()];
     dims.extend(h.layers.iter().map(|(w, _)| w.ncols().to_string()));
     let ours = [
-        ("classes".to_string(), serde_json::Value::from(h.classes.clone()).to_string()),
+        (
+            "classes".to_string(),
+            serde_json::Value::from(h.classes.clone()).to_string(),
+        ),
         ("vggcache.head_layers".to_string(), dims.join(",")),
         (
             "vggcache.feature_scaling".to_string(),
-            if h.scaler.is_some() { "folded into the first Gemm" } else { "none" }.to_string(),
+            if h.scaler.is_some() {
+                "folded into the first Gemm"
+            } else {
+                "none"
+            }
+            .to_string(),
         ),
-        ("vggcache.output".to_string(), format!("{OUTPUT_NAME}: softmax over classes, [N, {}]", h.classes.len())),
+        (
+            "vggcache.output".to_string(),
+            format!(
+                "{OUTPUT_NAME}: softmax over classes, [N, {}]",
+                h.classes.len()
+            ),
+        ),
     ];
-    if let Some(key) = h.metadata.keys().find(|k| ours.iter().any(|(o, _)| o == *k)) {
+    if let Some(key) = h
+        .metadata
+        .keys()
+        .find(|k| ours.iter().any(|(o, _)| o == *k))
+    {
         return Err(ExportError::ReservedMetadata { key: key.clone() });
     }
-    Ok(ours.into_iter().chain(h.metadata.iter().map(|(k, v)| (k.clone(), v.clone()))).collect())
+    Ok(ours
+        .into_iter()
+        .chain(h.metadata.iter().map(|(k, v)| (k.clone(), v.clone())))
+        .collect())
 }
 
 /// The head alone as an ONNX model: input `input_name` `[N, D]` float → Gemm, Relu, ..., Gemm,
@@ -342,9 +462,18 @@ pub fn head_model_bytes(h: &HeadGraph, input_name: &str) -> Result<Vec<u8>, Expo
     let (d_in, n_classes) = check_head(h)?;
     let mut graph = head_graph_fields(h, input_name, "head/");
     graph.push(Field::str(f::GRAPH_NAME, "vggcache_head"));
-    graph.push(Field::str(f::GRAPH_DOC, "vggcache head: Gemm/Relu layers, softmax; dropout removed"));
-    graph.push(Field::Msg(f::GRAPH_INPUT, value_info(input_name, &[Dim::Param("N"), Dim::Value(d_in)])));
-    graph.push(Field::Msg(f::GRAPH_OUTPUT, value_info(OUTPUT_NAME, &[Dim::Param("N"), Dim::Value(n_classes)])));
+    graph.push(Field::str(
+        f::GRAPH_DOC,
+        "vggcache head: Gemm/Relu layers, softmax; dropout removed",
+    ));
+    graph.push(Field::Msg(
+        f::GRAPH_INPUT,
+        value_info(input_name, &[Dim::Param("N"), Dim::Value(d_in)]),
+    ));
+    graph.push(Field::Msg(
+        f::GRAPH_OUTPUT,
+        value_info(OUTPUT_NAME, &[Dim::Param("N"), Dim::Value(n_classes)]),
+    ));
     let mut model = vec![
         Field::Varint(f::MODEL_IR_VERSION, IR_VERSION),
         Field::str(f::MODEL_PRODUCER_NAME, "vggcache"),
@@ -352,7 +481,10 @@ pub fn head_model_bytes(h: &HeadGraph, input_name: &str) -> Result<Vec<u8>, Expo
         Field::str(f::MODEL_DOC, "Classifier head on cached trunk features"),
         Field::Msg(
             f::MODEL_OPSET_IMPORT,
-            vec![Field::str(f::OPSET_DOMAIN, ""), Field::Varint(f::OPSET_VERSION, OPSET)],
+            vec![
+                Field::str(f::OPSET_DOMAIN, ""),
+                Field::Varint(f::OPSET_VERSION, OPSET),
+            ],
         ),
         Field::Msg(f::MODEL_GRAPH, graph),
     ];
@@ -380,7 +512,9 @@ pub fn with_trunk_model_bytes(
     let (d_in, n_classes) = check_head(h)?;
     let trunk = inspect(trunk_onnx)?;
     if trunk.ir_version < MIN_TRUNK_IR {
-        return Err(ExportError::OldIr { found: trunk.ir_version });
+        return Err(ExportError::OldIr {
+            found: trunk.ir_version,
+        });
     }
     match trunk.default_opset() {
         Some(v) if v >= MIN_TRUNK_OPSET => {}
@@ -393,26 +527,44 @@ pub fn with_trunk_model_bytes(
         });
     }
     const PREFIX: &str = "vggcache_head/";
-    if let Some(name) =
-        trunk.tensor_names.iter().find(|n| n.starts_with(PREFIX) || n.as_str() == OUTPUT_NAME)
+    if let Some(name) = trunk
+        .tensor_names
+        .iter()
+        .find(|n| n.starts_with(PREFIX) || n.as_str() == OUTPUT_NAME)
     {
         return Err(ExportError::NameClash { name: name.clone() });
     }
 
     let flat = format!("{PREFIX}flatten");
-    let mut graph = vec![node("Flatten", &flat, &[trunk_output_name], &[&flat], vec![int_attr("axis", 1)])];
+    let mut graph = vec![node(
+        "Flatten",
+        &flat,
+        &[trunk_output_name],
+        &[&flat],
+        vec![int_attr("axis", 1)],
+    )];
     graph.extend(head_graph_fields(h, &flat, PREFIX));
     // Batch size left unnamed: the trunk may call it anything, or fix it.
-    graph.push(Field::Msg(f::GRAPH_OUTPUT, value_info(OUTPUT_NAME, &[Dim::Unknown, Dim::Value(n_classes)])));
+    graph.push(Field::Msg(
+        f::GRAPH_OUTPUT,
+        value_info(OUTPUT_NAME, &[Dim::Unknown, Dim::Value(n_classes)]),
+    ));
     let mut appended = vec![Field::Msg(f::MODEL_GRAPH, graph)];
-    let existing: BTreeMap<&str, &str> =
-        trunk.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let existing: BTreeMap<&str, &str> = trunk
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     for (k, v) in head_metadata(h, d_in)? {
         match existing.get(k.as_str()) {
             None => appended.push(entry(&k, &v)),
             Some(&old) if old == v => {}
             Some(&old) => {
-                return Err(ExportError::MetadataConflict { key: k, existing: old.to_string(), new: v })
+                return Err(ExportError::MetadataConflict {
+                    key: k,
+                    existing: old.to_string(),
+                    new: v,
+                })
             }
         }
     }
@@ -424,7 +576,11 @@ pub fn with_trunk_model_bytes(
 }
 
 fn malformed(message: &'static str) -> impl Fn(proto::DecodeError) -> ExportError {
-    move |e| ExportError::Malformed { message, what: e.what, offset: e.offset }
+    move |e| ExportError::Malformed {
+        message,
+        what: e.what,
+        offset: e.offset,
+    }
 }
 
 fn utf8(b: &[u8]) -> String {
@@ -567,7 +723,9 @@ mod tests {
         assert_eq!(s.default_opset(), Some(OPSET));
         assert_eq!(s.graph_inputs, vec!["features"]);
         assert_eq!(s.graph_outputs, vec![OUTPUT_NAME]);
-        assert!(s.metadata.contains(&("classes".into(), r#"["a","b"]"#.into())));
+        assert!(s
+            .metadata
+            .contains(&("classes".into(), r#"["a","b"]"#.into())));
         assert!(!s.has_external_data);
     }
 
@@ -575,30 +733,58 @@ mod tests {
     fn head_errors() {
         let (w, b) = (Array2::<f32>::ones((4, 2)), Array1::<f32>::zeros(3));
         let e = head_model_bytes(&small_head(&w, &b), "x").expect_err("bias length");
-        assert!(matches!(e, ExportError::LayerShape { what: "bias length", expected: 2, found: 3, .. }));
+        assert!(matches!(
+            e,
+            ExportError::LayerShape {
+                what: "bias length",
+                expected: 2,
+                found: 3,
+                ..
+            }
+        ));
         let b = Array1::<f32>::zeros(2);
         let mut h = small_head(&w, &b);
         h.classes.push("c".into());
-        assert!(matches!(head_model_bytes(&h, "x"), Err(ExportError::ClassCount { expected: 2, found: 3 })));
+        assert!(matches!(
+            head_model_bytes(&h, "x"),
+            Err(ExportError::ClassCount {
+                expected: 2,
+                found: 3
+            })
+        ));
         let (mean, std) = (Array1::<f32>::zeros(4), array![1.0f32, 0.0, 1.0, 1.0]);
         let mut h = small_head(&w, &b);
         h.scaler = Some((mean.view(), std.view()));
-        assert!(matches!(head_model_bytes(&h, "x"), Err(ExportError::BadStd { index: 1, .. })));
+        assert!(matches!(
+            head_model_bytes(&h, "x"),
+            Err(ExportError::BadStd { index: 1, .. })
+        ));
         let mut h = small_head(&w, &b);
         h.metadata.insert("classes".into(), "x".into());
-        assert!(matches!(head_model_bytes(&h, "x"), Err(ExportError::ReservedMetadata { .. })));
+        assert!(matches!(
+            head_model_bytes(&h, "x"),
+            Err(ExportError::ReservedMetadata { .. })
+        ));
     }
 
     #[test]
     fn trunk_errors() {
         let (w, b) = (Array2::<f32>::ones((4, 2)), Array1::<f32>::zeros(2));
         let h = small_head(&w, &b);
-        assert!(matches!(with_trunk_model_bytes(&[0x0b], "y", &h), Err(ExportError::Malformed { .. })));
-        assert!(matches!(with_trunk_model_bytes(&[0x08, 0x08], "y", &h), Err(ExportError::NoGraph)));
+        assert!(matches!(
+            with_trunk_model_bytes(&[0x0b], "y", &h),
+            Err(ExportError::Malformed { .. })
+        ));
+        assert!(matches!(
+            with_trunk_model_bytes(&[0x08, 0x08], "y", &h),
+            Err(ExportError::NoGraph)
+        ));
         // A head model as "trunk": no tensor "nope", and its "probabilities" would clash.
         let trunk = head_model_bytes(&h, "features").expect("valid");
         match with_trunk_model_bytes(&trunk, "nope", &h) {
-            Err(ExportError::MissingTensor { outputs, .. }) => assert_eq!(outputs, vec![OUTPUT_NAME]),
+            Err(ExportError::MissingTensor { outputs, .. }) => {
+                assert_eq!(outputs, vec![OUTPUT_NAME])
+            }
             other => panic!("expected MissingTensor, got {other:?}"),
         }
         assert!(matches!(

@@ -146,7 +146,10 @@ fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let Some(&b) = buf.get(*pos) else {
-            return Err(DecodeError { what: "truncated varint", offset: *pos });
+            return Err(DecodeError {
+                what: "truncated varint",
+                offset: *pos,
+            });
         };
         *pos += 1;
         v |= u64::from(b & 0x7f) << shift;
@@ -154,7 +157,10 @@ fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
             return Ok(v);
         }
     }
-    Err(DecodeError { what: "varint longer than 10 bytes", offset: *pos })
+    Err(DecodeError {
+        what: "varint longer than 10 bytes",
+        offset: *pos,
+    })
 }
 
 /// Reads all top-level fields of an encoded message, in order: `(field number, value)`.
@@ -164,29 +170,42 @@ pub(crate) fn fields(buf: &[u8]) -> Result<Vec<(u32, Value<'_>)>, DecodeError> {
     while pos < buf.len() {
         let start = pos;
         let k = get_varint(buf, &mut pos)?;
-        let number = u32::try_from(k >> 3)
-            .map_err(|_| DecodeError { what: "field number too large", offset: start })?;
+        let number = u32::try_from(k >> 3).map_err(|_| DecodeError {
+            what: "field number too large",
+            offset: start,
+        })?;
         let value = match k & 7 {
             0 => Value::Varint(get_varint(buf, &mut pos)?),
             1 | 5 => {
                 let n = if k & 7 == 1 { 8 } else { 4 };
                 if pos + n > buf.len() {
-                    return Err(DecodeError { what: "truncated fixed-width field", offset: pos });
+                    return Err(DecodeError {
+                        what: "truncated fixed-width field",
+                        offset: pos,
+                    });
                 }
                 pos += n;
                 Value::Fixed
             }
             2 => {
                 let len = get_varint(buf, &mut pos)? as usize;
-                let end = pos.checked_add(len).filter(|&e| e <= buf.len()).ok_or(DecodeError {
-                    what: "length-delimited field runs past the end",
-                    offset: pos,
-                })?;
+                let end = pos
+                    .checked_add(len)
+                    .filter(|&e| e <= buf.len())
+                    .ok_or(DecodeError {
+                        what: "length-delimited field runs past the end",
+                        offset: pos,
+                    })?;
                 let b = &buf[pos..end];
                 pos = end;
                 Value::Bytes(b)
             }
-            _ => return Err(DecodeError { what: "unsupported wire type (group)", offset: start }),
+            _ => {
+                return Err(DecodeError {
+                    what: "unsupported wire type (group)",
+                    offset: start,
+                })
+            }
         };
         out.push((number, value));
     }
@@ -204,7 +223,10 @@ mod tests {
         // Negative int64 → 10 bytes.
         let neg = encode(&[Field::Varint(1, -1)]);
         assert_eq!(neg.len(), 11);
-        assert_eq!(fields(&neg).expect("valid")[0], (1, Value::Varint(u64::MAX)));
+        assert_eq!(
+            fields(&neg).expect("valid")[0],
+            (1, Value::Varint(u64::MAX))
+        );
         // Field 2 string "testing" → 12 07 74 65 73 74 69 6e 67.
         assert_eq!(
             encode(&[Field::str(2, "testing")]),
@@ -223,12 +245,22 @@ mod tests {
         assert_eq!(bytes.len(), message_len(&msg));
         let top = fields(&bytes).expect("valid");
         assert_eq!(top[0], (1, Value::Varint(7)));
-        let Value::Bytes(inner) = top[1].1 else { panic!("expected bytes") };
+        let Value::Bytes(inner) = top[1].1 else {
+            panic!("expected bytes")
+        };
         let inner = fields(inner).expect("valid");
-        let Value::Bytes(raw) = inner[1].1 else { panic!("expected bytes") };
-        let vals: Vec<f32> =
-            raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        assert_eq!(vals, vec![1.0, 3.0, 2.0, 4.0], "transposed view written in logical order");
+        let Value::Bytes(raw) = inner[1].1 else {
+            panic!("expected bytes")
+        };
+        let vals: Vec<f32> = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(
+            vals,
+            vec![1.0, 3.0, 2.0, 4.0],
+            "transposed view written in logical order"
+        );
     }
 
     #[test]
