@@ -42,7 +42,11 @@ fn dims() -> [usize; 4] {
 fn step_flops(b: usize) -> (u64, u64) {
     let d = dims();
     let fwd: usize = d.windows(2).map(|p| 2 * b * p[0] * p[1]).sum();
-    let bwd = fwd + d.windows(2).skip(1).map(|p| 2 * b * p[0] * p[1]).sum::<usize>();
+    let bwd = fwd
+        + d.windows(2)
+            .skip(1)
+            .map(|p| 2 * b * p[0] * p[1])
+            .sum::<usize>();
     (fwd as u64, bwd as u64)
 }
 
@@ -56,7 +60,9 @@ fn bench_step(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(2);
     let (fwd, bwd) = step_flops(BATCH);
     let mut g = c.benchmark_group("head_step_b64");
-    g.sample_size(10).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(8));
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(8));
 
     g.throughput(Throughput::Elements(fwd));
     g.bench_function("forward_train", |bch| {
@@ -85,7 +91,10 @@ fn bench_step(c: &mut Criterion) {
 }
 
 fn bench_epoch(c: &mut Criterion) {
-    let rows: usize = std::env::var("HEAD_BENCH_ROWS").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000);
+    let rows: usize = std::env::var("HEAD_BENCH_ROWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000);
     let x = features(rows, 3);
     let y: Vec<usize> = (0..rows).map(|i| i % CLASSES).collect();
     let mut mlp = Mlp::new(&dims(), 0);
@@ -102,18 +111,24 @@ fn bench_epoch(c: &mut Criterion) {
         })
         .sum();
     let mut g = c.benchmark_group("head_epoch");
-    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(30));
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(30));
     g.throughput(Throughput::Elements(flops));
-    g.bench_with_input(BenchmarkId::new("epoch_b64", format!("{rows}x{D}")), &rows, |bch, _| {
-        bch.iter(|| {
-            for batch in order.chunks(BATCH) {
-                ws.load_rows(x.view(), batch, None);
-                yb.clear();
-                yb.extend(batch.iter().map(|&i| y[i]));
-                black_box(mlp.train_step(&mut ws, &yb, 0.5, &mut adam, &mut rng));
-            }
-        })
-    });
+    g.bench_with_input(
+        BenchmarkId::new("epoch_b64", format!("{rows}x{D}")),
+        &rows,
+        |bch, _| {
+            bch.iter(|| {
+                for batch in order.chunks(BATCH) {
+                    ws.load_rows(x.view(), batch, None);
+                    yb.clear();
+                    yb.extend(batch.iter().map(|&i| y[i]));
+                    black_box(mlp.train_step(&mut ws, &yb, 0.5, &mut adam, &mut rng));
+                }
+            })
+        },
+    );
     g.finish();
 }
 
