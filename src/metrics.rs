@@ -40,7 +40,7 @@ pub fn log_loss(y_true: &[usize], proba: &[f32], classes: usize) -> f64 {
 /// Index of the largest value of each row of `scores: (n, classes)` row-major (first on ties).
 pub fn argmax_rows(scores: &[f32], classes: usize) -> Vec<usize> {
     assert!(
-        classes > 0 && scores.len() % classes == 0,
+        classes > 0 && scores.len().is_multiple_of(classes),
         "argmax_rows: not (n, {classes})"
     );
     scores

@@ -74,7 +74,7 @@ fn every_gradient_matches_finite_differences() {
 
     let h = 3e-3f32;
     let mut worst = 0.0f64;
-    for i in 0..mlp.n_params() {
+    for (i, &g) in grads.iter().enumerate() {
         let p0 = mlp.params()[i];
         mlp.params_mut()[i] = p0 + h;
         let lp = loss_at(&mlp, x.view(), &y, dropout);
@@ -82,7 +82,7 @@ fn every_gradient_matches_finite_differences() {
         let lm = loss_at(&mlp, x.view(), &y, dropout);
         mlp.params_mut()[i] = p0;
         let fd = (lp - lm) / (2.0 * f64::from(h));
-        let g = f64::from(grads[i]);
+        let g = f64::from(g);
         let err = (fd - g).abs() / (1e-3 + 1e-2 * g.abs().max(fd.abs()));
         worst = worst.max(err);
         assert!(

@@ -16,6 +16,9 @@ bottom panel accuracy (y from 0 to 1, grey guides at 0.5 and 0.9); red = train, 
 one dot per epoch, green vertical line = best epoch (lowest val loss).";
 
 const W: u32 = 800;
+
+/// One panel: its area, the top of its y range, the (train, val) getters, grey guide lines.
+type Panel<'a, A> = (&'a A, f64, [fn(&EpochMetrics) -> f64; 2], &'a [f64]);
 const H: u32 = 600;
 
 /// Draw the history to a PNG at `path`.
@@ -36,12 +39,7 @@ pub fn draw(history: &[EpochMetrics], best_epoch: usize, path: &Path) -> Result<
             .fold(0.0f64, f64::max)
             .max(1e-6)
             * 1.05;
-        let panels: [(
-            &DrawingArea<_, _>,
-            f64,
-            [fn(&EpochMetrics) -> f64; 2],
-            &[f64],
-        ); 2] = [
+        let panels: [Panel<'_, _>; 2] = [
             (&top, max_loss, [|m| m.train_loss, |m| m.val_loss], &[]),
             (&bottom, 1.0, [|m| m.train_acc, |m| m.val_acc], &[0.5, 0.9]),
         ];
