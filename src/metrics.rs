@@ -6,7 +6,13 @@ const EPS: f64 = f32::EPSILON as f64;
 /// Fraction of positions where `y_true[i] == y_pred[i]`; 0 for empty input.
 /// Panics if the lengths differ.
 pub fn accuracy(y_true: &[usize], y_pred: &[usize]) -> f64 {
-    assert_eq!(y_true.len(), y_pred.len(), "accuracy: {} labels vs {} predictions", y_true.len(), y_pred.len());
+    assert_eq!(
+        y_true.len(),
+        y_pred.len(),
+        "accuracy: {} labels vs {} predictions",
+        y_true.len(),
+        y_pred.len()
+    );
     if y_true.is_empty() {
         return 0.0;
     }
@@ -19,7 +25,11 @@ pub fn accuracy(y_true: &[usize], y_pred: &[usize]) -> f64 {
 /// `finfo(float32).eps` for float32 input), so a confident mistake costs `ln(1/eps) ≈ 15.9`
 /// instead of infinity. 0 for empty input.
 pub fn log_loss(y_true: &[usize], proba: &[f32], classes: usize) -> f64 {
-    assert_eq!(proba.len(), y_true.len() * classes, "log_loss: proba is not (n, classes)");
+    assert_eq!(
+        proba.len(),
+        y_true.len() * classes,
+        "log_loss: proba is not (n, classes)"
+    );
     if y_true.is_empty() {
         return 0.0;
     }
@@ -33,7 +43,10 @@ pub fn log_loss(y_true: &[usize], proba: &[f32], classes: usize) -> f64 {
 
 /// Index of the largest value of each row of `scores: (n, classes)` row-major (first on ties).
 pub fn argmax_rows(scores: &[f32], classes: usize) -> Vec<usize> {
-    assert!(classes > 0 && scores.len() % classes == 0, "argmax_rows: not (n, {classes})");
+    assert!(
+        classes > 0 && scores.len().is_multiple_of(classes),
+        "argmax_rows: not (n, {classes})"
+    );
     scores
         .chunks_exact(classes)
         .map(|row| {
@@ -50,10 +63,17 @@ pub fn argmax_rows(scores: &[f32], classes: usize) -> Vec<usize> {
 
 /// `cm[true][pred]` counts for `classes` classes. Panics on a label `>= classes`.
 pub fn confusion_matrix(y_true: &[usize], y_pred: &[usize], classes: usize) -> Vec<Vec<usize>> {
-    assert_eq!(y_true.len(), y_pred.len(), "confusion_matrix: lengths differ");
+    assert_eq!(
+        y_true.len(),
+        y_pred.len(),
+        "confusion_matrix: lengths differ"
+    );
     let mut cm = vec![vec![0usize; classes]; classes];
     for (&t, &p) in y_true.iter().zip(y_pred) {
-        assert!(t < classes && p < classes, "confusion_matrix: label {t}/{p} >= {classes}");
+        assert!(
+            t < classes && p < classes,
+            "confusion_matrix: label {t}/{p} >= {classes}"
+        );
         cm[t][p] += 1;
     }
     cm
@@ -67,7 +87,11 @@ pub fn precision_recall(cm: &[Vec<usize>]) -> Vec<(f64, f64)> {
             let tp = cm[k][k] as f64;
             let predicted: usize = (0..c).map(|t| cm[t][k]).sum();
             let actual: usize = cm[k].iter().sum();
-            let p = if predicted > 0 { tp / predicted as f64 } else { 0.0 };
+            let p = if predicted > 0 {
+                tp / predicted as f64
+            } else {
+                0.0
+            };
             let r = if actual > 0 { tp / actual as f64 } else { 0.0 };
             (p, r)
         })

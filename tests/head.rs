@@ -74,7 +74,7 @@ fn every_gradient_matches_finite_differences() {
 
     let h = 3e-3f32;
     let mut worst = 0.0f64;
-    for i in 0..mlp.n_params() {
+    for (i, &g) in grads.iter().enumerate() {
         let p0 = mlp.params()[i];
         mlp.params_mut()[i] = p0 + h;
         let lp = loss_at(&mlp, x.view(), &y, dropout);
@@ -82,10 +82,13 @@ fn every_gradient_matches_finite_differences() {
         let lm = loss_at(&mlp, x.view(), &y, dropout);
         mlp.params_mut()[i] = p0;
         let fd = (lp - lm) / (2.0 * f64::from(h));
-        let g = f64::from(grads[i]);
+        let g = f64::from(g);
         let err = (fd - g).abs() / (1e-3 + 1e-2 * g.abs().max(fd.abs()));
         worst = worst.max(err);
-        assert!(err <= 1.0, "parameter {i}: backward {g:.6e}, finite difference {fd:.6e}");
+        assert!(
+            err <= 1.0,
+            "parameter {i}: backward {g:.6e}, finite difference {fd:.6e}"
+        );
     }
     eprintln!("worst scaled gradient error {worst:.3}");
 }
@@ -95,35 +98,57 @@ fn arr2(v: &Value) -> Array2<f32> {
         .as_array()
         .expect("rows")
         .iter()
-        .map(|r| r.as_array().expect("row").iter().map(|x| x.as_f64().expect("num") as f32).collect())
+        .map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|x| x.as_f64().expect("num") as f32)
+                .collect()
+        })
         .collect();
     let (n, m) = (rows.len(), rows[0].len());
     Array2::from_shape_vec((n, m), rows.concat()).expect("rectangular")
 }
 
 fn arr1(v: &Value) -> Array1<f32> {
-    v.as_array().expect("vec").iter().map(|x| x.as_f64().expect("num") as f32).collect()
+    v.as_array()
+        .expect("vec")
+        .iter()
+        .map(|x| x.as_f64().expect("num") as f32)
+        .collect()
 }
 
 fn layers_of(v: &Value) -> Vec<(Array2<f32>, Array1<f32>)> {
-    v.as_array().expect("layers").iter().map(|l| (arr2(&l["w"]), arr1(&l["b"]))).collect()
+    v.as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| (arr2(&l["w"]), arr1(&l["b"])))
+        .collect()
 }
 
 fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: got {g}, numpy {w}");
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}[{i}]: got {g}, numpy {w}"
+        );
     }
 }
 
 fn flat(layers: &[(Array2<f32>, Array1<f32>)]) -> Vec<f32> {
-    layers.iter().flat_map(|(w, b)| w.iter().chain(b.iter()).copied().collect::<Vec<_>>()).collect()
+    layers
+        .iter()
+        .flat_map(|(w, b)| w.iter().chain(b.iter()).copied().collect::<Vec<_>>())
+        .collect()
 }
 
 #[test]
 fn two_adam_steps_match_the_numpy_fixture() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/head/adam_two_steps.json");
-    let fx: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/head/adam_two_steps.json");
+    let fx: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json");
     let a = &fx["adam"];
     let f = |k: &str| a[k].as_f64().expect("adam field") as f32;
     let cfg = AdamConfig {
@@ -137,8 +162,12 @@ fn two_adam_steps_match_the_numpy_fixture() {
     let mut adam = Adam::new(cfg, mlp.n_params());
     for (t, step) in fx["steps"].as_array().expect("steps").iter().enumerate() {
         let x = arr2(&step["x"]);
-        let y: Vec<usize> =
-            step["y"].as_array().expect("y").iter().map(|v| v.as_u64().expect("label") as usize).collect();
+        let y: Vec<usize> = step["y"]
+            .as_array()
+            .expect("y")
+            .iter()
+            .map(|v| v.as_u64().expect("label") as usize)
+            .collect();
         let mut ws = Workspace::new(mlp.dims(), x.nrows());
         // gradients, on a copy
         let mut probe = mlp.clone();
@@ -146,15 +175,28 @@ fn two_adam_steps_match_the_numpy_fixture() {
         probe.forward_train(&mut ws, 0.0, &mut StdRng::seed_from_u64(0));
         let (loss, _) = probe.loss(&mut ws, &y);
         let want_loss = step["loss"].as_f64().expect("loss");
-        assert!((loss - want_loss).abs() < 1e-5, "step {t}: loss {loss}, numpy {want_loss}");
+        assert!(
+            (loss - want_loss).abs() < 1e-5,
+            "step {t}: loss {loss}, numpy {want_loss}"
+        );
         let mut grads = vec![0.0; mlp.n_params()];
         probe.backward_collect(&mut ws, 0.0, &mut grads);
-        assert_close(&format!("step {t} grads"), &grads, &flat(&layers_of(&step["grads"])), 1e-5);
+        assert_close(
+            &format!("step {t} grads"),
+            &grads,
+            &flat(&layers_of(&step["grads"])),
+            1e-5,
+        );
         // the real fused step
         ws.set_batch(x.view());
         let (l2, _) = mlp.train_step(&mut ws, &y, 0.0, &mut adam, &mut StdRng::seed_from_u64(0));
         assert!((l2 - want_loss).abs() < 1e-5);
-        assert_close(&format!("step {t} params"), mlp.params(), &flat(&layers_of(&step["params_after"])), 1e-5);
+        assert_close(
+            &format!("step {t} params"),
+            mlp.params(),
+            &flat(&layers_of(&step["params_after"])),
+            1e-5,
+        );
     }
     assert_eq!(adam.steps(), 2);
 }
@@ -165,9 +207,15 @@ fn dropout_keeps_half_and_scales_by_two_and_eval_is_identity() {
     dropout_in_place(h.view_mut(), 0.5, &mut StdRng::seed_from_u64(3));
     let zeros = h.iter().filter(|&&v| v == 0.0).count() as f64 / h.len() as f64;
     assert!((zeros - 0.5).abs() < 0.01, "dropped fraction {zeros}");
-    assert!(h.iter().all(|&v| v == 0.0 || v == 2.0), "survivors scaled by 1/(1-p)");
+    assert!(
+        h.iter().all(|&v| v == 0.0 || v == 2.0),
+        "survivors scaled by 1/(1-p)"
+    );
     let mean = h.mean().expect("non-empty");
-    assert!((mean - 1.0).abs() < 0.02, "mean {mean} (inverted dropout keeps the expectation)");
+    assert!(
+        (mean - 1.0).abs() < 0.02,
+        "mean {mean} (inverted dropout keeps the expectation)"
+    );
     let mut h2 = Array2::<f32>::ones((10, 10));
     dropout_in_place(h2.view_mut(), 0.0, &mut StdRng::seed_from_u64(3));
     assert!(h2.iter().all(|&v| v == 1.0), "p = 0 is the identity");
@@ -193,10 +241,16 @@ fn pytorch_default_init_bounds() {
     for ((w, b), d_in) in layers.iter().zip([400f32, 100.0]) {
         let bound = 1.0 / d_in.sqrt();
         let max = w.iter().chain(b.iter()).fold(0.0f32, |m, v| m.max(v.abs()));
-        assert!(max <= bound && max > 0.9 * bound, "max |w| {max}, bound {bound}");
+        assert!(
+            max <= bound && max > 0.9 * bound,
+            "max |w| {max}, bound {bound}"
+        );
         // uniform on [-bound, bound): variance bound²/3
         let var = w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32;
-        assert!((var / (bound * bound / 3.0) - 1.0).abs() < 0.05, "variance {var}");
+        assert!(
+            (var / (bound * bound / 3.0) - 1.0).abs() < 0.05,
+            "variance {var}"
+        );
     }
     assert_eq!(Mlp::new(&[400, 100, 3], 1), mlp);
     assert_ne!(Mlp::new(&[400, 100, 3], 2), mlp);
@@ -205,27 +259,58 @@ fn pytorch_default_init_bounds() {
 #[test]
 fn tiny_separable_set_reaches_full_train_accuracy() {
     let (x, y) = blobs(30, 3, 10, 4.0, 21);
-    let cfg = HeadConfig { epochs: 40, ..small_cfg() };
-    let out = train(&cfg, &names(3), TrainSet { x: x.view(), y: &y }, TrainSet { x: x.view(), y: &y }, &mut no_op)
-        .expect("trains");
+    let cfg = HeadConfig {
+        epochs: 40,
+        ..small_cfg()
+    };
+    let out = train(
+        &cfg,
+        &names(3),
+        TrainSet { x: x.view(), y: &y },
+        TrainSet { x: x.view(), y: &y },
+        &mut no_op,
+    )
+    .expect("trains");
     let last = out.history.last().expect("epochs ran");
     assert_eq!(last.train_acc, 1.0, "history {:?}", out.history);
-    let pred = argmax_rows(out.head.predict_proba(x.view()).as_slice().expect("contiguous"), 3);
+    let pred = argmax_rows(
+        out.head
+            .predict_proba(x.view())
+            .as_slice()
+            .expect("contiguous"),
+        3,
+    );
     assert_eq!(pred, y);
 }
 
 fn history_without_time(o: &TrainOutcome) -> Vec<(f64, f64, f64, f64)> {
-    o.history.iter().map(|m| (m.train_loss, m.train_acc, m.val_loss, m.val_acc)).collect()
+    o.history
+        .iter()
+        .map(|m| (m.train_loss, m.train_acc, m.val_loss, m.val_acc))
+        .collect()
 }
 
 #[test]
 fn same_seed_same_metrics_and_weights() {
     let (x, y) = blobs(20, 2, 12, 1.0, 5);
     let (xv, yv) = blobs(10, 2, 12, 1.0, 6);
-    let cfg = HeadConfig { dropout: 0.5, epochs: 3, ..small_cfg() };
+    let cfg = HeadConfig {
+        dropout: 0.5,
+        epochs: 3,
+        ..small_cfg()
+    };
     let run = |cfg: &HeadConfig| {
-        train(cfg, &names(2), TrainSet { x: x.view(), y: &y }, TrainSet { x: xv.view(), y: &yv }, &mut no_op)
-            .expect("trains")
+        train(
+            cfg,
+            &names(2),
+            TrainSet { x: x.view(), y: &y },
+            TrainSet {
+                x: xv.view(),
+                y: &yv,
+            },
+            &mut no_op,
+        )
+        .expect("trains")
     };
     let (a, b) = (run(&cfg), run(&cfg));
     assert_eq!(history_without_time(&a), history_without_time(&b));
@@ -241,21 +326,41 @@ fn early_stopping_keeps_the_best_epoch() {
     let y: Vec<usize> = (0..64).map(|i| (i * 7 + i / 3) % 2).collect();
     let xv = randn(32, 8, 2);
     let yv: Vec<usize> = (0..32).map(|i| (i * 5 + 1) % 2).collect();
-    let cfg = HeadConfig { epochs: 60, patience: Some(2), lr: 3e-2, ..small_cfg() };
+    let cfg = HeadConfig {
+        epochs: 60,
+        patience: Some(2),
+        lr: 3e-2,
+        ..small_cfg()
+    };
     let mut seen = 0;
-    let out = train(&cfg, &names(2), TrainSet { x: x.view(), y: &y }, TrainSet { x: xv.view(), y: &yv }, &mut |_| {
-        seen += 1
-    })
+    let out = train(
+        &cfg,
+        &names(2),
+        TrainSet { x: x.view(), y: &y },
+        TrainSet {
+            x: xv.view(),
+            y: &yv,
+        },
+        &mut |_| seen += 1,
+    )
     .expect("trains");
     assert!(out.history.len() < 60, "patience never triggered");
     assert_eq!(seen, out.history.len());
-    let best = out.history.iter().min_by(|a, b| a.val_loss.total_cmp(&b.val_loss)).expect("epochs");
+    let best = out
+        .history
+        .iter()
+        .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
+        .expect("epochs");
     assert_eq!(out.best_epoch, best.epoch);
     assert_eq!(out.history.len(), out.best_epoch + 2);
     // the kept head is the best epoch's: its val loss is reproduced
     let proba = out.head.predict_proba(xv.view());
     let ll = vggcache::metrics::log_loss(&yv, proba.as_slice().expect("contiguous"), 2);
-    assert!((ll - best.val_loss).abs() < 1e-4, "kept head val loss {ll} vs best {}", best.val_loss);
+    assert!(
+        (ll - best.val_loss).abs() < 1e-4,
+        "kept head val loss {ll} vs best {}",
+        best.val_loss
+    );
 }
 
 #[test]
@@ -268,8 +373,17 @@ fn empty_val_uses_a_deterministic_stratified_holdout() {
     assert_eq!(va.len(), 10);
     let (x, y) = blobs(20, 2, 6, 3.0, 3);
     let empty = Array2::<f32>::zeros((0, 6));
-    let out = train(&small_cfg(), &names(2), TrainSet { x: x.view(), y: &y }, TrainSet { x: empty.view(), y: &[] }, &mut no_op)
-        .expect("trains with a hold-out");
+    let out = train(
+        &small_cfg(),
+        &names(2),
+        TrainSet { x: x.view(), y: &y },
+        TrainSet {
+            x: empty.view(),
+            y: &[],
+        },
+        &mut no_op,
+    )
+    .expect("trains with a hold-out");
     assert!(out.history[0].val_loss.is_finite());
 }
 
@@ -277,14 +391,28 @@ fn empty_val_uses_a_deterministic_stratified_holdout() {
 fn standardized_checkpoint_round_trips() {
     let (mut x, y) = blobs(20, 2, 6, 3.0, 8);
     x.mapv_inplace(|v| v * 300.0 + 50.0);
-    let cfg = HeadConfig { standardize: true, ..small_cfg() };
-    let out = train(&cfg, &names(2), TrainSet { x: x.view(), y: &y }, TrainSet { x: x.view(), y: &y }, &mut no_op)
-        .expect("trains");
+    let cfg = HeadConfig {
+        standardize: true,
+        ..small_cfg()
+    };
+    let out = train(
+        &cfg,
+        &names(2),
+        TrainSet { x: x.view(), y: &y },
+        TrainSet { x: x.view(), y: &y },
+        &mut no_op,
+    )
+    .expect("trains");
     let (mean, std) = out.head.scaler().expect("standardizing");
     let col = x.column(0);
     let m0 = col.mean().expect("rows");
     let s0 = (col.mapv(|v| (v - m0) * (v - m0)).mean().expect("rows")).sqrt();
-    assert!((mean[0] - m0).abs() < 1e-2 * s0 && (std[0] / s0 - 1.0).abs() < 1e-3, "{} {}", mean[0], std[0]);
+    assert!(
+        (mean[0] - m0).abs() < 1e-2 * s0 && (std[0] / s0 - 1.0).abs() < 1e-3,
+        "{} {}",
+        mean[0],
+        std[0]
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("h.safetensors");
     let meta = BTreeMap::from([("trunk_fingerprint".to_string(), "abc123".to_string())]);
@@ -292,7 +420,10 @@ fn standardized_checkpoint_round_trips() {
     let (back, meta_back) = FittedHead::load(&path).expect("loads");
     assert_eq!(back, out.head);
     assert_eq!(meta_back["trunk_fingerprint"], "abc123");
-    assert_eq!(back.predict_proba(x.view()), out.head.predict_proba(x.view()));
+    assert_eq!(
+        back.predict_proba(x.view()),
+        out.head.predict_proba(x.view())
+    );
     assert_eq!(back.layers().len(), 3);
     assert_eq!(back.layers()[0].0.dim(), (6, 16));
 }
@@ -300,12 +431,23 @@ fn standardized_checkpoint_round_trips() {
 #[test]
 fn write_run_writes_everything_or_nothing() {
     let (x, y) = blobs(10, 2, 4, 3.0, 1);
-    let out = train(&small_cfg(), &names(2), TrainSet { x: x.view(), y: &y }, TrainSet { x: x.view(), y: &y }, &mut no_op)
-        .expect("trains");
+    let out = train(
+        &small_cfg(),
+        &names(2),
+        TrainSet { x: x.view(), y: &y },
+        TrainSet { x: x.view(), y: &y },
+        &mut no_op,
+    )
+    .expect("trains");
     let runs = tempfile::tempdir().expect("tempdir");
     let dir = runs.path().join("r1");
     write_run(&dir, &out, &BTreeMap::new()).expect("writes");
-    for f in ["head.safetensors", "metrics.csv", "loss_acc.png", "README.txt"] {
+    for f in [
+        "head.safetensors",
+        "metrics.csv",
+        "loss_acc.png",
+        "README.txt",
+    ] {
         assert!(dir.join(f).metadata().expect(f).len() > 0, "{f} written");
     }
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).expect("csv");
@@ -314,15 +456,34 @@ fn write_run_writes_everything_or_nothing() {
     let png = image::open(dir.join("loss_acc.png")).expect("png decodes");
     assert_eq!((png.width(), png.height()), (800, 600));
     // an existing run is not overwritten
-    assert!(matches!(write_run(&dir, &out, &BTreeMap::new()), Err(HeadError::RunExists { .. })));
+    assert!(matches!(
+        write_run(&dir, &out, &BTreeMap::new()),
+        Err(HeadError::RunExists { .. })
+    ));
     // a failure part-way (a reserved metadata key makes the checkpoint fail) leaves nothing
     let bad_meta = BTreeMap::from([("classes".to_string(), "x".to_string())]);
     let err = write_run(&runs.path().join("r2"), &out, &bad_meta).expect_err("reserved key");
     assert!(err.to_string().contains("reserved"), "{err}");
-    let left: Vec<_> = std::fs::read_dir(runs.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
-    assert_eq!(left, vec![std::ffi::OsString::from("r1")], "nothing half-written");
-    let table = summary_table(&out, &y, &argmax_rows(out.head.predict_proba(x.view()).as_slice().expect("c"), 2));
-    assert!(table.contains("best epoch") && table.contains("confusion matrix") && table.contains("class1"), "{table}");
+    let left: Vec<_> = std::fs::read_dir(runs.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("r1")],
+        "nothing half-written"
+    );
+    let table = summary_table(
+        &out,
+        &y,
+        &argmax_rows(out.head.predict_proba(x.view()).as_slice().expect("c"), 2),
+    );
+    assert!(
+        table.contains("best epoch")
+            && table.contains("confusion matrix")
+            && table.contains("class1"),
+        "{table}"
+    );
 }
 
 fn expect_err<'a, 'b>(
@@ -333,8 +494,14 @@ fn expect_err<'a, 'b>(
     xv: ArrayView2<'b, f32>,
     yv: &'b [usize],
 ) -> String {
-    let e = train(cfg, &names(classes), TrainSet { x, y }, TrainSet { x: xv, y: yv }, &mut no_op)
-        .expect_err("must fail");
+    let e = train(
+        cfg,
+        &names(classes),
+        TrainSet { x, y },
+        TrainSet { x: xv, y: yv },
+        &mut no_op,
+    )
+    .expect_err("must fail");
     e.to_string()
 }
 
@@ -347,13 +514,19 @@ fn bad_inputs_are_clear_errors() {
     assert!(msg.contains("train split is empty"), "{msg}");
     let ones = vec![1usize; 10];
     let msg = expect_err(&cfg, 2, x.view(), &ones, x.view(), &y);
-    assert!(msg.contains("only one class") && msg.contains("class1"), "{msg}");
+    assert!(
+        msg.contains("only one class") && msg.contains("class1"),
+        "{msg}"
+    );
     let msg = expect_err(&cfg, 1, x.view(), &[0; 10], x.view(), &[0; 10]);
     assert!(msg.contains("at least 2"), "{msg}");
     let mut xn = x.clone();
     xn[[3, 2]] = f32::NAN;
     let msg = expect_err(&cfg, 2, xn.view(), &y, x.view(), &y);
-    assert!(msg.contains("train row 3, dimension 2") && msg.contains("NaN"), "{msg}");
+    assert!(
+        msg.contains("train row 3, dimension 2") && msg.contains("NaN"),
+        "{msg}"
+    );
     let mut xi = x.clone();
     xi[[7, 0]] = f32::INFINITY;
     let msg = expect_err(&cfg, 2, x.view(), &y, xi.view(), &y);
@@ -361,7 +534,10 @@ fn bad_inputs_are_clear_errors() {
     let mut yb = y.clone();
     yb[4] = 5;
     let msg = expect_err(&cfg, 2, x.view(), &yb, x.view(), &y);
-    assert!(msg.contains("row 4: label 5 is out of range for 2"), "{msg}");
+    assert!(
+        msg.contains("row 4: label 5 is out of range for 2"),
+        "{msg}"
+    );
     let msg = expect_err(&cfg, 2, x.view(), &y[..9], x.view(), &y);
     assert!(msg.contains("10 feature rows but 9 labels"), "{msg}");
     let x5 = randn(10, 5, 1);
@@ -369,19 +545,76 @@ fn bad_inputs_are_clear_errors() {
     assert!(msg.contains("expected 4, found 5"), "{msg}");
 
     let cases: [(HeadConfig, &str); 9] = [
-        (HeadConfig { batch_size: 0, ..cfg.clone() }, "batch_size"),
-        (HeadConfig { lr: -1e-3, ..cfg.clone() }, "lr"),
-        (HeadConfig { lr: f32::NAN, ..cfg.clone() }, "lr"),
-        (HeadConfig { dropout: 1.0, ..cfg.clone() }, "dropout"),
-        (HeadConfig { dropout: -0.1, ..cfg.clone() }, "dropout"),
-        (HeadConfig { epochs: 0, ..cfg.clone() }, "epochs"),
-        (HeadConfig { patience: Some(0), ..cfg.clone() }, "patience"),
-        (HeadConfig { hidden: vec![16, 0], ..cfg.clone() }, "hidden"),
-        (HeadConfig { val_fraction: 1.5, ..cfg.clone() }, "val_fraction"),
+        (
+            HeadConfig {
+                batch_size: 0,
+                ..cfg.clone()
+            },
+            "batch_size",
+        ),
+        (
+            HeadConfig {
+                lr: -1e-3,
+                ..cfg.clone()
+            },
+            "lr",
+        ),
+        (
+            HeadConfig {
+                lr: f32::NAN,
+                ..cfg.clone()
+            },
+            "lr",
+        ),
+        (
+            HeadConfig {
+                dropout: 1.0,
+                ..cfg.clone()
+            },
+            "dropout",
+        ),
+        (
+            HeadConfig {
+                dropout: -0.1,
+                ..cfg.clone()
+            },
+            "dropout",
+        ),
+        (
+            HeadConfig {
+                epochs: 0,
+                ..cfg.clone()
+            },
+            "epochs",
+        ),
+        (
+            HeadConfig {
+                patience: Some(0),
+                ..cfg.clone()
+            },
+            "patience",
+        ),
+        (
+            HeadConfig {
+                hidden: vec![16, 0],
+                ..cfg.clone()
+            },
+            "hidden",
+        ),
+        (
+            HeadConfig {
+                val_fraction: 1.5,
+                ..cfg.clone()
+            },
+            "val_fraction",
+        ),
     ];
     for (bad, field) in cases {
         let err = bad.check().expect_err(field);
-        assert!(matches!(err, HeadError::Config { field: f, .. } if f == field), "{err}");
+        assert!(
+            matches!(err, HeadError::Config { field: f, .. } if f == field),
+            "{err}"
+        );
         let msg = expect_err(&bad, 2, x.view(), &y, x.view(), &y);
         assert!(msg.contains(field), "{msg}");
     }
@@ -391,8 +624,14 @@ fn bad_inputs_are_clear_errors() {
 #[test]
 fn checkpoint_with_other_dimension_or_classes_is_refused() {
     let (x, y) = blobs(5, 2, 8, 3.0, 1);
-    let out = train(&small_cfg(), &names(2), TrainSet { x: x.view(), y: &y }, TrainSet { x: x.view(), y: &y }, &mut no_op)
-        .expect("trains");
+    let out = train(
+        &small_cfg(),
+        &names(2),
+        TrainSet { x: x.view(), y: &y },
+        TrainSet { x: x.view(), y: &y },
+        &mut no_op,
+    )
+    .expect("trains");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("h.safetensors");
     out.head.save(&path, &BTreeMap::new()).expect("saves");
@@ -401,8 +640,20 @@ fn checkpoint_with_other_dimension_or_classes_is_refused() {
     let e = head.check_compatible(10, &names(2)).expect_err("D differs");
     assert!(e.to_string().contains("expected 8, found 10"), "{e}");
     let e = head.try_predict_proba(other.view()).expect_err("D differs");
-    assert!(matches!(e, HeadError::DimMismatch { expected: 8, found: 10, .. }), "{e}");
-    let e = head.check_compatible(8, &["cat".into(), "dog".into()]).expect_err("classes differ");
+    assert!(
+        matches!(
+            e,
+            HeadError::DimMismatch {
+                expected: 8,
+                found: 10,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = head
+        .check_compatible(8, &["cat".into(), "dog".into()])
+        .expect_err("classes differ");
     assert!(e.to_string().contains("cat"), "{e}");
     assert!(head.check_compatible(8, &names(2)).is_ok());
     let r = std::panic::catch_unwind(|| head.predict_proba(other.view()));

@@ -26,7 +26,13 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -64,7 +70,10 @@ impl AdamStep {
     #[inline]
     pub fn update(&self, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]) {
         let n = p.len();
-        assert!(m.len() == n && v.len() == n && g.len() == n, "adam: slice lengths differ");
+        assert!(
+            m.len() == n && v.len() == n && g.len() == n,
+            "adam: slice lengths differ"
+        );
         let (b1, b2, eps, wd) = (self.beta1, self.beta2, self.eps, self.weight_decay);
         let (c1, c2) = (1.0 - b1, 1.0 - b2);
         let (step, isb) = (self.step_size, self.inv_sqrt_bc2);
@@ -92,7 +101,12 @@ pub struct Adam {
 impl Adam {
     /// Zeroed state for `n_params` parameters.
     pub fn new(config: AdamConfig, n_params: usize) -> Adam {
-        Adam { config, m: vec![0.0; n_params], v: vec![0.0; n_params], t: 0 }
+        Adam {
+            config,
+            m: vec![0.0; n_params],
+            v: vec![0.0; n_params],
+            t: 0,
+        }
     }
 
     /// Steps taken so far.
@@ -117,7 +131,10 @@ impl Adam {
 /// [`AdamStep::update`] over whole buffers, split into chunks processed in parallel.
 pub fn adam_step_flat(s: &AdamStep, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
     const CHUNK: usize = 1 << 16;
-    assert!(g.len() == p.len() && m.len() == p.len() && v.len() == p.len(), "adam: lengths");
+    assert!(
+        g.len() == p.len() && m.len() == p.len() && v.len() == p.len(),
+        "adam: lengths"
+    );
     p.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
         .zip(m.par_chunks_mut(CHUNK))

@@ -19,7 +19,14 @@ use super::{FittedHead, HeadConfig, HeadError};
 
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "vggcache-head/1";
-const RESERVED: [&str; 6] = ["format", "weight_layout", "dims", "classes", "config", "standardize"];
+const RESERVED: [&str; 6] = [
+    "format",
+    "weight_layout",
+    "dims",
+    "classes",
+    "config",
+    "standardize",
+];
 
 fn bytes_of(v: &[f32]) -> std::borrow::Cow<'_, [u8]> {
     if cfg!(target_endian = "little") {
@@ -30,25 +37,43 @@ fn bytes_of(v: &[f32]) -> std::borrow::Cow<'_, [u8]> {
 }
 
 fn floats_of(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 impl FittedHead {
     /// Write the head to `path` (safetensors). `metadata` is stored beside the head's own keys,
     /// which it must not reuse.
     pub fn save(&self, path: &Path, metadata: &BTreeMap<String, String>) -> Result<(), HeadError> {
-        let bad = |message: String| HeadError::BadCheckpoint { path: path.to_path_buf(), message };
+        let bad = |message: String| HeadError::BadCheckpoint {
+            path: path.to_path_buf(),
+            message,
+        };
         if let Some(k) = metadata.keys().find(|k| RESERVED.contains(&k.as_str())) {
-            return Err(bad(format!("metadata key {k:?} is reserved for the head itself")));
+            return Err(bad(format!(
+                "metadata key {k:?} is reserved for the head itself"
+            )));
         }
         let json = |e: serde_json::Error| bad(format!("encoding metadata: {e}"));
-        let mut meta: HashMap<String, String> =
-            metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut meta: HashMap<String, String> = metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         meta.insert("format".into(), FORMAT.into());
         meta.insert("weight_layout".into(), "(d_in, d_out)".into());
-        meta.insert("dims".into(), serde_json::to_string(self.mlp.dims()).map_err(json)?);
-        meta.insert("classes".into(), serde_json::to_string(&self.classes).map_err(json)?);
-        meta.insert("config".into(), serde_json::to_string(&self.config).map_err(json)?);
+        meta.insert(
+            "dims".into(),
+            serde_json::to_string(self.mlp.dims()).map_err(json)?,
+        );
+        meta.insert(
+            "classes".into(),
+            serde_json::to_string(&self.classes).map_err(json)?,
+        );
+        meta.insert(
+            "config".into(),
+            serde_json::to_string(&self.config).map_err(json)?,
+        );
         meta.insert("standardize".into(), self.scaler.is_some().to_string());
 
         let layers = self.mlp.layers();
@@ -56,7 +81,11 @@ impl FittedHead {
         for (i, (w, b)) in layers.iter().enumerate() {
             let ws = w.as_slice().expect("layer weights are contiguous");
             let bs = b.as_slice().expect("layer biases are contiguous");
-            owned.push((format!("layers.{i}.weight"), vec![w.nrows(), w.ncols()], bytes_of(ws)));
+            owned.push((
+                format!("layers.{i}.weight"),
+                vec![w.nrows(), w.ncols()],
+                bytes_of(ws),
+            ));
             owned.push((format!("layers.{i}.bias"), vec![b.len()], bytes_of(bs)));
         }
         if let Some(sc) = &self.scaler {
@@ -77,9 +106,14 @@ impl FittedHead {
 
     /// Read a head written by [`FittedHead::save`]; returns it and all metadata.
     pub fn load(path: &Path) -> Result<(FittedHead, BTreeMap<String, String>), HeadError> {
-        let bad = |message: String| HeadError::BadCheckpoint { path: path.to_path_buf(), message };
-        let buf = std::fs::read(path)
-            .map_err(|source| HeadError::Io { path: path.to_path_buf(), source })?;
+        let bad = |message: String| HeadError::BadCheckpoint {
+            path: path.to_path_buf(),
+            message,
+        };
+        let buf = std::fs::read(path).map_err(|source| HeadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let (_, header) = SafeTensors::read_metadata(&buf)
             .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
         let meta: BTreeMap<String, String> = header
@@ -87,9 +121,15 @@ impl FittedHead {
             .as_ref()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
-        let get = |k: &str| meta.get(k).ok_or_else(|| bad(format!("metadata key {k:?} missing")));
+        let get = |k: &str| {
+            meta.get(k)
+                .ok_or_else(|| bad(format!("metadata key {k:?} missing")))
+        };
         if get("format")? != FORMAT {
-            return Err(bad(format!("format {:?}, expected {FORMAT:?}", meta["format"])));
+            return Err(bad(format!(
+                "format {:?}, expected {FORMAT:?}",
+                meta["format"]
+            )));
         }
         let dims: Vec<usize> =
             serde_json::from_str(get("dims")?).map_err(|e| bad(format!("dims: {e}")))?;
@@ -97,9 +137,12 @@ impl FittedHead {
             serde_json::from_str(get("classes")?).map_err(|e| bad(format!("classes: {e}")))?;
         let config: HeadConfig =
             serde_json::from_str(get("config")?).map_err(|e| bad(format!("config: {e}")))?;
-        let st = SafeTensors::deserialize(&buf).map_err(|e| bad(format!("reading tensors: {e}")))?;
+        let st =
+            SafeTensors::deserialize(&buf).map_err(|e| bad(format!("reading tensors: {e}")))?;
         let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>, HeadError> {
-            let t = st.tensor(name).map_err(|e| bad(format!("tensor {name}: {e}")))?;
+            let t = st
+                .tensor(name)
+                .map_err(|e| bad(format!("tensor {name}: {e}")))?;
             if t.dtype() != Dtype::F32 || t.shape() != shape {
                 return Err(bad(format!(
                     "tensor {name} is {:?} {:?}, expected F32 {shape:?}",
@@ -116,7 +159,8 @@ impl FittedHead {
         for (i, pair) in dims.windows(2).enumerate() {
             let w = tensor(&format!("layers.{i}.weight"), pair)?;
             let b = tensor(&format!("layers.{i}.bias"), &pair[1..])?;
-            let w = Array2::from_shape_vec((pair[0], pair[1]), w).map_err(|e| bad(e.to_string()))?;
+            let w =
+                Array2::from_shape_vec((pair[0], pair[1]), w).map_err(|e| bad(e.to_string()))?;
             layers.push((w, Array1::from(b)));
         }
         let mlp = Mlp::from_layers(&layers).map_err(|e| bad(e.to_string()))?;
@@ -128,10 +172,17 @@ impl FittedHead {
                 if let Some(s) = std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
                     return Err(bad(format!("scaler.std has the invalid entry {s}")));
                 }
-                Some(Standardizer { mean: Array1::from(mean), std: Array1::from(std) })
+                Some(Standardizer {
+                    mean: Array1::from(mean),
+                    std: Array1::from(std),
+                })
             }
             "false" => None,
-            other => return Err(bad(format!("standardize is {other:?}, expected true/false"))),
+            other => {
+                return Err(bad(format!(
+                    "standardize is {other:?}, expected true/false"
+                )))
+            }
         };
         let head = FittedHead::new(mlp, scaler, classes, config).map_err(|e| bad(e.to_string()))?;
         Ok((head, meta))

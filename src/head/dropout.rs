@@ -10,7 +10,10 @@ use rand::RngCore;
 /// Apply inverted dropout in place. `h: (batch, width)`; `p` in `[0, 1)` (checked by
 /// `HeadConfig::check`). Each element survives when a fresh `u32` from `rng` is `>= p·2³²`.
 pub fn dropout_in_place(mut h: ArrayViewMut2<f32>, p: f32, rng: &mut dyn RngCore) {
-    assert!((0.0..1.0).contains(&p), "dropout probability {p} outside [0, 1)");
+    assert!(
+        (0.0..1.0).contains(&p),
+        "dropout probability {p} outside [0, 1)"
+    );
     if p == 0.0 {
         return;
     }

@@ -28,8 +28,16 @@ pub fn matmul(
 ) {
     let (m, k) = a.dim();
     let (k2, n) = b.dim();
-    assert_eq!(k, k2, "matmul: inner dimensions differ: a is ({m}, {k}), b is ({k2}, {n})");
-    assert_eq!(c.dim(), (m, n), "matmul: c is {:?}, expected ({m}, {n})", c.dim());
+    assert_eq!(
+        k, k2,
+        "matmul: inner dimensions differ: a is ({m}, {k}), b is ({k2}, {n})"
+    );
+    assert_eq!(
+        c.dim(),
+        (m, n),
+        "matmul: c is {:?}, expected ({m}, {n})",
+        c.dim()
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -78,7 +86,12 @@ fn split_columns(
 }
 
 /// One product on the calling thread through `gemm` (runtime-dispatched AVX2/FMA kernels).
-fn gemm_serial(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>, accumulate: bool) {
+fn gemm_serial(
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    mut c: ArrayViewMut2<f32>,
+    accumulate: bool,
+) {
     let (m, k) = a.dim();
     let n = b.ncols();
     if n == 0 {

@@ -15,8 +15,17 @@ pub fn softmax_cross_entropy(
     mut dlogits: ArrayViewMut2<f32>,
 ) -> (f64, usize) {
     let (batch, classes) = logits.dim();
-    assert_eq!(y.len(), batch, "softmax_cross_entropy: {} labels for {batch} rows", y.len());
-    assert_eq!(dlogits.dim(), (batch, classes), "softmax_cross_entropy: dlogits shape");
+    assert_eq!(
+        y.len(),
+        batch,
+        "softmax_cross_entropy: {} labels for {batch} rows",
+        y.len()
+    );
+    assert_eq!(
+        dlogits.dim(),
+        (batch, classes),
+        "softmax_cross_entropy: dlogits shape"
+    );
     let inv_batch = 1.0 / batch.max(1) as f32;
     let mut total = 0.0f64;
     let mut correct = 0usize;
@@ -25,7 +34,10 @@ pub fn softmax_cross_entropy(
         .zip(dlogits.axis_iter_mut(Axis(0)))
         .zip(y)
     {
-        assert!(label < classes, "label {label} out of range for {classes} classes");
+        assert!(
+            label < classes,
+            "label {label} out of range for {classes} classes"
+        );
         let (mut arg, mut max) = (0usize, f32::NEG_INFINITY);
         for (j, &z) in row.iter().enumerate() {
             if z > max {

@@ -76,7 +76,10 @@ impl Mlp {
     /// Drawn in parallel in 1 Mi-element chunks, each with its own RNG seeded from
     /// `(seed, chunk)`, so the values do not depend on the thread count.
     pub fn new(dims: &[usize], seed: u64) -> Mlp {
-        assert!(dims.len() >= 2 && dims.iter().all(|&d| d > 0), "Mlp dims {dims:?}");
+        assert!(
+            dims.len() >= 2 && dims.iter().all(|&d| d > 0),
+            "Mlp dims {dims:?}"
+        );
         let (slots, n) = layout(dims);
         let mut params = vec![0.0f32; n];
         // bound of every element, by position: one value per layer's whole w+b range
@@ -84,15 +87,22 @@ impl Mlp {
         for (l, slot) in slots.iter().enumerate() {
             let bound = 1.0 / (slot.d_in as f32).sqrt();
             let range = slot.w..slot.b + slot.d_out;
-            params[range].par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
-                let mut rng = StdRng::seed_from_u64(mix(seed, l as u64, c as u64));
-                for v in chunk.iter_mut() {
-                    let u = (rng.next_u32() >> 8) as f32 * (1.0 / 16_777_216.0);
-                    *v = (2.0 * u - 1.0) * bound;
-                }
-            });
+            params[range]
+                .par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(c, chunk)| {
+                    let mut rng = StdRng::seed_from_u64(mix(seed, l as u64, c as u64));
+                    for v in chunk.iter_mut() {
+                        let u = (rng.next_u32() >> 8) as f32 * (1.0 / 16_777_216.0);
+                        *v = (2.0 * u - 1.0) * bound;
+                    }
+                });
         }
-        Mlp { dims: dims.to_vec(), slots, params }
+        Mlp {
+            dims: dims.to_vec(),
+            slots,
+            params,
+        }
     }
 
     /// Build from explicit layers `(W: (d_in, d_out), b: (d_out,))`; each layer's `d_in` must
@@ -121,7 +131,11 @@ impl Mlp {
             params.extend(w.iter());
             params.extend(b.iter());
         }
-        Ok(Mlp { dims, slots, params })
+        Ok(Mlp {
+            dims,
+            slots,
+            params,
+        })
     }
 
     /// `[d, hidden…, classes]`.
@@ -146,7 +160,9 @@ impl Mlp {
 
     /// Per layer, `(W: (d_in, d_out), b: (d_out,))`.
     pub fn layers(&self) -> Vec<(ArrayView2<'_, f32>, ArrayView1<'_, f32>)> {
-        (0..self.slots.len()).map(|l| (self.w(l), self.b(l))).collect()
+        (0..self.slots.len())
+            .map(|l| (self.w(l), self.b(l)))
+            .collect()
     }
 
     fn w(&self, l: usize) -> ArrayView2<'_, f32> {
@@ -236,9 +252,21 @@ impl Mlp {
 
     /// Backward pass fused with one Adam step (see the module doc).
     pub fn backward_adam(&mut self, ws: &mut Workspace, dropout: f32, adam: &mut Adam) {
-        assert_eq!(adam.m.len(), self.params.len(), "Adam state built for another model");
+        assert_eq!(
+            adam.m.len(),
+            self.params.len(),
+            "Adam state built for another model"
+        );
         let step = adam.begin_step();
-        self.backward(ws, dropout, Sink::Adam { m: &mut adam.m, v: &mut adam.v, step });
+        self.backward(
+            ws,
+            dropout,
+            Sink::Adam {
+                m: &mut adam.m,
+                v: &mut adam.v,
+                step,
+            },
+        );
     }
 
     /// One training step on the batch loaded in `ws`: forward, loss, backward fused with Adam.
@@ -259,7 +287,11 @@ impl Mlp {
 
     fn backward(&mut self, ws: &mut Workspace, dropout: f32, mut sink: Sink<'_>) {
         let rows = ws.rows;
-        let scale = if dropout > 0.0 { 1.0 / (1.0 - dropout) } else { 1.0 };
+        let scale = if dropout > 0.0 {
+            1.0 / (1.0 - dropout)
+        } else {
+            1.0
+        };
         for l in (0..self.slots.len()).rev() {
             let slot = self.slots[l];
             let (dz_before, dz_after) = ws.dz.split_at_mut(l);
@@ -287,7 +319,8 @@ impl Mlp {
                     *acc += g;
                 }
             }
-            let (w_params, b_params) = self.params[slot.w..slot.b + slot.d_out].split_at_mut(slot.b - slot.w);
+            let (w_params, b_params) =
+                self.params[slot.w..slot.b + slot.d_out].split_at_mut(slot.b - slot.w);
             match &mut sink {
                 Sink::Collect(grads) => {
                     weight_grad_into(input, dz, &mut grads[slot.w_range()]);
@@ -314,18 +347,30 @@ enum Sink<'a> {
     /// Store them (layout of the parameter buffer).
     Collect(&'a mut [f32]),
     /// Apply one Adam step with them, tile by tile.
-    Adam { m: &'a mut [f32], v: &'a mut [f32], step: AdamStep },
+    Adam {
+        m: &'a mut [f32],
+        v: &'a mut [f32],
+        step: AdamStep,
+    },
 }
 
 /// `g = aᵀ · dz`. Shapes: `a: (rows, d_in)`, `dz: (rows, d_out)`, `g: (d_in·d_out)` row-major.
 fn weight_grad_into(a: ArrayView2<f32>, dz: ArrayView2<f32>, g: &mut [f32]) {
     let d_out = dz.ncols();
-    g.par_chunks_mut(TILE_ROWS * d_out).enumerate().for_each(|(i, gc)| {
-        let r0 = i * TILE_ROWS;
-        let nr = gc.len() / d_out;
-        let gv = ArrayViewMut2::from_shape((nr, d_out), gc).expect("tile shape");
-        matmul(a.slice(s![.., r0..r0 + nr]).t(), dz, gv, false, Threads::Serial);
-    });
+    g.par_chunks_mut(TILE_ROWS * d_out)
+        .enumerate()
+        .for_each(|(i, gc)| {
+            let r0 = i * TILE_ROWS;
+            let nr = gc.len() / d_out;
+            let gv = ArrayViewMut2::from_shape((nr, d_out), gc).expect("tile shape");
+            matmul(
+                a.slice(s![.., r0..r0 + nr]).t(),
+                dz,
+                gv,
+                false,
+                Threads::Serial,
+            );
+        });
 }
 
 thread_local! {
@@ -361,7 +406,13 @@ fn weight_grad_adam(
                     }
                     let tile = &mut buf[..nr * ct];
                     let tv = ArrayViewMut2::from_shape((nr, ct), &mut *tile).expect("tile shape");
-                    matmul(at.t(), dz.slice(s![.., c0..c0 + ct]), tv, false, Threads::Serial);
+                    matmul(
+                        at.t(),
+                        dz.slice(s![.., c0..c0 + ct]),
+                        tv,
+                        false,
+                        Threads::Serial,
+                    );
                     for r in 0..nr {
                         let o = r * d_out + c0;
                         step.update(
@@ -420,7 +471,12 @@ impl Workspace {
 
     /// Gather rows `idx` of `x: (n, d)` as the batch, standardized by `scaler` if given.
     pub fn load_rows(&mut self, x: ArrayView2<f32>, idx: &[usize], scaler: Option<&Standardizer>) {
-        assert!(idx.len() <= self.capacity(), "batch of {} > capacity {}", idx.len(), self.capacity());
+        assert!(
+            idx.len() <= self.capacity(),
+            "batch of {} > capacity {}",
+            idx.len(),
+            self.capacity()
+        );
         for (mut dst, &i) in self.x.axis_iter_mut(Axis(0)).zip(idx) {
             dst.assign(&x.row(i));
         }
@@ -433,7 +489,11 @@ impl Workspace {
     /// Load `x: (rows, d)` as the batch, as is.
     pub fn set_batch(&mut self, x: ArrayView2<f32>) {
         let rows = x.nrows();
-        assert!(rows <= self.capacity(), "batch of {rows} > capacity {}", self.capacity());
+        assert!(
+            rows <= self.capacity(),
+            "batch of {rows} > capacity {}",
+            self.capacity()
+        );
         self.x.slice_mut(s![..rows, ..]).assign(&x);
         self.rows = rows;
     }

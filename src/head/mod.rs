@@ -84,7 +84,9 @@ pub enum HeadError {
         classes: usize,
     },
     /// A NaN or infinite feature value.
-    #[error("{split} row {row}, dimension {col}: feature value {value} is not finite (NaN or Inf)")]
+    #[error(
+        "{split} row {row}, dimension {col}: feature value {value} is not finite (NaN or Inf)"
+    )]
     NonFinite {
         /// `train`, `val` or `input`
         split: &'static str,
@@ -114,7 +116,9 @@ pub enum HeadError {
         found: Vec<String>,
     },
     /// Loss became NaN/Inf.
-    #[error("training diverged at epoch {epoch}: {what} is {value} (try a smaller lr or --standardize)")]
+    #[error(
+        "training diverged at epoch {epoch}: {what} is {value} (try a smaller lr or --standardize)"
+    )]
     Diverged {
         /// 1-based epoch
         epoch: usize,
@@ -220,10 +224,16 @@ impl HeadConfig {
     /// Validate every setting; the error names the setting, the valid range and the value.
     pub fn check(&self) -> Result<(), HeadError> {
         if let Some(i) = self.hidden.iter().position(|&h| h == 0) {
-            return Err(bad("hidden", format!("hidden layer {i} has width 0; widths must be >= 1")));
+            return Err(bad(
+                "hidden",
+                format!("hidden layer {i} has width 0; widths must be >= 1"),
+            ));
         }
         if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
-            return Err(bad("dropout", format!("must be in [0, 1), got {}", self.dropout)));
+            return Err(bad(
+                "dropout",
+                format!("must be in [0, 1), got {}", self.dropout),
+            ));
         }
         if self.epochs == 0 {
             return Err(bad("epochs", "must be >= 1, got 0".into()));
@@ -232,7 +242,10 @@ impl HeadConfig {
             return Err(bad("batch_size", "must be >= 1, got 0".into()));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(bad("lr", format!("learning rate must be > 0 and finite, got {}", self.lr)));
+            return Err(bad(
+                "lr",
+                format!("learning rate must be > 0 and finite, got {}", self.lr),
+            ));
         }
         for (field, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(b.is_finite() && (0.0..1.0).contains(&b)) {
@@ -240,16 +253,25 @@ impl HeadConfig {
             }
         }
         if !(self.eps.is_finite() && self.eps >= 0.0) {
-            return Err(bad("eps", format!("must be >= 0 and finite, got {}", self.eps)));
+            return Err(bad(
+                "eps",
+                format!("must be >= 0 and finite, got {}", self.eps),
+            ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(bad("weight_decay", format!("must be >= 0 and finite, got {}", self.weight_decay)));
+            return Err(bad(
+                "weight_decay",
+                format!("must be >= 0 and finite, got {}", self.weight_decay),
+            ));
         }
         if self.patience == Some(0) {
             return Err(bad("patience", "must be >= 1 when given, got 0".into()));
         }
         if !(self.val_fraction.is_finite() && (0.0..1.0).contains(&self.val_fraction)) {
-            return Err(bad("val_fraction", format!("must be in [0, 1), got {}", self.val_fraction)));
+            return Err(bad(
+                "val_fraction",
+                format!("must be in [0, 1), got {}", self.val_fraction),
+            ));
         }
         Ok(())
     }
@@ -339,7 +361,12 @@ impl FittedHead {
                 });
             }
         }
-        Ok(FittedHead { mlp, scaler, classes, config })
+        Ok(FittedHead {
+            mlp,
+            scaler,
+            classes,
+            config,
+        })
     }
 
     /// Class probabilities in eval mode (no dropout), scaler applied: `x: (n, d)` → `(n, C)`.

@@ -16,11 +16,17 @@ bottom panel accuracy (y from 0 to 1, grey guides at 0.5 and 0.9); red = train, 
 one dot per epoch, green vertical line = best epoch (lowest val loss).";
 
 const W: u32 = 800;
+
+/// One panel: its area, the top of its y range, the (train, val) getters, grey guide lines.
+type Panel<'a, A> = (&'a A, f64, [fn(&EpochMetrics) -> f64; 2], &'a [f64]);
 const H: u32 = 600;
 
 /// Draw the history to a PNG at `path`.
 pub fn draw(history: &[EpochMetrics], best_epoch: usize, path: &Path) -> Result<(), HeadError> {
-    let err = |message: String| HeadError::Plot { path: path.to_path_buf(), message };
+    let err = |message: String| HeadError::Plot {
+        path: path.to_path_buf(),
+        message,
+    };
     let mut buf = vec![0u8; (W * H * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (W, H)).into_drawing_area();
@@ -33,7 +39,7 @@ pub fn draw(history: &[EpochMetrics], best_epoch: usize, path: &Path) -> Result<
             .fold(0.0f64, f64::max)
             .max(1e-6)
             * 1.05;
-        let panels: [(&DrawingArea<_, _>, f64, [fn(&EpochMetrics) -> f64; 2], &[f64]); 2] = [
+        let panels: [Panel<'_, _>; 2] = [
             (&top, max_loss, [|m| m.train_loss, |m| m.val_loss], &[]),
             (&bottom, 1.0, [|m| m.train_acc, |m| m.val_acc], &[0.5, 0.9]),
         ];
@@ -42,24 +48,38 @@ pub fn draw(history: &[EpochMetrics], best_epoch: usize, path: &Path) -> Result<
                 .margin(12)
                 .build_cartesian_2d(0.5f64..n + 0.5, 0.0f64..y_max)
                 .map_err(|e| err(e.to_string()))?;
-            let frame = [(0.5, 0.0), (n + 0.5, 0.0), (n + 0.5, y_max), (0.5, y_max), (0.5, 0.0)];
+            let frame = [
+                (0.5, 0.0),
+                (n + 0.5, 0.0),
+                (n + 0.5, y_max),
+                (0.5, y_max),
+                (0.5, 0.0),
+            ];
             chart
                 .draw_series(LineSeries::new(frame, BLACK.stroke_width(1)))
                 .map_err(|e| err(e.to_string()))?;
             for &g in guides {
                 chart
-                    .draw_series(LineSeries::new([(0.5, g), (n + 0.5, g)], RGBColor(200, 200, 200)))
+                    .draw_series(LineSeries::new(
+                        [(0.5, g), (n + 0.5, g)],
+                        RGBColor(200, 200, 200),
+                    ))
                     .map_err(|e| err(e.to_string()))?;
             }
             if best_epoch > 0 {
                 let x = best_epoch as f64;
                 chart
-                    .draw_series(LineSeries::new([(x, 0.0), (x, y_max)], GREEN.stroke_width(1)))
+                    .draw_series(LineSeries::new(
+                        [(x, 0.0), (x, y_max)],
+                        GREEN.stroke_width(1),
+                    ))
                     .map_err(|e| err(e.to_string()))?;
             }
             for (get, color) in getters.iter().zip([RED, BLUE]) {
-                let pts: Vec<(f64, f64)> =
-                    history.iter().map(|m| (m.epoch as f64, get(m).min(y_max))).collect();
+                let pts: Vec<(f64, f64)> = history
+                    .iter()
+                    .map(|m| (m.epoch as f64, get(m).min(y_max)))
+                    .collect();
                 chart
                     .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
                     .map_err(|e| err(e.to_string()))?;

@@ -8,7 +8,10 @@ use super::{plot, HeadError, TrainOutcome};
 use crate::metrics::{accuracy, confusion_matrix, precision_recall};
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HeadError + '_ {
-    move |source| HeadError::Io { path: path.to_path_buf(), source }
+    move |source| HeadError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// `metrics.csv`: one row per epoch, with a `best` column (1 on the kept epoch).
@@ -39,11 +42,18 @@ pub fn write_run(
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), HeadError> {
     if dir.exists() {
-        return Err(HeadError::RunExists { path: dir.to_path_buf() });
+        return Err(HeadError::RunExists {
+            path: dir.to_path_buf(),
+        });
     }
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let name = dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+    let name = dir
+        .file_name()
+        .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
     let tmp: PathBuf = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
@@ -53,7 +63,11 @@ pub fn write_run(
         outcome.head.save(&tmp.join("head.safetensors"), metadata)?;
         let csv = tmp.join("metrics.csv");
         std::fs::write(&csv, metrics_csv(outcome)).map_err(io(&csv))?;
-        plot::draw(&outcome.history, outcome.best_epoch, &tmp.join("loss_acc.png"))?;
+        plot::draw(
+            &outcome.history,
+            outcome.best_epoch,
+            &tmp.join("loss_acc.png"),
+        )?;
         let readme = tmp.join("README.txt");
         let text = format!(
             "head.safetensors: the head at the best epoch ({}), weights (d_in, d_out), config, \
@@ -76,10 +90,18 @@ pub fn write_run(
 pub fn summary_table(outcome: &TrainOutcome, val_y: &[usize], val_pred: &[usize]) -> String {
     let classes = outcome.head.classes();
     let mut s = String::new();
-    let best = outcome.history.iter().find(|m| m.epoch == outcome.best_epoch);
+    let best = outcome
+        .history
+        .iter()
+        .find(|m| m.epoch == outcome.best_epoch);
     let secs: Vec<f64> = outcome.history.iter().map(|m| m.seconds).collect();
     let mean_secs = secs.iter().sum::<f64>() / secs.len().max(1) as f64;
-    let _ = writeln!(s, "best epoch       {} of {}", outcome.best_epoch, outcome.history.len());
+    let _ = writeln!(
+        s,
+        "best epoch       {} of {}",
+        outcome.best_epoch,
+        outcome.history.len()
+    );
     if let Some(b) = best {
         let _ = writeln!(s, "val accuracy     {:.4}", b.val_acc);
         let _ = writeln!(s, "val loss         {:.4}", b.val_loss);
@@ -89,10 +111,17 @@ pub fn summary_table(outcome: &TrainOutcome, val_y: &[usize], val_pred: &[usize]
         s,
         "time per epoch   {mean_secs:.2} s (mean of {}: {})",
         secs.len(),
-        secs.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>().join(", ")
+        secs.iter()
+            .map(|t| format!("{t:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     if !val_y.is_empty() && val_y.len() == val_pred.len() {
-        let _ = writeln!(s, "accuracy of the given predictions {:.4}", accuracy(val_y, val_pred));
+        let _ = writeln!(
+            s,
+            "accuracy of the given predictions {:.4}",
+            accuracy(val_y, val_pred)
+        );
         let cm = confusion_matrix(val_y, val_pred, classes.len());
         let pr = precision_recall(&cm);
         let w = classes.iter().map(|c| c.len()).max().unwrap_or(4).max(9);

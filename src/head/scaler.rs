@@ -51,7 +51,12 @@ impl Standardizer {
 
     /// Standardize `x: (batch, d)` in place.
     pub fn apply(&self, mut x: ArrayViewMut2<f32>) {
-        assert_eq!(x.ncols(), self.dim(), "standardizer: expected {} columns", self.dim());
+        assert_eq!(
+            x.ncols(),
+            self.dim(),
+            "standardizer: expected {} columns",
+            self.dim()
+        );
         for mut row in x.axis_iter_mut(Axis(0)) {
             Zip::from(&mut row)
                 .and(&self.mean)

@@ -19,7 +19,12 @@ const EVAL_ROWS: usize = 256;
 pub(crate) fn check_finite(x: ArrayView2<f32>, split: &'static str) -> Result<(), HeadError> {
     for (row, r) in x.axis_iter(Axis(0)).enumerate() {
         if let Some((col, &value)) = r.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(HeadError::NonFinite { split, row, col, value });
+            return Err(HeadError::NonFinite {
+                split,
+                row,
+                col,
+                value,
+            });
         }
     }
     Ok(())
@@ -28,10 +33,19 @@ pub(crate) fn check_finite(x: ArrayView2<f32>, split: &'static str) -> Result<()
 fn check_split(set: &TrainSet, split: &'static str, classes: usize) -> Result<(), HeadError> {
     let rows = set.x.nrows();
     if rows != set.y.len() {
-        return Err(HeadError::LengthMismatch { split, rows, labels: set.y.len() });
+        return Err(HeadError::LengthMismatch {
+            split,
+            rows,
+            labels: set.y.len(),
+        });
     }
     if let Some((row, &label)) = set.y.iter().enumerate().find(|(_, &l)| l >= classes) {
-        return Err(HeadError::LabelOutOfRange { split, row, label, classes });
+        return Err(HeadError::LabelOutOfRange {
+            split,
+            row,
+            label,
+            classes,
+        });
     }
     check_finite(set.x, split)
 }
@@ -113,8 +127,14 @@ pub fn train(
     cfg.check()?;
     // reborrow both splits with one local lifetime (ndarray views are invariant)
     let (train, val) = (
-        TrainSet { x: train.x.view(), y: train.y },
-        TrainSet { x: val.x.view(), y: val.y },
+        TrainSet {
+            x: train.x.view(),
+            y: train.y,
+        },
+        TrainSet {
+            x: val.x.view(),
+            y: val.y,
+        },
     );
     let c = classes.len();
     if c < 2 {
@@ -126,7 +146,11 @@ pub fn train(
     check_split(&train, "train", c)?;
     let d = train.x.ncols();
     if d == 0 {
-        return Err(HeadError::DimMismatch { what: "train features".into(), expected: 1, found: 0 });
+        return Err(HeadError::DimMismatch {
+            what: "train features".into(),
+            expected: 1,
+            found: 0,
+        });
     }
     let (train_idx, val_set, val_idx) = if val.y.is_empty() && val.x.nrows() == 0 {
         let (tr, va) = holdout_split(train.y, cfg.val_fraction, cfg.seed);
@@ -143,7 +167,11 @@ pub fn train(
                 found: val.x.ncols(),
             });
         }
-        ((0..train.y.len()).collect(), val, (0..val.y.len()).collect())
+        (
+            (0..train.y.len()).collect(),
+            val,
+            (0..val.y.len()).collect(),
+        )
     };
     let mut present = vec![false; c];
     for &i in &train_idx {
@@ -151,10 +179,15 @@ pub fn train(
     }
     if present.iter().filter(|&&p| p).count() < 2 {
         let only = present.iter().position(|&p| p).unwrap_or(0);
-        return Err(HeadError::OneClass { class: classes[only].clone(), classes: c });
+        return Err(HeadError::OneClass {
+            class: classes[only].clone(),
+            classes: c,
+        });
     }
 
-    let scaler = cfg.standardize.then(|| Standardizer::fit(train.x, &train_idx));
+    let scaler = cfg
+        .standardize
+        .then(|| Standardizer::fit(train.x, &train_idx));
     let mut dims = vec![d];
     dims.extend_from_slice(&cfg.hidden);
     dims.push(c);
@@ -184,11 +217,19 @@ pub fn train(
         let n = order.len() as f64;
         let train_loss = loss_sum / n;
         if !train_loss.is_finite() {
-            return Err(HeadError::Diverged { epoch, what: "train loss", value: train_loss });
+            return Err(HeadError::Diverged {
+                epoch,
+                what: "train loss",
+                value: train_loss,
+            });
         }
         let (val_loss, val_acc) = evaluate(&mlp, scaler.as_ref(), val_set.x, val_set.y, &val_idx);
         if !val_loss.is_finite() {
-            return Err(HeadError::Diverged { epoch, what: "val loss", value: val_loss });
+            return Err(HeadError::Diverged {
+                epoch,
+                what: "val loss",
+                value: val_loss,
+            });
         }
         let m = EpochMetrics {
             epoch,
@@ -223,5 +264,9 @@ pub fn train(
     }
     drop(best_params);
     let head = FittedHead::new(mlp, scaler, classes.to_vec(), cfg.clone())?;
-    Ok(TrainOutcome { head, history, best_epoch })
+    Ok(TrainOutcome {
+        head,
+        history,
+        best_epoch,
+    })
 }
