@@ -21,6 +21,10 @@ pub enum Command {
     TrainHead(commands::train_head::TrainHeadArgs),
     /// The head beside linfa-logistic and a majority-class row on the same features.
     CompareBaselines(commands::compare::CompareArgs),
+    /// Class probabilities for a folder of images with a trained head (CSV or Kaggle format).
+    Predict(commands::predict::PredictArgs),
+    /// Write a trained head (optionally with its trunk) as a standalone ONNX classifier.
+    Export(commands::export::ExportArgs),
 }
 
 fn main() {
@@ -29,6 +33,8 @@ fn main() {
         Command::Doctor(a) => commands::doctor::run(a).map(|()| exit::OK),
         Command::TrainHead(a) => commands::train_head::run(a).map(|_| exit::OK),
         Command::CompareBaselines(a) => commands::compare::run(a).map(|_| exit::OK),
+        Command::Predict(a) => commands::predict::run(a).map(|_| exit::OK),
+        Command::Export(a) => commands::export::run(a).map(|_| exit::OK),
         Command::Extract(a) => commands::extract::run(a).map(|s| {
             if a.strict && s.skipped > 0 {
                 eprintln!("--strict: {} image(s) skipped", s.skipped);

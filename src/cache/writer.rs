@@ -391,9 +391,9 @@ impl CacheWriter {
     ) -> Result<ShardInfo, CacheError> {
         let path = self.dir.join(name);
         let tmp = tmp_path(&path);
-        let file = File::create(&tmp).map_err(CacheError::io(&tmp))?;
+        let mut file = File::create(&tmp).map_err(CacheError::io(&tmp))?;
         let schema = cache_schema(self.manifest.dim);
-        let mut w = ArrowWriter::try_new(file, schema, Some(self.props.clone()))
+        let mut w = ArrowWriter::try_new(&mut file, schema, Some(self.props.clone()))
             .map_err(CacheError::pq(&tmp))?;
         let mut rows = 0;
         for batch in batches {
@@ -401,8 +401,7 @@ impl CacheWriter {
             rows += batch.num_rows();
             w.write(&batch).map_err(CacheError::pq(&tmp))?;
         }
-        w.finish().map_err(CacheError::pq(&tmp))?;
-        let file = w.into_inner().map_err(CacheError::pq(&tmp))?;
+        w.close().map_err(CacheError::pq(&tmp))?;
         file.sync_all().map_err(CacheError::io(&tmp))?;
         let bytes = file.metadata().map_err(CacheError::io(&tmp))?.len();
         drop(file);

@@ -2,8 +2,10 @@
 
 pub mod compare;
 pub mod doctor;
+pub mod export;
 pub mod extract;
 pub mod features;
+pub mod predict;
 pub mod train_head;
 
 use std::path::PathBuf;

@@ -1,0 +1,69 @@
+//! `vggcache export`: a trained head (optionally with its trunk) as a standalone ONNX classifier.
+
+use std::path::PathBuf;
+
+use super::features::load_head;
+use super::{CommandError, TrunkArgs};
+use crate::export::{head_model_bytes, inspect, with_trunk_model_bytes, HeadGraph};
+use crate::trunk::fingerprint_file;
+
+/// Options of `export`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportArgs {
+    /// A train-head run folder (runs/NAME).
+    #[arg(long)]
+    pub head: PathBuf,
+    /// Output ONNX file.
+    #[arg(long, default_value = "classifier.onnx")]
+    pub out: PathBuf,
+    /// One model from preprocessed image to probabilities: trunk graph + head (the trunk's
+    /// preprocessing metadata is carried over).
+    #[arg(long)]
+    pub with_trunk: bool,
+    #[command(flatten)]
+    pub trunk: TrunkArgs,
+}
+
+/// Writes the ONNX file; returns its size in bytes.
+pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
+    let (head, meta) = load_head(&args.head, None)?;
+    let scaler = head.scaler().map(|(m, s)| (m.view(), s.view()));
+    let mut metadata = meta.clone();
+    metadata.insert("vggcache.head_run".into(), args.head.display().to_string());
+    let graph = HeadGraph { layers: head.layers(), scaler, classes: head.classes().to_vec(), metadata };
+    let bytes = if args.with_trunk {
+        let model = args.trunk.model_path()?;
+        let trunk = std::fs::read(&model)
+            .map_err(|source| CommandError::Io { what: "reading trunk", path: model.clone(), source })?;
+        let fp = fingerprint_file(&model)?;
+        if meta.get("trunk_fingerprint") != Some(&fp) {
+            return Err(CommandError::Usage(format!(
+                "head {} was trained on another trunk than {}: pass the trunk it was trained with (--model)",
+                args.head.display(),
+                model.display()
+            )));
+        }
+        let summary = inspect(&trunk)?;
+        let out_name = summary
+            .graph_outputs
+            .first()
+            .cloned()
+            .ok_or_else(|| CommandError::Usage(format!("trunk {} has no graph output", model.display())))?;
+        with_trunk_model_bytes(&trunk, &out_name, &graph)?
+    } else {
+        head_model_bytes(&graph, "features")?
+    };
+    let tmp = args.out.with_extension("onnx.tmp");
+    std::fs::write(&tmp, &bytes).map_err(|source| CommandError::Io { what: "writing", path: tmp.clone(), source })?;
+    std::fs::rename(&tmp, &args.out)
+        .map_err(|source| CommandError::Io { what: "writing", path: args.out.clone(), source })?;
+    println!(
+        "wrote {} ({:.1} MB, {}): input {}, output `probabilities` over [{}]",
+        args.out.display(),
+        bytes.len() as f64 / 1e6,
+        if args.with_trunk { "trunk + head" } else { "head only" },
+        if args.with_trunk { "preprocessed image [N,3,H,W]" } else { "features [N,D]" },
+        head.classes().join(", ")
+    );
+    Ok(bytes.len() as u64)
+}
