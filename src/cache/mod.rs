@@ -21,8 +21,14 @@
 //! - A class list different from the cache's is accepted by rewriting: labels of existing rows are
 //!   remapped by class name to the new (sorted) list in one atomic step; rows of a class that is no
 //!   longer listed are dropped (their files are gone, or they will be extracted again).
-//! - `force` rebuilds from empty in a staging manifest (`manifest.rebuild.json`); the old cache stays
-//!   readable and intact until [`CacheWriter::finish`] swaps the manifests with one rename.
+//! - `force` rebuilds from empty in a staging manifest (`manifest.rebuild.json`) whose shards are
+//!   named `*.parquet.staged`: the old cache stays intact, and is all that Parquet-globbing tools
+//!   see, until [`CacheWriter::finish`] renames the shards and then the manifest over the old one.
+//!   A `force` run that finds a staged rebuild of its own identity resumes it; a run without
+//!   `force` whose identity matches the old cache abandons (deletes) it.
+//! - A listed shard that is missing or corrupt is dropped by the writer (reported in
+//!   [`CacheStats::dropped_shards`]; its images are extracted again); [`FeatureCache::open`]
+//!   refuses such a cache with [`CacheError::MissingShard`] / [`CacheError::CorruptShard`].
 
 mod lock;
 mod manifest;

@@ -58,13 +58,12 @@ pub(crate) struct CheckedShard {
     pub metadata: ArrowReaderMetadata,
 }
 
-/// Opens the shard of `info` in `dir` and checks it against the manifest; reads only the footer.
+/// Opens the shard of `info` at `path` and checks it against the manifest; reads only the footer.
 pub(crate) fn check_shard(
-    dir: &Path,
+    path: PathBuf,
     info: &ShardInfo,
     dim: usize,
 ) -> Result<CheckedShard, CacheError> {
-    let path = dir.join(&info.file);
     let corrupt = |message: String| CacheError::CorruptShard {
         path: path.clone(),
         message,
@@ -308,7 +307,7 @@ impl FeatureCache {
         let checked: Vec<CheckedShard> = manifest
             .shards
             .par_iter()
-            .map(|info| check_shard(dir, info, dim))
+            .map(|info| check_shard(dir.join(&info.file), info, dim))
             .collect::<Result<_, _>>()?;
         let metas: Vec<ShardMeta> = checked
             .par_iter()
