@@ -84,6 +84,9 @@ impl std::fmt::Debug for CacheWriter {
     }
 }
 
+/// Replacement shard per rewritten file (`None`: no row survived).
+type Rewrites = HashMap<String, Option<ShardInfo>>;
+
 /// What to do with one existing row when a shard is rewritten.
 enum RowFate {
     Keep(Option<u32>),
@@ -426,7 +429,7 @@ impl CacheWriter {
     fn rewrite_without(
         &mut self,
         paths: &HashSet<String>,
-    ) -> Result<(HashMap<String, Option<ShardInfo>>, Vec<String>), CacheError> {
+    ) -> Result<(Rewrites, Vec<String>), CacheError> {
         let affected: HashSet<String> = paths
             .iter()
             .filter_map(|p| self.location.get(p).cloned())
@@ -537,7 +540,7 @@ impl CacheWriter {
     /// they kept no row).
     fn apply_rewrites(
         &self,
-        mut new_infos: HashMap<String, Option<ShardInfo>>,
+        mut new_infos: Rewrites,
         old_files: &[String],
     ) -> Vec<ShardInfo> {
         let old: HashSet<&str> = old_files.iter().map(String::as_str).collect();
@@ -732,7 +735,7 @@ impl CacheWriter {
         if groups.is_empty() {
             return Ok(());
         }
-        let mut replaced: HashMap<String, Option<ShardInfo>> = HashMap::new();
+        let mut replaced: Rewrites = HashMap::new();
         let mut old_files = Vec::new();
         for g in &groups {
             let name = self.next_name();
