@@ -5,6 +5,8 @@
 //! cargo bench --bench cache                                   # synthetic ReLU features
 //! VGGCACHE_BENCH_FEATURES=/tmp/vgg.f32 cargo bench --bench cache   # real ones (scripts/bench_features.py)
 //! VGGCACHE_BENCH_CACHE=cache cargo bench --bench cache        # features of an existing cache
+//! VGGCACHE_BENCH_SYNTH_ROWS=N sets the synthetic row count (default 1024);
+//! VGGCACHE_BENCH_NO_SWEEP=1 skips the sweep (criterion timings only);
 //! VGGCACHE_PYTHON=/path/to/python  (pyarrow; default .venv/bin/python) runs peers.py read beside it
 //! ```
 //! Synthetic features imitate VGG16 pool5 after ReLU: 512 channels x 7 x 7, a log-normal scale
@@ -87,11 +89,11 @@ fn features() -> (Vec<f32>, usize, String) {
             format!("features of cache {dir}"),
         );
     }
-    (
-        synthetic(SYNTH_ROWS, 7),
-        SYNTH_ROWS,
-        "synthetic ReLU features".into(),
-    )
+    let rows = std::env::var("VGGCACHE_BENCH_SYNTH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SYNTH_ROWS);
+    (synthetic(rows, 7), rows, "synthetic ReLU features".into())
 }
 
 fn identity() -> CacheIdentity {
@@ -244,6 +246,9 @@ fn main() {
         ));
     }
     let dir = work.join("sweep");
+    if std::env::var_os("VGGCACHE_BENCH_NO_SWEEP").is_some() {
+        configs.clear();
+    }
     for (opts, name) in &configs {
         let wt = write(&dir, *opts, &feats, &n);
         let size = cache_bytes(&dir) as f64;
