@@ -5,12 +5,14 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Float32Type, UInt32Type};
+use arrow::datatypes::UInt32Type;
 use ndarray::Array2;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::ProjectionMask;
+use parquet::column::reader::ColumnReader;
+use parquet::file::reader::{FileReader, SerializedFileReader};
 use rayon::prelude::*;
 
 use super::lock::CacheLock;
@@ -58,13 +60,12 @@ pub(crate) struct CheckedShard {
     pub metadata: ArrowReaderMetadata,
 }
 
-/// Opens the shard of `info` in `dir` and checks it against the manifest; reads only the footer.
+/// Opens the shard of `info` at `path` and checks it against the manifest; reads only the footer.
 pub(crate) fn check_shard(
-    dir: &Path,
+    path: PathBuf,
     info: &ShardInfo,
     dim: usize,
 ) -> Result<CheckedShard, CacheError> {
-    let path = dir.join(&info.file);
     let corrupt = |message: String| CacheError::CorruptShard {
         path: path.clone(),
         message,
@@ -190,6 +191,10 @@ impl CheckedShard {
 
     /// Reads the features of row group `rg` and copies the rows where `keep` is true (all rows
     /// when `keep` is `None`) into `dest`, row-major. `dest: (kept rows, dim)` flattened.
+    ///
+    /// Uses Parquet's column reader directly: the page values are decoded into one `Vec<f32>`
+    /// (no Arrow array building), checked (every row exactly `dim` values, no nulls), and copied
+    /// once into `dest`.
     fn read_features(
         &self,
         rg: usize,
@@ -197,64 +202,75 @@ impl CheckedShard {
         keep: Option<&[bool]>,
         dest: &mut [f32],
     ) -> Result<(), CacheError> {
-        let schema = self.metadata.schema();
-        let col = schema
-            .index_of(COL_FEATURES)
-            .map_err(|e| self.corrupt(e.to_string()))?;
-        let mask = ProjectionMask::roots(self.metadata.parquet_schema(), [col]);
+        let descr = self.metadata.parquet_schema();
+        let leaf = (0..descr.num_columns())
+            .find(|&i| descr.column(i).path().parts()[0] == COL_FEATURES)
+            .ok_or_else(|| self.corrupt("no features column".into()))?;
         let rows = self.metadata.metadata().row_group(rg).num_rows() as usize;
-        let reader = self
-            .builder()?
-            .with_projection(mask)
-            .with_row_groups(vec![rg])
-            .with_batch_size(rows.max(1))
-            .build()
-            .map_err(|e| self.corrupt(e.to_string()))?;
-        let mut row = 0; // row within the row group
+        let file = File::open(&self.path).map_err(CacheError::io(&self.path))?;
+        let pq_err = |e: parquet::errors::ParquetError| self.corrupt(e.to_string());
+        let reader = SerializedFileReader::new(file).map_err(pq_err)?;
+        let column = reader
+            .get_row_group(rg)
+            .and_then(|g| g.get_column_reader(leaf))
+            .map_err(pq_err)?;
+        let ColumnReader::FloatColumnReader(mut column) = column else {
+            return Err(self.corrupt("features items are not float32".into()));
+        };
+        // Decode a few rows at a time so the values and level buffers stay in cache; only
+        // `dest` streams to memory.
+        let chunk = (CHUNK_VALUES / dim).max(1);
+        let mut values: Vec<f32> = Vec::with_capacity(chunk * dim);
+        let (mut def, mut rep) = (Vec::new(), Vec::new());
+        let mut records = 0;
         let mut out = 0; // rows written to dest
-        for batch in reader {
-            let batch = batch.map_err(|e| self.corrupt(e.to_string()))?;
-            let list = batch
-                .column(0)
-                .as_fixed_size_list_opt()
-                .ok_or_else(|| self.corrupt("features is not a FixedSizeList".into()))?;
-            let values = list
-                .values()
-                .as_primitive_opt::<Float32Type>()
-                .ok_or_else(|| self.corrupt("features items are not float32".into()))?;
-            if list.null_count() > 0 || values.null_count() > 0 {
-                return Err(self.corrupt("null in features".into()));
+        while records < rows {
+            def.clear();
+            rep.clear();
+            values.clear();
+            let (r, v, levels) = column
+                .read_records(
+                    chunk.min(rows - records),
+                    Some(&mut def),
+                    Some(&mut rep),
+                    &mut values,
+                )
+                .map_err(pq_err)?;
+            if r == 0 {
+                break;
             }
-            let n = list.len();
-            let start = list.value_offset_at(0);
-            let src = &values.values()[start..start + n * dim];
-            match keep {
-                None => {
-                    dest[out * dim..(out + n) * dim].copy_from_slice(src);
-                    out += n;
-                }
-                Some(keep) => {
-                    for (i, chunk) in src.chunks_exact(dim).enumerate() {
-                        if keep[row + i] {
-                            dest[out * dim..(out + 1) * dim].copy_from_slice(chunk);
-                            out += 1;
-                        }
-                    }
+            // Every row exactly `dim` non-null values: levels = values = r * dim, and a record
+            // starts (rep level 0) exactly every `dim` levels.
+            let starts = rep.iter().filter(|&&x| x == 0).count();
+            let aligned = rep.iter().step_by(dim).all(|&x| x == 0);
+            if v != r * dim || levels != v || starts != r || !aligned || values.len() != v {
+                return Err(self.corrupt(format!(
+                    "row group {rg}: {r} rows gave {v} values in {levels} levels, expected {} each",
+                    r * dim
+                )));
+            }
+            if !all_finite(&values) {
+                return Err(self.corrupt(format!("row group {rg} holds NaN or infinite features")));
+            }
+            for (i, row) in values.chunks_exact(dim).enumerate() {
+                if keep.is_none_or(|k| k[records + i]) {
+                    dest[out * dim..(out + 1) * dim].copy_from_slice(row);
+                    out += 1;
                 }
             }
-            row += n;
+            records += r;
         }
-        if row != rows || out * dim != dest.len() {
+        if records != rows || out * dim != dest.len() {
             return Err(self.corrupt(format!(
-                "row group {rg} yielded {row} rows, its footer says {rows}"
+                "row group {rg} yielded {records} rows, its footer says {rows}"
             )));
-        }
-        if !all_finite(dest) {
-            return Err(self.corrupt(format!("row group {rg} holds NaN or infinite features")));
         }
         Ok(())
     }
 }
+
+/// Feature values decoded per step by [`CheckedShard::read_features`] (about 1 MiB).
+const CHUNK_VALUES: usize = 1 << 18;
 
 /// True when no value is NaN or ±inf (written to vectorise: no early exit).
 fn all_finite(xs: &[f32]) -> bool {
@@ -299,6 +315,7 @@ impl FeatureCache {
     /// every listed shard exists with the recorded size, schema (dim) and row count; labels are
     /// below the number of classes; no path appears twice. Reads every column but `features`.
     pub fn open(dir: &Path) -> Result<FeatureCache, CacheError> {
+        super::tune_allocator();
         let manifest_path = dir.join(MANIFEST_FILE);
         let manifest = Manifest::load(&manifest_path)?.ok_or_else(|| CacheError::NotACache {
             path: dir.to_path_buf(),
@@ -308,7 +325,7 @@ impl FeatureCache {
         let checked: Vec<CheckedShard> = manifest
             .shards
             .par_iter()
-            .map(|info| check_shard(dir, info, dim))
+            .map(|info| check_shard(dir.join(&info.file), info, dim))
             .collect::<Result<_, _>>()?;
         let metas: Vec<ShardMeta> = checked
             .par_iter()

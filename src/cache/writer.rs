@@ -84,6 +84,9 @@ impl std::fmt::Debug for CacheWriter {
     }
 }
 
+/// Replacement shard per rewritten file (`None`: no row survived).
+type Rewrites = HashMap<String, Option<ShardInfo>>;
+
 /// What to do with one existing row when a shard is rewritten.
 enum RowFate {
     Keep(Option<u32>),
@@ -293,6 +296,13 @@ impl CacheWriter {
     pub fn finish(mut self) -> Result<CacheStats, CacheError> {
         self.compact()?;
         if self.manifest_file == REBUILD_MANIFEST_FILE {
+            // Shards first (a crash in between leaves them named either way; `open` accepts both),
+            // then the manifest in one rename.
+            for s in &self.manifest.shards {
+                let path = self.dir.join(&s.file);
+                fs::rename(staged_path(&path), &path).map_err(CacheError::io(&path))?;
+            }
+            sync_dir(&self.dir)?;
             let staged = self.dir.join(REBUILD_MANIFEST_FILE);
             let main = self.dir.join(MANIFEST_FILE);
             fs::rename(&staged, &main).map_err(CacheError::io(&main))?;
@@ -389,8 +399,8 @@ impl CacheWriter {
         name: &str,
         batches: impl Iterator<Item = Result<RecordBatch, CacheError>>,
     ) -> Result<ShardInfo, CacheError> {
-        let path = self.dir.join(name);
-        let tmp = tmp_path(&path);
+        let path = self.shard_path(name);
+        let tmp = tmp_path(&self.dir.join(name));
         let mut file = File::create(&tmp).map_err(CacheError::io(&tmp))?;
         let schema = cache_schema(self.manifest.dim);
         let mut w = ArrowWriter::try_new(&mut file, schema, Some(self.props.clone()))
@@ -419,7 +429,7 @@ impl CacheWriter {
     fn rewrite_without(
         &mut self,
         paths: &HashSet<String>,
-    ) -> Result<(HashMap<String, Option<ShardInfo>>, Vec<String>), CacheError> {
+    ) -> Result<(Rewrites, Vec<String>), CacheError> {
         let affected: HashSet<String> = paths
             .iter()
             .filter_map(|p| self.location.get(p).cloned())
@@ -449,7 +459,7 @@ impl CacheWriter {
         info: &ShardInfo,
         fate: impl Fn(&str, Option<&str>, Option<u32>) -> RowFate,
     ) -> Result<Option<ShardInfo>, CacheError> {
-        let src = self.dir.join(&info.file);
+        let src = self.shard_path(&info.file);
         let file = File::open(&src).map_err(CacheError::io(&src))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(CacheError::pq(&src))?
@@ -530,7 +540,7 @@ impl CacheWriter {
     /// they kept no row).
     fn apply_rewrites(
         &self,
-        mut new_infos: HashMap<String, Option<ShardInfo>>,
+        mut new_infos: Rewrites,
         old_files: &[String],
     ) -> Vec<ShardInfo> {
         let old: HashSet<&str> = old_files.iter().map(String::as_str).collect();
@@ -552,25 +562,41 @@ impl CacheWriter {
         self.manifest.shards = shards;
         self.store()?;
         for f in old_files {
-            remove_if_exists(&self.dir.join(f))?;
+            remove_if_exists(&self.shard_path(f))?;
         }
         Ok(())
+    }
+
+    /// Where shard `file` lives: `dir/file`, or `dir/file.staged` while a rebuild is staged (so
+    /// tools globbing `*.parquet` never see a half-built cache of another model).
+    fn shard_path(&self, file: &str) -> PathBuf {
+        let path = self.dir.join(file);
+        if self.manifest_file == REBUILD_MANIFEST_FILE {
+            staged_path(&path)
+        } else {
+            path
+        }
     }
 
     fn store(&mut self) -> Result<(), CacheError> {
         self.manifest.store(&self.dir.join(self.manifest_file))
     }
 
-    /// Deletes `*.tmp` files of ours and `shard-*.parquet` files that no manifest lists.
+    /// Deletes `*.tmp` files of ours and `shard-*.parquet` / `shard-*.staged` files that no
+    /// manifest lists. A resumed rebuild first takes back shards that an interrupted `finish`
+    /// had already renamed to `*.parquet`.
     fn clean_leftovers(&mut self) -> Result<(), CacheError> {
-        let mut live: HashSet<String> = self
-            .manifest
-            .shards
-            .iter()
-            .map(|s| s.file.clone())
-            .collect();
+        let mut live: HashSet<PathBuf> = HashSet::new();
+        for s in &self.manifest.shards {
+            let path = self.shard_path(&s.file);
+            let plain = self.dir.join(&s.file);
+            if path != plain && !path.exists() && plain.exists() {
+                fs::rename(&plain, &path).map_err(CacheError::io(&path))?;
+            }
+            live.insert(path);
+        }
         if let Some(old) = &self.old_main {
-            live.extend(old.iter().map(|s| s.file.clone()));
+            live.extend(old.iter().map(|s| self.dir.join(&s.file)));
         }
         let entries = fs::read_dir(&self.dir).map_err(CacheError::io(&self.dir))?;
         for entry in entries {
@@ -580,10 +606,10 @@ impl CacheWriter {
             let ours = name.starts_with("shard-")
                 || name.starts_with("manifest")
                 || name.starts_with("skipped");
-            let leftover = (ours && name.ends_with(".tmp"))
-                || (name.starts_with("shard-")
-                    && name.ends_with(".parquet")
-                    && !live.contains(name));
+            let shard = name.starts_with("shard-")
+                && (name.ends_with(".parquet") || name.ends_with(".parquet.staged"));
+            let leftover =
+                (ours && name.ends_with(".tmp")) || (shard && !live.contains(&entry.path()));
             if leftover && entry.file_type().is_ok_and(|t| t.is_file()) {
                 remove_if_exists(&entry.path())?;
                 self.stats.cleaned_files += 1;
@@ -598,12 +624,13 @@ impl CacheWriter {
         let n_classes = self.manifest.classes.len();
         let mut kept = Vec::with_capacity(self.manifest.shards.len());
         for info in std::mem::take(&mut self.manifest.shards) {
-            let meta = check_shard(&self.dir, &info, dim).and_then(|s| s.read_meta(n_classes));
+            let meta = check_shard(self.shard_path(&info.file), &info, dim)
+                .and_then(|s| s.read_meta(n_classes));
             let meta = match meta {
                 Ok(m) => m,
                 Err(e @ (CacheError::MissingShard { .. } | CacheError::CorruptShard { .. })) => {
                     self.stats.dropped_shards.push(e.to_string());
-                    remove_if_exists(&self.dir.join(&info.file))?;
+                    remove_if_exists(&self.shard_path(&info.file))?;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -611,7 +638,7 @@ impl CacheWriter {
             for (p, h) in meta.paths.into_iter().zip(meta.hashes) {
                 if let Some(other) = self.location.insert(p.clone(), info.file.clone()) {
                     return Err(CacheError::CorruptShard {
-                        path: self.dir.join(&info.file),
+                        path: self.shard_path(&info.file),
                         message: format!("row '{p}' is also in shard {other}"),
                     });
                 }
@@ -648,7 +675,7 @@ impl CacheWriter {
         let shards = self.manifest.shards.clone();
         for info in &shards {
             // Rewrite only shards where some row's label changes or the row goes.
-            let shard = check_shard(&self.dir, info, self.manifest.dim)?;
+            let shard = check_shard(self.shard_path(&info.file), info, self.manifest.dim)?;
             let meta = shard.read_meta(old.len())?;
             let mut changes = false;
             for (i, p) in meta.paths.iter().enumerate() {
@@ -708,15 +735,15 @@ impl CacheWriter {
         if groups.is_empty() {
             return Ok(());
         }
-        let mut replaced: HashMap<String, Option<ShardInfo>> = HashMap::new();
+        let mut replaced: Rewrites = HashMap::new();
         let mut old_files = Vec::new();
         for g in &groups {
             let name = self.next_name();
-            let dir = self.dir.clone();
             let batch_rows = self.options.row_group_rows.max(1);
-            let batches = g
-                .iter()
-                .flat_map(move |s| read_all(&dir.join(&s.file), batch_rows));
+            let paths: Vec<PathBuf> = g.iter().map(|s| self.shard_path(&s.file)).collect();
+            let batches = paths
+                .into_iter()
+                .flat_map(move |p| read_all(&p, batch_rows));
             let info = self.write_shard(&name, batches)?;
             let files: HashSet<&str> = g.iter().map(|s| s.file.as_str()).collect();
             self.relocate(&files, &info.file);
@@ -747,6 +774,13 @@ fn read_all(path: &Path, batch_rows: usize) -> Vec<Result<RecordBatch, CacheErro
         Ok(r) => r.map(|b| b.map_err(CacheError::arrow(path))).collect(),
         Err(e) => vec![Err(e)],
     }
+}
+
+/// `path` with `.staged` appended: a shard of a rebuild not yet swapped in.
+fn staged_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".staged");
+    PathBuf::from(s)
 }
 
 fn old_shards(main: &Option<Manifest>) -> Vec<ShardInfo> {
