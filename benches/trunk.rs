@@ -5,7 +5,7 @@
 //! (images per measurement, default 32), VGGCACHE_BENCH_REPEATS (default 3). Runs alternate
 //! vggcache / peer so drift on a shared machine hits both; medians are reported.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -43,11 +43,18 @@ fn ours(t: &mut Trunk, b: usize, images: usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn peer(py: &PathBuf, model: &PathBuf, b: usize, images: usize) -> Option<f64> {
+fn peer(py: &Path, model: &Path, b: usize, images: usize) -> Option<f64> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/peers.py");
     let out = Command::new(py)
         .arg(&script)
-        .args(["trunk", &model.to_string_lossy(), "--batch", &b.to_string(), "--n", &images.to_string()])
+        .args([
+            "trunk",
+            &model.to_string_lossy(),
+            "--batch",
+            &b.to_string(),
+            "--n",
+            &images.to_string(),
+        ])
         .output()
         .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -59,17 +66,28 @@ fn main() {
         return; // `cargo bench -- --list` / test-mode discovery: nothing to list.
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let model = PathBuf::from(env_or("VGGCACHE_BENCH_MODEL", &root.join("models/vgg16_trunk.onnx").to_string_lossy()));
-    let batches: Vec<usize> =
-        env_or("VGGCACHE_BENCH_BATCHES", "1,8,16,32").split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let model = PathBuf::from(env_or(
+        "VGGCACHE_BENCH_MODEL",
+        &root.join("models/vgg16_trunk.onnx").to_string_lossy(),
+    ));
+    let batches: Vec<usize> = env_or("VGGCACHE_BENCH_BATCHES", "1,8,16,32")
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     let images: usize = env_or("VGGCACHE_BENCH_IMAGES", "32").parse().unwrap_or(32);
     let repeats: usize = env_or("VGGCACHE_BENCH_REPEATS", "3").parse().unwrap_or(3);
     let py = root.join(".venv/bin/python");
     let has_peer = py.exists() && root.join("../shared/bench/peers.py").exists();
     if !has_peer {
-        eprintln!("note: peer skipped (needs .venv from `make setup` and ../shared/bench/peers.py)");
+        eprintln!(
+            "note: peer skipped (needs .venv from `make setup` and ../shared/bench/peers.py)"
+        );
     }
-    let opts = TrunkOptions { device: Device::Cpu, threads: 0, ..Default::default() };
+    let opts = TrunkOptions {
+        device: Device::Cpu,
+        threads: 0,
+        ..Default::default()
+    };
     let mut t = match Trunk::load(&model, &opts) {
         Ok(t) => t,
         Err(e) => {
@@ -77,8 +95,18 @@ fn main() {
             return;
         }
     };
-    let gflop = if t.info().dim == 25088 { 15.47 } else { f64::NAN };
-    println!("trunk-only, CPU provider, ONNX Runtime default threads, {} cores; model {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), model.display());
+    let gflop = if t.info().dim == 25088 {
+        15.47
+    } else {
+        f64::NAN
+    };
+    println!(
+        "trunk-only, CPU provider, ONNX Runtime default threads, {} cores; model {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        model.display()
+    );
     println!("| batch | vggcache img/s | GFLOP/s | onnxruntime-python img/s | ratio |");
     println!("|---:|---:|---:|---:|---:|");
     for &b in &batches {

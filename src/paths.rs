@@ -20,7 +20,9 @@ pub fn project_root() -> Option<PathBuf> {
 
 /// The project-local Python environment made by `make setup`.
 pub fn venv_dir() -> Option<PathBuf> {
-    project_root().map(|r| r.join(".venv")).filter(|p| p.is_dir())
+    project_root()
+        .map(|r| r.join(".venv"))
+        .filter(|p| p.is_dir())
 }
 
 /// `site-packages` folders of the project venv (one per Python version found).

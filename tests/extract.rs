@@ -29,14 +29,22 @@ fn extract(images: &Path, out: &Path, extra: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// A small real JPEG with some structure (colour depends on `seed`).
 fn write_jpeg(path: &Path, seed: u32, size: u32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let img = image::RgbImage::from_fn(size, size, |x, y| {
-        image::Rgb([((x * 7 + seed * 31) % 256) as u8, ((y * 5 + seed * 17) % 256) as u8, ((x + y + seed) % 256) as u8])
+        image::Rgb([
+            ((x * 7 + seed * 31) % 256) as u8,
+            ((y * 5 + seed * 17) % 256) as u8,
+            ((x + y + seed) % 256) as u8,
+        ])
     });
     img.save(path).unwrap();
 }
@@ -45,7 +53,11 @@ fn image_folder(dir: &Path, per_class: u32) {
     for (split, n) in [("train", per_class), ("val", 2)] {
         for class in ["cat", "dog"] {
             for i in 0..n {
-                write_jpeg(&dir.join(split).join(class).join(format!("{class}.{i}.jpg")), i + class.len() as u32 * 100, 40);
+                write_jpeg(
+                    &dir.join(split).join(class).join(format!("{class}.{i}.jpg")),
+                    i + class.len() as u32 * 100,
+                    40,
+                );
             }
         }
     }
@@ -63,8 +75,14 @@ fn extract_then_rerun_does_no_inference_and_tracks_changes() {
     let o = extract(&imgs, &out, &[]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
-    assert!(line_with(&t, "extracted ").starts_with("extracted 14  reused 0  skipped 0"), "{t}");
-    assert!(t.contains("execution provider: CPUExecutionProvider"), "{t}");
+    assert!(
+        line_with(&t, "extracted ").starts_with("extracted 14  reused 0  skipped 0"),
+        "{t}"
+    );
+    assert!(
+        t.contains("execution provider: CPUExecutionProvider"),
+        "{t}"
+    );
     let c = FeatureCache::open(&out).unwrap();
     assert_eq!(c.dim(), 128);
     assert_eq!(c.classes(), ["cat", "dog"]);
@@ -77,14 +95,20 @@ fn extract_then_rerun_does_no_inference_and_tracks_changes() {
     // Unchanged folder: nothing to extract.
     let t = text(&extract(&imgs, &out, &[]));
     assert!(t.contains("0 to extract, 14 cached and unchanged"), "{t}");
-    assert!(line_with(&t, "extracted ").starts_with("extracted 0  reused 14"), "{t}");
+    assert!(
+        line_with(&t, "extracted ").starts_with("extracted 0  reused 14"),
+        "{t}"
+    );
 
     // One added, one changed, one deleted.
     write_jpeg(&imgs.join("train/cat/cat.new.jpg"), 999, 40);
     write_jpeg(&imgs.join("train/dog/dog.0.jpg"), 555, 40);
     std::fs::remove_file(imgs.join("train/cat/cat.1.jpg")).unwrap();
     let t = text(&extract(&imgs, &out, &[]));
-    assert!(t.contains("2 to extract, 12 cached and unchanged, 2 stale rows dropped"), "{t}");
+    assert!(
+        t.contains("2 to extract, 12 cached and unchanged, 2 stale rows dropped"),
+        "{t}"
+    );
     let c = FeatureCache::open(&out).unwrap();
     let all = c.all().unwrap();
     assert_eq!(all.len(), 14);
@@ -104,18 +128,29 @@ fn bad_files_are_skipped_and_listed_and_strict_fails() {
     std::fs::write(imgs.join("train/cat/empty.jpg"), b"").unwrap();
     std::fs::write(imgs.join("train/dog/text.jpg"), b"this is not an image").unwrap();
     let good = std::fs::read(imgs.join("train/cat/cat.0.jpg")).unwrap();
-    std::fs::write(imgs.join("train/dog/truncated.jpg"), &good[..good.len() / 2]).unwrap();
+    std::fs::write(
+        imgs.join("train/dog/truncated.jpg"),
+        &good[..good.len() / 2],
+    )
+    .unwrap();
     let o = extract(&imgs, &out, &[]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
-    assert!(line_with(&t, "extracted ").starts_with("extracted 8  reused 0  skipped 3"), "{t}");
+    assert!(
+        line_with(&t, "extracted ").starts_with("extracted 8  reused 0  skipped 3"),
+        "{t}"
+    );
     let csv = std::fs::read_to_string(out.join("skipped.csv")).unwrap();
     for f in ["empty.jpg", "text.jpg", "truncated.jpg"] {
         assert!(csv.contains(f), "{f} missing from skipped.csv:\n{csv}");
     }
     let o = extract(&imgs, &out, &["--strict"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert_eq!(FeatureCache::open(&out).unwrap().len(), 8, "nothing cached was lost");
+    assert_eq!(
+        FeatureCache::open(&out).unwrap().len(),
+        8,
+        "nothing cached was lost"
+    );
 }
 
 #[test]
@@ -131,7 +166,10 @@ fn missing_folder_and_other_model_are_clear_errors() {
     // Same graph, one metadata byte different: another fingerprint.
     let other = d.path().join("other.onnx");
     let mut bytes = std::fs::read(tiny()).unwrap();
-    let pos = bytes.windows(5).position(|w| w == b"tests").expect("source metadata");
+    let pos = bytes
+        .windows(5)
+        .position(|w| w == b"tests")
+        .expect("source metadata");
     bytes[pos] = b'T';
     std::fs::write(&other, bytes).unwrap();
     let run = |extra: &[&str]| {
@@ -149,7 +187,11 @@ fn missing_folder_and_other_model_are_clear_errors() {
     let o = run(&[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).to_lowercase().contains("force"), "{}", text(&o));
-    assert_eq!(FeatureCache::open(&out).unwrap().len(), 8, "refused run left the cache intact");
+    assert_eq!(
+        FeatureCache::open(&out).unwrap().len(),
+        8,
+        "refused run left the cache intact"
+    );
     let o = run(&["--force"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(FeatureCache::open(&out).unwrap().len(), 8);
@@ -158,14 +200,31 @@ fn missing_folder_and_other_model_are_clear_errors() {
 #[test]
 fn killed_run_resumes_without_duplicates_or_gaps() {
     let d = tempfile::tempdir().unwrap();
-    let (imgs, out, clean) = (d.path().join("data"), d.path().join("cache"), d.path().join("clean"));
+    let (imgs, out, clean) = (
+        d.path().join("data"),
+        d.path().join("cache"),
+        d.path().join("clean"),
+    );
     image_folder(&imgs, 60);
     for i in 0..60 {
         // Larger images so the run lasts long enough to be killed mid-way.
         write_jpeg(&imgs.join(format!("train/cat/big.{i}.jpg")), i, 900);
     }
     let mut child = Command::new(env!("CARGO_BIN_EXE_vggcache"))
-        .args(["extract", "--device", "cpu", "--threads", "1", "--workers", "1", "--batch-size", "2", "--shard-rows", "4", "--model"])
+        .args([
+            "extract",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--workers",
+            "1",
+            "--batch-size",
+            "2",
+            "--shard-rows",
+            "4",
+            "--model",
+        ])
         .arg(tiny())
         .arg("--images")
         .arg(&imgs)
@@ -176,7 +235,15 @@ fn killed_run_resumes_without_duplicates_or_gaps() {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    let shards = || std::fs::read_dir(&out).map(|r| r.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".parquet")).count()).unwrap_or(0);
+    let shards = || {
+        std::fs::read_dir(&out)
+            .map(|r| {
+                r.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
     while shards() < 2 && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -188,10 +255,18 @@ fn killed_run_resumes_without_duplicates_or_gaps() {
     let o = extract(&imgs, &out, &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(extract(&imgs, &clean, &[]).status.success());
-    let (a, b) = (FeatureCache::open(&out).unwrap().all().unwrap(), FeatureCache::open(&clean).unwrap().all().unwrap());
+    let (a, b) = (
+        FeatureCache::open(&out).unwrap().all().unwrap(),
+        FeatureCache::open(&clean).unwrap().all().unwrap(),
+    );
     assert_eq!(a.len(), 184);
     let sorted = |s: &vggcache::cache::SplitData| {
-        let mut v: Vec<(String, Vec<f32>)> = s.paths.iter().cloned().zip(s.features.rows().into_iter().map(|r| r.to_vec())).collect();
+        let mut v: Vec<(String, Vec<f32>)> = s
+            .paths
+            .iter()
+            .cloned()
+            .zip(s.features.rows().into_iter().map(|r| r.to_vec()))
+            .collect();
         v.sort_by(|x, y| x.0.cmp(&y.0));
         v
     };
@@ -240,7 +315,11 @@ t = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(sys.argv[1] + '
 rows = {p: (s, l, f) for p, s, l, f in zip(t['path'].to_pylist(), t['split'].to_pylist(), t['label'].to_pylist(), t['features'].to_pylist())}
 print(json.dumps(rows))
 "#;
-    let o = Command::new(&py).args(["-c", code]).arg(&out).output().unwrap();
+    let o = Command::new(&py)
+        .args(["-c", code])
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let c = FeatureCache::open(&out).unwrap().all().unwrap();
@@ -249,7 +328,12 @@ print(json.dumps(rows))
         let row = &v[p];
         assert_eq!(row[0].as_str().unwrap(), c.splits[i]);
         assert_eq!(row[1].as_u64().map(|x| x as u32), c.labels[i]);
-        let f: Vec<f32> = row[2].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let f: Vec<f32> = row[2]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
         assert_eq!(f.as_slice(), c.features.row(i).as_slice().unwrap());
     }
 }

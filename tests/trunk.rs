@@ -12,7 +12,11 @@ fn root() -> PathBuf {
 }
 
 fn cpu() -> TrunkOptions {
-    TrunkOptions { device: Device::Cpu, threads: 2, ..Default::default() }
+    TrunkOptions {
+        device: Device::Cpu,
+        threads: 2,
+        ..Default::default()
+    }
 }
 
 fn tiny() -> PathBuf {
@@ -24,9 +28,17 @@ fn tiny_io() -> (Vec<f32>, Vec<usize>, Vec<f32>) {
     let raw = std::fs::read_to_string(root().join("tests/fixtures/tiny_trunk_io.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
     let floats = |k: &str| -> Vec<f32> {
-        v[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
     };
-    let oshape = v["output_shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize);
+    let oshape = v["output_shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize);
     (floats("input"), oshape.collect(), floats("output"))
 }
 
@@ -49,7 +61,10 @@ fn tiny_trunk_matches_numpy_reference() {
 fn metadata_round_trip() {
     let t = Trunk::load(&tiny(), &cpu()).unwrap();
     let i = t.info();
-    assert_eq!((i.input_name.as_str(), i.output_name.as_str()), ("input", "features"));
+    assert_eq!(
+        (i.input_name.as_str(), i.output_name.as_str()),
+        ("input", "features")
+    );
     assert_eq!((i.input_hw, i.dim), ((16, 16), 128));
     assert_eq!(i.preprocess.channel_order, ChannelOrder::Rgb);
     assert_eq!(i.preprocess.mean, [0.5, 0.5, 0.5]);
@@ -58,14 +73,27 @@ fn metadata_round_trip() {
     assert_eq!(i.source, "tests");
     assert!(i.provenance.contains("make_tiny_trunk.py"));
     assert!(i.fingerprint.starts_with("sha256:") && i.fingerprint.len() == 7 + 64);
-    assert_eq!(i.fingerprint, vggcache::trunk::fingerprint_file(&tiny()).unwrap());
+    assert_eq!(
+        i.fingerprint,
+        vggcache::trunk::fingerprint_file(&tiny()).unwrap()
+    );
 }
 
 #[test]
 fn wrong_batch_length_is_an_error_naming_the_model() {
     let mut t = Trunk::load(&tiny(), &cpu()).unwrap();
     let e = t.run(&[0.0; 10], 1).unwrap_err();
-    assert!(matches!(e, TrunkError::BatchShape { expected: 768, got: 10, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            TrunkError::BatchShape {
+                expected: 768,
+                got: 10,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("tiny_trunk.onnx"));
 }
 
@@ -74,11 +102,17 @@ fn missing_and_corrupt_models_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.onnx");
     let e = Trunk::load(&missing, &cpu()).err().unwrap();
-    assert!(matches!(e, TrunkError::ModelMissing { .. }) && e.to_string().contains("make model"), "{e}");
+    assert!(
+        matches!(e, TrunkError::ModelMissing { .. }) && e.to_string().contains("make model"),
+        "{e}"
+    );
     let corrupt = dir.path().join("corrupt.onnx");
     std::fs::write(&corrupt, b"this is not a protobuf model").unwrap();
     let e = Trunk::load(&corrupt, &cpu()).err().unwrap();
-    assert!(matches!(e, TrunkError::ModelLoad { .. }) && e.to_string().contains("corrupt.onnx"), "{e}");
+    assert!(
+        matches!(e, TrunkError::ModelLoad { .. }) && e.to_string().contains("corrupt.onnx"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -92,7 +126,11 @@ fn model_without_vggcache_metadata_is_refused() {
         tiny().display().to_string(),
         out.display().to_string()
     );
-    assert!(Command::new(py).args(["-c", &code]).status().unwrap().success());
+    assert!(Command::new(py)
+        .args(["-c", &code])
+        .status()
+        .unwrap()
+        .success());
     let e = Trunk::load(&out, &cpu()).err().unwrap();
     assert!(matches!(e, TrunkError::Metadata { .. }), "{e}");
     assert!(e.to_string().contains("vggcache.preprocess"));
@@ -100,7 +138,10 @@ fn model_without_vggcache_metadata_is_refused() {
 
 #[test]
 fn cuda_request_without_cuda_is_an_error_not_a_silent_cpu_run() {
-    let opts = TrunkOptions { device: Device::Cuda, ..cpu() };
+    let opts = TrunkOptions {
+        device: Device::Cuda,
+        ..cpu()
+    };
     match Trunk::load(&tiny(), &opts) {
         Err(e) => assert!(matches!(e, TrunkError::CudaUnavailable(_)), "{e}"),
         // Only on a machine with a working CUDA provider.
@@ -121,8 +162,10 @@ fn python() -> Option<PathBuf> {
 /// A few real images as a caffe-BGR `(n,3,224,224)` tensor (plain `image` resize: the point here is
 /// the runner vs onnxruntime-python on identical input, not preprocessing fidelity).
 fn real_batch(dir: &Path, n: usize) -> Vec<f32> {
-    let mut files: Vec<PathBuf> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     let mean = [104.00699f32, 116.66877, 122.67892];
     let mut out = Vec::with_capacity(n * 3 * 224 * 224);
@@ -141,7 +184,10 @@ fn vgg16_trunk_on_real_images_matches_onnxruntime_python() {
     let data = root().join("../shared/data/catsdogs/val/cat");
     let model = root().join("models/vgg16_trunk.onnx");
     if !data.is_dir() {
-        eprintln!("SKIP: {} not found (real images live in ../shared/data)", data.display());
+        eprintln!(
+            "SKIP: {} not found (real images live in ../shared/data)",
+            data.display()
+        );
         return;
     }
     if !model.is_file() {
@@ -157,10 +203,19 @@ fn vgg16_trunk_on_real_images_matches_onnxruntime_python() {
 
     let dir = tempfile::tempdir().unwrap();
     let (inp, outp) = (dir.path().join("x.f32"), dir.path().join("y.f32"));
-    std::fs::write(&inp, x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(
+        &inp,
+        x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    )
+    .unwrap();
     let status = Command::new(py)
         .arg(root().join("scripts/ort_reference.py"))
-        .args([model.as_os_str(), inp.as_os_str(), n.to_string().as_ref(), outp.as_os_str()])
+        .args([
+            model.as_os_str(),
+            inp.as_os_str(),
+            n.to_string().as_ref(),
+            outp.as_os_str(),
+        ])
         .status()
         .unwrap();
     assert!(status.success());
@@ -172,8 +227,17 @@ fn vgg16_trunk_on_real_images_matches_onnxruntime_python() {
     assert_eq!(r.len(), y.len());
     let scale = r.iter().fold(0f32, |m, v| m.max(v.abs()));
     assert!(scale > 0.0, "reference features are all zero");
-    let max_diff = y.iter().zip(&r).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(max_diff <= 1e-4 * scale, "max |diff| {max_diff} vs max |ref| {scale}");
+    let max_diff = y
+        .iter()
+        .zip(&r)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        max_diff <= 1e-4 * scale,
+        "max |diff| {max_diff} vs max |ref| {scale}"
+    );
     let zeros = y.iter().filter(|v| **v == 0.0).count() as f64 / y.len() as f64;
-    assert!(zeros > 0.05 && zeros < 0.99, "ReLU features should be partly zero, got {zeros}");
+    assert!(
+        zeros > 0.05 && zeros < 0.99,
+        "ReLU features should be partly zero, got {zeros}"
+    );
 }

@@ -38,7 +38,10 @@ pub struct CompareArgs {
 /// Fits the baselines, scores every model on the val split, prints and writes the report.
 pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
     if !(args.c.is_finite() && args.c > 0.0) {
-        return Err(CommandError::Usage(format!("--C must be > 0, got {}", args.c)));
+        return Err(CommandError::Usage(format!(
+            "--C must be > 0, got {}",
+            args.c
+        )));
     }
     let cache = FeatureCache::open(&args.features)?;
     let classes = cache.classes().to_vec();
@@ -56,7 +59,11 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
                 ..default_train_args()
             };
             let r = train_head::run(&targs)?;
-            (r.outcome.head, t.elapsed().as_secs_f64(), format!("mlp head ({})", r.run_dir.display()))
+            (
+                r.outcome.head,
+                t.elapsed().as_secs_f64(),
+                format!("mlp head ({})", r.run_dir.display()),
+            )
         }
     };
     let (train, val, held_out) = train_val(&cache, args.val_fraction, head.config().seed)?;
@@ -71,7 +78,14 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
     let majority = fit_majority(&train.y, classes.len())?;
     let fit = t.elapsed().as_secs_f64();
     let (p, s) = timed(&majority);
-    rows.push(evaluate("majority class", p.view(), &val.y, &classes, fit, s)?);
+    rows.push(evaluate(
+        "majority class",
+        p.view(),
+        &val.y,
+        &classes,
+        fit,
+        s,
+    )?);
 
     let params = LogisticParams {
         l2: LogisticParams::l2_from_sklearn_c(args.c),
@@ -79,16 +93,36 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
         standardize: args.logistic_standardize,
         ..LogisticParams::default()
     };
-    eprintln!("fitting linfa-logistic (C = {}, max_iter {}) on {} x {}", args.c, args.max_iter, train.y.len(), cache.dim());
+    eprintln!(
+        "fitting linfa-logistic (C = {}, max_iter {}) on {} x {}",
+        args.c,
+        args.max_iter,
+        train.y.len(),
+        cache.dim()
+    );
     let t = Instant::now();
     let logistic = fit_logistic(&params, train.x.view(), &train.y, classes.len())?;
     let fit = t.elapsed().as_secs_f64();
     let (p, s) = timed(&logistic);
-    rows.push(evaluate("linfa-logistic", p.view(), &val.y, &classes, fit, s)?);
+    rows.push(evaluate(
+        "linfa-logistic",
+        p.view(),
+        &val.y,
+        &classes,
+        fit,
+        s,
+    )?);
 
     let t = Instant::now();
     let p = head.try_predict_proba(val.x.view())?;
-    rows.push(evaluate(&head_name, p.view(), &val.y, &classes, head_fit_s, t.elapsed().as_secs_f64())?);
+    rows.push(evaluate(
+        &head_name,
+        p.view(),
+        &val.y,
+        &classes,
+        head_fit_s,
+        t.elapsed().as_secs_f64(),
+    )?);
 
     let m = cache.manifest();
     let report = CompareReport {
@@ -98,12 +132,23 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
         feature_dim: cache.dim(),
         rows,
         notes: vec![
-            format!("features: {} ({})", args.features.display(), m.model.provenance),
+            format!(
+                "features: {} ({})",
+                args.features.display(),
+                m.model.provenance
+            ),
             format!(
                 "val: {}",
-                if held_out { "held out of train (the cache has no val split)" } else { "the cache's val split" }
+                if held_out {
+                    "held out of train (the cache has no val split)"
+                } else {
+                    "the cache's val split"
+                }
             ),
-            format!("logistic: C = {} (linfa alpha = {}), max_iter {}, standardize {}", args.c, params.l2, args.max_iter, args.logistic_standardize),
+            format!(
+                "logistic: C = {} (linfa alpha = {}), max_iter {}, standardize {}",
+                args.c, params.l2, args.max_iter, args.logistic_standardize
+            ),
             "head fit s: NaN when a trained --head was given".into(),
         ],
     };

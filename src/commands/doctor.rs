@@ -20,15 +20,31 @@ pub fn run(args: &DoctorArgs) -> Result<(), super::CommandError> {
     println!("vggcache {}", env!("CARGO_PKG_VERSION"));
     println!("project root:     {}", show(crate::paths::project_root()));
     let rt = trunk::init_runtime(args.ort_lib.as_deref())?;
-    println!("ONNX Runtime:     {} (version {}, from {})", rt.path.display(), rt.version, rt.source.describe());
+    println!(
+        "ONNX Runtime:     {} (version {}, from {})",
+        rt.path.display(),
+        rt.version,
+        rt.source.describe()
+    );
     let providers = trunk::available_providers()?;
     println!("providers:        {}", providers.join(", "));
     let has_cuda = providers.iter().any(|p| p == "CUDAExecutionProvider");
-    println!("CUDA provider:    {}", if has_cuda { "built in" } else { "not in this build (CPU wheel)" });
+    println!(
+        "CUDA provider:    {}",
+        if has_cuda {
+            "built in"
+        } else {
+            "not in this build (CPU wheel)"
+        }
+    );
     if has_cuda {
         println!("CUDA 13 / cuDNN 9 libraries:");
         for lib in trunk::cuda_library_report(false) {
-            println!("  {:<42} {}", lib.name, lib.resolved.as_deref().unwrap_or("NOT FOUND"));
+            println!(
+                "  {:<42} {}",
+                lib.name,
+                lib.resolved.as_deref().unwrap_or("NOT FOUND")
+            );
         }
     }
     let model = args.model.clone().or_else(crate::paths::default_model);
@@ -36,17 +52,27 @@ pub fn run(args: &DoctorArgs) -> Result<(), super::CommandError> {
         println!("model:            none (no project root; pass --model)");
         return Ok(());
     };
-    let opts = TrunkOptions { ort_lib: args.ort_lib.clone(), device: Device::Auto, threads: 0 };
+    let opts = TrunkOptions {
+        ort_lib: args.ort_lib.clone(),
+        device: Device::Auto,
+        threads: 0,
+    };
     match Trunk::load(&model, &opts) {
         Ok(t) => {
             let i = t.info();
             println!("model:            {}", i.path.display());
             println!("  fingerprint:    {}", i.fingerprint);
-            println!("  input:          {} [N,3,{},{}]", i.input_name, i.input_hw.0, i.input_hw.1);
+            println!(
+                "  input:          {} [N,3,{},{}]",
+                i.input_name, i.input_hw.0, i.input_hw.1
+            );
             println!("  output:         {} [N,{}]", i.output_name, i.dim);
             println!("  source:         {}", i.source);
             println!("  provenance:     {}", i.provenance);
-            println!("  preprocess:     {}", serde_json::to_string(&i.preprocess).unwrap_or_default());
+            println!(
+                "  preprocess:     {}",
+                serde_json::to_string(&i.preprocess).unwrap_or_default()
+            );
             println!("  session runs on {}", t.provider().name());
             if let Some(why) = &t.fallback_reason {
                 println!("  CUDA not used:  {why}");
@@ -58,5 +84,6 @@ pub fn run(args: &DoctorArgs) -> Result<(), super::CommandError> {
 }
 
 fn show(p: Option<PathBuf>) -> String {
-    p.map(|p| p.display().to_string()).unwrap_or_else(|| "not found".into())
+    p.map(|p| p.display().to_string())
+        .unwrap_or_else(|| "not found".into())
 }

@@ -30,11 +30,19 @@ pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
     let scaler = head.scaler().map(|(m, s)| (m.view(), s.view()));
     let mut metadata = meta.clone();
     metadata.insert("vggcache.head_run".into(), args.head.display().to_string());
-    let graph = HeadGraph { layers: head.layers(), scaler, classes: head.classes().to_vec(), metadata };
+    let graph = HeadGraph {
+        layers: head.layers(),
+        scaler,
+        classes: head.classes().to_vec(),
+        metadata,
+    };
     let bytes = if args.with_trunk {
         let model = args.trunk.model_path()?;
-        let trunk = std::fs::read(&model)
-            .map_err(|source| CommandError::Io { what: "reading trunk", path: model.clone(), source })?;
+        let trunk = std::fs::read(&model).map_err(|source| CommandError::Io {
+            what: "reading trunk",
+            path: model.clone(),
+            source,
+        })?;
         let fp = fingerprint_file(&model)?;
         if meta.get("trunk_fingerprint") != Some(&fp) {
             return Err(CommandError::Usage(format!(
@@ -44,25 +52,38 @@ pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
             )));
         }
         let summary = inspect(&trunk)?;
-        let out_name = summary
-            .graph_outputs
-            .first()
-            .cloned()
-            .ok_or_else(|| CommandError::Usage(format!("trunk {} has no graph output", model.display())))?;
+        let out_name = summary.graph_outputs.first().cloned().ok_or_else(|| {
+            CommandError::Usage(format!("trunk {} has no graph output", model.display()))
+        })?;
         with_trunk_model_bytes(&trunk, &out_name, &graph)?
     } else {
         head_model_bytes(&graph, "features")?
     };
     let tmp = args.out.with_extension("onnx.tmp");
-    std::fs::write(&tmp, &bytes).map_err(|source| CommandError::Io { what: "writing", path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, &args.out)
-        .map_err(|source| CommandError::Io { what: "writing", path: args.out.clone(), source })?;
+    std::fs::write(&tmp, &bytes).map_err(|source| CommandError::Io {
+        what: "writing",
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, &args.out).map_err(|source| CommandError::Io {
+        what: "writing",
+        path: args.out.clone(),
+        source,
+    })?;
     println!(
         "wrote {} ({:.1} MB, {}): input {}, output `probabilities` over [{}]",
         args.out.display(),
         bytes.len() as f64 / 1e6,
-        if args.with_trunk { "trunk + head" } else { "head only" },
-        if args.with_trunk { "preprocessed image [N,3,H,W]" } else { "features [N,D]" },
+        if args.with_trunk {
+            "trunk + head"
+        } else {
+            "head only"
+        },
+        if args.with_trunk {
+            "preprocessed image [N,3,H,W]"
+        } else {
+            "features [N,D]"
+        },
         head.classes().join(", ")
     );
     Ok(bytes.len() as u64)

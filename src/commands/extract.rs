@@ -61,7 +61,9 @@ pub struct ExtractSummary {
 /// Runs `extract`; returns the summary (the caller turns `--strict` + skips into the exit code).
 pub fn run(args: &ExtractArgs) -> Result<ExtractSummary, CommandError> {
     if args.batch_size == 0 || args.shard_rows == 0 {
-        return Err(CommandError::Usage("--batch-size and --shard-rows must be at least 1".into()));
+        return Err(CommandError::Usage(
+            "--batch-size and --shard-rows must be at least 1".into(),
+        ));
     }
     if !(0.0..1.0).contains(&args.val_fraction) {
         return Err(CommandError::Usage(format!(
@@ -84,7 +86,11 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary, CommandError> {
         ds.entries.len(),
         ds.root.display(),
         ds.layout.as_str(),
-        if ds.classes.is_empty() { "none".to_string() } else { ds.classes.join(", ") },
+        if ds.classes.is_empty() {
+            "none".to_string()
+        } else {
+            ds.classes.join(", ")
+        },
         ds.skipped.len()
     );
 
@@ -106,11 +112,18 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary, CommandError> {
         .par_iter()
         .map(|e| dataset::content_hash(&e.abs_path).map_err(|err| format!("unreadable: {err}")))
         .collect();
-    let mut skipped: Vec<(String, String)> =
-        ds.skipped.iter().map(|s| (s.rel_path.clone(), s.reason.clone())).collect();
+    let mut skipped: Vec<(String, String)> = ds
+        .skipped
+        .iter()
+        .map(|s| (s.rel_path.clone(), s.reason.clone()))
+        .collect();
     let present: HashSet<&str> = ds.entries.iter().map(|e| e.rel_path.as_str()).collect();
-    let mut stale: HashSet<String> =
-        writer.existing().keys().filter(|p| !present.contains(p.as_str())).cloned().collect();
+    let mut stale: HashSet<String> = writer
+        .existing()
+        .keys()
+        .filter(|p| !present.contains(p.as_str()))
+        .cloned()
+        .collect();
     let mut todo = Vec::new();
     let mut reused = 0;
     for (i, (e, h)) in ds.entries.iter().zip(&hashes).enumerate() {
@@ -126,19 +139,32 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary, CommandError> {
                 if writer.existing().contains_key(&e.rel_path) {
                     stale.insert(e.rel_path.clone()); // changed file: old row goes
                 }
-                todo.push(WorkItem { id: i, path: e.abs_path.clone() });
+                todo.push(WorkItem {
+                    id: i,
+                    path: e.abs_path.clone(),
+                });
             }
         }
     }
-    let removed = if stale.is_empty() { 0 } else { writer.remove_paths(&stale)? };
-    eprintln!("{} to extract, {reused} cached and unchanged, {removed} stale rows dropped", todo.len());
+    let removed = if stale.is_empty() {
+        0
+    } else {
+        writer.remove_paths(&stale)?
+    };
+    eprintln!(
+        "{} to extract, {reused} cached and unchanged, {removed} stale rows dropped",
+        todo.len()
+    );
 
     let total = todo.len();
     let mut extracted = 0;
     if total > 0 {
         let cfg = PipelineConfig {
             batch_size: args.batch_size,
-            workers: args.workers.unwrap_or(PipelineConfig::default().workers).max(1),
+            workers: args
+                .workers
+                .unwrap_or(PipelineConfig::default().workers)
+                .max(1),
             ..PipelineConfig::default()
         };
         let rx = dataset::spawn_pipeline(todo, info.preprocess.clone(), cfg);
@@ -154,7 +180,9 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary, CommandError> {
                         split: e.split.as_str(),
                         label: e.label,
                         class: e.class.as_deref(),
-                        content_hash: hashes[*id].as_deref().expect("only hashed entries are extracted"),
+                        content_hash: hashes[*id]
+                            .as_deref()
+                            .expect("only hashed entries are extracted"),
                         features: f,
                     }
                 })
@@ -173,7 +201,10 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary, CommandError> {
                     let feats = trunk.run(&tensor, ids.len())?;
                     for (id, row) in ids.iter().zip(feats.rows()) {
                         if let Some(v) = row.iter().find(|v| !v.is_finite()) {
-                            skipped.push((ds.entries[*id].rel_path.clone(), format!("trunk produced a non-finite feature ({v})")));
+                            skipped.push((
+                                ds.entries[*id].rel_path.clone(),
+                                format!("trunk produced a non-finite feature ({v})"),
+                            ));
                             continue;
                         }
                         pending.push((*id, row.to_vec()));
@@ -217,9 +248,19 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary, CommandError> {
 }
 
 fn print_summary(s: &ExtractSummary, out: &Path) {
-    let rate = if s.seconds > 0.0 { s.extracted as f64 / s.seconds } else { 0.0 };
-    println!("extracted {}  reused {}  skipped {}  dropped {}", s.extracted, s.reused, s.skipped, s.removed);
-    println!("wall {:.1} s, {rate:.2} img/s extracted, provider {}", s.seconds, s.provider);
+    let rate = if s.seconds > 0.0 {
+        s.extracted as f64 / s.seconds
+    } else {
+        0.0
+    };
+    println!(
+        "extracted {}  reused {}  skipped {}  dropped {}",
+        s.extracted, s.reused, s.skipped, s.removed
+    );
+    println!(
+        "wall {:.1} s, {rate:.2} img/s extracted, provider {}",
+        s.seconds, s.provider
+    );
     println!(
         "cache {}: {} rows, {:.1} MiB",
         out.display(),
@@ -227,7 +268,10 @@ fn print_summary(s: &ExtractSummary, out: &Path) {
         s.cache_bytes as f64 / (1 << 20) as f64
     );
     if s.skipped > 0 {
-        println!("skipped images and reasons: {}", out.join("skipped.csv").display());
+        println!(
+            "skipped images and reasons: {}",
+            out.join("skipped.csv").display()
+        );
     }
 }
 
@@ -250,7 +294,13 @@ impl Progress {
             );
             b
         });
-        Self { bar, total, done: 0, next_line: 0, start: Instant::now() }
+        Self {
+            bar,
+            total,
+            done: 0,
+            next_line: 0,
+            start: Instant::now(),
+        }
     }
 
     fn tick(&mut self, n: usize) {
@@ -260,7 +310,10 @@ impl Progress {
         } else if self.done >= self.next_line {
             let rate = self.done as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
             let eta = (self.total - self.done) as f64 / rate.max(1e-9);
-            eprintln!("{}/{} images, {rate:.2} img/s, ETA {eta:.0} s", self.done, self.total);
+            eprintln!(
+                "{}/{} images, {rate:.2} img/s, ETA {eta:.0} s",
+                self.done, self.total
+            );
             self.next_line = self.done + self.total.div_ceil(10).max(1);
         }
     }

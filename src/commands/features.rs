@@ -17,7 +17,10 @@ impl Labelled {
     fn from_rows(data: SplitData, keep: &[usize]) -> Self {
         Labelled {
             x: data.features.select(Axis(0), keep),
-            y: keep.iter().map(|&i| data.labels[i].expect("kept rows are labelled") as usize).collect(),
+            y: keep
+                .iter()
+                .map(|&i| data.labels[i].expect("kept rows are labelled") as usize)
+                .collect(),
             paths: keep.iter().map(|&i| data.paths[i].clone()).collect(),
         }
     }
@@ -31,7 +34,8 @@ pub fn train_val(
     seed: u64,
 ) -> Result<(Labelled, Labelled, bool), CommandError> {
     let names = cache.split_names();
-    let labelled_rows = |d: &SplitData| -> Vec<usize> { (0..d.len()).filter(|&i| d.labels[i].is_some()).collect() };
+    let labelled_rows =
+        |d: &SplitData| -> Vec<usize> { (0..d.len()).filter(|&i| d.labels[i].is_some()).collect() };
     if !names.iter().any(|n| n == "train") {
         return Err(CommandError::Usage(format!(
             "cache {} has no `train` split (splits: {}); nothing to train on",
@@ -47,11 +51,19 @@ pub fn train_val(
             cache.dir().display()
         )));
     }
-    let val = if names.iter().any(|n| n == "val") { Some(cache.split("val")?) } else { None };
+    let val = if names.iter().any(|n| n == "val") {
+        Some(cache.split("val")?)
+    } else {
+        None
+    };
     match val {
         Some(v) if v.labels.iter().any(Option::is_some) => {
             let vrows = labelled_rows(&v);
-            Ok((Labelled::from_rows(train, &rows), Labelled::from_rows(v, &vrows), false))
+            Ok((
+                Labelled::from_rows(train, &rows),
+                Labelled::from_rows(v, &vrows),
+                false,
+            ))
         }
         _ => {
             let all = Labelled::from_rows(train, &rows);
@@ -77,7 +89,13 @@ pub fn train_val(
 pub fn load_head(
     run: &std::path::Path,
     cache: Option<&FeatureCache>,
-) -> Result<(crate::head::FittedHead, std::collections::BTreeMap<String, String>), CommandError> {
+) -> Result<
+    (
+        crate::head::FittedHead,
+        std::collections::BTreeMap<String, String>,
+    ),
+    CommandError,
+> {
     let file = run.join("head.safetensors");
     if !file.is_file() {
         return Err(CommandError::Usage(format!(

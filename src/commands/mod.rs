@@ -32,7 +32,11 @@ pub enum CommandError {
     #[error("{0}")]
     Usage(String),
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Exit codes, documented in one place (README "Exit codes").
@@ -74,16 +78,24 @@ impl TrunkArgs {
             return Ok(m.clone());
         }
         let root = crate::paths::project_root().ok_or_else(|| {
-            CommandError::Usage("no project folder found to resolve the default model: pass --model PATH".into())
+            CommandError::Usage(
+                "no project folder found to resolve the default model: pass --model PATH".into(),
+            )
         })?;
         let name = self.trunk.as_deref().unwrap_or("vgg16_trunk");
         if name.contains('/') || name.contains("..") {
-            return Err(CommandError::Usage(format!("--trunk takes a name under models/, got {name:?}")));
+            return Err(CommandError::Usage(format!(
+                "--trunk takes a name under models/, got {name:?}"
+            )));
         }
         Ok(root.join("models").join(format!("{name}.onnx")))
     }
 
     pub fn options(&self) -> TrunkOptions {
-        TrunkOptions { ort_lib: self.ort_lib.clone(), device: self.device, threads: self.threads }
+        TrunkOptions {
+            ort_lib: self.ort_lib.clone(),
+            device: self.device,
+            threads: self.threads,
+        }
     }
 }

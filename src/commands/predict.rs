@@ -46,7 +46,9 @@ pub struct PredictArgs {
 
 /// Default per-folder cache: `cache/predict-<first 12 hex of sha256(canonical path)>`.
 fn default_cache(images: &Path) -> PathBuf {
-    let canon = images.canonicalize().unwrap_or_else(|_| images.to_path_buf());
+    let canon = images
+        .canonicalize()
+        .unwrap_or_else(|_| images.to_path_buf());
     let h = hex::encode(Sha256::digest(canon.to_string_lossy().as_bytes()));
     PathBuf::from("cache").join(format!("predict-{}", &h[..12]))
 }
@@ -73,11 +75,18 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
             head.classes().len()
         )));
     }
-    let cache_dir = args.cache.clone().unwrap_or_else(|| default_cache(&args.images));
+    let cache_dir = args
+        .cache
+        .clone()
+        .unwrap_or_else(|| default_cache(&args.images));
     let ex = ExtractArgs {
         images: args.images.clone(),
         out: cache_dir.clone(),
-        trunk: TrunkArgs { model: Some(model), trunk: None, ..args.trunk.clone() },
+        trunk: TrunkArgs {
+            model: Some(model),
+            trunk: None,
+            ..args.trunk.clone()
+        },
         batch_size: args.batch_size,
         workers: None,
         shard_rows: 128,
@@ -109,8 +118,15 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
             text.push('\n');
             for &i in &order {
                 let row = proba.row(i);
-                let best = crate::metrics::argmax_rows(row.as_slice().expect("row of a standard array"), row.len())[0];
-                text.push_str(&format!("{},{}", csv_field(&all.paths[i]), head.classes()[best]));
+                let best = crate::metrics::argmax_rows(
+                    row.as_slice().expect("row of a standard array"),
+                    row.len(),
+                )[0];
+                text.push_str(&format!(
+                    "{},{}",
+                    csv_field(&all.paths[i]),
+                    head.classes()[best]
+                ));
                 for p in row {
                     text.push_str(&format!(",{p:.6}"));
                 }
@@ -120,7 +136,9 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
         PredictFormat::Kaggle => {
             text.push_str("id,label\n");
             for &i in &order {
-                let stem = Path::new(&all.paths[i]).file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned());
+                let stem = Path::new(&all.paths[i])
+                    .file_stem()
+                    .map_or(String::new(), |s| s.to_string_lossy().into_owned());
                 text.push_str(&format!("{},{:.6}\n", csv_field(&stem), proba[[i, 1]]));
             }
         }
@@ -128,14 +146,26 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
     match &args.out {
         Some(path) => {
             let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, &text).map_err(|source| CommandError::Io { what: "writing", path: tmp.clone(), source })?;
-            std::fs::rename(&tmp, path).map_err(|source| CommandError::Io { what: "writing", path: path.clone(), source })?;
+            std::fs::write(&tmp, &text).map_err(|source| CommandError::Io {
+                what: "writing",
+                path: tmp.clone(),
+                source,
+            })?;
+            std::fs::rename(&tmp, path).map_err(|source| CommandError::Io {
+                what: "writing",
+                path: path.clone(),
+                source,
+            })?;
             eprintln!("{} predictions written to {}", order.len(), path.display());
         }
         None => {
             std::io::stdout()
                 .write_all(text.as_bytes())
-                .map_err(|source| CommandError::Io { what: "writing", path: "<stdout>".into(), source })?;
+                .map_err(|source| CommandError::Io {
+                    what: "writing",
+                    path: "<stdout>".into(),
+                    source,
+                })?;
         }
     }
     Ok(order.len())

@@ -76,13 +76,21 @@ pub struct TrainHeadResult {
 pub fn run(args: &TrainHeadArgs) -> Result<TrainHeadResult, CommandError> {
     let cfg = args.config();
     cfg.check()?; // nonsense flags fail before the cache is read
-    let name = args.name.clone().unwrap_or_else(|| chrono::Local::now().format("%Y%m%d-%H%M%S").to_string());
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| chrono::Local::now().format("%Y%m%d-%H%M%S").to_string());
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
-        return Err(CommandError::Usage(format!("--name must be a plain folder name, got {name:?}")));
+        return Err(CommandError::Usage(format!(
+            "--name must be a plain folder name, got {name:?}"
+        )));
     }
     let run_dir = args.runs_dir.join(&name);
     if run_dir.exists() {
-        return Err(CommandError::Usage(format!("run folder {} already exists: pick another --name", run_dir.display())));
+        return Err(CommandError::Usage(format!(
+            "run folder {} already exists: pick another --name",
+            run_dir.display()
+        )));
     }
     let cache = FeatureCache::open(&args.features)?;
     let classes = cache.classes().to_vec();
@@ -91,7 +99,11 @@ pub fn run(args: &TrainHeadArgs) -> Result<TrainHeadResult, CommandError> {
         "train {} rows, val {} rows{}, D = {}, classes: {}",
         train.y.len(),
         val.y.len(),
-        if held_out { " (held out of train: the cache has no val split)" } else { "" },
+        if held_out {
+            " (held out of train: the cache has no val split)"
+        } else {
+            ""
+        },
         cache.dim(),
         classes.join(", ")
     );
@@ -105,8 +117,14 @@ pub fn run(args: &TrainHeadArgs) -> Result<TrainHeadResult, CommandError> {
     let outcome = head::train(
         &cfg,
         &classes,
-        TrainSet { x: train.x.view(), y: &train.y },
-        TrainSet { x: val.x.view(), y: &val.y },
+        TrainSet {
+            x: train.x.view(),
+            y: &train.y,
+        },
+        TrainSet {
+            x: val.x.view(),
+            y: &val.y,
+        },
         &mut on_epoch,
     )?;
     let m = cache.manifest();
@@ -120,7 +138,12 @@ pub fn run(args: &TrainHeadArgs) -> Result<TrainHeadResult, CommandError> {
     let pred: Vec<usize> = proba
         .rows()
         .into_iter()
-        .map(|r| r.iter().enumerate().fold((0, f32::MIN), |b, (i, &p)| if p > b.1 { (i, p) } else { b }).0)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold((0, f32::MIN), |b, (i, &p)| if p > b.1 { (i, p) } else { b })
+                .0
+        })
         .collect();
     println!("{}", head::summary_table(&outcome, &val.y, &pred));
     println!("run written to {}", run_dir.display());

@@ -39,13 +39,27 @@ pub enum TrunkError {
     #[error("model {path} breaks the trunk contract (input [N,3,H,W] float32 -> output [N,D] float32): {cause}")]
     Contract { path: PathBuf, cause: String },
     #[error("model {path}: metadata `{key}` {cause}")]
-    Metadata { path: PathBuf, key: String, cause: String },
+    Metadata {
+        path: PathBuf,
+        key: String,
+        cause: String,
+    },
     #[error("--device cuda: the CUDA execution provider cannot be used: {0}")]
     CudaUnavailable(String),
     #[error("batch for model {path}: expected {expected} floats ({n} x 3 x {h} x {w}), got {got}")]
-    BatchShape { path: PathBuf, n: usize, h: usize, w: usize, expected: usize, got: usize },
+    BatchShape {
+        path: PathBuf,
+        n: usize,
+        h: usize,
+        w: usize,
+        expected: usize,
+        got: usize,
+    },
     #[error("inference with model {path} failed: {cause}")]
     Inference { path: PathBuf, cause: String },
     #[error("reading {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }

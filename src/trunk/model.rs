@@ -32,7 +32,10 @@ pub struct ModelInfo {
 
 /// `sha256:<hex>` of a file's bytes, streamed.
 pub fn fingerprint_file(path: &Path) -> Result<String, TrunkError> {
-    let io = |source| TrunkError::Io { path: path.to_path_buf(), source };
+    let io = |source| TrunkError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut f = std::fs::File::open(path).map_err(io)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -48,7 +51,10 @@ pub fn fingerprint_file(path: &Path) -> Result<String, TrunkError> {
 
 /// Dims of a tensor outlet, `-1` for dynamic axes; Err unless it is a float32 tensor.
 fn f32_dims(path: &Path, what: &str, ty: &ValueType) -> Result<Vec<i64>, TrunkError> {
-    let contract = |cause: String| TrunkError::Contract { path: path.to_path_buf(), cause };
+    let contract = |cause: String| TrunkError::Contract {
+        path: path.to_path_buf(),
+        cause,
+    };
     match ty {
         ValueType::Tensor { ty, shape, .. } => {
             if *ty != TensorElementType::Float32 {
@@ -63,7 +69,10 @@ fn f32_dims(path: &Path, what: &str, ty: &ValueType) -> Result<Vec<i64>, TrunkEr
 impl ModelInfo {
     /// Reads the contract and metadata of a session built from `path`.
     pub(super) fn from_session(path: &Path, session: &Session) -> Result<Self, TrunkError> {
-        let contract = |cause: String| TrunkError::Contract { path: path.to_path_buf(), cause };
+        let contract = |cause: String| TrunkError::Contract {
+            path: path.to_path_buf(),
+            cause,
+        };
         if session.inputs().len() != 1 || session.outputs().is_empty() {
             return Err(contract(format!(
                 "expected 1 input and at least 1 output, found {} and {}",
@@ -76,10 +85,14 @@ impl ModelInfo {
         let ind = f32_dims(path, "input", input.dtype())?;
         let outd = f32_dims(path, "output", output.dtype())?;
         if ind.len() != 4 || ind[1] != 3 || ind[2] <= 0 || ind[3] <= 0 {
-            return Err(contract(format!("input shape {ind:?}, expected [N,3,H,W] with fixed H, W")));
+            return Err(contract(format!(
+                "input shape {ind:?}, expected [N,3,H,W] with fixed H, W"
+            )));
         }
         if outd.len() != 2 || outd[1] <= 0 {
-            return Err(contract(format!("output shape {outd:?}, expected [N,D] with fixed D")));
+            return Err(contract(format!(
+                "output shape {outd:?}, expected [N,D] with fixed D"
+            )));
         }
         let meta = session.metadata().map_err(|e| contract(e.to_string()))?;
         let mut metadata = BTreeMap::new();
@@ -95,7 +108,10 @@ impl ModelInfo {
         };
         let key = "vggcache.preprocess";
         let raw = metadata.get(key).ok_or_else(|| {
-            meta_err(key, "is missing: build the model with the scripts in models/".into())
+            meta_err(
+                key,
+                "is missing: build the model with the scripts in models/".into(),
+            )
         })?;
         let preprocess: PreprocessSpec = serde_json::from_str(raw)
             .map_err(|e| meta_err(key, format!("is not a preprocessing spec: {e}")))?;
@@ -109,8 +125,11 @@ impl ModelInfo {
                 ),
             ));
         }
-        if preprocess.std.iter().any(|s| !(*s > 0.0)) {
-            return Err(meta_err(key, format!("has std {:?}; every std must be > 0", preprocess.std)));
+        if preprocess.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
+            return Err(meta_err(
+                key,
+                format!("has std {:?}; every std must be > 0", preprocess.std),
+            ));
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -119,7 +138,10 @@ impl ModelInfo {
             output_name: output.name().to_string(),
             input_hw: (h, w),
             dim: outd[1] as usize,
-            provenance: metadata.get("vggcache.provenance").cloned().unwrap_or_default(),
+            provenance: metadata
+                .get("vggcache.provenance")
+                .cloned()
+                .unwrap_or_default(),
             source: metadata.get("vggcache.source").cloned().unwrap_or_default(),
             preprocess,
             metadata,

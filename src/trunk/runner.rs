@@ -61,11 +61,17 @@ impl Trunk {
     /// Loads the runtime (once per process) and the model; checks the contract.
     pub fn load(model: &Path, opts: &TrunkOptions) -> Result<Self, TrunkError> {
         if !model.is_file() {
-            return Err(TrunkError::ModelMissing { path: model.to_path_buf() });
+            return Err(TrunkError::ModelMissing {
+                path: model.to_path_buf(),
+            });
         }
         runtime::init_runtime(opts.ort_lib.as_deref())?;
         let (session, provider, fallback_reason) = match opts.device {
-            Device::Cpu => (build_session(model, opts, Provider::Cpu)?, Provider::Cpu, None),
+            Device::Cpu => (
+                build_session(model, opts, Provider::Cpu)?,
+                Provider::Cpu,
+                None,
+            ),
             Device::Cuda => {
                 let s = build_session(model, opts, Provider::Cuda).map_err(|e| match e {
                     TrunkError::ModelLoad { cause, .. } => TrunkError::CudaUnavailable(cause),
@@ -75,14 +81,21 @@ impl Trunk {
             }
             Device::Auto => match build_session(model, opts, Provider::Cuda) {
                 Ok(s) => (s, Provider::Cuda, None),
-                Err(TrunkError::ModelLoad { cause, .. }) => {
-                    (build_session(model, opts, Provider::Cpu)?, Provider::Cpu, Some(cause))
-                }
+                Err(TrunkError::ModelLoad { cause, .. }) => (
+                    build_session(model, opts, Provider::Cpu)?,
+                    Provider::Cpu,
+                    Some(cause),
+                ),
                 Err(e) => return Err(e),
             },
         };
         let info = ModelInfo::from_session(model, &session)?;
-        Ok(Self { session, info, provider, fallback_reason })
+        Ok(Self {
+            session,
+            info,
+            provider,
+            fallback_reason,
+        })
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -111,15 +124,19 @@ impl Trunk {
             });
         }
         let path = self.info.path.clone();
-        let fail = |e: ort::Error| TrunkError::Inference { path: path.clone(), cause: e.to_string() };
+        let fail = |e: ort::Error| TrunkError::Inference {
+            path: path.clone(),
+            cause: e.to_string(),
+        };
         let shape = [n as i64, 3, h as i64, w as i64];
         let input = TensorRef::from_array_view((shape, batch)).map_err(fail)?;
         let outputs = self
             .session
             .run(ort::inputs![self.info.input_name.as_str() => input])
             .map_err(fail)?;
-        let (oshape, data) =
-            outputs[self.info.output_name.as_str()].try_extract_tensor::<f32>().map_err(fail)?;
+        let (oshape, data) = outputs[self.info.output_name.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(fail)?;
         let d = self.info.dim;
         if oshape.len() != 2 || oshape[0] as usize != n || oshape[1] as usize != d {
             return Err(TrunkError::Inference {
@@ -131,14 +148,23 @@ impl Trunk {
     }
 }
 
-fn build_session(model: &Path, opts: &TrunkOptions, provider: Provider) -> Result<Session, TrunkError> {
-    let load = |e: String| TrunkError::ModelLoad { path: model.to_path_buf(), cause: e };
+fn build_session(
+    model: &Path,
+    opts: &TrunkOptions,
+    provider: Provider,
+) -> Result<Session, TrunkError> {
+    let load = |e: String| TrunkError::ModelLoad {
+        path: model.to_path_buf(),
+        cause: e,
+    };
     let mut b = Session::builder(environment())
         .map_err(|e| load(e.to_string()))?
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(|e| load(e.to_string()))?;
     if opts.threads > 0 {
-        b = b.with_intra_threads(opts.threads).map_err(|e| load(e.to_string()))?;
+        b = b
+            .with_intra_threads(opts.threads)
+            .map_err(|e| load(e.to_string()))?;
     }
     match provider {
         Provider::Cpu => {

@@ -69,7 +69,9 @@ pub fn find_library(explicit: Option<&Path>) -> Result<(PathBuf, LibrarySource),
             return Ok((lib, LibrarySource::ProjectVenv));
         }
     }
-    Err(TrunkError::RuntimeNotFound { searched: searched.join("; ") })
+    Err(TrunkError::RuntimeNotFound {
+        searched: searched.join("; "),
+    })
 }
 
 static RUNTIME: OnceLock<(RuntimeInfo, ort::environment::Environment)> = OnceLock::new();
@@ -82,23 +84,35 @@ pub fn init_runtime(explicit: Option<&Path>) -> Result<&'static RuntimeInfo, Tru
     }
     let (path, source) = find_library(explicit)?;
     if !path.exists() {
-        return Err(TrunkError::RuntimeLoad { path, cause: "no such file".into() });
+        return Err(TrunkError::RuntimeLoad {
+            path,
+            cause: "no such file".into(),
+        });
     }
-    let builder = ort::init_from(&path)
-        .map_err(|e| TrunkError::RuntimeLoad { path: path.clone(), cause: e.to_string() })?;
+    let builder = ort::init_from(&path).map_err(|e| TrunkError::RuntimeLoad {
+        path: path.clone(),
+        cause: e.to_string(),
+    })?;
     let env = builder
         .with_name("vggcache")
         .build()
         .map_err(|e| TrunkError::Runtime(e.to_string()))?;
     let version = version_string(&path);
-    let info = RuntimeInfo { path, source, version };
+    let info = RuntimeInfo {
+        path,
+        source,
+        version,
+    };
     let _ = RUNTIME.set((info, env));
     Ok(&RUNTIME.get().expect("runtime just set").0)
 }
 
 /// The environment sessions are built in; `init_runtime` must have succeeded.
 pub(super) fn environment() -> &'static ort::environment::Environment {
-    &RUNTIME.get().expect("init_runtime must run before sessions are built").1
+    &RUNTIME
+        .get()
+        .expect("init_runtime must run before sessions are built")
+        .1
 }
 
 /// The version string of the already loaded library at `path` (via its `OrtGetApiBase`).
@@ -124,7 +138,9 @@ fn version_string(path: &Path) -> String {
         if base.is_null() {
             return unknown();
         }
-        CStr::from_ptr(((*base).GetVersionString)()).to_string_lossy().into_owned()
+        CStr::from_ptr(((*base).GetVersionString)())
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -184,7 +200,11 @@ fn nvidia_lib_dirs() -> Vec<PathBuf> {
         .map(PathBuf::from)
         .collect();
     for site in paths::site_packages() {
-        for pkg in std::fs::read_dir(site.join("nvidia")).into_iter().flatten().flatten() {
+        for pkg in std::fs::read_dir(site.join("nvidia"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let lib = pkg.path().join("lib");
             if lib.is_dir() {
                 dirs.push(lib);
