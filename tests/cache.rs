@@ -308,10 +308,7 @@ fn identity_mismatch_is_refused_and_force_rebuilds_safely() {
     let err = CacheWriter::open(dir, &m2, &cls, false).expect_err("other model must be refused");
     let msg = err.to_string();
     assert!(matches!(err, CacheError::IdentityMismatch { .. }), "{msg}");
-    assert!(
-        msg.contains("m20000") && msg.contains("m10000"),
-        "{msg}"
-    );
+    assert!(msg.contains("m20000") && msg.contains("m10000"), "{msg}");
     assert!(msg.contains("--force"), "{msg}");
     // Preprocessing is part of the identity too.
     let mut torch = m1.clone();

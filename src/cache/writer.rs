@@ -538,11 +538,7 @@ impl CacheWriter {
 
     /// The manifest's shard list with rewritten shards in place of the old ones (dropped when
     /// they kept no row).
-    fn apply_rewrites(
-        &self,
-        mut new_infos: Rewrites,
-        old_files: &[String],
-    ) -> Vec<ShardInfo> {
+    fn apply_rewrites(&self, mut new_infos: Rewrites, old_files: &[String]) -> Vec<ShardInfo> {
         let old: HashSet<&str> = old_files.iter().map(String::as_str).collect();
         let mut shards = Vec::with_capacity(self.manifest.shards.len() + 1);
         for s in &self.manifest.shards {
