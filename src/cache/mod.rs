@@ -15,8 +15,18 @@
 //! at worst a temp file or an unlisted shard, which the next [`CacheWriter::open`] deletes: it loses
 //! at most its in-flight shard, and never duplicates a row.
 //!
-//! Decisions (measured in `benches/cache.rs`, figures in docs/BENCHMARKS.md):
-//! - `features` is `FixedSizeList<Float32, D>` written PLAIN + zstd(1), no dictionary, no statistics;
+//! Decisions (measured with `cargo bench --bench cache`, 2-core shared machine under load, pyarrow
+//! = `../shared/bench/peers.py read` in the same run; size is shard bytes / raw float32):
+//!
+//! | features | codec | size/raw | Rust read GB/s | pyarrow GB/s |
+//! |---|---|---|---|---|
+//! | real VGG16, 256 rows (1 row group) | lz4_raw | 0.596 | 0.52-0.55 | 0.13 |
+//! | same | zstd(1) / snappy / none | 0.509 / 0.587 / 1.001 | 0.33 / 0.48 / 0.74 | 0.10-0.12 |
+//! | synthetic ReLU, 1024 rows (4 row groups) | lz4_raw | 0.639 | 1.03 | 0.15 |
+//! | same | zstd(1) / snappy / none | 0.538 / 0.627 / 1.001 | 0.61 / 0.91 / 1.21 | 0.11-0.18 |
+//!
+//! - `features` is `FixedSizeList<Float32, D>` written PLAIN + LZ4_RAW, no dictionary, no statistics,
+//!   row groups of 256 rows (the reader decodes row groups in parallel);
 //!   `label` is nullable `uint32` (pyarrow, polars and DuckDB read it as an unsigned integer).
 //! - A class list different from the cache's is accepted by rewriting: labels of existing rows are
 //!   remapped by class name to the new (sorted) list in one atomic step; rows of a class that is no
