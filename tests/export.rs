@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use ndarray::{Array1, Array2};
 use ort::environment::Environment;
@@ -24,54 +23,16 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn find_ort_library() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let lib = manifest_dir().join(".venv/lib");
-    for py in std::fs::read_dir(&lib).ok()?.flatten() {
-        let capi = py.path().join("site-packages/onnxruntime/capi");
-        let Ok(entries) = std::fs::read_dir(&capi) else {
-            continue;
-        };
-        let mut found: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
-            })
-            .collect();
-        found.sort();
-        if let Some(p) = found.pop() {
-            return Some(p);
-        }
-    }
-    None
-}
-
 /// The process-wide ONNX Runtime environment, or `None` (with a message) when no library is found.
 fn ort_env(test: &str) -> Option<&'static Environment> {
-    static ENV: OnceLock<Option<Environment>> = OnceLock::new();
-    let env = ENV.get_or_init(|| {
-        let path = find_ort_library()?;
-        let builder = ort::init_from(&path)
-            .unwrap_or_else(|e| panic!("loading ONNX Runtime from {}: {e}", path.display()));
-        Some(
-            builder
-                .with_name("vggcache-export-tests")
-                .build()
-                .expect("ONNX Runtime environment"),
-        )
-    });
+    let env = vggcache::trunk::shared_environment(None).ok();
     if env.is_none() {
         eprintln!(
             "skipping {test}: no ONNX Runtime library (set ORT_DYLIB_PATH or install the onnxruntime \
              wheel into .venv)"
         );
     }
-    env.as_ref()
+    env
 }
 
 /// Runs `model` on one float input; returns every output as `(shape, data)` by name.

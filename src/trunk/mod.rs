@@ -10,8 +10,8 @@ mod runtime;
 pub use model::{fingerprint_file, ModelInfo};
 pub use runner::{Device, Provider, Trunk, TrunkOptions};
 pub use runtime::{
-    available_providers, cuda_library_report, find_library, init_runtime, CudaLib, LibrarySource,
-    RuntimeInfo,
+    available_providers, cuda_library_report, find_library, init_runtime, shared_environment,
+    CudaLib, LibrarySource, RuntimeInfo,
 };
 
 use std::path::PathBuf;

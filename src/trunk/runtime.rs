@@ -107,6 +107,15 @@ pub fn init_runtime(explicit: Option<&Path>) -> Result<&'static RuntimeInfo, Tru
     Ok(&RUNTIME.get().expect("runtime just set").0)
 }
 
+/// The process's ONNX Runtime environment, loading the runtime first if needed (same search as
+/// [`init_runtime`]); for code that builds its own sessions, such as the export tests.
+pub fn shared_environment(
+    explicit: Option<&Path>,
+) -> Result<&'static ort::environment::Environment, TrunkError> {
+    init_runtime(explicit)?;
+    Ok(environment())
+}
+
 /// The environment sessions are built in; `init_runtime` must have succeeded.
 pub(super) fn environment() -> &'static ort::environment::Environment {
     &RUNTIME
