@@ -108,6 +108,12 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
     let proba = head.try_predict_proba(all.features.view())?;
     let mut order: Vec<usize> = (0..all.len()).collect();
     order.sort_by(|&a, &b| natural_key(&all.paths[a]).cmp(&natural_key(&all.paths[b])));
+    let best = crate::metrics::argmax_rows(
+        proba
+            .as_slice()
+            .expect("predict_proba returns a standard-layout array"),
+        head.classes().len(),
+    );
     let mut text = String::new();
     match args.format {
         PredictFormat::Csv => {
@@ -117,17 +123,12 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
             }
             text.push('\n');
             for &i in &order {
-                let row = proba.row(i);
-                let best = crate::metrics::argmax_rows(
-                    row.as_slice().expect("row of a standard array"),
-                    row.len(),
-                )[0];
                 text.push_str(&format!(
                     "{},{}",
                     csv_field(&all.paths[i]),
-                    head.classes()[best]
+                    head.classes()[best[i]]
                 ));
-                for p in row {
+                for p in proba.row(i) {
                     text.push_str(&format!(",{p:.6}"));
                 }
                 text.push('\n');

@@ -135,16 +135,12 @@ pub fn run(args: &TrainHeadArgs) -> Result<TrainHeadResult, CommandError> {
     meta.insert("val_held_out".to_string(), held_out.to_string());
     head::write_run(&run_dir, &outcome, &meta)?;
     let proba = outcome.head.predict_proba(val.x.view());
-    let pred: Vec<usize> = proba
-        .rows()
-        .into_iter()
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .fold((0, f32::MIN), |b, (i, &p)| if p > b.1 { (i, p) } else { b })
-                .0
-        })
-        .collect();
+    let pred = crate::metrics::argmax_rows(
+        proba
+            .as_slice()
+            .expect("predict_proba returns a standard-layout array"),
+        classes.len(),
+    );
     println!("{}", head::summary_table(&outcome, &val.y, &pred));
     println!("run written to {}", run_dir.display());
     Ok(TrainHeadResult { run_dir, outcome })
