@@ -228,6 +228,49 @@ fn reopen_append_and_replace_changed_rows() {
 }
 
 #[test]
+fn append_shards_lists_parallel_shards_in_one_commit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let cls = classes(&["cat", "dog"]);
+    let id = identity("m1", DIM);
+    let first = rows("x/", 10, &cls, DIM, 7);
+    let mut w = CacheWriter::open(dir, &id, &cls, false).expect("open");
+    append(&mut w, &first);
+    let shards_before = w.manifest().shards.len();
+
+    // Three new shards (one empty, ignored) plus a changed row of an existing shard.
+    let mut a = rows("a/", 7, &cls, DIM, 8);
+    let b = rows("b/", 5, &cls, DIM, 9);
+    let mut changed = first[4].clone();
+    changed.hash = "changed".into();
+    changed.features.iter_mut().for_each(|v| *v += 1.0);
+    a.push(changed.clone());
+    let groups: Vec<Vec<FeatureRow>> = vec![
+        a.iter().map(Row::as_feature_row).collect(),
+        Vec::new(),
+        b.iter().map(Row::as_feature_row).collect(),
+    ];
+    w.append_shards(&groups).expect("append_shards");
+    // The two new shards, and the rewrite of the shard that held the changed row.
+    assert_eq!(w.manifest().shards.len(), shards_before + 2);
+    assert_eq!(w.existing()["x/0004.jpg"], "changed");
+
+    // A path twice across the shards of one call is refused and writes nothing.
+    let dup = vec![vec![b[0].as_feature_row()], vec![b[0].as_feature_row()]];
+    assert!(w.append_shards(&dup).is_err());
+    drop(w);
+
+    let mut expected: Vec<Row> = first
+        .iter()
+        .filter(|r| r.path != changed.path)
+        .cloned()
+        .collect();
+    expected.extend(a);
+    expected.extend(b);
+    assert_cache_holds(dir, &expected, &cls);
+}
+
+#[test]
 fn remove_paths_rewrites_affected_shards() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
