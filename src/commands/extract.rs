@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use ndarray::Array2;
 use rayon::prelude::*;
 
 use super::{CommandError, TrunkArgs};
@@ -169,58 +170,54 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary, CommandError> {
         };
         let rx = dataset::spawn_pipeline(todo, info.preprocess.clone(), cfg);
         let mut progress = Progress::new(total);
-        let mut pending: Vec<(usize, Vec<f32>)> = Vec::new();
-        let flush = |writer: &mut CacheWriter, pending: &mut Vec<(usize, Vec<f32>)>| {
-            let rows: Vec<FeatureRow> = pending
-                .iter()
-                .map(|(id, f)| {
-                    let e = &ds.entries[*id];
-                    FeatureRow {
-                        path: &e.rel_path,
-                        split: e.split.as_str(),
-                        label: e.label,
-                        class: e.class.as_deref(),
-                        content_hash: hashes[*id]
-                            .as_deref()
-                            .expect("only hashed entries are extracted"),
-                        features: f,
-                    }
+        // Inference and shard writing overlap: the trunk never waits for compression or fsync
+        // (on a GPU a shard write costs as long as several batches). At most `WRITE_QUEUE`
+        // finished batches wait for the writer, so memory stays bounded.
+        const WRITE_QUEUE: usize = 2;
+        let (feat_tx, feat_rx) =
+            crossbeam_channel::bounded::<(Vec<usize>, Array2<f32>)>(WRITE_QUEUE);
+        let (entries, hashes, shard_rows) = (&ds.entries, &hashes, args.shard_rows);
+        let (run_result, written) = std::thread::scope(|scope| {
+            let writer = &mut writer;
+            let write_thread = std::thread::Builder::new()
+                .name("vggcache-writer".into())
+                .spawn_scoped(scope, move || {
+                    write_features(writer, feat_rx, entries, hashes, shard_rows)
                 })
-                .collect();
-            let r = writer.append_shard(&rows);
-            pending.clear();
-            r
-        };
-        for msg in rx {
-            match msg {
-                PipelineMsg::Skip { id, reason } => {
-                    skipped.push((ds.entries[id].rel_path.clone(), reason));
-                    progress.tick(1);
-                }
-                PipelineMsg::Batch { ids, tensor } => {
-                    let feats = trunk.run(&tensor, ids.len())?;
-                    for (id, row) in ids.iter().zip(feats.rows()) {
-                        if let Some(v) = row.iter().find(|v| !v.is_finite()) {
-                            skipped.push((
-                                ds.entries[*id].rel_path.clone(),
-                                format!("trunk produced a non-finite feature ({v})"),
-                            ));
-                            continue;
-                        }
-                        pending.push((*id, row.to_vec()));
-                        extracted += 1;
+                .expect("cannot spawn the cache writer thread");
+            let mut run_result: Result<(), CommandError> = Ok(());
+            for msg in rx {
+                match msg {
+                    PipelineMsg::Skip { id, reason } => {
+                        skipped.push((entries[id].rel_path.clone(), reason));
+                        progress.tick(1);
                     }
-                    progress.tick(ids.len());
-                    if pending.len() >= args.shard_rows {
-                        flush(&mut writer, &mut pending)?;
+                    PipelineMsg::Batch { ids, tensor } => {
+                        let feats = match trunk.run(&tensor, ids.len()) {
+                            Ok(f) => f,
+                            Err(e) => {
+                                run_result = Err(e.into());
+                                break;
+                            }
+                        };
+                        let n = ids.len();
+                        if feat_tx.send((ids, feats)).is_err() {
+                            break; // the writer stopped on an error: join reports it
+                        }
+                        progress.tick(n);
                     }
                 }
             }
-        }
-        if !pending.is_empty() {
-            flush(&mut writer, &mut pending)?;
-        }
+            drop(feat_tx); // the writer flushes what it has, then returns
+            let written = write_thread.join().expect("cache writer thread panicked");
+            (run_result, written)
+        });
         progress.finish();
+        // Rows already written stay valid whichever side failed.
+        let written = written?;
+        run_result?;
+        extracted = written.extracted;
+        skipped.extend(written.skipped);
     }
     skipped.sort();
     writer.write_skipped(&skipped)?;
@@ -245,6 +242,84 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary, CommandError> {
         )));
     }
     Ok(summary)
+}
+
+/// What the writer thread did: rows written and images dropped for non-finite features.
+struct Written {
+    extracted: usize,
+    skipped: Vec<(String, String)>,
+}
+
+/// Writer thread: receives `(ids, features (ids.len(), D))` batches and appends shards of
+/// `shard_rows` rows (the last one shorter). Up to one shard per rayon thread (at most 8) is
+/// gathered and encoded in parallel by [`CacheWriter::append_shards`]. Returns once the channel
+/// closes, after the last flush.
+fn write_features(
+    writer: &mut CacheWriter,
+    rx: crossbeam_channel::Receiver<(Vec<usize>, Array2<f32>)>,
+    entries: &[dataset::ImageEntry],
+    hashes: &[Result<String, String>],
+    shard_rows: usize,
+) -> Result<Written, CommandError> {
+    let parallel_shards = rayon::current_num_threads().clamp(1, 8);
+    let mut out = Written {
+        extracted: 0,
+        skipped: Vec::new(),
+    };
+    // Batches waiting to be written, with the rows of each that are kept.
+    let mut pending: Vec<(Vec<usize>, Array2<f32>, Vec<usize>)> = Vec::new();
+    let mut pending_rows = 0;
+    let mut flush = |pending: &mut Vec<(Vec<usize>, Array2<f32>, Vec<usize>)>| {
+        let rows: Vec<FeatureRow> = pending
+            .iter()
+            .flat_map(|(ids, feats, keep)| {
+                keep.iter().map(move |&r| {
+                    let e = &entries[ids[r]];
+                    FeatureRow {
+                        path: &e.rel_path,
+                        split: e.split.as_str(),
+                        label: e.label,
+                        class: e.class.as_deref(),
+                        content_hash: hashes[ids[r]]
+                            .as_deref()
+                            .expect("only hashed entries are extracted"),
+                        features: feats
+                            .row(r)
+                            .to_slice()
+                            .expect("trunk output rows are contiguous"),
+                    }
+                })
+            })
+            .collect();
+        let shards: Vec<Vec<FeatureRow>> = rows.chunks(shard_rows).map(<[_]>::to_vec).collect();
+        let r = writer.append_shards(&shards);
+        pending.clear();
+        r
+    };
+    for (ids, feats) in rx {
+        let mut keep = Vec::with_capacity(ids.len());
+        for (r, row) in feats.rows().into_iter().enumerate() {
+            if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+                out.skipped.push((
+                    entries[ids[r]].rel_path.clone(),
+                    format!("trunk produced a non-finite feature ({v})"),
+                ));
+            } else {
+                keep.push(r);
+            }
+        }
+        out.extracted += keep.len();
+        pending_rows += keep.len();
+        pending.push((ids, feats, keep));
+        if pending_rows >= shard_rows * parallel_shards {
+            flush(&mut pending)?;
+            pending_rows = 0;
+        }
+    }
+    if pending_rows > 0 {
+        flush(&mut pending)?;
+    }
+    Ok(out)
 }
 
 fn print_summary(s: &ExtractSummary, out: &Path) {
@@ -281,6 +356,8 @@ struct Progress {
     total: usize,
     done: usize,
     next_line: usize,
+    /// `done` at the last plain line.
+    printed: usize,
     start: Instant,
 }
 
@@ -299,6 +376,7 @@ impl Progress {
             total,
             done: 0,
             next_line: 0,
+            printed: 0,
             start: Instant::now(),
         }
     }
@@ -315,12 +393,20 @@ impl Progress {
                 self.done, self.total
             );
             self.next_line = self.done + self.total.div_ceil(10).max(1);
+            self.printed = self.done;
         }
     }
 
+    /// Clears the bar; in plain mode prints the final count and rate if the last line did not.
     fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
+        } else if self.done > 0 && self.printed != self.done {
+            let rate = self.done as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
+            eprintln!(
+                "{}/{} images, {rate:.2} img/s, ETA 0 s",
+                self.done, self.total
+            );
         }
     }
 }
