@@ -4,6 +4,9 @@
 //! models/vgg16_trunk.onnx), VGGCACHE_BENCH_BATCHES (default "1,8,16,32"), VGGCACHE_BENCH_IMAGES
 //! (images per measurement, default 32), VGGCACHE_BENCH_REPEATS (default 3). Runs alternate
 //! vggcache / peer so drift on a shared machine hits both; medians are reported.
+//! VGGCACHE_BENCH_DEVICE=cpu|cuda|auto (default cpu) picks the execution provider; the peer is CPU-only
+//! and is skipped for cuda (scripts/gpu-check.sh measures PyTorch beside it on the GPU);
+//! VGGCACHE_CUDA_NHWC=1 asks the CUDA provider for NHWC convolutions.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -77,15 +80,22 @@ fn main() {
     let images: usize = env_or("VGGCACHE_BENCH_IMAGES", "32").parse().unwrap_or(32);
     let repeats: usize = env_or("VGGCACHE_BENCH_REPEATS", "3").parse().unwrap_or(3);
     let py = root.join(".venv/bin/python");
-    let has_peer = py.exists() && root.join("../shared/bench/peers.py").exists();
+    let device = match env_or("VGGCACHE_BENCH_DEVICE", "cpu").as_str() {
+        "cuda" => Device::Cuda,
+        "auto" => Device::Auto,
+        _ => Device::Cpu,
+    };
+    let has_peer =
+        device == Device::Cpu && py.exists() && root.join("../shared/bench/peers.py").exists();
     if !has_peer {
         eprintln!(
             "note: peer skipped (needs .venv from `make setup` and ../shared/bench/peers.py)"
         );
     }
     let opts = TrunkOptions {
-        device: Device::Cpu,
+        device,
         threads: 0,
+        cuda_nhwc: std::env::var("VGGCACHE_CUDA_NHWC").is_ok_and(|v| v == "1"),
         ..Default::default()
     };
     let mut t = match Trunk::load(&model, &opts) {
@@ -101,7 +111,8 @@ fn main() {
         f64::NAN
     };
     println!(
-        "trunk-only, CPU provider, ONNX Runtime default threads, {} cores; model {}",
+        "trunk-only, {} provider, ONNX Runtime default threads, {} cores; model {}",
+        t.provider().name(),
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),

@@ -55,7 +55,7 @@ pub fn run(args: &DoctorArgs) -> Result<(), super::CommandError> {
     let opts = TrunkOptions {
         ort_lib: args.ort_lib.clone(),
         device: Device::Auto,
-        threads: 0,
+        ..Default::default()
     };
     match Trunk::load(&model, &opts) {
         Ok(t) => {

@@ -96,6 +96,7 @@ impl TrunkArgs {
             ort_lib: self.ort_lib.clone(),
             device: self.device,
             threads: self.threads,
+            cuda_nhwc: std::env::var("VGGCACHE_CUDA_NHWC").is_ok_and(|v| v == "1"),
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct TrunkOptions {
     pub device: Device,
     /// Intra-op threads for the CPU provider; 0 = ONNX Runtime's default (one per core).
     pub threads: usize,
+    /// CUDA only: let ONNX Runtime run convolutions in NHWC layout (its `prefer_nhwc` option).
+    /// The CLI sets it from `VGGCACHE_CUDA_NHWC=1`; see docs/BENCHMARKS.md for what it changes.
+    pub cuda_nhwc: bool,
 }
 
 /// A loaded trunk: one ONNX Runtime session plus its contract.
@@ -183,7 +186,10 @@ fn build_session(
             // Put the CUDA/cuDNN libraries of pip's nvidia packages where the provider finds them.
             runtime::cuda_library_report(true);
             b = b
-                .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
+                .with_execution_providers([ep::CUDA::default()
+                    .with_prefer_nhwc(opts.cuda_nhwc)
+                    .build()
+                    .error_on_failure()])
                 .map_err(|e| load(e.to_string()))?
                 // Any node that would silently fall back to the CPU makes session creation fail.
                 .with_config_entry("session.disable_cpu_ep_fallback", "1")
