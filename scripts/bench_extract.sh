@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# End-to-end `vggcache extract` (CPU) beside its peers from ../shared/bench/peers.py, alternating in one run:
+#   A  vggcache extract --device cpu           decode + preprocess + trunk + Parquet write, N real images
+#   B  peers.py trunk                           onnxruntime-python inference only, pre-decoded tensors
+#   C  peers.py pipeline                        PyTorch DataLoader(num_workers=2) PIL decode -> onnxruntime
+#   D  peers.py decode / vggcache decode bench  decode + resize only (1 process)
+# Usage: scripts/bench_extract.sh [N_IMAGES] [REPEATS]   (env PEER_PY: a python with the peers' requirements,
+# incl. torch for C; VGGCACHE: the release binary; default target/release/vggcache)
+# Prints one line per measurement and a median table; ratios are A / peer from the same run.
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+N=${1:-64}
+REPEATS=${2:-3}
+PY=${PEER_PY:-.venv/bin/python}
+V=${VGGCACHE:-target/release/vggcache}
+PEERS=../shared/bench/peers.py
+MODEL=models/vgg16_trunk.onnx
+SRC=../shared/data/catsdogs
+[ -f "$PEERS" ] && [ -d "$SRC" ] || { echo "skip: needs $PEERS and $SRC"; exit 0; }
+[ -x "$V" ] || { echo "build first: cargo build --release (or set VGGCACHE)"; exit 1; }
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+# The same N images for everyone: the first N/2 of each class of the train split.
+for c in cat dog; do
+  mkdir -p "$W/img/$c"
+  find "$SRC/train/$c" -name '*.jpg' | sort | head -n $((N / 2)) | xargs -I{} cp {} "$W/img/$c/"
+done
+echo "images: $(find "$W/img" -name '*.jpg' | wc -l); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+: > "$W/results"
+for r in $(seq "$REPEATS"); do
+  rm -rf "$W/cache"
+  "$V" extract --images "$W/img" --out "$W/cache" --device cpu --batch-size 16 > "$W/a.out" 2> "$W/a.err"
+  a=$(grep -E "^$N/$N images" "$W/a.err" | sed -E 's/.*, ([0-9.]+) img\/s.*/\1/')
+  aw=$(grep -E "img/s extracted" "$W/a.out" | sed -E 's/.*s, ([0-9.]+) img\/s.*/\1/')
+  b=$("$PY" "$PEERS" trunk "$MODEL" --batch 16 --n "$N" | sed -E 's/.*"img_per_s": ([0-9.]+).*/\1/')
+  c=$("$PY" "$PEERS" pipeline "$MODEL" "$W/img" --batch 16 2>/dev/null | sed -E 's/.*"img_per_s": ([0-9.]+).*/\1/')
+  echo "repeat $r: vggcache extraction $a img/s (whole command $aw) | ort-python inference-only $b | DataLoader(2)+ORT ${c:-n/a} | load $(cut -d' ' -f1 /proc/loadavg)" | tee -a "$W/results"
+  echo "$a $aw $b ${c:-nan}" >> "$W/nums"
+done
+python3 - "$W/nums" <<'EOF'
+import statistics, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1])]
+med = [statistics.median(c) for c in zip(*rows)]
+a, aw, b, c = med
+print("| measure (median of %d) | img/s | vggcache / peer |" % len(rows))
+print("|---|---:|---:|")
+print(f"| vggcache extract, extraction phase | {a:.2f} | |")
+print(f"| vggcache extract, whole command (session load, hashing, fsync) | {aw:.2f} | |")
+print(f"| onnxruntime-python inference only, batch 16 | {b:.2f} | {a / b:.3f} |")
+print(f"| DataLoader(2) + onnxruntime | {c:.2f} | {a / c:.3f} |")
+EOF
