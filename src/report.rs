@@ -34,9 +34,18 @@ pub struct ModelRow {
     pub log_loss: f64,
     /// One entry per class, in class-index order.
     pub per_class: Vec<ClassScore>,
+    /// NaN when unknown (a head given by `--head`); written to JSON as `null`.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub fit_seconds: f64,
     /// Prediction wall time over the evaluated split, per image, in milliseconds.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub predict_ms_per_image: f64,
+}
+
+/// JSON has no NaN: serde_json writes a NaN as `null`, read back here as NaN so that
+/// [`CompareReport::from_json`] accepts what [`CompareReport::to_json`] wrote.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Every model's row and what they were measured on.

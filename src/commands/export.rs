@@ -28,7 +28,13 @@ pub struct ExportArgs {
 pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
     let (head, meta) = load_head(&args.head, None)?;
     let scaler = head.scaler().map(|(m, s)| (m.view(), s.view()));
-    let mut metadata = meta.clone();
+    // The run's metadata under `vggcache.` (e.g. `vggcache.trunk_fingerprint`), except `classes`,
+    // which the exporter writes itself (the same list, from the head).
+    let mut metadata: std::collections::BTreeMap<String, String> = meta
+        .iter()
+        .filter(|(k, _)| k.as_str() != "classes")
+        .map(|(k, v)| (format!("vggcache.{k}"), v.clone()))
+        .collect();
     metadata.insert("vggcache.head_run".into(), args.head.display().to_string());
     let graph = HeadGraph {
         layers: head.layers(),

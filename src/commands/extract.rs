@@ -60,7 +60,21 @@ pub struct ExtractSummary {
 }
 
 /// Runs `extract`; returns the summary (the caller turns `--strict` + skips into the exit code).
+/// The summary lines are results of `extract`, so they go to standard output.
 pub fn run(args: &ExtractArgs) -> Result<ExtractSummary, CommandError> {
+    run_with(args, SummaryTo::Stdout)
+}
+
+/// Where [`run_with`] prints its summary lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SummaryTo {
+    Stdout,
+    /// For commands whose standard output is their own result (`predict`'s CSV).
+    Stderr,
+}
+
+/// [`run`], with the summary lines sent to `summary_to`.
+pub fn run_with(args: &ExtractArgs, summary_to: SummaryTo) -> Result<ExtractSummary, CommandError> {
     if args.batch_size == 0 || args.shard_rows == 0 {
         return Err(CommandError::Usage(
             "--batch-size and --shard-rows must be at least 1".into(),
@@ -232,7 +246,7 @@ pub fn run(args: &ExtractArgs) -> Result<ExtractSummary, CommandError> {
         cache_rows: stats.rows,
         cache_bytes: stats.bytes,
     };
-    print_summary(&summary, &args.out);
+    print_summary(&summary, &args.out, summary_to);
     if extracted + reused == 0 {
         return Err(CommandError::Usage(format!(
             "no image of {} could be used ({} skipped, reasons in {})",
@@ -322,31 +336,35 @@ fn write_features(
     Ok(out)
 }
 
-fn print_summary(s: &ExtractSummary, out: &Path) {
+fn print_summary(s: &ExtractSummary, out: &Path, to: SummaryTo) {
     let rate = if s.seconds > 0.0 {
         s.extracted as f64 / s.seconds
     } else {
         0.0
     };
-    println!(
-        "extracted {}  reused {}  skipped {}  dropped {}",
-        s.extracted, s.reused, s.skipped, s.removed
-    );
-    println!(
-        "wall {:.1} s, {rate:.2} img/s extracted, provider {}",
-        s.seconds, s.provider
-    );
-    println!(
-        "cache {}: {} rows, {:.1} MiB",
+    let mut text = format!(
+        "extracted {}  reused {}  skipped {}  dropped {}\n\
+         wall {:.1} s, {rate:.2} img/s extracted, provider {}\n\
+         cache {}: {} rows, {:.1} MiB",
+        s.extracted,
+        s.reused,
+        s.skipped,
+        s.removed,
+        s.seconds,
+        s.provider,
         out.display(),
         s.cache_rows,
         s.cache_bytes as f64 / (1 << 20) as f64
     );
     if s.skipped > 0 {
-        println!(
-            "skipped images and reasons: {}",
+        text.push_str(&format!(
+            "\nskipped images and reasons: {}",
             out.join("skipped.csv").display()
-        );
+        ));
+    }
+    match to {
+        SummaryTo::Stdout => println!("{text}"),
+        SummaryTo::Stderr => eprintln!("{text}"),
     }
 }
 

@@ -94,7 +94,8 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
         force: false,
         strict: false,
     };
-    extract::run(&ex)?;
+    // Standard output is the CSV: the extraction summary goes to stderr.
+    extract::run_with(&ex, extract::SummaryTo::Stderr)?;
     let cache = FeatureCache::open(&cache_dir)?;
     if cache.dim() != head.dim() {
         return Err(CommandError::Usage(format!(
