@@ -29,6 +29,9 @@ pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
     let (head, meta) = load_head(&args.head, None)?;
     let scaler = head.scaler().map(|(m, s)| (m.view(), s.view()));
     let mut metadata = meta.clone();
+    // The checkpoint's own `classes` key is written by the exporter from `head.classes()`; carrying
+    // it over too was refused as a duplicate (ExportError::ReservedMetadata) for every head.
+    metadata.remove("classes");
     metadata.insert("vggcache.head_run".into(), args.head.display().to_string());
     let graph = HeadGraph {
         layers: head.layers(),
