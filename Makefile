@@ -1,7 +1,10 @@
 # vggcache: set-up, model, tests, demo and benchmarks. Every target installs what it needs, idempotently,
 # into project-local ignored folders (.venv for Python and ONNX Runtime's library, models/*.onnx).
 #   make test                 set-up + model + the test suite (what .ci/run calls)
-#   make demo DATA=./data     set-up + model + extract -> train-head -> compare-baselines
+#   make model TRUNK=efficientnet-lite0
+#                             opt-in second trunk (ImageNet EfficientNet-Lite0, D = 1280) exported with
+#                             torch in its own venv .venv-torch (torch is large; .venv stays small)
+#   make demo DATA=./data     set-up + model + extract -> train-head -> compare-baselines (TRUNK= as above)
 #   make bench                benchmarks beside their peers (docs/BENCHMARKS.md)
 
 PYTHON ?= python3
@@ -15,9 +18,24 @@ HED_VERSION := 2.0.0
 ORT_PKG := $(shell nvidia-smi -L >/dev/null 2>&1 && echo onnxruntime-gpu || echo onnxruntime)
 STAMP  := $(VENV)/.setup-$(ORT_PKG)-$(ORT_VERSION)-$(shell cat models/requirements.txt | cksum | cut -d' ' -f1)
 MODEL  := models/vgg16_trunk.onnx
+# Which trunk `make model` builds: vgg16 (default) or efficientnet-lite0 (opt-in, needs torch).
+TRUNK  ?= vgg16
+TORCH_VENV  := .venv-torch
+TORCH_PY    := $(TORCH_VENV)/bin/python
+# Extra pip arguments for torch, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+# for the CPU-only wheel (PyPI's default Linux wheel pulls in the CUDA libraries).
+TORCH_PIP_ARGS ?=
+TORCH_STAMP := $(TORCH_VENV)/.setup-$(shell cat models/requirements-torch.txt | cksum | cut -d' ' -f1)
+EFFNET_MODEL := models/efficientnet_lite0.onnx
+TRUNK_MODEL_vgg16 := $(MODEL)
+TRUNK_MODEL_efficientnet-lite0 := $(EFFNET_MODEL)
+TRUNK_MODEL := $(TRUNK_MODEL_$(TRUNK))
+ifeq ($(TRUNK_MODEL),)
+$(error TRUNK=$(TRUNK) is not a trunk this Makefile builds: use vgg16 (default) or efficientnet-lite0)
+endif
 RUN    := cargo run --release --quiet --locked --
 
-.PHONY: setup model test demo bench clean-venv
+.PHONY: setup setup-torch model test demo bench clean-venv
 
 setup: $(STAMP)
 
@@ -29,10 +47,21 @@ $(STAMP): models/requirements.txt
 	@rm -f $(VENV)/.setup-*
 	@touch $@
 
-model: $(MODEL)
+model: $(TRUNK_MODEL)
 
 $(MODEL): $(STAMP) models/build_hed_trunk.py models/vgg16_onnx.py
 	$(PY) models/build_hed_trunk.py $@.tmp && mv $@.tmp $@
+
+setup-torch: $(TORCH_STAMP)
+
+$(TORCH_STAMP): models/requirements-torch.txt
+	@test -x $(TORCH_PY) || $(PYTHON) -m venv $(TORCH_VENV) || { $(PYTHON) -m pip install --user virtualenv && $(PYTHON) -m virtualenv $(TORCH_VENV); }
+	$(TORCH_PY) -m pip install -q --disable-pip-version-check $(TORCH_PIP_ARGS) -r models/requirements-torch.txt
+	@rm -f $(TORCH_VENV)/.setup-*
+	@touch $@
+
+$(EFFNET_MODEL): $(TORCH_STAMP) models/export_efficientnet_lite0.py models/vgg16_onnx.py
+	$(TORCH_PY) models/export_efficientnet_lite0.py $@.tmp && mv $@.tmp $@
 
 test: setup model
 	cargo test --locked --lib --bins --tests
@@ -40,7 +69,7 @@ test: setup model
 demo: setup model
 	@test -d "$(DATA)" || { echo "error: image folder '$(DATA)' not found: run 'make demo DATA=/path/to/images' (a folder of class subfolders, e.g. ../shared/data/catsdogs)"; exit 1; }
 	cargo build --release --locked
-	$(RUN) extract --images "$(DATA)" --out "$(CACHE)"
+	$(RUN) extract --images "$(DATA)" --out "$(CACHE)" --model $(TRUNK_MODEL)
 	$(RUN) train-head --features "$(CACHE)"
 	$(RUN) compare-baselines --features "$(CACHE)"
 
@@ -48,4 +77,4 @@ bench: setup model
 	cargo bench --locked
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(TORCH_VENV)

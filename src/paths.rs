@@ -45,3 +45,15 @@ pub fn site_packages() -> Vec<PathBuf> {
 pub fn default_model() -> Option<PathBuf> {
     project_root().map(|r| r.join("models").join("vgg16_trunk.onnx"))
 }
+
+/// The model file of trunk `name` under `root`: `models/NAME.onnx`, or, when that file does not
+/// exist, the same name with `-` read as `_` (`efficientnet-lite0` → `models/efficientnet_lite0.onnx`,
+/// as `make model TRUNK=efficientnet-lite0` writes it).
+pub fn trunk_model(root: &Path, name: &str) -> PathBuf {
+    let models = root.join("models");
+    let exact = models.join(format!("{name}.onnx"));
+    if exact.is_file() || !name.contains('-') {
+        return exact;
+    }
+    models.join(format!("{}.onnx", name.replace('-', "_")))
+}

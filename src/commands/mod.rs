@@ -57,7 +57,8 @@ pub struct TrunkArgs {
     /// Trunk ONNX model (default: models/vgg16_trunk.onnx under the project).
     #[arg(long, conflicts_with = "trunk")]
     pub model: Option<PathBuf>,
-    /// Trunk by name, resolved as models/NAME.onnx under the project (e.g. vgg16_trunk, efficientnet_lite0).
+    /// Trunk by name, resolved as models/NAME.onnx under the project, `-` read as `_` when only that
+    /// file exists (e.g. vgg16_trunk, efficientnet-lite0).
     #[arg(long)]
     pub trunk: Option<String>,
     /// Execution provider: auto (CUDA if it registers, else CPU), cuda (or fail), cpu.
@@ -88,7 +89,7 @@ impl TrunkArgs {
                 "--trunk takes a name under models/, got {name:?}"
             )));
         }
-        Ok(root.join("models").join(format!("{name}.onnx")))
+        Ok(crate::paths::trunk_model(&root, name))
     }
 
     pub fn options(&self) -> TrunkOptions {
