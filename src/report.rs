@@ -317,6 +317,63 @@ impl CompareReport {
     }
 }
 
+/// Writes `dir/predictions.csv`, the per-image predictions behind a report: header
+/// `model,path,label,predicted,prob_<class>...`, one row per (model, image) in `models` order.
+/// `models[k].1`: `(paths.len(), classes.len())` probabilities; `labels[i]` the true class index.
+pub fn write_predictions(
+    dir: &Path,
+    classes: &[String],
+    paths: &[String],
+    labels: &[usize],
+    models: &[(&str, ArrayView2<f32>)],
+) -> Result<PathBuf, ReportError> {
+    let path = dir.join("predictions.csv");
+    let mut out = String::from("model,path,label,predicted");
+    for c in classes {
+        let _ = write!(out, ",prob_{c}");
+    }
+    out.push('\n');
+    let quote = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    for (name, proba) in models {
+        let model = name.to_string();
+        if proba.dim() != (paths.len(), classes.len()) || labels.len() != paths.len() {
+            return Err(ReportError::RowMismatch {
+                model,
+                rows: proba.nrows(),
+                labels: labels.len(),
+            });
+        }
+        let scores: Vec<f32> = proba.iter().copied().collect();
+        let predicted = metrics::argmax_rows(&scores, classes.len());
+        for (i, row) in proba.rows().into_iter().enumerate() {
+            let _ = write!(
+                out,
+                "{},{},{},{}",
+                quote(name),
+                quote(&paths[i]),
+                classes[labels[i]],
+                classes[predicted[i]]
+            );
+            for p in row {
+                let _ = write!(out, ",{p}");
+            }
+            out.push('\n');
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
+        path: dir.into(),
+        source,
+    })?;
+    write_atomic(&path, out.as_bytes())?;
+    Ok(path)
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).map_err(|source| ReportError::Io {

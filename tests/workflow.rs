@@ -432,6 +432,37 @@ fn compare_report_equals_a_recomputation_with_the_library() {
             row.name
         );
     }
+    // The written predictions: every model's rows, and the report's numbers recomputed from them.
+    let csv = std::fs::read_to_string(out.join("predictions.csv")).expect("predictions.csv");
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("model,path,label,predicted,prob_cat,prob_dog")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(
+        rows.len(),
+        3 * val.y.len(),
+        "one row per model and val image"
+    );
+    let class_index = |c: &str| ["cat", "dog"].iter().position(|x| *x == c).expect("class");
+    for row in &report.rows {
+        let mine: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == row.name).collect();
+        assert_eq!(mine.len(), val.y.len(), "{}", row.name);
+        let y: Vec<usize> = mine.iter().map(|r| class_index(r[2])).collect();
+        let pred: Vec<usize> = mine.iter().map(|r| class_index(r[3])).collect();
+        let probs: Vec<f32> = mine
+            .iter()
+            .flat_map(|r| r[4..].iter().map(|v| v.parse::<f32>().expect("prob")))
+            .collect();
+        assert_eq!(y, val.y, "{}: labels in val order", row.name);
+        assert_eq!(metrics::accuracy(&y, &pred), row.accuracy, "{}", row.name);
+        assert!(
+            (metrics::log_loss(&y, &probs, 2) - row.log_loss).abs() < 1e-6,
+            "{}: log loss from predictions.csv",
+            row.name
+        );
+    }
     assert_eq!(report.rows[0].accuracy, 0.5, "balanced val split");
     assert!(
         report.rows[1].accuracy > report.rows[0].accuracy,

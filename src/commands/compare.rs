@@ -8,7 +8,7 @@ use super::train_head::{self, TrainHeadArgs};
 use super::CommandError;
 use crate::baseline::{fit_logistic, fit_majority, Classifier, LogisticParams};
 use crate::cache::FeatureCache;
-use crate::report::{evaluate, CompareReport};
+use crate::report::{evaluate, write_predictions, CompareReport};
 
 /// Options of `compare-baselines`.
 #[derive(Debug, Clone, clap::Args)]
@@ -30,7 +30,7 @@ pub struct CompareArgs {
     /// Hold-out fraction of train when the cache has no val split.
     #[arg(long, default_value_t = 0.2)]
     pub val_fraction: f64,
-    /// Where compare.md and compare.json go.
+    /// Where compare.md, compare.json and predictions.csv go.
     #[arg(long, default_value = "runs/compare")]
     pub out: PathBuf,
 }
@@ -77,10 +77,10 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
     let t = Instant::now();
     let majority = fit_majority(&train.y, classes.len())?;
     let fit = t.elapsed().as_secs_f64();
-    let (p, s) = timed(&majority);
+    let (p_majority, s) = timed(&majority);
     rows.push(evaluate(
         "majority class",
-        p.view(),
+        p_majority.view(),
         &val.y,
         &classes,
         fit,
@@ -103,10 +103,10 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
     let t = Instant::now();
     let logistic = fit_logistic(&params, train.x.view(), &train.y, classes.len())?;
     let fit = t.elapsed().as_secs_f64();
-    let (p, s) = timed(&logistic);
+    let (p_logistic, s) = timed(&logistic);
     rows.push(evaluate(
         "linfa-logistic",
-        p.view(),
+        p_logistic.view(),
         &val.y,
         &classes,
         fit,
@@ -114,10 +114,10 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
     )?);
 
     let t = Instant::now();
-    let p = head.try_predict_proba(val.x.view())?;
+    let p_head = head.try_predict_proba(val.x.view())?;
     rows.push(evaluate(
         &head_name,
-        p.view(),
+        p_head.view(),
         &val.y,
         &classes,
         head_fit_s,
@@ -154,7 +154,23 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
     };
     println!("{}", report.to_text());
     let (md, json) = report.write_to(&args.out)?;
-    println!("written: {} and {}", md.display(), json.display());
+    let preds = write_predictions(
+        &args.out,
+        &report.classes,
+        &val.paths,
+        &val.y,
+        &[
+            ("majority class", p_majority.view()),
+            ("linfa-logistic", p_logistic.view()),
+            (&head_name, p_head.view()),
+        ],
+    )?;
+    println!(
+        "written: {}, {} and {}",
+        md.display(),
+        json.display(),
+        preds.display()
+    );
     Ok(report)
 }
 
