@@ -77,7 +77,7 @@ pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
         source,
     })?;
     println!(
-        "wrote {} ({:.1} MB, {}): input {}, output `probabilities` over [{}]",
+        "wrote {} ({:.1} MB, {}): input {}, output `probabilities` over [{}]{}",
         args.out.display(),
         bytes.len() as f64 / 1e6,
         if args.with_trunk {
@@ -90,7 +90,12 @@ pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
         } else {
             "features [N,D]"
         },
-        head.classes().join(", ")
+        head.classes().join(", "),
+        if args.with_trunk {
+            " (the trunk's `features` [N,D] stays available as a second output)"
+        } else {
+            ""
+        }
     );
     Ok(bytes.len() as u64)
 }
