@@ -31,7 +31,8 @@ pub struct ExtractArgs {
     /// Decoding threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Rows per Parquet shard (a killed run loses at most one shard of work).
+    /// Rows per Parquet shard. Up to one shard per core (at most 8) is written at a time, so a
+    /// killed run loses at most that round of work; rows already cached are never lost.
     #[arg(long, default_value_t = 128)]
     pub shard_rows: usize,
     /// Fraction of labelled images held out as `val` when the folder has no val split
