@@ -121,26 +121,32 @@ fn names(rows: usize) -> Names {
     }
 }
 
-/// Writes a fresh cache in `dir` with `opts`; returns seconds.
-fn write(dir: &Path, opts: WriteOptions, feats: &[f32], n: &Names) -> f64 {
+/// Writes a fresh cache in `dir` with `opts`; returns seconds. `round` shards of `SHARD_ROWS` go to
+/// one `append_shards` call (encoded in parallel); 1 = `append_shard`, one shard at a time.
+fn write(dir: &Path, opts: WriteOptions, feats: &[f32], n: &Names, round: usize) -> f64 {
     let _ = std::fs::remove_dir_all(dir);
     let classes = vec!["cat".to_string(), "dog".to_string()];
     let t = Instant::now();
     let mut w = CacheWriter::open_with(dir, &identity(), &classes, false, opts).expect("open");
     let rows = feats.len() / DIM;
-    for start in (0..rows).step_by(SHARD_ROWS) {
-        let end = (start + SHARD_ROWS).min(rows);
-        let batch: Vec<FeatureRow> = (start..end)
-            .map(|i| FeatureRow {
-                path: &n.paths[i],
-                split: if i % 5 == 0 { "val" } else { "train" },
-                label: Some((i % 2) as u32),
-                class: None,
-                content_hash: &n.hashes[i],
-                features: &feats[i * DIM..(i + 1) * DIM],
-            })
+    let row = |i: usize| FeatureRow {
+        path: &n.paths[i],
+        split: if i % 5 == 0 { "val" } else { "train" },
+        label: Some((i % 2) as u32),
+        class: None,
+        content_hash: &n.hashes[i],
+        features: &feats[i * DIM..(i + 1) * DIM],
+    };
+    for start in (0..rows).step_by(SHARD_ROWS * round) {
+        let shards: Vec<Vec<FeatureRow>> = (start..(start + SHARD_ROWS * round).min(rows))
+            .step_by(SHARD_ROWS)
+            .map(|s| (s..(s + SHARD_ROWS).min(rows)).map(row).collect())
             .collect();
-        w.append_shard(&batch).expect("append");
+        if round == 1 {
+            w.append_shard(&shards[0]).expect("append");
+        } else {
+            w.append_shards(&shards).expect("append_shards");
+        }
     }
     w.finish().expect("finish");
     t.elapsed().as_secs_f64()
@@ -250,7 +256,7 @@ fn main() {
         configs.clear();
     }
     for (opts, name) in &configs {
-        let wt = write(&dir, *opts, &feats, &n);
+        let wt = write(&dir, *opts, &feats, &n, 1);
         let size = cache_bytes(&dir) as f64;
         let rt = read(&dir, 3);
         let py = pyarrow_read(&dir).map_or("n/a".to_string(), |g| format!("{g:.2}"));
@@ -265,9 +271,25 @@ fn main() {
         );
     }
 
+    // One shard at a time vs a round of shards encoded in parallel (what `extract` does), alternating.
+    let threads = rayon::current_num_threads().clamp(1, 8);
+    let (mut one, mut par) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        one.push(raw / write(&work.join("one"), base, &feats, &n, 1) / 1e6);
+        par.push(raw / write(&work.join("par"), base, &feats, &n, threads) / 1e6);
+    }
+    one.sort_by(f64::total_cmp);
+    par.sort_by(f64::total_cmp);
+    println!(
+        "write MB/s (median of 3, default options): append_shard {:.0}, append_shards x{threads} {:.0}, ratio {:.2}",
+        one[1],
+        par[1],
+        par[1] / one[1]
+    );
+
     // Criterion timings of the default configuration.
     let dir = work.join("default");
-    write(&dir, base, &feats, &n);
+    write(&dir, base, &feats, &n, 1);
     let mut c = Criterion::default().sample_size(10).configure_from_args();
     let mut g = c.benchmark_group("cache");
     g.throughput(Throughput::Bytes(raw as u64));
@@ -291,7 +313,7 @@ fn main() {
     });
     let wdir = work.join("write");
     g.bench_function("write (default options, fsync per shard)", |b| {
-        b.iter(|| write(&wdir, base, &feats, &n))
+        b.iter(|| write(&wdir, base, &feats, &n, 1))
     });
     g.finish();
     c.final_summary();
