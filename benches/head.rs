@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use vggcache::head::{Adam, AdamConfig, Mlp, Workspace};
@@ -246,9 +246,341 @@ fn profile() {
     );
 }
 
+/// One way of computing a product, for [`kernels`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kernel {
+    /// `gemm`, serial, in column blocks split over rayon (the head's current path).
+    GemmSplit,
+    /// `gemm` in its own rayon mode.
+    GemmRayon,
+    /// `matrixmultiply::sgemm` with its own threading (`MATMUL_NUM_THREADS`).
+    Mm,
+    /// `matrixmultiply::sgemm` in column blocks split over rayon.
+    MmSplit,
+}
+
+/// `c = a · b` with kernel `k` on whole views (`a: (m, k)`, `b: (k, n)`, `c: (m, n)`).
+fn product(kind: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    match kind {
+        Kernel::GemmSplit | Kernel::MmSplit => {
+            let parts = 2 * rayon::current_num_threads();
+            split(kind, a, b, c, parts)
+        }
+        Kernel::GemmRayon => unsafe {
+            let (cs, as_, bs) = (c.strides().to_vec(), a.strides(), b.strides());
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                cs[1],
+                cs[0],
+                false,
+                a.as_ptr(),
+                as_[1],
+                as_[0],
+                b.as_ptr(),
+                bs[1],
+                bs[0],
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            )
+        },
+        Kernel::Mm => serial_mm(a, b, c),
+    }
+}
+
+fn split(
+    kind: Kernel,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    c: ArrayViewMut2<f32>,
+    parts: usize,
+) {
+    let n = b.ncols();
+    if parts <= 1 || n < 32 {
+        return match kind {
+            Kernel::MmSplit => serial_mm(a, b, c),
+            _ => serial_gemm(a, b, c),
+        };
+    }
+    let left = parts / 2;
+    let mid = ((n * left / parts).div_ceil(16) * 16).min(n);
+    let (bl, br) = b.split_at(Axis(1), mid);
+    let (cl, cr) = c.split_at(Axis(1), mid);
+    rayon::join(
+        || split(kind, a, bl, cl, left),
+        || split(kind, a, br, cr, parts - left),
+    );
+}
+
+fn serial_gemm(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let (cs, as_, bs) = (c.strides().to_vec(), a.strides(), b.strides());
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            cs[1],
+            cs[0],
+            false,
+            a.as_ptr(),
+            as_[1],
+            as_[0],
+            b.as_ptr(),
+            bs[1],
+            bs[0],
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+fn serial_mm(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let (cs, as_, bs) = (c.strides().to_vec(), a.strides(), b.strides());
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            as_[0],
+            as_[1],
+            b.as_ptr(),
+            bs[0],
+            bs[1],
+            0.0,
+            c.as_mut_ptr(),
+            cs[0],
+            cs[1],
+        )
+    }
+}
+
+/// User + system CPU seconds of this process so far (all threads).
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// `HEAD_BENCH_KERNELS=1`: each product of one batch-64 step timed alone, per kernel and
+/// layout. Kernels are interleaved within each of 5 rounds (fair under a varying load); medians of
+/// wall time, and GFLOP per CPU-second (kernel efficiency, less sensitive to other processes).
+fn kernels() {
+    use std::time::Instant;
+    let rounds = 5;
+    let x = features(BATCH, 1);
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut rand =
+        |r: usize, c: usize| Array2::from_shape_fn((r, c), |_| rng.random::<f32>() - 0.5);
+    let w1 = rand(D, HIDDEN);
+    let w1t = w1.t().as_standard_layout().to_owned();
+    let w2 = rand(HIDDEN, HIDDEN);
+    let w2t = w2.t().as_standard_layout().to_owned();
+    let h = rand(BATCH, HIDDEN).mapv(|v| v.max(0.0));
+    let dz = rand(BATCH, HIDDEN);
+    let mut c = Array2::<f32>::zeros((BATCH, HIDDEN));
+    let mut g1 = Array2::<f32>::zeros((D, HIDDEN));
+    let mut g2 = Array2::<f32>::zeros((HIDDEN, HIDDEN));
+    println!(
+        "kernels, {} rayon threads, MATMUL_NUM_THREADS={:?}, medians of {rounds} interleaved rounds",
+        rayon::current_num_threads(),
+        std::env::var("MATMUL_NUM_THREADS").ok()
+    );
+    let f1 = 2.0 * (BATCH * D * HIDDEN) as f64;
+    let f2 = 2.0 * (BATCH * HIDDEN * HIDDEN) as f64;
+    let kinds = [
+        Kernel::GemmSplit,
+        Kernel::GemmRayon,
+        Kernel::Mm,
+        Kernel::MmSplit,
+    ];
+    type Job<'a> = Box<dyn FnMut(Kernel) + 'a>;
+    let (xv, hv, dzv) = (x.view(), h.view(), dz.view());
+    let (w1v, w1tv, w2v, w2tv) = (w1.view(), w1t.view(), w2.view(), w2t.view());
+    let mut c2 = Array2::<f32>::zeros((BATCH, HIDDEN));
+    let mut c3 = Array2::<f32>::zeros((BATCH, HIDDEN));
+    let mut c4 = Array2::<f32>::zeros((BATCH, HIDDEN));
+    let mut c5 = Array2::<f32>::zeros((BATCH, HIDDEN));
+    let mut c6 = Array2::<f32>::zeros((BATCH, HIDDEN));
+    let mut g1b = Array2::<f32>::zeros((HIDDEN, D));
+    let mut jobs: Vec<(&str, f64, Job)> = vec![(
+        "fwd1 x·W1, W (D,H)",
+        f1,
+        Box::new(|k| product(k, xv, w1v, c.view_mut())),
+    )];
+    jobs.push((
+        "fwd1 x·W1tᵀ, W stored (H,D)",
+        f1,
+        Box::new(|k| product(k, xv, w1tv.t(), c2.view_mut())),
+    ));
+    jobs.push((
+        "fwd2 h·W2",
+        f2,
+        Box::new(|k| product(k, hv, w2v, c3.view_mut())),
+    ));
+    jobs.push((
+        "fwd2 h·W2tᵀ",
+        f2,
+        Box::new(|k| product(k, hv, w2tv.t(), c4.view_mut())),
+    ));
+    jobs.push((
+        "in2 dz·W2ᵀ, W (H,H)",
+        f2,
+        Box::new(|k| product(k, dzv, w2v.t(), c5.view_mut())),
+    ));
+    jobs.push((
+        "in2 dz·W2t, W stored transposed",
+        f2,
+        Box::new(|k| product(k, dzv, w2tv, c6.view_mut())),
+    ));
+    jobs.push((
+        "wg1 xᵀ·dz whole (D,H)",
+        f1,
+        Box::new(|k| product(k, xv.t(), dzv, g1.view_mut())),
+    ));
+    jobs.push((
+        "wg1 dzᵀ·x into (H,D)",
+        f1,
+        Box::new(|k| product(k, dzv.t(), xv, g1b.view_mut())),
+    ));
+    jobs.push((
+        "wg2 hᵀ·dz whole (H,H)",
+        f2,
+        Box::new(|k| product(k, hv.t(), dzv, g2.view_mut())),
+    ));
+    for (name, flops, job) in jobs.iter_mut() {
+        let mut wall = vec![vec![]; kinds.len()];
+        let mut cpu = vec![vec![]; kinds.len()];
+        for (i, &k) in kinds.iter().enumerate() {
+            job(k); // warm-up
+            let _ = i;
+        }
+        for _ in 0..rounds {
+            for (i, &k) in kinds.iter().enumerate() {
+                let (t, c0) = (Instant::now(), cpu_seconds());
+                job(k);
+                wall[i].push(t.elapsed().as_secs_f64());
+                cpu[i].push(cpu_seconds() - c0);
+            }
+        }
+        for (i, k) in kinds.iter().enumerate() {
+            let (w, c) = (median(wall[i].clone()), median(cpu[i].clone()));
+            println!(
+                "  {name:<34} {:<10} {:8.1} ms {:6.1} GFLOP/s {:6.1} GFLOP/cpu-s",
+                format!("{k:?}"),
+                w * 1e3,
+                *flops / w / 1e9,
+                *flops / c / 1e9
+            );
+        }
+    }
+    println!(
+        "  uptime: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+}
+
+/// `HEAD_BENCH_WRITE_CACHE=DIR`: write a synthetic two-class cache for `scripts/bench_head.sh`:
+/// `HEAD_BENCH_ROWS` train rows (default 4,000) and a tenth as many val rows, D = 25,088
+/// ReLU-of-Gaussian features (about 50% exact zeros); class 1 has its Gaussian mean shifted by
+/// +0.25 on the first 1,024 dimensions so the task is learnable. Seeded: same bytes every time.
+fn write_synthetic_cache(dir: &std::path::Path) {
+    use std::collections::BTreeMap;
+    use vggcache::cache::{CacheIdentity, CacheWriter, FeatureRow, ModelIdentity};
+    use vggcache::spec::PreprocessSpec;
+    let train: usize = std::env::var("HEAD_BENCH_ROWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4_000);
+    let rows = train + train / 10;
+    let identity = CacheIdentity {
+        model: ModelIdentity {
+            fingerprint: "synthetic-relu-gaussian".into(),
+            path: "synthetic".into(),
+            provenance: "benches/head.rs write_synthetic_cache".into(),
+            metadata: BTreeMap::new(),
+        },
+        preprocess: PreprocessSpec::caffe_bgr(),
+        dim: D,
+    };
+    let classes = vec!["a".to_string(), "b".to_string()];
+    let _ = std::fs::remove_dir_all(dir);
+    let mut w = CacheWriter::open(dir, &identity, &classes, false).expect("open the cache writer");
+    let mut rng = StdRng::seed_from_u64(11);
+    const SHARD: usize = 256;
+    for start in (0..rows).step_by(SHARD) {
+        let end = (start + SHARD).min(rows);
+        let labels: Vec<u32> = (start..end).map(|i| (i % 2) as u32).collect();
+        let mut feats = vec![0.0f32; (end - start) * D];
+        for (r, row) in feats.chunks_mut(D).enumerate() {
+            let shift = if labels[r] == 1 { 0.25 } else { 0.0 };
+            for (j, v) in row.iter_mut().enumerate() {
+                // Box-Muller: one standard normal per draw pair (the second is dropped)
+                let u1: f32 = 1.0 - rng.random::<f32>();
+                let u2: f32 = rng.random();
+                let z = (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos();
+                let m = if j < 1024 { shift } else { 0.0 };
+                *v = (z + m).max(0.0);
+            }
+        }
+        let paths: Vec<String> = (start..end)
+            .map(|i| format!("synthetic/{i:06}.jpg"))
+            .collect();
+        let hashes: Vec<String> = (start..end).map(|i| format!("{i:064x}")).collect();
+        let batch: Vec<FeatureRow> = (0..end - start)
+            .map(|r| FeatureRow {
+                path: &paths[r],
+                split: if start + r < train { "train" } else { "val" },
+                label: Some(labels[r]),
+                class: None,
+                content_hash: &hashes[r],
+                features: &feats[r * D..(r + 1) * D],
+            })
+            .collect();
+        w.append_shard(&batch).expect("append a shard");
+    }
+    let stats = w.finish().expect("finish the cache");
+    println!(
+        "wrote {} rows ({train} train) x {D} to {} ({:.0} MB)",
+        stats.rows,
+        dir.display(),
+        stats.bytes as f64 / 1e6
+    );
+}
+
 criterion_group!(benches, bench_step, bench_epoch);
 
 fn main() {
+    if let Some(dir) = std::env::var_os("HEAD_BENCH_WRITE_CACHE") {
+        write_synthetic_cache(std::path::Path::new(&dir));
+        return;
+    }
+    if std::env::var_os("HEAD_BENCH_KERNELS").is_some() {
+        kernels();
+        return;
+    }
     if std::env::var_os("HEAD_BENCH_PROFILE").is_some() {
         profile();
         return;
