@@ -226,29 +226,7 @@ impl CacheWriter {
     /// cached replaces the old row: the old shard is rewritten without it, and the rewrite and the
     /// new shard land in ONE manifest replacement (never both rows, never neither).
     pub fn append_shard(&mut self, rows: &[FeatureRow]) -> Result<(), CacheError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let batch = to_batch(self.validate(rows)?, self.manifest.dim);
-        let replaced: HashSet<String> = rows
-            .iter()
-            .filter(|r| self.existing.contains_key(r.path))
-            .map(|r| r.path.to_string())
-            .collect();
-        let name = self.next_name();
-        let info = self.write_shard(&name, std::iter::once(Ok(batch)))?;
-        let (new_infos, old_files) = self.rewrite_without(&replaced)?;
-        let mut shards = self.apply_rewrites(new_infos, &old_files);
-        shards.push(info.clone());
-        self.commit(shards, &old_files)?;
-        for r in rows {
-            self.existing
-                .insert(r.path.to_string(), r.content_hash.to_string());
-            self.location.insert(r.path.to_string(), info.file.clone());
-        }
-        self.stats.appended += rows.len();
-        self.stats.removed += replaced.len();
-        Ok(())
+        self.append_shards(&[rows.to_vec()])
     }
 
     /// [`append_shard`](Self::append_shard) for several shards at once: they are encoded and written
@@ -257,6 +235,13 @@ impl CacheWriter {
     /// Each inner slice becomes one shard; empty ones are ignored.
     pub fn append_shards(&mut self, shards: &[Vec<FeatureRow>]) -> Result<(), CacheError> {
         let shards: Vec<&Vec<FeatureRow>> = shards.iter().filter(|r| !r.is_empty()).collect();
+        if shards.is_empty() {
+            return Ok(());
+        }
+        let mut batches = Vec::with_capacity(shards.len());
+        for rows in &shards {
+            batches.push(to_batch(self.validate(rows)?, self.manifest.dim));
+        }
         let mut all = HashSet::new();
         for r in shards.iter().flat_map(|s| s.iter()) {
             if !all.insert(r.path) {
@@ -266,11 +251,8 @@ impl CacheWriter {
                 });
             }
         }
-        let mut work = Vec::with_capacity(shards.len());
-        for rows in &shards {
-            let batch = to_batch(self.validate(rows)?, self.manifest.dim);
-            work.push((self.next_name(), batch));
-        }
+        let work: Vec<(String, RecordBatch)> =
+            batches.into_iter().map(|b| (self.next_name(), b)).collect();
         let replaced: HashSet<String> = all
             .iter()
             .filter(|p| self.existing.contains_key(**p))
