@@ -55,9 +55,27 @@ pub struct ExtractSummary {
     pub removed: usize,
     pub skipped: usize,
     pub seconds: f64,
+    /// Inference timing of this run (all zero when nothing was extracted).
+    pub timing: TrunkTiming,
     pub provider: String,
     pub cache_rows: usize,
     pub cache_bytes: u64,
+}
+
+/// Where the extraction phase's time went: the phase runs from the pipeline's start to the
+/// last batch's features; `trunk_seconds` is the part spent inside the trunk (its busy share
+/// shows whether decoding or writing ever kept the trunk waiting).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrunkTiming {
+    pub phase_seconds: f64,
+    pub trunk_seconds: f64,
+    /// The first batch alone (ONNX Runtime allocates its buffers on the first run).
+    pub first_batch_seconds: f64,
+    /// Phase time when the first batch's features were out (decode of the first batch + its run).
+    pub first_batch_done: f64,
+    pub batches: usize,
+    /// Images in the first batch.
+    pub first_batch_images: usize,
 }
 
 /// Runs `extract`; returns the summary (the caller turns `--strict` + skips into the exit code).
@@ -174,6 +192,7 @@ pub fn run_with(args: &ExtractArgs, summary_to: SummaryTo) -> Result<ExtractSumm
 
     let total = todo.len();
     let mut extracted = 0;
+    let mut timing = TrunkTiming::default();
     if total > 0 {
         let cfg = PipelineConfig {
             batch_size: args.batch_size,
@@ -208,7 +227,17 @@ pub fn run_with(args: &ExtractArgs, summary_to: SummaryTo) -> Result<ExtractSumm
                         progress.tick(1);
                     }
                     PipelineMsg::Batch { ids, tensor } => {
-                        let feats = match trunk.run(&tensor, ids.len()) {
+                        let t = Instant::now();
+                        let ran = trunk.run(&tensor, ids.len());
+                        let dt = t.elapsed().as_secs_f64();
+                        if timing.batches == 0 {
+                            timing.first_batch_seconds = dt;
+                            timing.first_batch_done = progress.seconds();
+                            timing.first_batch_images = ids.len();
+                        }
+                        timing.trunk_seconds += dt;
+                        timing.batches += 1;
+                        let feats = match ran {
                             Ok(f) => f,
                             Err(e) => {
                                 run_result = Err(e.into());
@@ -223,6 +252,7 @@ pub fn run_with(args: &ExtractArgs, summary_to: SummaryTo) -> Result<ExtractSumm
                     }
                 }
             }
+            timing.phase_seconds = progress.seconds();
             drop(feat_tx); // the writer flushes what it has, then returns
             let written = write_thread.join().expect("cache writer thread panicked");
             (run_result, written)
@@ -243,6 +273,7 @@ pub fn run_with(args: &ExtractArgs, summary_to: SummaryTo) -> Result<ExtractSumm
         removed,
         skipped: skipped.len(),
         seconds: start.elapsed().as_secs_f64(),
+        timing,
         provider: trunk.provider().name().to_string(),
         cache_rows: stats.rows,
         cache_bytes: stats.bytes,
@@ -357,6 +388,20 @@ fn print_summary(s: &ExtractSummary, out: &Path, to: SummaryTo) {
         s.cache_rows,
         s.cache_bytes as f64 / (1 << 20) as f64
     );
+    let t = &s.timing;
+    if t.batches > 0 && t.phase_seconds > 0.0 {
+        text.push_str(&format!(
+            "\ntrunk busy {:.2} s of the {:.2} s extraction phase ({:.1}%); {} batches, first {:.2} s \
+             (done at {:.2} s, {} images)",
+            t.trunk_seconds,
+            t.phase_seconds,
+            100.0 * t.trunk_seconds / t.phase_seconds,
+            t.batches,
+            t.first_batch_seconds,
+            t.first_batch_done,
+            t.first_batch_images
+        ));
+    }
     if s.skipped > 0 {
         text.push_str(&format!(
             "\nskipped images and reasons: {}",
@@ -414,6 +459,11 @@ impl Progress {
             self.next_line = self.done + self.total.div_ceil(10).max(1);
             self.printed = self.done;
         }
+    }
+
+    /// Seconds since the progress started (up to now: call after the last tick).
+    fn seconds(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
     }
 
     /// Clears the bar; in plain mode prints the final count and rate if the last line did not.
