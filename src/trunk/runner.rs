@@ -172,7 +172,11 @@ fn build_session(
     match provider {
         Provider::Cpu => {
             b = b
-                .with_execution_providers([ep::CPU::default().build()])
+                // The ort crate's `CPU::default()` *disables* ONNX Runtime's memory arena (the
+                // C API default, and onnxruntime-python's, is on): without it every run maps,
+                // faults in and unmaps each activation buffer again (~0.2 GB per VGG16 layer at
+                // batch 16); measured ~8% slower trunk-only (docs/BENCHMARKS.md, section 3).
+                .with_execution_providers([ep::CPU::default().with_arena_allocator(true).build()])
                 .map_err(|e| load(e.to_string()))?;
         }
         Provider::Cuda => {
