@@ -136,10 +136,12 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
     }
 }
 
+/// The fixture's layers `(W: (d_in, d_out), b)` in the head's flat layout: `W` stored
+/// `(d_out, d_in)` row-major (PyTorch's order), then `b`, layer after layer.
 fn flat(layers: &[(Array2<f32>, Array1<f32>)]) -> Vec<f32> {
     layers
         .iter()
-        .flat_map(|(w, b)| w.iter().chain(b.iter()).copied().collect::<Vec<_>>())
+        .flat_map(|(w, b)| w.t().iter().chain(b.iter()).copied().collect::<Vec<_>>())
         .collect()
 }
 
@@ -426,6 +428,60 @@ fn standardized_checkpoint_round_trips() {
     );
     assert_eq!(back.layers().len(), 3);
     assert_eq!(back.layers()[0].0.dim(), (6, 16));
+
+    // On disk the weights are in PyTorch's order (d_out, d_in): W of layers() transposed.
+    let bytes = std::fs::read(&path).expect("read");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
+    let meta = header.metadata().as_ref().expect("metadata");
+    assert_eq!(meta["weight_layout"], "(d_out, d_in)");
+    let t = st.tensor("layers.0.weight").expect("layer 0");
+    assert_eq!(t.shape(), [16, 6]);
+    let on_disk: Vec<f32> = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let w0 = back.layers()[0].0.to_owned();
+    assert_eq!(on_disk, w0.t().iter().copied().collect::<Vec<_>>());
+
+    // A head written before the change ((d_in, d_out) tensors) still loads to the same head.
+    let mut old_meta: std::collections::HashMap<String, String> = meta.clone();
+    old_meta.insert("weight_layout".into(), "(d_in, d_out)".into());
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for name in st.names() {
+        let t = st.tensor(name).expect("tensor");
+        let (shape, data) = if name.ends_with(".weight") {
+            let (r, c) = (t.shape()[0], t.shape()[1]);
+            let w: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let wt = Array2::from_shape_vec((r, c), w).expect("shape");
+            let data = wt.t().iter().flat_map(|v| v.to_le_bytes()).collect();
+            (vec![c, r], data)
+        } else {
+            (t.shape().to_vec(), t.data().to_vec())
+        };
+        owned.push((name.to_string(), shape, data));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, shape, data)| {
+            let v = safetensors::tensor::TensorView::new(
+                safetensors::tensor::Dtype::F32,
+                shape.clone(),
+                data,
+            )
+            .expect("view");
+            (n.clone(), v)
+        })
+        .collect();
+    let old = dir.path().join("old.safetensors");
+    safetensors::serialize_to_file(views, Some(old_meta), &old).expect("write old layout");
+    let (from_old, _) = FittedHead::load(&old).expect("old layout loads");
+    assert_eq!(from_old, out.head);
 }
 
 #[test]

@@ -333,22 +333,22 @@ fn check_head(h: &HeadGraph) -> Result<(usize, usize), ExportError> {
     Ok((d_in, prev))
 }
 
-/// Folds `(x - mean) / std` into the layer `x · w + b`: returns `(w / std row-wise,
-/// b - (mean / std) · w)`, computed in f64. `w: (d_in, d_out)`, `b, mean, std: (d_out,), (d_in,)`.
+/// Folds `(x - mean) / std` into the layer `x · wtᵀ + b`: returns `(wt / std column-wise,
+/// b - wt · (mean / std))`, computed in f64. `wt: (d_out, d_in)` (the weight in PyTorch's and
+/// Gemm-`transB`'s order), `b: (d_out,)`, `mean, std: (d_in,)`.
 fn fold_scaler(
-    w: ArrayView2<f32>,
+    wt: ArrayView2<f32>,
     b: ArrayView1<f32>,
     mean: ArrayView1<f32>,
     std: ArrayView1<f32>,
 ) -> (Array2<f32>, Array1<f32>) {
-    let mut w2 = Array2::<f32>::zeros(w.raw_dim());
+    let mut w2 = Array2::<f32>::zeros(wt.raw_dim());
     let mut b2 = b.mapv(f64::from);
-    for (i, (row, mut out)) in w.rows().into_iter().zip(w2.rows_mut()).enumerate() {
-        let s = f64::from(std[i]);
-        let shift = f64::from(mean[i]) / s;
-        for ((o, &v), acc) in out.iter_mut().zip(row).zip(b2.iter_mut()) {
+    for ((row, mut out), acc) in wt.rows().into_iter().zip(w2.rows_mut()).zip(b2.iter_mut()) {
+        for (i, (o, &v)) in out.iter_mut().zip(row).enumerate() {
+            let s = f64::from(std[i]);
             *o = (f64::from(v) / s) as f32;
-            *acc -= shift * f64::from(v);
+            *acc -= f64::from(mean[i]) / s * f64::from(v);
         }
     }
     (w2, b2.mapv(|v| v as f32))
@@ -366,21 +366,24 @@ fn head_graph_fields<'a>(h: &HeadGraph<'a>, input: &str, prefix: &str) -> Vec<Fi
             format!("{prefix}fc{i}.weight"),
             format!("{prefix}fc{i}.bias"),
         );
-        let (d_in, d_out) = w.dim();
+        // Written as (d_out, d_in) with Gemm transB = 1: the head's own storage order, so the
+        // 100 M weights of the first layer are copied in memory order.
+        let wt = w.clone().reversed_axes();
+        let (d_out, d_in) = wt.dim();
         let (w_field, b_field) = match (&h.scaler, i) {
             (Some((mean, std)), 0) => {
-                let (w2, b2) = fold_scaler(*w, *b, *mean, *std);
+                let (w2, b2) = fold_scaler(wt, *b, *mean, *std);
                 (
                     Field::floats_owned(f::TENSOR_RAW_DATA, w2.into_dyn()),
                     Field::floats_owned(f::TENSOR_RAW_DATA, b2.into_dyn()),
                 )
             }
             _ => (
-                Field::floats_2d(f::TENSOR_RAW_DATA, *w),
+                Field::floats_2d(f::TENSOR_RAW_DATA, wt),
                 Field::floats_1d(f::TENSOR_RAW_DATA, *b),
             ),
         };
-        inits.push(initializer(&w_name, &[d_in, d_out], w_field));
+        inits.push(initializer(&w_name, &[d_out, d_in], w_field));
         inits.push(initializer(&b_name, &[d_out], b_field));
         let out = if i == last {
             format!("{prefix}logits")
@@ -392,7 +395,7 @@ fn head_graph_fields<'a>(h: &HeadGraph<'a>, input: &str, prefix: &str) -> Vec<Fi
             &format!("{prefix}gemm{i}"),
             &[&current, &w_name, &b_name],
             &[&out],
-            vec![],
+            vec![int_attr("transB", 1)],
         ));
         current = out;
         if i != last {
@@ -707,8 +710,8 @@ mod tests {
         let std = array![2.0f32, 0.5, 4.0];
         let x = array![[3.0f32, 1.0, -2.0]];
         let explicit = ((&x - &mean) / &std).dot(&w) + &b;
-        let (w2, b2) = fold_scaler(w.view(), b.view(), mean.view(), std.view());
-        let folded = x.dot(&w2) + &b2;
+        let (w2, b2) = fold_scaler(w.t(), b.view(), mean.view(), std.view());
+        let folded = x.dot(&w2.t()) + &b2;
         for (a, c) in explicit.iter().zip(folded.iter()) {
             assert!((a - c).abs() < 1e-5, "{a} vs {c}");
         }

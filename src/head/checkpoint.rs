@@ -1,7 +1,8 @@
 //! Save and load a fitted head as safetensors: layer tensors, optional scaler tensors, config and classes in the metadata.
 //!
-//! Tensors (all F32): `layers.{i}.weight: (d_in, d_out)` — note: transposed relative to PyTorch's
-//! `(out, in)` — `layers.{i}.bias: (d_out,)`, and when standardizing `scaler.mean: (d,)`,
+//! Tensors (all F32): `layers.{i}.weight: (d_out, d_in)` (PyTorch's `nn.Linear` order, metadata
+//! `weight_layout` = [`WEIGHT_LAYOUT`]; heads written before the change say `(d_in, d_out)` and
+//! still load), `layers.{i}.bias: (d_out,)`, and when standardizing `scaler.mean: (d,)`,
 //! `scaler.std: (d,)` (25,088 numbers each are kept as tensors, not text). Metadata keys written
 //! here: `format`, `weight_layout`, `dims`, `classes`, `config` (JSON), `standardize`; the caller
 //! adds its own (e.g. `trunk_fingerprint`) and gets every key back from [`FittedHead::load`].
@@ -19,6 +20,10 @@ use super::{FittedHead, HeadConfig, HeadError};
 
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "vggcache-head/1";
+/// Value of the `weight_layout` metadata key written now.
+pub const WEIGHT_LAYOUT: &str = "(d_out, d_in)";
+/// The layout of heads written before the weights were stored in PyTorch's order.
+const WEIGHT_LAYOUT_V0: &str = "(d_in, d_out)";
 const RESERVED: [&str; 6] = [
     "format",
     "weight_layout",
@@ -61,7 +66,7 @@ impl FittedHead {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         meta.insert("format".into(), FORMAT.into());
-        meta.insert("weight_layout".into(), "(d_in, d_out)".into());
+        meta.insert("weight_layout".into(), WEIGHT_LAYOUT.into());
         meta.insert(
             "dims".into(),
             serde_json::to_string(self.mlp.dims()).map_err(json)?,
@@ -76,7 +81,7 @@ impl FittedHead {
         );
         meta.insert("standardize".into(), self.scaler.is_some().to_string());
 
-        let layers = self.mlp.layers();
+        let layers = self.mlp.layers_out_in();
         let mut owned: Vec<(String, Vec<usize>, std::borrow::Cow<'_, [u8]>)> = Vec::new();
         for (i, (w, b)) in layers.iter().enumerate() {
             let ws = w.as_slice().expect("layer weights are contiguous");
@@ -155,15 +160,32 @@ impl FittedHead {
         if dims.len() < 2 {
             return Err(bad(format!("dims {dims:?} has fewer than 2 entries")));
         }
+        // `true`: weights stored (d_out, d_in); `false`: the old (d_in, d_out)
+        let out_in = match meta.get("weight_layout").map(String::as_str) {
+            Some(WEIGHT_LAYOUT) => true,
+            Some(WEIGHT_LAYOUT_V0) | None => false,
+            Some(other) => {
+                return Err(bad(format!(
+                    "weight_layout {other:?}, expected {WEIGHT_LAYOUT:?} or {WEIGHT_LAYOUT_V0:?}"
+                )))
+            }
+        };
         let mut layers = Vec::with_capacity(dims.len() - 1);
         for (i, pair) in dims.windows(2).enumerate() {
-            let w = tensor(&format!("layers.{i}.weight"), pair)?;
+            let (d_in, d_out) = (pair[0], pair[1]);
+            let shape = if out_in { [d_out, d_in] } else { [d_in, d_out] };
+            let w = tensor(&format!("layers.{i}.weight"), &shape)?;
             let b = tensor(&format!("layers.{i}.bias"), &pair[1..])?;
             let w =
-                Array2::from_shape_vec((pair[0], pair[1]), w).map_err(|e| bad(e.to_string()))?;
+                Array2::from_shape_vec((shape[0], shape[1]), w).map_err(|e| bad(e.to_string()))?;
             layers.push((w, Array1::from(b)));
         }
-        let mlp = Mlp::from_layers(&layers).map_err(|e| bad(e.to_string()))?;
+        let views: Vec<_> = layers
+            .iter()
+            .map(|(w, b)| (if out_in { w.view() } else { w.t() }, b.view()))
+            .collect();
+        let mlp = Mlp::from_layers_out_in(&views).map_err(|e| bad(e.to_string()))?;
+        drop(views);
         drop(layers);
         let scaler = match get("standardize")?.as_str() {
             "true" => {

@@ -70,7 +70,7 @@ pub fn write_run(
         )?;
         let readme = tmp.join("README.txt");
         let text = format!(
-            "head.safetensors: the head at the best epoch ({}), weights (d_in, d_out), config, \
+            "head.safetensors: the head at the best epoch ({}), weights (d_out, d_in) as PyTorch, config, \
              classes and scaler inside.\nmetrics.csv: one row per epoch; best=1 marks the kept \
              epoch; seconds = training steps only.\n{}\n",
             outcome.best_epoch,
