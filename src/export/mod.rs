@@ -368,7 +368,7 @@ fn head_graph_fields<'a>(h: &HeadGraph<'a>, input: &str, prefix: &str) -> Vec<Fi
         );
         // Written as (d_out, d_in) with Gemm transB = 1: the head's own storage order, so the
         // 100 M weights of the first layer are copied in memory order.
-        let wt = w.clone().reversed_axes();
+        let wt = (*w).reversed_axes();
         let (d_out, d_in) = wt.dim();
         let (w_field, b_field) = match (&h.scaler, i) {
             (Some((mean, std)), 0) => {

@@ -2,9 +2,10 @@
 //!
 //! Layers: `Linear(dims[0]→dims[1]), ReLU, Dropout, …, Linear(dims[L-1]→dims[L])`. Weights are
 //! stored `(d_out, d_in)` row-major (PyTorch's `nn.Linear` order), then the bias `(d_out,)`, layer
-//! after layer, in one `Vec<f32>` whose layout the Adam moments share. That order was measured
-//! 1.3x faster than `(d_in, d_out)` for the first layer's forward product and 1.5x for its weight
-//! gradient (docs/BENCHMARKS.md, section 4). [`Mlp::layers`] still hands out `(d_in, d_out)` views
+//! after layer, in one `Vec<f32>` whose layout the Adam moments share. Per kernel that order was
+//! measured 1.3x faster than `(d_in, d_out)` for the first layer's forward product and 1.5x for its
+//! weight gradient; a whole epoch on a quiet machine did not change (docs/BENCHMARKS.md, section 4).
+//! Checkpoints and the ONNX export copy it in memory order. [`Mlp::layers`] hands out `(d_in, d_out)` views
 //! (transposed, no copy). The first layer's input gradient is never computed.
 //!
 //! The weight gradient `dWᵀ = dzᵀ·a` is produced in tiles of [`TILE_ROWS`]` × `[`TILE_COLS`]
