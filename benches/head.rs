@@ -13,6 +13,7 @@ use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use vggcache::head::linalg::{gemm_into, matmul, Threads};
 use vggcache::head::{Adam, AdamConfig, Mlp, Workspace};
 
 const D: usize = 25_088;
@@ -260,93 +261,35 @@ enum Kernel {
 }
 
 /// `c = a · b` with kernel `k` on whole views (`a: (m, k)`, `b: (k, n)`, `c: (m, n)`).
-fn product(kind: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
-    let (m, k) = a.dim();
-    let n = b.ncols();
+fn product(kind: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
     match kind {
-        Kernel::GemmSplit | Kernel::MmSplit => {
-            let parts = 2 * rayon::current_num_threads();
-            split(kind, a, b, c, parts)
-        }
-        Kernel::GemmRayon => unsafe {
-            let (cs, as_, bs) = (c.strides().to_vec(), a.strides(), b.strides());
-            gemm::gemm(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                cs[1],
-                cs[0],
-                false,
-                a.as_ptr(),
-                as_[1],
-                as_[0],
-                b.as_ptr(),
-                bs[1],
-                bs[0],
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(rayon::current_num_threads()),
-            )
-        },
+        Kernel::GemmSplit => matmul(a, b, c, false, Threads::Pool),
+        Kernel::GemmRayon => gemm_into(
+            a,
+            b,
+            c,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        ),
         Kernel::Mm => serial_mm(a, b, c),
+        Kernel::MmSplit => mm_split(a, b, c, 2 * rayon::current_num_threads()),
     }
 }
 
-fn split(
-    kind: Kernel,
-    a: ArrayView2<f32>,
-    b: ArrayView2<f32>,
-    c: ArrayViewMut2<f32>,
-    parts: usize,
-) {
+/// `matrixmultiply` in column blocks over rayon, split as the head's `matmul` splits for `gemm`.
+fn mm_split(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>, parts: usize) {
     let n = b.ncols();
     if parts <= 1 || n < 32 {
-        return match kind {
-            Kernel::MmSplit => serial_mm(a, b, c),
-            _ => serial_gemm(a, b, c),
-        };
+        return serial_mm(a, b, c);
     }
     let left = parts / 2;
     let mid = ((n * left / parts).div_ceil(16) * 16).min(n);
     let (bl, br) = b.split_at(Axis(1), mid);
     let (cl, cr) = c.split_at(Axis(1), mid);
     rayon::join(
-        || split(kind, a, bl, cl, left),
-        || split(kind, a, br, cr, parts - left),
+        || mm_split(a, bl, cl, left),
+        || mm_split(a, br, cr, parts - left),
     );
-}
-
-fn serial_gemm(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
-    let (m, k) = a.dim();
-    let n = b.ncols();
-    let (cs, as_, bs) = (c.strides().to_vec(), a.strides(), b.strides());
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            cs[1],
-            cs[0],
-            false,
-            a.as_ptr(),
-            as_[1],
-            as_[0],
-            b.as_ptr(),
-            bs[1],
-            bs[0],
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
 }
 
 fn serial_mm(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
@@ -471,9 +414,8 @@ fn kernels() {
     for (name, flops, job) in jobs.iter_mut() {
         let mut wall = vec![vec![]; kinds.len()];
         let mut cpu = vec![vec![]; kinds.len()];
-        for (i, &k) in kinds.iter().enumerate() {
+        for &k in &kinds {
             job(k); // warm-up
-            let _ = i;
         }
         for _ in 0..rounds {
             for (i, &k) in kinds.iter().enumerate() {

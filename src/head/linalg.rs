@@ -48,7 +48,7 @@ pub fn matmul(
         return;
     }
     match threads {
-        Threads::Serial => gemm_serial(a, b, c, accumulate),
+        Threads::Serial => gemm_into(a, b, c, accumulate, gemm::Parallelism::None),
         Threads::Pool => {
             let parts = 2 * rayon::current_num_threads().max(1);
             split_columns(a, b, c, accumulate, parts);
@@ -68,13 +68,13 @@ fn split_columns(
 ) {
     let n = b.ncols();
     if parts <= 1 || n < 32 {
-        gemm_serial(a, b, c, accumulate);
+        gemm_into(a, b, c, accumulate, gemm::Parallelism::None);
         return;
     }
     let left_parts = parts / 2;
     let mid = ((n * left_parts / parts).div_ceil(16) * 16).min(n);
     if mid == 0 || mid == n {
-        gemm_serial(a, b, c, accumulate);
+        gemm_into(a, b, c, accumulate, gemm::Parallelism::None);
         return;
     }
     let (bl, br) = b.split_at(Axis(1), mid);
@@ -85,21 +85,31 @@ fn split_columns(
     );
 }
 
-/// One product on the calling thread through `gemm` (runtime-dispatched AVX2/FMA kernels).
-fn gemm_serial(
+/// `c = a · b` (or `c += a · b`) as one call to `gemm` (runtime-dispatched AVX2/FMA kernels) with
+/// its own `parallelism`: the head uses `Parallelism::None` (inside its rayon column blocks); the
+/// head bench also times `gemm`'s own rayon mode through it. Shapes as in [`matmul`], checked here.
+pub fn gemm_into(
     a: ArrayView2<f32>,
     b: ArrayView2<f32>,
     mut c: ArrayViewMut2<f32>,
     accumulate: bool,
+    parallelism: gemm::Parallelism,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
+    assert!(
+        b.nrows() == k && c.dim() == (m, n),
+        "gemm_into: a {:?}, b {:?}, c {:?}",
+        a.dim(),
+        b.dim(),
+        c.dim()
+    );
     if n == 0 {
         return;
     }
     let (cs, as_, bs) = (c.strides().to_vec(), a.strides(), b.strides());
-    // SAFETY: the pointers and strides come from live ndarray views whose shapes were checked by
-    // `matmul` to be (m, k), (k, n) and (m, n); `c` is borrowed mutably and cannot alias `a` or
+    // SAFETY: the pointers and strides come from live ndarray views whose shapes were checked
+    // above to be (m, k), (k, n) and (m, n); `c` is borrowed mutably and cannot alias `a` or
     // `b` (the borrow checker forbids a shared and a mutable view of one array at once).
     unsafe {
         gemm::gemm(
@@ -121,7 +131,7 @@ fn gemm_serial(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
