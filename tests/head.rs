@@ -389,6 +389,14 @@ fn empty_val_uses_a_deterministic_stratified_holdout() {
     assert!(out.history[0].val_loss.is_finite());
 }
 
+/// Little-endian f32 tensor bytes as numbers.
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
 #[test]
 fn standardized_checkpoint_round_trips() {
     let (mut x, y) = blobs(20, 2, 6, 3.0, 8);
@@ -437,11 +445,7 @@ fn standardized_checkpoint_round_trips() {
     assert_eq!(meta["weight_layout"], "(d_out, d_in)");
     let t = st.tensor("layers.0.weight").expect("layer 0");
     assert_eq!(t.shape(), [16, 6]);
-    let on_disk: Vec<f32> = t
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let on_disk = f32s(t.data());
     let w0 = back.layers()[0].0.to_owned();
     assert_eq!(on_disk, w0.t().iter().copied().collect::<Vec<_>>());
 
@@ -453,12 +457,7 @@ fn standardized_checkpoint_round_trips() {
         let t = st.tensor(name).expect("tensor");
         let (shape, data) = if name.ends_with(".weight") {
             let (r, c) = (t.shape()[0], t.shape()[1]);
-            let w: Vec<f32> = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            let wt = Array2::from_shape_vec((r, c), w).expect("shape");
+            let wt = Array2::from_shape_vec((r, c), f32s(t.data())).expect("shape");
             let data = wt.t().iter().flat_map(|v| v.to_le_bytes()).collect();
             (vec![c, r], data)
         } else {
