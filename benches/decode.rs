@@ -82,6 +82,7 @@ fn main() {
                 workers: cores,
                 queue_batches: 2,
                 limits,
+                recycle: None,
             };
             let mut n = 0;
             for msg in spawn_pipeline(items, spec.clone(), cfg) {

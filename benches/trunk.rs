@@ -6,7 +6,8 @@
 //! vggcache / peer so drift on a shared machine hits both; medians are reported.
 //! VGGCACHE_BENCH_DEVICE=cpu|cuda|auto (default cpu) picks the execution provider; the peer is CPU-only
 //! and is skipped for cuda (scripts/gpu-check.sh measures PyTorch beside it on the GPU);
-//! VGGCACHE_CUDA_NHWC=1 asks the CUDA provider for NHWC convolutions.
+//! VGGCACHE_CUDA_NHWC=1 asks the CUDA provider for NHWC convolutions. VGGCACHE_BENCH_SESSIONS=N
+//! (default 1) runs N sessions on N threads at once, as `extract --sessions N` does.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,9 +24,10 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// One timed measurement of `images` images in batches of `b` (after one warm-up batch).
-fn ours(t: &mut Trunk, b: usize, images: usize) -> f64 {
-    let (h, w) = t.info().input_hw;
+/// One timed measurement of `images` images in batches of `b`, split over the sessions `ts`
+/// running on one thread each (after one warm-up batch per session).
+fn ours(ts: &mut [Trunk], b: usize, images: usize) -> f64 {
+    let (h, w) = ts[0].info().input_hw;
     // Same input recipe as the peer: uniform 0..255, fixed seed, built outside the timed region.
     let mut state = 0x2545F4914F6CDD1Du64;
     let x: Vec<f32> = (0..b * 3 * h * w)
@@ -36,13 +38,28 @@ fn ours(t: &mut Trunk, b: usize, images: usize) -> f64 {
             (state >> 40) as f32 / (1u64 << 24) as f32 * 255.0
         })
         .collect();
-    std::hint::black_box(t.run(&x, b).expect("warm-up"));
-    let start = Instant::now();
-    let mut n = 0;
-    while n < images {
-        std::hint::black_box(t.run(&x, b).expect("run"));
-        n += b;
+    for t in ts.iter_mut() {
+        std::hint::black_box(t.run(&x, b).expect("warm-up"));
     }
+    let share = images.div_ceil(b).div_ceil(ts.len());
+    let start = Instant::now();
+    let n: usize = std::thread::scope(|s| {
+        let x = &x;
+        let runs: Vec<_> = ts
+            .iter_mut()
+            .map(|t| {
+                s.spawn(move || {
+                    for _ in 0..share {
+                        std::hint::black_box(t.run(x, b).expect("run"));
+                    }
+                    share * b
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("bench thread"))
+            .sum()
+    });
     n as f64 / start.elapsed().as_secs_f64()
 }
 
@@ -98,20 +115,28 @@ fn main() {
         cuda_nhwc: std::env::var("VGGCACHE_CUDA_NHWC").is_ok_and(|v| v == "1"),
         ..Default::default()
     };
-    let mut t = match Trunk::load(&model, &opts) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("trunk bench skipped: {e}");
-            return;
+    let sessions: usize = env_or("VGGCACHE_BENCH_SESSIONS", "1")
+        .parse()
+        .unwrap_or(1)
+        .max(1);
+    let mut ts = Vec::with_capacity(sessions);
+    for _ in 0..sessions {
+        match Trunk::load(&model, &opts) {
+            Ok(t) => ts.push(t),
+            Err(e) => {
+                eprintln!("trunk bench skipped: {e}");
+                return;
+            }
         }
-    };
+    }
+    let t = &ts[0];
     let gflop = if t.info().dim == 25088 {
         15.47
     } else {
         f64::NAN
     };
     println!(
-        "trunk-only, {} provider, ONNX Runtime default threads, {} cores; model {}",
+        "trunk-only, {} provider, {sessions} session(s), ONNX Runtime default threads, {} cores; model {}",
         t.provider().name(),
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -124,7 +149,7 @@ fn main() {
         let n = images.max(b);
         let (mut a, mut p) = (Vec::new(), Vec::new());
         for _ in 0..repeats {
-            a.push(ours(&mut t, b, n));
+            a.push(ours(&mut ts, b, n));
             if has_peer {
                 if let Some(x) = peer(&py, &model, b, n) {
                     p.push(x);

@@ -80,45 +80,62 @@ print(len(files), "source JPEGs ->", n, "files in", big)
 EOF
 fi
 
-say "CUDA provider really used, and agreement with CPU ($SMALL images)"
+say "CUDA provider really used, and agreement with CPU ($SMALL images; $(( $(date +%s) - T0 )) s in)"
+if [ -z "${GPU_SKIP_AGREE:-}" ]; then
 rm -rf "$W/c-cpu" "$W/c-cuda"
 "$V" extract --model "$W/vgg16_trunk.onnx" --device cpu --images "$W/small" --out "$W/c-cpu" 2>&1 | tail -4
 "$V" extract --model "$W/vgg16_trunk.onnx" --device "$DEV" --images "$W/small" --out "$W/c-cuda" 2>&1 | tee "$OUT/cuda-small.txt" | grep -E "provider|img/s|error" | tail -4
 grep -q "provider CUDA" "$OUT/cuda-small.txt" && echo "CUDA provider confirmed in use" || echo "CUDA PROVIDER NOT CONFIRMED"
 python3 scripts/gpu_torch.py agree "$W/c-cuda" "$W/c-cpu" | tee "$OUT/agree.json"
+fi
 
-say "vggcache extract end to end, $N images, --device cuda"
+say "vggcache extract end to end, $N images, --device cuda ($(( $(date +%s) - T0 )) s in)"
 : > "$OUT/ours.txt"
-# Runs: BIN:BATCH[:nhwc]. vggcache-before is the previous build, measured in the same call.
-RUNS=${GPU_RUNS:-"vggcache:16 vggcache:64 vggcache:256 vggcache:256:nhwc vggcache-before:256"}
+# Runs: BIN:BATCH[:OPTS], OPTS comma-separated: nhwc (VGGCACHE_CUDA_NHWC=1), s1/s2/s3 (--sessions),
+# null (the null trunk: the pipeline's ceiling without VGG16's work). vggcache-before is the previous
+# build, measured in the same call (it has no --sessions and no "last row written" line).
+RUNS=${GPU_RUNS:-"vggcache:16 vggcache:64 vggcache:256 vggcache:64:s1 vggcache:256:s1 vggcache:64:nhwc vggcache:64:null vggcache:256:null vggcache-before:64 vggcache-before:256"}
 for run in $RUNS; do
   IFS=: read -r bin b opt <<< "$run"
   [ -x "$W/$bin" ] || continue
+  model="$W/vgg16_trunk.onnx"; nhwc=0; extra=()
+  for o in ${opt//,/ }; do
+    case $o in
+      nhwc) nhwc=1 ;;
+      null) model="$W/null_trunk.onnx" ;;
+      s[0-9]) extra+=(--sessions "${o#s}") ;;
+    esac
+  done
   rm -rf "$W/c-big"
   s=$(date +%s.%N)
-  VGGCACHE_CUDA_NHWC=$([ "$opt" = nhwc ] && echo 1 || echo 0) \
-    "$W/$bin" extract --model "$W/vgg16_trunk.onnx" --device "$DEV" --batch-size "$b" --shard-rows 512 \
-    --images "$W/big" --out "$W/c-big" > "$W/run.out" 2> "$W/run.err"
+  VGGCACHE_CUDA_NHWC=$nhwc "$W/$bin" extract --model "$model" --device "$DEV" --batch-size "$b" --shard-rows 512 \
+    "${extra[@]}" --images "$W/big" --out "$W/c-big" > "$W/run.out" 2> "$W/run.err"
   rc=$?; e=$(date +%s.%N)
-  steady=$(grep -E "^$N/$N images" "$W/run.err" | sed -E 's/.*, ([0-9.]+) img\/s.*/\1/')
+  steady=$(grep -E "^$N/$N images" "$W/run.err" | tail -1 | sed -E 's/.*, ([0-9.]+) img\/s.*/\1/')
+  written=$(grep -E "^last row written" "$W/run.out" | sed -E 's/.*s: ([0-9.]+) img\/s.*/\1/')
   summary=$(grep -E "img/s extracted" "$W/run.out" | sed -E 's/.*s, ([0-9.]+) img\/s.*/\1/')
+  busy=$(grep -oE "extraction phase \([0-9.]+%[^)]*\)" "$W/run.out")
   prov=$(grep -oE "provider [A-Za-z]+" "$W/run.out" | head -1)
-  echo "$bin batch=$b ${opt:-nchw} rc=$rc process_wall_s=$(awk "BEGIN{printf \"%.1f\", $e - $s}") summary_img_s=$summary extraction_img_s=$steady $prov" | tee -a "$OUT/ours.txt"
-  { echo "--- $run"; grep -vE "^[0-9]+/[0-9]+ images" "$W/run.err" | tail -4; tail -1 "$W/run.err"; } >> "$OUT/runs.log"
+  echo "$bin batch=$b ${opt:-default} rc=$rc process_wall_s=$(awk "BEGIN{printf \"%.1f\", $e - $s}") command_img_s=$summary to_last_row_img_s=${written:-n/a} to_last_inference_img_s=$steady $prov $busy" | tee -a "$OUT/ours.txt"
+  { echo "--- $run"; grep -vE "^[0-9]+/[0-9]+ images" "$W/run.err" | tail -4; cat "$W/run.out"; } >> "$OUT/runs.log"
   [ $rc -eq 0 ] || tail -5 "$W/run.err"
 done
 
-say "vggcache trunk only (random input already in host memory; H2D + D2H copies included)"
-if [ -x "$W/trunk-bench" ]; then
-  VGGCACHE_BENCH_DEVICE="$DEV" VGGCACHE_BENCH_MODEL="$W/vgg16_trunk.onnx" VGGCACHE_BENCH_BATCHES="${BATCHES// /,}" \
-    VGGCACHE_BENCH_IMAGES="${GPU_BENCH_IMAGES:-2048}" VGGCACHE_BENCH_REPEATS=3 "$W/trunk-bench" 2>&1 | tee "$OUT/trunk.txt"
-  echo "with VGGCACHE_CUDA_NHWC=1:" | tee -a "$OUT/trunk.txt"
-  VGGCACHE_CUDA_NHWC=1 VGGCACHE_BENCH_DEVICE="$DEV" VGGCACHE_BENCH_MODEL="$W/vgg16_trunk.onnx" VGGCACHE_BENCH_BATCHES="${BATCHES// /,}" \
-    VGGCACHE_BENCH_IMAGES="${GPU_BENCH_IMAGES:-2048}" VGGCACHE_BENCH_REPEATS=3 "$W/trunk-bench" 2>&1 | grep "^|" | tail -n +3 | tee -a "$OUT/trunk.txt"
+say "vggcache trunk only (random input already in host memory; H2D + D2H copies included; $(( $(date +%s) - T0 )) s in)"
+: > "$OUT/trunk.txt"
+if [ -x "$W/trunk-bench" ] && [ -z "${GPU_SKIP_TRUNK:-}" ]; then
+  for v in "1 0" "2 0" "1 1"; do
+    read -r ses nhwc <<< "$v"
+    echo "sessions=$ses nhwc=$nhwc:" | tee -a "$OUT/trunk.txt"
+    VGGCACHE_CUDA_NHWC=$nhwc VGGCACHE_BENCH_SESSIONS=$ses VGGCACHE_BENCH_DEVICE="$DEV" VGGCACHE_BENCH_MODEL="$W/vgg16_trunk.onnx" \
+      VGGCACHE_BENCH_BATCHES="${BATCHES// /,}" VGGCACHE_BENCH_IMAGES="${GPU_BENCH_IMAGES:-2048}" VGGCACHE_BENCH_REPEATS=3 \
+      "$W/trunk-bench" 2>&1 | grep -E "^\||provider" | tee -a "$OUT/trunk.txt"
+  done
 fi
 
-say "PyTorch peer (same weights, same GPU, same images)"
-PEER_WORKERS=$(nproc) python3 scripts/gpu_torch.py peer "$W" "$W/big" $BATCHES 2>&1 | grep -v Warning | tee "$OUT/torch.jsonl"
+say "PyTorch peer (same weights, same GPU, same images; $(( $(date +%s) - T0 )) s in)"
+: > "$OUT/torch.jsonl"
+[ -n "${GPU_SKIP_PEER:-}" ] || PEER_WORKERS=$(nproc) python3 scripts/gpu_torch.py peer "$W" "$W/big" $BATCHES 2>&1 | grep -v Warning | tee "$OUT/torch.jsonl"
 
 say "summary (total $(( $(date +%s) - T0 )) s)"
 cat "$OUT/ours.txt"

@@ -4,6 +4,9 @@
                                        and the same weights as a vggcache ONNX trunk DIR/vgg16_trunk.onnx (built by
                                        models/vgg16_onnx.py, the converter of the offline trunk; TORCHVISION_RGB
                                        preprocessing). Random weights: speed and CPU/GPU agreement only.
+                                       Also DIR/null_trunk.onnx: the same contract ([N,3,224,224] -> [N,25088]) from
+                                       one 32x32/32 conv, ~1% of VGG16's work: `extract` with it measures what
+                                       decoding, copies and Parquet writing alone allow (the pipeline's ceiling).
   gpu_torch.py peer DIR IMAGES B...    PyTorch's own VGG16 features on the GPU, one JSON line per measurement:
                                        trunk-only (input already on the GPU; cudnn.benchmark off = default, and on)
                                        and end to end (DataLoader(num_workers=W, pin_memory) PIL decode + resize 224
@@ -38,7 +41,32 @@ def make_trunk(d):
     m = build(convs, TORCHVISION_RGB, "torchvision vgg16 .features, random init (seed 0): speed and CPU/GPU "
               "agreement only, features meaningless", "torchvision-random")
     onnx.save(m, os.path.join(d, "vgg16_trunk.onnx"))
+    onnx.save(null_trunk(), os.path.join(d, "null_trunk.onnx"))
     print(json.dumps({"made": d, "convs": len(convs)}))
+
+
+def null_trunk():
+    """The trunk contract at ~1% of VGG16's FLOPs: Conv 3->512, kernel 32, stride 32, ReLU, Flatten."""
+    sys.path.insert(0, os.path.join(HERE, "..", "models"))
+    from vgg16_onnx import TORCHVISION_RGB, set_metadata
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((512, 3, 32, 32)) * 0.02).astype(np.float32)
+    b = np.zeros(512, np.float32)
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], kernel_shape=[32, 32], strides=[32, 32]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Flatten", ["r"], ["features"], axis=1)]
+    g = helper.make_graph(nodes, "null_trunk",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 224, 224])],
+                          [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 25088])],
+                          [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], producer_name="vggcache")
+    m.ir_version = 8
+    set_metadata(m, TORCHVISION_RGB, "pipeline-ceiling probe: one strided conv, not a feature extractor",
+                 "null-trunk")
+    onnx.checker.check_model(m, full_check=True)
+    return m
 
 
 def images(d):

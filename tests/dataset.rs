@@ -786,60 +786,69 @@ fn pipeline_delivers_every_id_once_with_correct_tensors() {
             path: write(t.path(), &name, &bytes),
         });
     }
-    let cfg = PipelineConfig {
-        batch_size: 8,
-        workers: 3,
-        queue_batches: 1,
-        limits: DecodeLimits::default(),
-    };
-    let rx = spawn_pipeline(items.clone(), spec.clone(), cfg);
-    let mut seen = HashMap::new();
-    let mut batch_sizes = Vec::new();
-    let mut order = Vec::new();
-    let len = spec.tensor_len();
-    for msg in rx {
-        match msg {
-            PipelineMsg::Batch { ids, tensor } => {
-                assert_eq!(tensor.len(), ids.len() * len);
-                batch_sizes.push(ids.len());
-                for (k, id) in ids.iter().enumerate() {
-                    assert!(
-                        seen.insert(*id, Some(tensor[k * len..(k + 1) * len].to_vec()))
-                            .is_none(),
-                        "id {id} twice"
-                    );
-                    order.push(*id);
+    // Without and with tensors handed back: a reused tensor comes back poisoned with NaN, so
+    // any value the batcher did not overwrite would show in the comparison below.
+    for recycle in [false, true] {
+        let (back_tx, back_rx) = crossbeam_channel::unbounded::<Vec<f32>>();
+        let cfg = PipelineConfig {
+            batch_size: 8,
+            workers: 3,
+            queue_batches: 1,
+            limits: DecodeLimits::default(),
+            recycle: recycle.then_some(back_rx),
+        };
+        let rx = spawn_pipeline(items.clone(), spec.clone(), cfg);
+        let mut seen = HashMap::new();
+        let mut batch_sizes = Vec::new();
+        let mut order = Vec::new();
+        let len = spec.tensor_len();
+        for msg in rx {
+            match msg {
+                PipelineMsg::Batch { ids, tensor } => {
+                    assert_eq!(tensor.len(), ids.len() * len);
+                    batch_sizes.push(ids.len());
+                    for (k, id) in ids.iter().enumerate() {
+                        assert!(
+                            seen.insert(*id, Some(tensor[k * len..(k + 1) * len].to_vec()))
+                                .is_none(),
+                            "id {id} twice"
+                        );
+                        order.push(*id);
+                    }
+                    let mut tensor = tensor;
+                    tensor.fill(f32::NAN);
+                    let _ = back_tx.send(tensor);
+                }
+                PipelineMsg::Skip { id, reason } => {
+                    assert!(!reason.is_empty());
+                    assert!(seen.insert(id, None).is_none(), "id {id} twice");
                 }
             }
-            PipelineMsg::Skip { id, reason } => {
-                assert!(!reason.is_empty());
-                assert!(seen.insert(id, None).is_none(), "id {id} twice");
-            }
         }
-    }
-    assert_eq!(seen.len(), items.len(), "every id delivered");
-    let good = items.len() - bad.len();
-    assert_eq!(batch_sizes.iter().sum::<usize>(), good);
-    let (last, full) = batch_sizes.split_last().unwrap();
-    assert!(
-        full.iter().all(|&n| n == 8) && *last <= 8 && *last > 0,
-        "{batch_sizes:?}"
-    );
-    let mut sorted = order.clone();
-    sorted.sort();
-    assert_eq!(order, sorted, "images delivered in input order");
-    for item in &items {
-        match &seen[&item.id] {
-            None => assert!(bad.contains(&item.id)),
-            Some(tensor) => {
-                let img = decode_rgb8(&item.path, &DecodeLimits::default()).unwrap();
-                let mut want = vec![0f32; len];
-                preprocess_into(&img, &spec, &mut want);
-                assert!(
-                    tensor == &want,
-                    "tensor of id {} differs from preprocess_into",
-                    item.id
-                );
+        assert_eq!(seen.len(), items.len(), "every id delivered");
+        let good = items.len() - bad.len();
+        assert_eq!(batch_sizes.iter().sum::<usize>(), good);
+        let (last, full) = batch_sizes.split_last().unwrap();
+        assert!(
+            full.iter().all(|&n| n == 8) && *last <= 8 && *last > 0,
+            "{batch_sizes:?}"
+        );
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted, "images delivered in input order");
+        for item in &items {
+            match &seen[&item.id] {
+                None => assert!(bad.contains(&item.id)),
+                Some(tensor) => {
+                    let img = decode_rgb8(&item.path, &DecodeLimits::default()).unwrap();
+                    let mut want = vec![0f32; len];
+                    preprocess_into(&img, &spec, &mut want);
+                    assert!(
+                        tensor == &want,
+                        "tensor of id {} differs from preprocess_into",
+                        item.id
+                    );
+                }
             }
         }
     }
@@ -859,6 +868,7 @@ fn pipeline_stops_when_the_consumer_hangs_up_and_handles_empty_input() {
         workers: 2,
         queue_batches: 1,
         limits: DecodeLimits::default(),
+        recycle: None,
     };
     let rx = spawn_pipeline(items, PreprocessSpec::caffe_bgr(), cfg.clone());
     let first = rx.recv().unwrap();
@@ -902,6 +912,7 @@ fn real_catsdogs_gray_discovers_and_decodes() {
         workers: 2,
         queue_batches: 2,
         limits: DecodeLimits::default(),
+        recycle: None,
     };
     let hw = 224 * 224;
     let mut n = 0;

@@ -1,8 +1,10 @@
 //! `vggcache extract`: images → tensors → trunk → Parquet cache, incremental and resumable.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use ndarray::Array2;
@@ -11,7 +13,7 @@ use rayon::prelude::*;
 use super::{CommandError, TrunkArgs};
 use crate::cache::{CacheIdentity, CacheWriter, FeatureRow, ModelIdentity};
 use crate::dataset::{self, PipelineConfig, PipelineMsg, WorkItem};
-use crate::trunk::Trunk;
+use crate::trunk::{Device, Provider, Trunk};
 
 /// Options of `extract`.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,6 +33,11 @@ pub struct ExtractArgs {
     /// Decoding threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Trunk sessions running batches at the same time (default: 2 with CUDA, so one batch's
+    /// host-device copies overlap another's kernels; 1 on the CPU, whose one session already
+    /// keeps every core busy).
+    #[arg(long)]
+    pub sessions: Option<usize>,
     /// Rows per Parquet shard. Up to one shard per core (at most 8) is written at a time, so a
     /// killed run loses at most that round of work; rows already cached are never lost.
     #[arg(long, default_value_t = 128)]
@@ -63,12 +70,16 @@ pub struct ExtractSummary {
 }
 
 /// Where the extraction phase's time went: the phase runs from the pipeline's start to the
-/// last batch's features; `trunk_seconds` is the part spent inside the trunk (its busy share
-/// shows whether decoding or writing ever kept the trunk waiting).
+/// last batch's features; `trunk_seconds` is the time spent inside the trunk, summed over the
+/// sessions (its busy share shows whether decoding or writing ever kept the trunk waiting).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TrunkTiming {
     pub phase_seconds: f64,
+    /// From the pipeline's start to the last row written (the phase plus the last write).
+    pub written_seconds: f64,
     pub trunk_seconds: f64,
+    /// Trunk sessions that ran batches at the same time.
+    pub sessions: usize,
     /// The first batch alone (ONNX Runtime allocates its buffers on the first run).
     pub first_batch_seconds: f64,
     /// Phase time when the first batch's features were out (decode of the first batch + its run).
@@ -76,6 +87,94 @@ pub struct TrunkTiming {
     pub batches: usize,
     /// Images in the first batch.
     pub first_batch_images: usize,
+}
+
+impl TrunkTiming {
+    /// The run's timing from each session's; `written_seconds` as measured by the caller.
+    fn combine(sessions: &[SessionTiming], written_seconds: f64) -> Self {
+        let mut t = TrunkTiming {
+            written_seconds,
+            sessions: sessions.len(),
+            ..Self::default()
+        };
+        for s in sessions {
+            t.trunk_seconds += s.busy;
+            t.batches += s.batches;
+            t.phase_seconds = t.phase_seconds.max(s.last_done_at);
+            if let Some((secs, done_at, images)) = s.first {
+                t.first_batch_seconds = secs;
+                t.first_batch_done = done_at;
+                t.first_batch_images = images;
+            }
+        }
+        t
+    }
+}
+
+/// One session's share of the work: seconds inside the trunk, batches, when its last batch
+/// finished (seconds since the phase began) and, for the session that ran batch 0, that batch's
+/// `(seconds, finished at, images)`.
+#[derive(Debug, Clone, Copy, Default)]
+struct SessionTiming {
+    busy: f64,
+    batches: usize,
+    last_done_at: f64,
+    first: Option<(f64, f64, usize)>,
+}
+
+/// A batch for a trunk session: `tensor` is `(ids.len(), 3, H, W)`; `seq` its place in pipeline order.
+struct Work {
+    seq: usize,
+    ids: Vec<usize>,
+    tensor: Vec<f32>,
+}
+
+/// A batch's features, `(ids.len(), D)`, for the writer, which restores `seq` order.
+struct Inferred {
+    seq: usize,
+    ids: Vec<usize>,
+    feats: Array2<f32>,
+}
+
+/// One trunk session's loop: runs batches until the work channel closes, hands each input
+/// tensor back to the pipeline for reuse, sends the features to the writer. An error sets
+/// `failed` (so the others stop taking work) and is returned.
+fn infer(
+    trunk: &mut Trunk,
+    work: crossbeam_channel::Receiver<Work>,
+    out: crossbeam_channel::Sender<Inferred>,
+    recycle: crossbeam_channel::Sender<Vec<f32>>,
+    failed: &AtomicBool,
+    phase_start: Instant,
+) -> Result<SessionTiming, CommandError> {
+    let mut t = SessionTiming::default();
+    for Work { seq, ids, tensor } in work {
+        if failed.load(Ordering::Relaxed) {
+            break;
+        }
+        let start = Instant::now();
+        let ran = trunk.run(&tensor, ids.len());
+        let dt = start.elapsed().as_secs_f64();
+        let _ = recycle.send(tensor);
+        t.busy += dt;
+        t.batches += 1;
+        t.last_done_at = phase_start.elapsed().as_secs_f64();
+        if seq == 0 {
+            t.first = Some((dt, t.last_done_at, ids.len()));
+        }
+        let feats = match ran {
+            Ok(f) => f,
+            Err(e) => {
+                failed.store(true, Ordering::Relaxed);
+                return Err(e.into());
+            }
+        };
+        if out.send(Inferred { seq, ids, feats }).is_err() {
+            failed.store(true, Ordering::Relaxed); // the writer stopped on an error: it says why
+            break;
+        }
+    }
+    Ok(t)
 }
 
 /// Runs `extract`; returns the summary (the caller turns `--strict` + skips into the exit code).
@@ -108,7 +207,8 @@ pub fn run_with(args: &ExtractArgs, summary_to: SummaryTo) -> Result<ExtractSumm
     let start = Instant::now();
     let ds = dataset::discover(&args.images, args.val_fraction)?;
     let model = args.trunk.model_path()?;
-    let mut trunk = Trunk::load(&model, &args.trunk.options())?;
+    let trunk = Trunk::load(&model, &args.trunk.options())?;
+    let provider = trunk.provider();
     let info = trunk.info().clone();
     eprintln!("execution provider: {}", trunk.provider().name());
     if let Some(why) = &trunk.fallback_reason {
@@ -194,73 +294,122 @@ pub fn run_with(args: &ExtractArgs, summary_to: SummaryTo) -> Result<ExtractSumm
     let mut extracted = 0;
     let mut timing = TrunkTiming::default();
     if total > 0 {
+        // More than one session (CUDA): while one batch is copied to or from the device, another's
+        // kernels run. Built only when there is work, each with its own buffers.
+        let sessions = match args.sessions {
+            Some(n) => n.max(1),
+            None if provider == Provider::Cuda => 2,
+            None => 1,
+        };
+        // Further sessions on the provider the first one got (no second fallback decision).
+        let mut more = args.trunk.options();
+        more.device = match provider {
+            Provider::Cuda => Device::Cuda,
+            Provider::Cpu => Device::Cpu,
+        };
+        let mut trunks = vec![trunk];
+        for _ in 1..sessions {
+            trunks.push(Trunk::load(&model, &more)?);
+        }
+        let (recycle_tx, recycle_rx) = crossbeam_channel::unbounded::<Vec<f32>>();
         let cfg = PipelineConfig {
             batch_size: args.batch_size,
             workers: args
                 .workers
                 .unwrap_or(PipelineConfig::default().workers)
                 .max(1),
+            recycle: Some(recycle_rx),
             ..PipelineConfig::default()
         };
         let rx = dataset::spawn_pipeline(todo, info.preprocess.clone(), cfg);
-        let mut progress = Progress::new(total);
-        // Inference and shard writing overlap: the trunk never waits for compression or fsync
-        // (on a GPU a shard write costs as long as several batches). At most `WRITE_QUEUE`
-        // finished batches wait for the writer, so memory stays bounded.
-        const WRITE_QUEUE: usize = 2;
-        let (feat_tx, feat_rx) =
-            crossbeam_channel::bounded::<(Vec<usize>, Array2<f32>)>(WRITE_QUEUE);
+        let parallel_shards = rayon::current_num_threads().clamp(1, 8);
+        // Finished batches that may wait for the writer: one whole write round (the shards it
+        // encodes at once) plus two, so inference runs on while the writer encodes the previous
+        // round. Memory: about two rounds of features (2 x 8 x 128 rows x 100 KB at the defaults).
+        let write_queue = (args.shard_rows * parallel_shards).div_ceil(args.batch_size) + 2;
+        let (feat_tx, feat_rx) = crossbeam_channel::bounded::<Inferred>(write_queue);
+        let (work_tx, work_rx) = crossbeam_channel::bounded::<Work>(trunks.len());
+        let failed = AtomicBool::new(false);
+        let progress = Mutex::new(Progress::new(total));
+        let start_phase = Instant::now();
         let (entries, hashes, shard_rows) = (&ds.entries, &hashes, args.shard_rows);
-        let (run_result, written) = std::thread::scope(|scope| {
+        let (infer_results, written) = std::thread::scope(|scope| {
             let writer = &mut writer;
             let write_thread = std::thread::Builder::new()
                 .name("vggcache-writer".into())
-                .spawn_scoped(scope, move || {
-                    write_features(writer, feat_rx, entries, hashes, shard_rows)
+                .spawn_scoped(scope, || {
+                    write_features(
+                        writer,
+                        feat_rx,
+                        entries,
+                        hashes,
+                        (shard_rows, parallel_shards),
+                        &progress,
+                    )
                 })
                 .expect("cannot spawn the cache writer thread");
-            let mut run_result: Result<(), CommandError> = Ok(());
+            let infer_threads: Vec<_> = trunks
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut trunk)| {
+                    let (work_rx, feat_tx, recycle_tx) =
+                        (work_rx.clone(), feat_tx.clone(), recycle_tx.clone());
+                    let failed = &failed;
+                    std::thread::Builder::new()
+                        .name(format!("vggcache-trunk-{i}"))
+                        .spawn_scoped(scope, move || {
+                            infer(
+                                &mut trunk,
+                                work_rx,
+                                feat_tx,
+                                recycle_tx,
+                                failed,
+                                start_phase,
+                            )
+                        })
+                        .expect("cannot spawn an inference thread")
+                })
+                .collect();
+            drop((work_rx, feat_tx, recycle_tx));
+            // This thread hands batches out in pipeline order, numbered for the writer.
+            let mut seq = 0;
             for msg in rx {
+                if failed.load(Ordering::Relaxed) {
+                    break;
+                }
                 match msg {
                     PipelineMsg::Skip { id, reason } => {
                         skipped.push((entries[id].rel_path.clone(), reason));
-                        progress.tick(1);
+                        tick(&progress, 1);
                     }
                     PipelineMsg::Batch { ids, tensor } => {
-                        let t = Instant::now();
-                        let ran = trunk.run(&tensor, ids.len());
-                        let dt = t.elapsed().as_secs_f64();
-                        if timing.batches == 0 {
-                            timing.first_batch_seconds = dt;
-                            timing.first_batch_done = progress.seconds();
-                            timing.first_batch_images = ids.len();
+                        if work_tx.send(Work { seq, ids, tensor }).is_err() {
+                            break; // every inference thread stopped: their results say why
                         }
-                        timing.trunk_seconds += dt;
-                        timing.batches += 1;
-                        let feats = match ran {
-                            Ok(f) => f,
-                            Err(e) => {
-                                run_result = Err(e.into());
-                                break;
-                            }
-                        };
-                        let n = ids.len();
-                        if feat_tx.send((ids, feats)).is_err() {
-                            break; // the writer stopped on an error: join reports it
-                        }
-                        progress.tick(n);
+                        seq += 1;
                     }
                 }
             }
-            timing.phase_seconds = progress.seconds();
-            drop(feat_tx); // the writer flushes what it has, then returns
+            drop(work_tx);
+            let infer_results: Vec<Result<SessionTiming, CommandError>> = infer_threads
+                .into_iter()
+                .map(|t| t.join().expect("inference thread panicked"))
+                .collect();
             let written = write_thread.join().expect("cache writer thread panicked");
-            (run_result, written)
+            (infer_results, written)
         });
-        progress.finish();
+        let written_seconds = start_phase.elapsed().as_secs_f64();
+        progress
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .finish();
         // Rows already written stay valid whichever side failed.
         let written = written?;
-        run_result?;
+        let mut sessions_timing = Vec::with_capacity(infer_results.len());
+        for r in infer_results {
+            sessions_timing.push(r?);
+        }
+        timing = TrunkTiming::combine(&sessions_timing, written_seconds);
         extracted = written.extracted;
         skipped.extend(written.skipped);
     }
@@ -274,7 +423,7 @@ pub fn run_with(args: &ExtractArgs, summary_to: SummaryTo) -> Result<ExtractSumm
         skipped: skipped.len(),
         seconds: start.elapsed().as_secs_f64(),
         timing,
-        provider: trunk.provider().name().to_string(),
+        provider: provider.name().to_string(),
         cache_rows: stats.rows,
         cache_bytes: stats.bytes,
     };
@@ -296,18 +445,24 @@ struct Written {
     skipped: Vec<(String, String)>,
 }
 
-/// Writer thread: receives `(ids, features (ids.len(), D))` batches and appends shards of
-/// `shard_rows` rows (the last one shorter). Up to one shard per rayon thread (at most 8) is
-/// gathered and encoded in parallel by [`CacheWriter::append_shards`]. Returns once the channel
-/// closes, after the last flush.
+/// Advances the shared progress display by `n` images.
+fn tick(progress: &Mutex<Progress>, n: usize) {
+    progress.lock().unwrap_or_else(|p| p.into_inner()).tick(n);
+}
+
+/// Writer thread: receives batches of features `(ids.len(), D)` from the trunk sessions, puts
+/// them back in pipeline order (`seq`), and appends shards of `shard_rows` rows (the last one
+/// shorter). Once `parallel_shards` shards' worth of rows wait, they are encoded in parallel by
+/// [`CacheWriter::append_shards`] (one manifest replacement for the round) while the trunk goes
+/// on filling the channel. Returns once the channel closes, after the last flush.
 fn write_features(
     writer: &mut CacheWriter,
-    rx: crossbeam_channel::Receiver<(Vec<usize>, Array2<f32>)>,
+    rx: crossbeam_channel::Receiver<Inferred>,
     entries: &[dataset::ImageEntry],
     hashes: &[Result<String, String>],
-    shard_rows: usize,
+    (shard_rows, parallel_shards): (usize, usize),
+    progress: &Mutex<Progress>,
 ) -> Result<Written, CommandError> {
-    let parallel_shards = rayon::current_num_threads().clamp(1, 8);
     let mut out = Written {
         extracted: 0,
         skipped: Vec::new(),
@@ -342,24 +497,32 @@ fn write_features(
         pending.clear();
         r
     };
-    for (ids, feats) in rx {
-        let mut keep = Vec::with_capacity(ids.len());
-        for (r, row) in feats.rows().into_iter().enumerate() {
-            if let Some(v) = row.iter().find(|v| !v.is_finite()) {
-                out.skipped.push((
-                    entries[ids[r]].rel_path.clone(),
-                    format!("trunk produced a non-finite feature ({v})"),
-                ));
-            } else {
-                keep.push(r);
+    // Batches that arrived ahead of their turn (more than one trunk session).
+    let mut early: BTreeMap<usize, (Vec<usize>, Array2<f32>)> = BTreeMap::new();
+    let mut next_seq = 0;
+    for Inferred { seq, ids, feats } in rx {
+        early.insert(seq, (ids, feats));
+        while let Some((ids, feats)) = early.remove(&next_seq) {
+            next_seq += 1;
+            tick(progress, ids.len());
+            let mut keep = Vec::with_capacity(ids.len());
+            for (r, row) in feats.rows().into_iter().enumerate() {
+                if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+                    out.skipped.push((
+                        entries[ids[r]].rel_path.clone(),
+                        format!("trunk produced a non-finite feature ({v})"),
+                    ));
+                } else {
+                    keep.push(r);
+                }
             }
-        }
-        out.extracted += keep.len();
-        pending_rows += keep.len();
-        pending.push((ids, feats, keep));
-        if pending_rows >= shard_rows * parallel_shards {
-            flush(&mut pending)?;
-            pending_rows = 0;
+            out.extracted += keep.len();
+            pending_rows += keep.len();
+            pending.push((ids, feats, keep));
+            if pending_rows >= shard_rows * parallel_shards {
+                flush(&mut pending)?;
+                pending_rows = 0;
+            }
         }
     }
     if pending_rows > 0 {
@@ -390,16 +553,26 @@ fn print_summary(s: &ExtractSummary, out: &Path, to: SummaryTo) {
     );
     let t = &s.timing;
     if t.batches > 0 && t.phase_seconds > 0.0 {
+        // With several sessions the busy share is of the sessions' combined time.
+        let sessions = t.sessions.max(1);
         text.push_str(&format!(
-            "\ntrunk busy {:.2} s of the {:.2} s extraction phase ({:.1}%); {} batches, first {:.2} s \
-             (done at {:.2} s, {} images)",
+            "\ntrunk busy {:.2} s of the {:.2} s extraction phase ({:.1}%{}); {} batches, first {:.2} s \
+             (done at {:.2} s, {} images)\n\
+             last row written at {:.2} s: {:.2} img/s from the first decode to the last row written",
             t.trunk_seconds,
             t.phase_seconds,
-            100.0 * t.trunk_seconds / t.phase_seconds,
+            100.0 * t.trunk_seconds / (t.phase_seconds * sessions as f64),
+            if sessions > 1 {
+                format!(" of {sessions} sessions")
+            } else {
+                String::new()
+            },
             t.batches,
             t.first_batch_seconds,
             t.first_batch_done,
-            t.first_batch_images
+            t.first_batch_images,
+            t.written_seconds,
+            s.extracted as f64 / t.written_seconds.max(1e-9),
         ));
     }
     if s.skipped > 0 {
@@ -459,11 +632,6 @@ impl Progress {
             self.next_line = self.done + self.total.div_ceil(10).max(1);
             self.printed = self.done;
         }
-    }
-
-    /// Seconds since the progress started (up to now: call after the last tick).
-    fn seconds(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
     }
 
     /// Clears the bar; in plain mode prints the final count and rate if the last line did not.

@@ -89,6 +89,7 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
         },
         batch_size: args.batch_size,
         workers: None,
+        sessions: None,
         shard_rows: 128,
         val_fraction: 0.0,
         force: false,

@@ -23,6 +23,10 @@ pub struct PipelineConfig {
     /// memory to about `(queue_batches + 2) * batch_size + workers` image tensors.
     pub queue_batches: usize,
     pub limits: DecodeLimits,
+    /// Batch tensors the consumer hands back once it is done with them: the batcher refills
+    /// them instead of allocating (a batch-256 tensor is 154 MB, whose fresh pages would be
+    /// faulted in again for every batch). `None`: every batch gets a new tensor.
+    pub recycle: Option<Receiver<Vec<f32>>>,
 }
 
 impl Default for PipelineConfig {
@@ -33,6 +37,7 @@ impl Default for PipelineConfig {
             workers: thread::available_parallelism().map_or(2, |n| n.get()),
             queue_batches: 2,
             limits: DecodeLimits::default(),
+            recycle: None,
         }
     }
 }
@@ -136,13 +141,23 @@ pub fn spawn_pipeline(
     drop((done_tx, credit_rx, pool_rx));
 
     let batch_size = cfg.batch_size;
+    let recycle = cfg.recycle;
+    // An empty tensor with room for one batch: a handed-back one when there is one.
+    let fresh_tensor = move || match recycle.as_ref().and_then(|r| r.try_recv().ok()) {
+        Some(mut t) => {
+            t.clear();
+            t.reserve(batch_size * len);
+            t
+        }
+        None => Vec::with_capacity(batch_size * len),
+    };
     thread::Builder::new()
         .name("vggcache-batcher".into())
         .spawn(move || {
             let mut pending: BTreeMap<usize, Result<Vec<f32>, String>> = BTreeMap::new();
             let mut next_out = 0;
             let mut ids = Vec::with_capacity(batch_size);
-            let mut tensor = Vec::with_capacity(batch_size * len);
+            let mut tensor = fresh_tensor();
             while next_out < n {
                 let Ok(done) = done_rx.recv() else {
                     return; // workers gone: only when the consumer hung up
@@ -167,10 +182,7 @@ pub fn spawn_pipeline(
                     if ids.len() == batch_size || (next_out == n && !ids.is_empty()) {
                         let msg = PipelineMsg::Batch {
                             ids: std::mem::replace(&mut ids, Vec::with_capacity(batch_size)),
-                            tensor: std::mem::replace(
-                                &mut tensor,
-                                Vec::with_capacity(batch_size * len),
-                            ),
+                            tensor: std::mem::replace(&mut tensor, fresh_tensor()),
                         };
                         if out_tx.send(msg).is_err() {
                             return;
