@@ -94,7 +94,7 @@ say "vggcache extract end to end, $N images, --device cuda ($(( $(date +%s) - T0
 # Runs: BIN:BATCH[:OPTS], OPTS comma-separated: nhwc (VGGCACHE_CUDA_NHWC=1), s1/s2/s3 (--sessions),
 # null (the null trunk: the pipeline's ceiling without VGG16's work). vggcache-before is the previous
 # build, measured in the same call (it has no --sessions and no "last row written" line).
-RUNS=${GPU_RUNS:-"vggcache:16 vggcache:64 vggcache:256 vggcache:64:s1 vggcache:256:s1 vggcache:64:nhwc vggcache:64:null vggcache:256:null vggcache-before:64 vggcache-before:256"}
+RUNS=${GPU_RUNS:-"vggcache:16 vggcache:64 vggcache:256 vggcache:64:s2 vggcache:256:s2 vggcache:64:nhwc vggcache:64:null vggcache:256:null vggcache-before:64 vggcache-before:256"}
 for run in $RUNS; do
   IFS=: read -r bin b opt <<< "$run"
   [ -x "$W/$bin" ] || continue

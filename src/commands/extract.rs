@@ -33,13 +33,14 @@ pub struct ExtractArgs {
     /// Decoding threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Trunk sessions running batches at the same time (default: 2 with CUDA, so one batch's
-    /// host-device copies overlap another's kernels; 1 on the CPU, whose one session already
-    /// keeps every core busy).
+    /// Trunk sessions running batches at the same time. With CUDA, 2 lets one batch's
+    /// host-device copies overlap another's kernels (not yet measured on a GPU, so not the
+    /// default); on the CPU one session already keeps every core busy.
     #[arg(long)]
     pub sessions: Option<usize>,
-    /// Rows per Parquet shard. Up to one shard per core (at most 8) is written at a time, so a
-    /// killed run loses at most that round of work; rows already cached are never lost.
+    /// Rows per Parquet shard. Up to one shard per core (at most 8) is written at a time while the
+    /// next round queues, so a killed run loses at most those two rounds of work; rows already
+    /// cached are never lost.
     #[arg(long, default_value_t = 128)]
     pub shard_rows: usize,
     /// Fraction of labelled images held out as `val` when the folder has no val split
@@ -298,7 +299,6 @@ pub fn run_with(args: &ExtractArgs, summary_to: SummaryTo) -> Result<ExtractSumm
         // kernels run. Built only when there is work, each with its own buffers.
         let sessions = match args.sessions {
             Some(n) => n.max(1),
-            None if provider == Provider::Cuda => 2,
             None => 1,
         };
         // Further sessions on the provider the first one got (no second fallback decision).
