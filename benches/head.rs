@@ -366,6 +366,8 @@ fn kernels() {
     let mut c5 = Array2::<f32>::zeros((BATCH, HIDDEN));
     let mut c6 = Array2::<f32>::zeros((BATCH, HIDDEN));
     let mut g1b = Array2::<f32>::zeros((HIDDEN, D));
+    let mut c1t = Array2::<f32>::zeros((HIDDEN, BATCH));
+    let mut c1r = Array2::<f32>::zeros((BATCH, HIDDEN));
     let mut jobs: Vec<(&str, f64, Job)> = vec![(
         "fwd1 x·W1, W (D,H)",
         f1,
@@ -375,6 +377,16 @@ fn kernels() {
         "fwd1 x·W1tᵀ, W stored (H,D)",
         f1,
         Box::new(|k| product(k, xv, w1tv.t(), c2.view_mut())),
+    ));
+    jobs.push((
+        "fwd1 W1t·xᵀ into (H,B), W (H,D)",
+        f1,
+        Box::new(|k| product(k, w1tv, xv.t(), c1t.view_mut())),
+    ));
+    jobs.push((
+        "fwd1 W1t·xᵀ into (B,H)ᵀ (the head)",
+        f1,
+        Box::new(|k| product(k, w1tv, xv.t(), c1r.view_mut().reversed_axes())),
     ));
     jobs.push((
         "fwd2 h·W2",
