@@ -297,10 +297,7 @@ pub fn run_with(args: &ExtractArgs, summary_to: SummaryTo) -> Result<ExtractSumm
     if total > 0 {
         // More than one session (CUDA): while one batch is copied to or from the device, another's
         // kernels run. Built only when there is work, each with its own buffers.
-        let sessions = match args.sessions {
-            Some(n) => n.max(1),
-            None => 1,
-        };
+        let sessions = args.sessions.unwrap_or(1).max(1);
         // Further sessions on the provider the first one got (no second fallback decision).
         let mut more = args.trunk.options();
         more.device = match provider {
