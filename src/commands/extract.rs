@@ -211,7 +211,7 @@ pub fn run_with(args: &ExtractArgs, summary_to: SummaryTo) -> Result<ExtractSumm
     let trunk = Trunk::load(&model, &args.trunk.options())?;
     let provider = trunk.provider();
     let info = trunk.info().clone();
-    eprintln!("execution provider: {}", trunk.provider().name());
+    eprintln!("execution provider: {}", provider.name());
     if let Some(why) = &trunk.fallback_reason {
         eprintln!("note: CUDA not used ({why})");
     }
