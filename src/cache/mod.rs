@@ -74,6 +74,28 @@ pub fn tune_allocator() {
     });
 }
 
+/// Asks Linux to back `buf` with 2 MiB transparent huge pages (where THP is `always` or
+/// `madvise`), so a fresh feature matrix of ~100 MB faults in ~50 times instead of ~25,000. Call
+/// before the first write to `buf`; best effort (an error or another OS leaves it as it was).
+pub(crate) fn advise_huge_pages(buf: &mut [f32]) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let addr = buf.as_mut_ptr() as usize;
+        let start = addr.next_multiple_of(PAGE);
+        let end = (addr + std::mem::size_of_val(buf)) / PAGE * PAGE;
+        if end >= start + (2 << 20) {
+            // SAFETY: [start, end) lies inside `buf`, which we borrow mutably; MADV_HUGEPAGE only
+            // changes how the kernel backs these pages, never their contents.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = buf;
+}
+
 /// File name of the manifest inside a cache folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Staging manifest of a `force` rebuild, renamed over [`MANIFEST_FILE`] by `finish`.

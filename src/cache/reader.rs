@@ -483,6 +483,7 @@ impl FeatureCache {
         let flat = features
             .as_slice_mut()
             .expect("a fresh Array2 is contiguous");
+        super::advise_huge_pages(flat);
         let mut blocks = Vec::with_capacity(self.units.len());
         let mut rest = flat;
         for (u, &c) in self.units.iter().zip(&counts) {
