@@ -4,7 +4,7 @@
 #   B  peers.py trunk                           onnxruntime-python inference only, pre-decoded tensors
 #   C  peers.py pipeline                        PyTorch DataLoader(num_workers=2) PIL decode -> onnxruntime
 #   D  peers.py decode / vggcache decode bench  decode + resize only (1 process)
-# Usage: scripts/bench_extract.sh [N_IMAGES] [REPEATS]   (env PEER_PY: a python with the peers' requirements,
+# Usage: scripts/bench_extract.sh [N_IMAGES|all] [REPEATS]   (all: the whole data set, train and val)   (env PEER_PY: a python with the peers' requirements,
 # incl. torch for C; VGGCACHE: the release binary; default target/release/vggcache)
 # Prints one line per measurement and a median table; ratios are A / peer from the same run.
 # A is reported over the whole extraction phase and after its first batch (the inference-only peer
@@ -22,11 +22,17 @@ SRC=../shared/data/catsdogs
 [ -x "$V" ] || { echo "build first: cargo build --release (or set VGGCACHE)"; exit 1; }
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-# The same N images for everyone: the first N/2 of each class of the train split.
-for c in cat dog; do
-  mkdir -p "$W/img/$c"
-  find "$SRC/train/$c" -name '*.jpg' | sort | head -n $((N / 2)) | xargs -I{} cp {} "$W/img/$c/"
-done
+if [ "$N" = all ]; then
+  # The whole data set as it is (ImageFolder: train/ and val/ splits).
+  cp -r "$SRC" "$W/img"
+  N=$(find "$W/img" -name '*.jpg' | wc -l)
+else
+  # The same N images for everyone: the first N/2 of each class of the train split.
+  for c in cat dog; do
+    mkdir -p "$W/img/$c"
+    find "$SRC/train/$c" -name '*.jpg' | sort | head -n $((N / 2)) | xargs -I{} cp {} "$W/img/$c/"
+  done
+fi
 echo "images: $(find "$W/img" -name '*.jpg' | wc -l); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 : > "$W/results"
 for r in $(seq "$REPEATS"); do
