@@ -4,8 +4,9 @@
 #   B  peers.py trunk                           onnxruntime-python inference only, pre-decoded tensors
 #   C  peers.py pipeline                        PyTorch DataLoader(num_workers=2) PIL decode -> onnxruntime
 #   D  peers.py decode / vggcache decode bench  decode + resize only (1 process)
-# Usage: scripts/bench_extract.sh [N_IMAGES|all] [REPEATS]   (all: the whole data set, train and val)   (env PEER_PY: a python with the peers' requirements,
-# incl. torch for C; VGGCACHE: the release binary; default target/release/vggcache)
+# Usage: scripts/bench_extract.sh [N_IMAGES|all] [REPEATS]   (all: the whole data set, train and val;
+# env PEER_PY: a python with the peers' requirements, incl. torch for C; VGGCACHE: the release binary;
+# default target/release/vggcache)
 # Prints one line per measurement and a median table; ratios are A / peer from the same run.
 # A is reported over the whole extraction phase and after its first batch (the inference-only peer
 # times after one warm-up run, so that pair compares like with like), with the trunk's busy share.
