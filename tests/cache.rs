@@ -195,6 +195,55 @@ fn round_trip_splits_and_batches() {
     assert_eq!(seen, 40);
 }
 
+/// A whole read of full-size VGG16 features (400 x 25,088 floats = 40 MB, above the 32 MiB
+/// mmap threshold, so the matrix is a fresh mapping advised to use huge pages) is bit-exact,
+/// whole and by split.
+#[test]
+fn full_size_features_read_back_exactly() {
+    const VGG_DIM: usize = 25088;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("cache");
+    let cls = classes(&["cat", "dog"]);
+    let a = rows("a/", 250, &cls, VGG_DIM, 11);
+    let b = rows("b/", 150, &cls, VGG_DIM, 12);
+    let mut w = CacheWriter::open_with(
+        &dir,
+        &identity("m1", VGG_DIM),
+        &cls,
+        false,
+        WriteOptions::default(),
+    )
+    .expect("open");
+    append(&mut w, &a);
+    append(&mut w, &b);
+    w.finish().expect("finish");
+
+    let all: Vec<&Row> = a.iter().chain(&b).collect();
+    let cache = FeatureCache::open(&dir).expect("open");
+    let full = cache.all().expect("all");
+    assert_eq!(full.features.dim(), (400, VGG_DIM));
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(full.paths[i], r.path);
+        let got = full.features.row(i);
+        assert!(
+            got.iter()
+                .zip(&r.features)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "row {i} ({}) differs from what was written",
+            r.path
+        );
+    }
+    let train = cache.split("train").expect("train");
+    let want: Vec<&&Row> = all.iter().filter(|r| r.split == "train").collect();
+    assert_eq!(train.len(), want.len());
+    for (i, r) in want.iter().enumerate() {
+        assert_eq!(
+            train.features.row(i).as_slice().expect("row"),
+            &r.features[..]
+        );
+    }
+}
+
 #[test]
 fn reopen_append_and_replace_changed_rows() {
     let tmp = tempfile::tempdir().expect("tempdir");
