@@ -45,6 +45,7 @@ fn small_cfg() -> HeadConfig {
         epochs: 3,
         batch_size: 8,
         lr: 1e-2,
+        standardize: false,
         ..HeadConfig::default()
     }
 }
