@@ -804,7 +804,11 @@ fn python_readers_agree() {
     let mut checked = Vec::new();
     for lib in ["pyarrow", "polars", "duckdb"] {
         let r = &report[lib];
-        assert!(r.get("missing").is_none(), "{lib} not installed: {}", r["missing"]);
+        assert!(
+            r.get("missing").is_none(),
+            "{lib} not installed: {}",
+            r["missing"]
+        );
         assert!(r.get("error").is_none(), "{lib} failed: {}", r["error"]);
         eprintln!(
             "{lib}: features {} label {}",
@@ -834,13 +838,25 @@ fn python_readers_agree() {
                 .map(|v| v.as_f64().expect("feature value") as f32)
                 .collect();
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-            assert_eq!(bits(&feats), bits(&want.features), "{lib} {p}: features vs written");
+            assert_eq!(
+                bits(&feats),
+                bits(&want.features),
+                "{lib} {p}: features vs written"
+            );
             let row = rust.features.row(i).to_vec();
-            assert_eq!(bits(&feats), bits(&row), "{lib} {p}: features vs Rust reader");
+            assert_eq!(
+                bits(&feats),
+                bits(&row),
+                "{lib} {p}: features vs Rust reader"
+            );
         }
         checked.push(lib);
     }
-    assert_eq!(checked, ["pyarrow", "polars", "duckdb"], "all three readers ran");
+    assert_eq!(
+        checked,
+        ["pyarrow", "polars", "duckdb"],
+        "all three readers ran"
+    );
     assert_eq!(
         report["pyarrow"]["fixed_size_list"], true,
         "pyarrow sees FixedSizeList"

@@ -711,7 +711,10 @@ fn preprocess_normalises_per_spec() {
     // (250/255 - 0.406)/0.225 = 2.5528540.
     let tv = PreprocessSpec::torchvision_rgb();
     preprocess_into(&img, &tv, &mut out);
-    for (c, want) in [-1.946_656_4f32, 0.065_126_05, 2.552_854].into_iter().enumerate() {
+    for (c, want) in [-1.946_656_4f32, 0.065_126_05, 2.552_854]
+        .into_iter()
+        .enumerate()
+    {
         let plane = &out[c * hw..(c + 1) * hw];
         assert!(
             plane.iter().all(|v| (v - want).abs() <= 1e-6),
@@ -893,7 +896,8 @@ fn pipeline_stops_when_the_consumer_hangs_up_and_handles_empty_input() {
 
 #[test]
 fn real_catsdogs_gray_discovers_and_decodes() {
-    let Some(root) = common::shared_data("real_catsdogs_gray_discovers_and_decodes", "catsdogs-gray")
+    let Some(root) =
+        common::shared_data("real_catsdogs_gray_discovers_and_decodes", "catsdogs-gray")
     else {
         return;
     };
@@ -1020,9 +1024,17 @@ fn real_catsdogs_pixels_close_to_pil() {
     // Every image of the folder compared (1,000 JPEGs in ../shared/data/catsdogs), every 10th
     // also split into decode and resize: an empty list would pass every bound below.
     let expected = list.lines().count();
-    assert!(expected >= 100, "only {expected} images listed under {}", root.display());
+    assert!(
+        expected >= 100,
+        "only {expected} images listed under {}",
+        root.display()
+    );
     assert_eq!(e2e.images, expected, "every listed image compared");
-    assert!(dec.images >= expected / 10, "{} of {expected} split", dec.images);
+    assert!(
+        dec.images >= expected / 10,
+        "{} of {expected} split",
+        dec.images
+    );
     assert_eq!(
         rsz.max,
         0,
@@ -1041,7 +1053,11 @@ fn real_catsdogs_pixels_close_to_pil() {
         "decode + resize too far from PIL: {}",
         e2e.line()
     );
-    assert!(e2e.max <= 8, "decode + resize too far from PIL: {}", e2e.line());
+    assert!(
+        e2e.max <= 8,
+        "decode + resize too far from PIL: {}",
+        e2e.line()
+    );
 }
 
 #[derive(Default)]

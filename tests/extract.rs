@@ -38,7 +38,12 @@ fn assert_same_rows(got: &Rows, want: &Rows, what: &str) {
     let paths = |r: &Rows| r.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
     assert_eq!(paths(got), paths(want), "{what}: same paths, no duplicates");
     for (a, b) in got.iter().zip(want) {
-        assert_eq!((&a.1, a.2), (&b.1, b.2), "{what}: split and label of {}", a.0);
+        assert_eq!(
+            (&a.1, a.2),
+            (&b.1, b.2),
+            "{what}: split and label of {}",
+            a.0
+        );
         assert!(a.3 == b.3, "{what}: features of {}", a.0);
     }
 }
@@ -270,7 +275,11 @@ fn missing_folder_and_other_model_are_clear_errors() {
     let o = run(&["--force"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(FeatureCache::open(&out).unwrap().len(), 8);
-    assert_eq!(fingerprint(&out), sha256(&other), "the cache names the new model");
+    assert_eq!(
+        fingerprint(&out),
+        sha256(&other),
+        "the cache names the new model"
+    );
     // The rebuilt rows are the other model's: the same as a fresh extract with it.
     let fresh = d.path().join("fresh");
     let o = Command::new(env!("CARGO_BIN_EXE_vggcache"))

@@ -73,10 +73,7 @@ pub fn skip(test: &str, why: Why, reason: impl Display) {
         .open(&log)
         .and_then(|mut f| f.write_all(line.as_bytes()));
     if let Err(e) = written {
-        eprintln!(
-            "VGGCACHE-SKIP could not append to {}: {e}",
-            log.display()
-        );
+        eprintln!("VGGCACHE-SKIP could not append to {}: {e}", log.display());
     }
 }
 
@@ -106,7 +103,10 @@ pub fn shared_data(test: &str, rel: &str) -> Option<PathBuf> {
         skip(
             test,
             Why::Expected,
-            format!("{} absent (real images live in ../shared/data)", p.display()),
+            format!(
+                "{} absent (real images live in ../shared/data)",
+                p.display()
+            ),
         );
         None
     }
@@ -167,9 +167,7 @@ pub fn ort(test: &str) -> Option<(PathBuf, &'static ort::environment::Environmen
             skip(
                 test,
                 Why::Setup,
-                format!(
-                    "no ONNX Runtime library ({e}); set ORT_DYLIB_PATH or run `make setup`"
-                ),
+                format!("no ONNX Runtime library ({e}); set ORT_DYLIB_PATH or run `make setup`"),
             );
             None
         }
