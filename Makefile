@@ -73,8 +73,17 @@ $(TORCH_STAMP): models/requirements-torch.txt
 $(EFFNET_MODEL): $(TORCH_STAMP) models/export_efficientnet_lite0.py models/vgg16_onnx.py
 	$(TORCH_PY) models/export_efficientnet_lite0.py $@.tmp && mv $@.tmp $@
 
+# Test output and the skip log (tests/common/mod.rs) land beside cargo's build output; the summary
+# (scripts/test_summary.py) ends with `N passed, F failed, K skipped`, lists each skip with its
+# reason, and fails the target when a test failed or skipped for a reason set-up should remove.
+TEST_DIR := $(or $(CARGO_TARGET_DIR),target)
+SKIP_LOG := $(abspath $(TEST_DIR))/vggcache-skips.tsv
+TEST_LOG := $(abspath $(TEST_DIR))/vggcache-test-output.txt
+
 test: setup model
-	cargo test --locked --lib --bins --tests
+	@mkdir -p $(TEST_DIR) && rm -f $(SKIP_LOG) $(TEST_LOG).rc
+	@{ VGGCACHE_SKIP_LOG=$(SKIP_LOG) cargo test --locked --lib --bins --tests; echo $$? > $(TEST_LOG).rc; } 2>&1 | tee $(TEST_LOG)
+	@$(PY) scripts/test_summary.py $(TEST_LOG) $(SKIP_LOG) "$$(cat $(TEST_LOG).rc)"
 
 demo: setup model
 	@test -d "$(DATA)" || { echo "error: image folder '$(DATA)' not found: run 'make demo DATA=/path/to/images' (a folder of class subfolders, e.g. ../shared/data/catsdogs)"; exit 1; }

@@ -4,7 +4,8 @@
 
 Finds shards the way ../shared/bench/peers.py does (every **/*.parquet under CACHE_DIR) and reports,
 for each library that is installed: the feature column's type, and per row (keyed by path) the
-split, label, class, content_hash, number of features, their float64 sum and first three values.
+split, label, class, content_hash, number of features and every feature value (float32 widened to
+float64, so the JSON numbers convert back to the same float32 exactly).
 A library that is missing is reported as {"missing": "..."}; one that fails as {"error": "..."}.
 Used by tests/cache.rs (test `python_readers_agree`) to check the numbers against the Rust reader.
 """
@@ -18,25 +19,23 @@ def rows_from(paths, splits, labels, classes, hashes, feats):
     out = {}
     for p, s, l, c, h, f in zip(paths, splits, labels, classes, hashes, feats):
         out[p] = {"split": s, "label": None if l is None else int(l), "class": c, "content_hash": h,
-                  "n": int(len(f)), "sum": float(sum(float(x) for x in f)), "head": [float(x) for x in f[:3]]}
+                  "n": int(len(f)), "features": [float(x) for x in f]}
     return out
 
 
 def with_pyarrow(files):
-    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
     t = pa.concat_tables([pq.read_table(f) for f in files])
     ftype = t.schema.field("features").type
     col = t.column("features").combine_chunks()
     X = col.values.to_numpy(zero_copy_only=False).reshape(-1, ftype.list_size)
-    sums = X.astype(np.float64).sum(axis=1)
     out = {"features_type": str(ftype), "label_type": str(t.schema.field("label").type),
            "fixed_size_list": pa.types.is_fixed_size_list(ftype), "rows": {}}
     for i, p in enumerate(t.column("path").to_pylist()):
         out["rows"][p] = {"split": t.column("split")[i].as_py(), "label": t.column("label")[i].as_py(),
                           "class": t.column("class")[i].as_py(), "content_hash": t.column("content_hash")[i].as_py(),
-                          "n": int(X.shape[1]), "sum": float(sums[i]), "head": [float(x) for x in X[i, :3]]}
+                          "n": int(X.shape[1]), "features": [float(x) for x in X[i]]}
     return out
 
 

@@ -6,7 +6,11 @@ meta.json), fits scikit-learn's LogisticRegression(C, lbfgs, max_iter=1000) on e
 The Rust side then reads the same files and fits linfa with l2 = 1/C:
 
     python3 scripts/logreg_parity.py /tmp/parity          # needs numpy + scikit-learn
-    VGGCACHE_PARITY_DIR=/tmp/parity cargo test --test baseline sklearn_parity -- --ignored --nocapture
+    VGGCACHE_PARITY_DIR=/tmp/parity cargo test --test baseline sklearn_parity -- --nocapture
+
+`--small` writes the CI-sized cases instead (seconds on both sides); tests/baseline.rs
+`sklearn_parity` runs the script with it into a temp dir when VGGCACHE_PARITY_DIR is not set.
+scikit-learn's val probabilities go to NAME.sk_proba_val.bin (float32, (n_val, classes)).
 """
 import json, os, sys, time
 import numpy as np
@@ -32,12 +36,21 @@ CASES = [
     ("multi3_d2048_relu", 900, 450, 2048, 3, 0.04, True, 1.0),
 ]
 
+SMALL = [
+    ("binary_d64", 600, 300, 64, 2, 0.15, False, 1.0),
+    ("multi4_d128", 800, 400, 128, 4, 0.15, False, 1.0),
+    ("binary_d512_relu_C0.01", 500, 250, 512, 2, 0.08, True, 0.01),
+    ("multi3_d256_relu_C0.1", 600, 300, 256, 3, 0.12, True, 0.1),
+]
+
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else "/tmp/parity"
+    args = [a for a in sys.argv[1:] if a != "--small"]
+    cases = SMALL if "--small" in sys.argv[1:] else CASES
+    out = args[0] if args else "/tmp/parity"
     os.makedirs(out, exist_ok=True)
     meta = []
-    for i, (name, ntr, nva, d, k, spread, relu, C) in enumerate(CASES):
+    for i, (name, ntr, nva, d, k, spread, relu, C) in enumerate(cases):
         rng = np.random.default_rng(1234 + i)
         x, y = make(rng, ntr + nva, d, k, spread, relu)
         xtr, ytr, xva, yva = x[:ntr], y[:ntr], x[ntr:], y[ntr:]
@@ -47,6 +60,7 @@ def main():
         m = LogisticRegression(C=C, max_iter=1000).fit(xtr, ytr.astype(np.int64))
         fit_s = time.perf_counter() - t
         p = m.predict_proba(xva)
+        p.astype("<f4").tofile(os.path.join(out, f"{name}.sk_proba_val.bin"))
         meta.append({"name": name, "n_train": ntr, "n_val": nva, "d": d, "n_classes": k, "C": C,
                      "sklearn": {"val_acc": float(m.score(xva, yva.astype(np.int64))),
                                  "val_log_loss": float(log_loss(yva, p, labels=list(range(k)))),

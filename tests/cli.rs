@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+mod common;
+
 fn vggcache() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vggcache"))
 }
@@ -38,6 +40,9 @@ fn doctor_with_a_library_that_is_not_onnxruntime_is_a_clear_error() {
 
 #[test]
 fn doctor_reports_runtime_and_model() {
+    if common::ort("doctor_reports_runtime_and_model").is_none() {
+        return;
+    }
     let out = vggcache()
         .args(["doctor", "--model"])
         .arg(concat!(

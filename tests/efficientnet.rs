@@ -10,9 +10,9 @@ use vggcache::dataset::{decode_rgb8, preprocess_into, DecodeLimits};
 use vggcache::spec::ChannelOrder;
 use vggcache::trunk::{Device, Trunk, TrunkOptions};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+
+use common::{root, Why};
 
 /// Writes `data: shape` as a little-endian float32 C-order .npy (format 1.0).
 fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
@@ -103,22 +103,25 @@ fn trunk_names_resolve_hyphens_to_underscores() {
 
 #[test]
 fn efficientnet_lite0_onnx_matches_torch_on_real_images() {
+    let test = "efficientnet_lite0_onnx_matches_torch_on_real_images";
     let model = root().join("models/efficientnet_lite0.onnx");
     let py = root().join(".venv-torch/bin/python");
-    let data = root().join("../shared/data/catsdogs/val");
     if !model.is_file() || !py.exists() {
-        eprintln!(
-            "SKIP: {} or {} missing (opt-in trunk: run `make model TRUNK=efficientnet-lite0`)",
-            model.display(),
-            py.display()
+        common::skip(
+            test,
+            Why::Expected,
+            format!(
+                "{} or {} missing (opt-in trunk: run `make model TRUNK=efficientnet-lite0`)",
+                model.display(),
+                py.display()
+            ),
         );
         return;
     }
-    if !data.is_dir() {
-        eprintln!(
-            "SKIP: {} not found (real images live in ../shared/data)",
-            data.display()
-        );
+    let Some(data) = common::shared_data(test, "catsdogs/val") else {
+        return;
+    };
+    if common::ort(test).is_none() {
         return;
     }
     let opts = TrunkOptions {

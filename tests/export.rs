@@ -4,7 +4,7 @@
 //! capi/libonnxruntime.so*` under the crate root; without it the ORT tests skip with a message.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ndarray::{Array1, Array2};
 use ort::environment::Environment;
@@ -19,20 +19,13 @@ use vggcache::export::{
 
 const TOL: f32 = 1e-5;
 
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
 
-/// The process-wide ONNX Runtime environment, or `None` (with a message) when no library is found.
+use common::{fixture, root as manifest_dir};
+
+/// The process-wide ONNX Runtime environment, or `None` after a `setup` skip when no library is found.
 fn ort_env(test: &str) -> Option<&'static Environment> {
-    let env = vggcache::trunk::shared_environment(None).ok();
-    if env.is_none() {
-        eprintln!(
-            "skipping {test}: no ONNX Runtime library (set ORT_DYLIB_PATH or install the onnxruntime \
-             wheel into .venv)"
-        );
-    }
-    env
+    common::ort(test).map(|(_, env)| env)
 }
 
 /// Runs `model` on one float input; returns every output as `(shape, data)` by name.
@@ -234,10 +227,6 @@ fn exported_logistic_matches_its_predict_proba() {
     );
 }
 
-fn fixture(name: &str) -> PathBuf {
-    manifest_dir().join("tests/fixtures").join(name)
-}
-
 /// Trunk alone, then the reference head on its flattened output, vs the merged model.
 fn check_with_trunk(
     env: &Environment,
@@ -314,13 +303,6 @@ fn trunk_plus_head_on_the_shared_tiny_trunk() {
         return;
     };
     let path = fixture("tiny_trunk.onnx");
-    if !path.exists() {
-        eprintln!(
-            "skipping trunk_plus_head_on_the_shared_tiny_trunk: {} not present",
-            path.display()
-        );
-        return;
-    }
     let summary = inspect(&std::fs::read(&path).expect("read")).expect("parses");
     check_with_trunk(
         env,
@@ -358,20 +340,9 @@ fn with_trunk_bad_inputs() {
 /// is found (`VGGCACHE_PYTHON`, else `.venv/bin/python` under the crate root).
 #[test]
 fn onnx_checker_accepts_exports() {
-    let python = std::env::var_os("VGGCACHE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest_dir().join(".venv/bin/python"));
-    let has_onnx = std::process::Command::new(&python)
-        .args(["-c", "import onnx"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_onnx {
-        eprintln!(
-            "skipping onnx_checker_accepts_exports: no Python with onnx at {}",
-            python.display()
-        );
+    let Some(python) = common::python_with("onnx_checker_accepts_exports", &["onnx"]) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let head = Head::random(6, &[256, 16, 2]);
     let head_path = dir.path().join("head.onnx");

@@ -1,18 +1,65 @@
 //! `vggcache extract` end to end with the real ONNX Runtime and the tiny trunk fixture: layouts,
 //! incremental re-runs, bad input, model mismatch, lock, kill -9 and resume, pyarrow read-back.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use vggcache::cache::FeatureCache;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+mod common;
+
+use common::tiny_trunk as tiny;
+
+/// A cache's rows sorted by path: `(path, split, label, features)`.
+type Rows = Vec<(String, String, Option<u32>, Vec<f32>)>;
+
+fn rows(cache: &Path) -> Rows {
+    let all = FeatureCache::open(cache)
+        .unwrap_or_else(|e| panic!("open {}: {e}", cache.display()))
+        .all()
+        .expect("read all rows");
+    let mut v: Rows = (0..all.len())
+        .map(|i| {
+            (
+                all.paths[i].clone(),
+                all.splits[i].clone(),
+                all.labels[i],
+                all.features.row(i).to_vec(),
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
 }
 
-fn tiny() -> PathBuf {
-    root().join("tests/fixtures/tiny_trunk.onnx")
+/// Asserts two caches hold the same rows (paths, splits, labels, bit-identical features).
+fn assert_same_rows(got: &Rows, want: &Rows, what: &str) {
+    let paths = |r: &Rows| r.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(paths(got), paths(want), "{what}: same paths, no duplicates");
+    for (a, b) in got.iter().zip(want) {
+        assert_eq!(
+            (&a.1, a.2),
+            (&b.1, b.2),
+            "{what}: split and label of {}",
+            a.0
+        );
+        assert!(a.3 == b.3, "{what}: features of {}", a.0);
+    }
+}
+
+/// The sorted names of the Parquet files in `dir`.
+fn parquet_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".parquet"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 fn extract(images: &Path, out: &Path, extra: &[&str]) -> Output {
@@ -69,6 +116,9 @@ fn line_with<'a>(t: &'a str, key: &str) -> &'a str {
 
 #[test]
 fn extract_then_rerun_does_no_inference_and_tracks_changes() {
+    if common::ort("extract_then_rerun_does_no_inference_and_tracks_changes").is_none() {
+        return;
+    }
     let d = tempfile::tempdir().unwrap();
     let (imgs, out) = (d.path().join("data"), d.path().join("cache"));
     image_folder(&imgs, 5);
@@ -91,14 +141,18 @@ fn extract_then_rerun_does_no_inference_and_tracks_changes() {
     assert_eq!(val.len(), 4);
     assert!(val.labels.iter().all(|l| l.is_some()));
     drop(c);
+    let first = rows(&out);
+    let first_files = parquet_files(&out);
 
-    // Unchanged folder: nothing to extract.
+    // Unchanged folder: nothing to extract, no shard rewritten, the same rows.
     let t = text(&extract(&imgs, &out, &[]));
     assert!(t.contains("0 to extract, 14 cached and unchanged"), "{t}");
     assert!(
         line_with(&t, "extracted ").starts_with("extracted 0  reused 14"),
         "{t}"
     );
+    assert_eq!(parquet_files(&out), first_files, "no shard written");
+    assert_same_rows(&rows(&out), &first, "unchanged re-run");
 
     // One added, one changed, one deleted.
     write_jpeg(&imgs.join("train/cat/cat.new.jpg"), 999, 40);
@@ -109,19 +163,26 @@ fn extract_then_rerun_does_no_inference_and_tracks_changes() {
         t.contains("2 to extract, 12 cached and unchanged, 2 stale rows dropped"),
         "{t}"
     );
-    let c = FeatureCache::open(&out).unwrap();
-    let all = c.all().unwrap();
-    assert_eq!(all.len(), 14);
-    let mut paths = all.paths.clone();
-    paths.sort();
-    paths.dedup();
-    assert_eq!(paths.len(), 14, "no duplicate rows");
-    assert!(paths.contains(&"train/cat/cat.new.jpg".to_string()));
-    assert!(!paths.contains(&"train/cat/cat.1.jpg".to_string()));
+    // The incremental cache holds exactly what a fresh extract of the changed folder holds.
+    let fresh = d.path().join("fresh");
+    assert!(extract(&imgs, &fresh, &[]).status.success());
+    let (got, want) = (rows(&out), rows(&fresh));
+    assert_eq!(got.len(), 14);
+    assert_same_rows(&got, &want, "incremental vs fresh extract");
+    let feats = |r: &Rows, p: &str| r.iter().find(|x| x.0 == p).map(|x| x.3.clone());
+    assert!(
+        feats(&got, "train/dog/dog.0.jpg") != feats(&first, "train/dog/dog.0.jpg"),
+        "the changed image was re-extracted"
+    );
+    assert!(feats(&got, "train/cat/cat.new.jpg").is_some());
+    assert!(feats(&got, "train/cat/cat.1.jpg").is_none());
 }
 
 #[test]
 fn bad_files_are_skipped_and_listed_and_strict_fails() {
+    if common::ort("bad_files_are_skipped_and_listed_and_strict_fails").is_none() {
+        return;
+    }
     let d = tempfile::tempdir().unwrap();
     let (imgs, out) = (d.path().join("data"), d.path().join("cache"));
     image_folder(&imgs, 2);
@@ -155,6 +216,9 @@ fn bad_files_are_skipped_and_listed_and_strict_fails() {
 
 #[test]
 fn missing_folder_and_other_model_are_clear_errors() {
+    if common::ort("missing_folder_and_other_model_are_clear_errors").is_none() {
+        return;
+    }
     let d = tempfile::tempdir().unwrap();
     let (imgs, out) = (d.path().join("data"), d.path().join("cache"));
     let o = extract(&d.path().join("nope"), &out, &[]);
@@ -192,13 +256,52 @@ fn missing_folder_and_other_model_are_clear_errors() {
         8,
         "refused run left the cache intact"
     );
+    let fingerprint = |c: &Path| {
+        FeatureCache::open(c)
+            .unwrap()
+            .manifest()
+            .identity()
+            .model
+            .fingerprint
+    };
+    let sha256 = |p: &Path| {
+        use sha2::{Digest, Sha256};
+        format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
+        )
+    };
+    assert_eq!(fingerprint(&out), sha256(&tiny()), "before --force");
     let o = run(&["--force"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(FeatureCache::open(&out).unwrap().len(), 8);
+    assert_eq!(
+        fingerprint(&out),
+        sha256(&other),
+        "the cache names the new model"
+    );
+    // The rebuilt rows are the other model's: the same as a fresh extract with it.
+    let fresh = d.path().join("fresh");
+    let o = Command::new(env!("CARGO_BIN_EXE_vggcache"))
+        .args(["extract", "--device", "cpu", "--model"])
+        .arg(&other)
+        .arg("--images")
+        .arg(&imgs)
+        .arg("--out")
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same_rows(&rows(&out), &rows(&fresh), "--force vs fresh extract");
 }
 
+/// SIGKILL lands mid-run (polled: two shards on disk, the process still running); the cache it
+/// leaves holds fewer rows than the folder; the resumed run equals a fresh extract.
 #[test]
 fn killed_run_resumes_without_duplicates_or_gaps() {
+    if common::ort("killed_run_resumes_without_duplicates_or_gaps").is_none() {
+        return;
+    }
     let d = tempfile::tempdir().unwrap();
     let (imgs, out, clean) = (
         d.path().join("data"),
@@ -235,51 +338,56 @@ fn killed_run_resumes_without_duplicates_or_gaps() {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    let shards = || {
-        std::fs::read_dir(&out)
-            .map(|r| {
-                r.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
-                    .count()
+    // Rows the manifest lists: what a reader would see (written atomically, so safe to read while
+    // the run goes on; shards on disk but not listed yet do not count).
+    let committed = || -> usize {
+        std::fs::read(out.join("manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|m| {
+                m["shards"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|s| s["rows"].as_u64()).sum::<u64>())
             })
-            .unwrap_or(0)
+            .unwrap_or(0) as usize
     };
-    while shards() < 2 && start.elapsed() < Duration::from_secs(60) {
+    // Poll: kill once some rows are committed, while the run still goes on.
+    while committed() < 8
+        && child.try_wait().unwrap().is_none()
+        && start.elapsed() < Duration::from_secs(120)
+    {
         std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().unwrap(); // SIGKILL
     let status = child.wait().unwrap();
-    if status.success() {
-        eprintln!("note: the run finished before it could be killed; resume path not exercised");
-    }
+    assert!(
+        !status.success(),
+        "the run finished before the kill: the resume path was not exercised"
+    );
+    let n = committed();
+    eprintln!("killed with {n} of 184 rows committed");
+    assert!(
+        (8..184).contains(&n),
+        "the kill should land mid-run: {n} of 184 rows committed"
+    );
+    assert_eq!(
+        FeatureCache::open(&out).map(|c| c.len()).unwrap(),
+        n,
+        "a reader sees exactly the committed rows"
+    );
     let o = extract(&imgs, &out, &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(extract(&imgs, &clean, &[]).status.success());
-    let (a, b) = (
-        FeatureCache::open(&out).unwrap().all().unwrap(),
-        FeatureCache::open(&clean).unwrap().all().unwrap(),
-    );
+    let (a, b) = (rows(&out), rows(&clean));
     assert_eq!(a.len(), 184);
-    let sorted = |s: &vggcache::cache::SplitData| {
-        let mut v: Vec<(String, Vec<f32>)> = s
-            .paths
-            .iter()
-            .cloned()
-            .zip(s.features.rows().into_iter().map(|r| r.to_vec()))
-            .collect();
-        v.sort_by(|x, y| x.0.cmp(&y.0));
-        v
-    };
-    let (sa, sb) = (sorted(&a), sorted(&b));
-    assert_eq!(sa.len(), sb.len());
-    for (x, y) in sa.iter().zip(&sb) {
-        assert_eq!(x.0, y.0, "same rows, no duplicates");
-        assert_eq!(x.1, y.1, "same features for {}", x.0);
-    }
+    assert_same_rows(&a, &b, "resumed vs clean run");
 }
 
 #[test]
 fn second_concurrent_run_fails_at_once() {
+    if common::ort("second_concurrent_run_fails_at_once").is_none() {
+        return;
+    }
     let d = tempfile::tempdir().unwrap();
     let (imgs, out) = (d.path().join("data"), d.path().join("cache"));
     image_folder(&imgs, 2);
@@ -300,9 +408,11 @@ fn second_concurrent_run_fails_at_once() {
 
 #[test]
 fn cache_reads_back_in_pyarrow_with_the_same_numbers() {
-    let py = root().join(".venv/bin/python");
-    if !py.exists() {
-        eprintln!("SKIP: {} missing (run `make setup`)", py.display());
+    let test = "cache_reads_back_in_pyarrow_with_the_same_numbers";
+    let Some(py) = common::python_with(test, &["pyarrow"]) else {
+        return;
+    };
+    if common::ort(test).is_none() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
@@ -340,6 +450,9 @@ print(json.dumps(rows))
 
 #[test]
 fn several_trunk_sessions_write_the_same_cache_in_the_same_order() {
+    if common::ort("several_trunk_sessions_write_the_same_cache_in_the_same_order").is_none() {
+        return;
+    }
     let d = tempfile::tempdir().unwrap();
     let (imgs, one, three) = (
         d.path().join("data"),

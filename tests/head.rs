@@ -372,6 +372,18 @@ fn empty_val_uses_a_deterministic_stratified_holdout() {
     let (tr, va) = holdout_split(&y, 0.2, 9);
     assert_eq!(holdout_split(&y, 0.2, 9), (tr.clone(), va.clone()));
     assert_eq!(tr.len() + va.len(), 50);
+    // Disjoint and covering: every row index lands in exactly one split.
+    let mut seen = [0u8; 50];
+    for &i in tr.iter().chain(&va) {
+        seen[i] += 1;
+    }
+    assert!(seen.iter().all(|&k| k == 1), "each row once: {seen:?}");
+    assert!(
+        tr.iter().all(|i| !va.contains(i)),
+        "train and hold-out overlap"
+    );
+    // Another seed draws another hold-out (the split is seeded, not fixed).
+    assert_ne!(holdout_split(&y, 0.2, 10).1, va, "seed changes the draw");
     assert_eq!(va.iter().filter(|&&i| y[i] == 1).count(), 2);
     assert_eq!(va.len(), 10);
     let (x, y) = blobs(20, 2, 6, 3.0, 3);

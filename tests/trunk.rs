@@ -7,9 +7,9 @@ use std::process::Command;
 use vggcache::spec::ChannelOrder;
 use vggcache::trunk::{Device, Provider, Trunk, TrunkError, TrunkOptions};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+
+use common::{root, tiny_trunk as tiny};
 
 fn cpu() -> TrunkOptions {
     TrunkOptions {
@@ -17,10 +17,6 @@ fn cpu() -> TrunkOptions {
         threads: 2,
         ..Default::default()
     }
-}
-
-fn tiny() -> PathBuf {
-    root().join("tests/fixtures/tiny_trunk.onnx")
 }
 
 /// The fixture's input and expected output, computed by scripts/make_tiny_trunk.py with numpy loops.
@@ -44,6 +40,9 @@ fn tiny_io() -> (Vec<f32>, Vec<usize>, Vec<f32>) {
 
 #[test]
 fn tiny_trunk_matches_numpy_reference() {
+    if common::ort("tiny_trunk_matches_numpy_reference").is_none() {
+        return;
+    }
     let mut t = Trunk::load(&tiny(), &cpu()).unwrap();
     assert_eq!(t.provider(), Provider::Cpu);
     let (x, oshape, expected) = tiny_io();
@@ -59,6 +58,9 @@ fn tiny_trunk_matches_numpy_reference() {
 
 #[test]
 fn metadata_round_trip() {
+    if common::ort("metadata_round_trip").is_none() {
+        return;
+    }
     let t = Trunk::load(&tiny(), &cpu()).unwrap();
     let i = t.info();
     assert_eq!(
@@ -81,6 +83,9 @@ fn metadata_round_trip() {
 
 #[test]
 fn wrong_batch_length_is_an_error_naming_the_model() {
+    if common::ort("wrong_batch_length_is_an_error_naming_the_model").is_none() {
+        return;
+    }
     let mut t = Trunk::load(&tiny(), &cpu()).unwrap();
     let e = t.run(&[0.0; 10], 1).unwrap_err();
     assert!(
@@ -99,6 +104,9 @@ fn wrong_batch_length_is_an_error_naming_the_model() {
 
 #[test]
 fn missing_and_corrupt_models_are_clear_errors() {
+    if common::ort("missing_and_corrupt_models_are_clear_errors").is_none() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.onnx");
     let e = Trunk::load(&missing, &cpu()).err().unwrap();
@@ -117,8 +125,14 @@ fn missing_and_corrupt_models_are_clear_errors() {
 
 #[test]
 fn model_without_vggcache_metadata_is_refused() {
-    // Strip metadata_props by rebuilding the fixture with the project's python (skip if absent).
-    let Some(py) = python() else { return };
+    // Strip metadata_props by rebuilding the fixture with the project's python.
+    let test = "model_without_vggcache_metadata_is_refused";
+    let Some(py) = common::python_with(test, &["onnx"]) else {
+        return;
+    };
+    if common::ort(test).is_none() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bare.onnx");
     let code = format!(
@@ -138,6 +152,9 @@ fn model_without_vggcache_metadata_is_refused() {
 
 #[test]
 fn cuda_request_without_cuda_is_an_error_not_a_silent_cpu_run() {
+    if common::ort("cuda_request_without_cuda_is_an_error_not_a_silent_cpu_run").is_none() {
+        return;
+    }
     let opts = TrunkOptions {
         device: Device::Cuda,
         ..cpu()
@@ -146,16 +163,6 @@ fn cuda_request_without_cuda_is_an_error_not_a_silent_cpu_run() {
         Err(e) => assert!(matches!(e, TrunkError::CudaUnavailable(_)), "{e}"),
         // Only on a machine with a working CUDA provider.
         Ok(t) => assert_eq!(t.provider(), Provider::Cuda),
-    }
-}
-
-fn python() -> Option<PathBuf> {
-    let p = root().join(".venv/bin/python");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("SKIP: {} missing (run `make setup`)", p.display());
-        None
     }
 }
 
@@ -181,20 +188,19 @@ fn real_batch(dir: &Path, n: usize) -> Vec<f32> {
 
 #[test]
 fn vgg16_trunk_on_real_images_matches_onnxruntime_python() {
-    let data = root().join("../shared/data/catsdogs/val/cat");
-    let model = root().join("models/vgg16_trunk.onnx");
-    if !data.is_dir() {
-        eprintln!(
-            "SKIP: {} not found (real images live in ../shared/data)",
-            data.display()
-        );
+    let test = "vgg16_trunk_on_real_images_matches_onnxruntime_python";
+    let Some(data) = common::shared_data(test, "catsdogs/val/cat") else {
+        return;
+    };
+    let Some(model) = common::default_model(test, "vgg16_trunk.onnx") else {
+        return;
+    };
+    let Some(py) = common::python_with(test, &["onnxruntime", "numpy"]) else {
+        return;
+    };
+    if common::ort(test).is_none() {
         return;
     }
-    if !model.is_file() {
-        eprintln!("SKIP: {} not built (run `make model`)", model.display());
-        return;
-    }
-    let Some(py) = python() else { return };
     let n = 3;
     let x = real_batch(&data, n);
     let mut t = Trunk::load(&model, &cpu()).unwrap();

@@ -32,11 +32,9 @@ use vggcache::report::CompareReport;
 /// Largest accepted difference between two routes to the same probability.
 const TOL: f32 = 1e-5;
 
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-}
+mod common;
+
+use common::fixture;
 
 /// The shared tiny trunk (`scripts/make_tiny_trunk.py`).
 fn trunk_a() -> PathBuf {
@@ -61,18 +59,9 @@ struct World {
 }
 
 impl World {
-    /// `None` (with a message) when no ONNX Runtime library is found.
+    /// `None` (after a `setup` skip) when no ONNX Runtime library is found.
     fn new(test: &str) -> Option<World> {
-        let found = vggcache::trunk::find_library(None)
-            .ok()
-            .and_then(|(lib, _)| Some((lib, vggcache::trunk::shared_environment(None).ok()?)));
-        let Some((ort_lib, env)) = found else {
-            eprintln!(
-                "skipping {test}: no ONNX Runtime library (set ORT_DYLIB_PATH or install the \
-                 onnxruntime wheel into .venv with `make setup`)"
-            );
-            return None;
-        };
+        let (ort_lib, env) = common::ort(test)?;
         Some(World {
             dir: tempfile::tempdir().expect("tempdir"),
             ort_lib,

@@ -1,0 +1,190 @@
+//! Shared test harness: project paths, the project's python, ONNX Runtime discovery, and skips that
+//! show (`VGGCACHE-SKIP` on stderr plus one line in a skip log that `make test` summarises).
+//!
+//! Each test binary includes it with `mod common;`; not every binary uses every helper.
+#![allow(dead_code)]
+
+use std::fmt::Display;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Why a test skipped, which decides whether CI accepts it (`scripts/test_summary.py`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// Cannot be removed by set-up on every machine: no `../shared/data`, no GPU, the opt-in torch
+    /// trunk not built, running as root. Listed in the summary; CI passes.
+    Expected,
+    /// Set-up (`make test` → `make setup model`) should have removed it: a missing python package,
+    /// no ONNX Runtime library, no default model. Listed in the summary; CI fails.
+    Setup,
+}
+
+impl Why {
+    fn as_str(self) -> &'static str {
+        match self {
+            Why::Expected => "expected",
+            Why::Setup => "setup",
+        }
+    }
+}
+
+/// The skip log: `$VGGCACHE_SKIP_LOG`, else `vggcache-skips.tsv` in the profile folder of the
+/// running test binary (`target/debug/`, beside `deps/`).
+pub fn skip_log() -> PathBuf {
+    if let Some(p) = std::env::var_os("VGGCACHE_SKIP_LOG") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| Path::new("."))
+        .join("vggcache-skips.tsv")
+}
+
+/// The test binary's name without cargo's hash suffix (`cache-0123abcd` → `cache`).
+fn binary_name() -> String {
+    let exe = std::env::current_exe().expect("test binary path");
+    let stem = exe
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match stem.rsplit_once('-') {
+        Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_string(),
+        _ => stem,
+    }
+}
+
+/// Records that `test` skips (call it, then `return`): prints `VGGCACHE-SKIP` with the kind and
+/// reason to stderr and appends `kind \t binary::test \t reason` to [`skip_log`].
+pub fn skip(test: &str, why: Why, reason: impl Display) {
+    let reason = reason.to_string().replace(['\t', '\n'], " ");
+    let name = format!("{}::{test}", binary_name());
+    eprintln!("VGGCACHE-SKIP {} {name}: {reason}", why.as_str());
+    let log = skip_log();
+    if let Some(dir) = log.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // One write of one short line per call: appends from parallel tests do not interleave.
+    let line = format!("{}\t{name}\t{reason}\n", why.as_str());
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("VGGCACHE-SKIP could not append to {}: {e}", log.display());
+    }
+}
+
+/// The crate root (`CARGO_MANIFEST_DIR`).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `tests/fixtures/<rel>`; committed, so its absence is a failure, not a skip.
+pub fn fixture(rel: &str) -> PathBuf {
+    let p = root().join("tests/fixtures").join(rel);
+    assert!(p.exists(), "committed fixture {} missing", p.display());
+    p
+}
+
+/// The shared tiny trunk (`scripts/make_tiny_trunk.py`).
+pub fn tiny_trunk() -> PathBuf {
+    fixture("tiny_trunk.onnx")
+}
+
+/// `../shared/data/<rel>` when it is a folder; otherwise an `expected` skip of `test`.
+pub fn shared_data(test: &str, rel: &str) -> Option<PathBuf> {
+    let p = root().join("../shared/data").join(rel);
+    if p.is_dir() {
+        Some(p)
+    } else {
+        skip(
+            test,
+            Why::Expected,
+            format!(
+                "{} absent (real images live in ../shared/data)",
+                p.display()
+            ),
+        );
+        None
+    }
+}
+
+/// The project's python (`$VGGCACHE_PYTHON`, else `.venv/bin/python`) when it imports every module
+/// of `modules`; otherwise a `setup` skip of `test` naming what is missing.
+pub fn python_with(test: &str, modules: &[&str]) -> Option<PathBuf> {
+    let p = std::env::var_os("VGGCACHE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"));
+    if !p.exists() {
+        skip(
+            test,
+            Why::Setup,
+            format!("{} missing (run `make setup`)", p.display()),
+        );
+        return None;
+    }
+    let missing: Vec<&str> = modules
+        .iter()
+        .copied()
+        .filter(|m| {
+            !Command::new(&p)
+                .args(["-c", &format!("import {m}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        Some(p)
+    } else {
+        skip(
+            test,
+            Why::Setup,
+            format!(
+                "{} cannot import {} (run `make setup`: models/requirements.txt)",
+                p.display(),
+                missing.join(", ")
+            ),
+        );
+        None
+    }
+}
+
+/// The ONNX Runtime library (the search of `vggcache::trunk::find_library`) and the process's
+/// environment on it; otherwise a `setup` skip of `test`.
+pub fn ort(test: &str) -> Option<(PathBuf, &'static ort::environment::Environment)> {
+    let found = vggcache::trunk::find_library(None).map_err(|e| e.to_string());
+    let found = found.and_then(|(lib, _)| {
+        vggcache::trunk::shared_environment(None)
+            .map(|env| (lib, env))
+            .map_err(|e| e.to_string())
+    });
+    match found {
+        Ok(v) => Some(v),
+        Err(e) => {
+            skip(
+                test,
+                Why::Setup,
+                format!("no ONNX Runtime library ({e}); set ORT_DYLIB_PATH or run `make setup`"),
+            );
+            None
+        }
+    }
+}
+
+/// A file `models/<name>` that `make model` builds; otherwise a `setup` skip of `test`.
+pub fn default_model(test: &str, name: &str) -> Option<PathBuf> {
+    let p = root().join("models").join(name);
+    if p.is_file() {
+        Some(p)
+    } else {
+        skip(
+            test,
+            Why::Setup,
+            format!("{} not built (run `make model`)", p.display()),
+        );
+        None
+    }
+}
