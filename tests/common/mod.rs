@@ -188,3 +188,39 @@ pub fn default_model(test: &str, name: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// Writes `v` as raw little-endian float32 (the format of the reference scripts' tensors).
+pub fn write_f32(path: &Path, v: &[f32]) {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Reads raw little-endian float32 written by a reference script.
+pub fn read_f32(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// Trunk features `got` against a reference `want` (same length): max |diff| at most `rel` of the
+/// largest reference value, the reference not empty, and partly zero as ReLU features are.
+pub fn assert_features_close(got: &[f32], want: &[f32], rel: f32) {
+    assert_eq!(got.len(), want.len(), "feature counts differ");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0, "reference features are all zero");
+    let max_diff = got
+        .iter()
+        .zip(want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        max_diff <= rel * scale,
+        "max |diff| {max_diff} vs max |ref| {scale} (allowed {rel} of it)"
+    );
+    let zeros = want.iter().filter(|v| **v == 0.0).count() as f64 / want.len() as f64;
+    assert!(
+        zeros > 0.05 && zeros < 0.99,
+        "ReLU features should be partly zero, got {zeros}"
+    );
+}
