@@ -43,6 +43,12 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
             args.c
         )));
     }
+    if !(args.val_fraction > 0.0 && args.val_fraction < 1.0) {
+        return Err(CommandError::Usage(format!(
+            "--val-fraction must be in (0, 1), got {}",
+            args.val_fraction
+        )));
+    }
     let cache = FeatureCache::open(&args.features)?;
     let classes = cache.classes().to_vec();
     // The head: given, or trained now with defaults (its own hold-out uses the same seed 0).
@@ -66,7 +72,22 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
             )
         }
     };
-    let (train, val, held_out) = train_val(&cache, args.val_fraction, head.config().seed)?;
+    // A given head is scored on the hold-out it did not train on: its own fraction and seed.
+    let val_fraction = match &args.head {
+        Some(_) => {
+            let own = head.config().val_fraction;
+            if own != args.val_fraction && !cache.split_names().iter().any(|n| n == "val") {
+                eprintln!(
+                    "note: using the head's own hold-out (--val-fraction {own}, seed {}), not {}",
+                    head.config().seed,
+                    args.val_fraction
+                );
+            }
+            own
+        }
+        None => args.val_fraction,
+    };
+    let (train, val, held_out) = train_val(&cache, val_fraction, head.config().seed)?;
     let mut rows = Vec::new();
 
     let timed = |m: &dyn Classifier| {
