@@ -746,12 +746,14 @@ fn vggcache(args: &[&str]) -> Output {
 
 #[test]
 fn compare_rejects_val_fraction_outside_0_1() {
-    for bad in ["1.5", "0", "-0.1"] {
+    // 0 stays allowed: it means "no hold-out", refused with its own message when the cache has
+    // no val split (tests/workflow.rs).
+    for bad in ["1.5", "-0.1", "NaN"] {
         let flag = format!("--val-fraction={bad}");
         let o = vggcache(&["compare-baselines", "--features", "nope", &flag]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{bad} accepted");
-        assert!(err.contains("--val-fraction must be in (0, 1)"), "{err}");
+        assert!(err.contains("--val-fraction must be in [0, 1)"), "{err}");
     }
 }
 
@@ -1006,4 +1008,42 @@ fn cache_verify_reports_ok_then_the_damaged_file() {
         t.contains(shard.file_name().unwrap().to_str().unwrap()) && t.contains("--force"),
         "{t}"
     );
+}
+
+// Finding 7 end to end: extract on a damaged cache says what it moved and what it redoes.
+
+#[test]
+fn extract_repairs_a_damaged_shard_and_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let (imgs, out) = (d.path().join("data"), d.path().join("cache"));
+    class_folder(&imgs, 5);
+    assert!(extract(&tiny(), &imgs, &out, &[]).status.success());
+    let shard = shard_files(&out)[0].clone();
+    let mut b = fs::read(&shard).unwrap();
+    let at = b.len() / 2;
+    b[at] ^= 0x04;
+    fs::write(&shard, b).unwrap();
+    // Readers refuse, naming the file and the way out.
+    let o = vggcache(&["cache", "verify", "--features", out.to_str().unwrap()]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("sha256") && t.contains("vggcache extract") && t.contains("--force"),
+        "{t}"
+    );
+    // extract repairs: the shard goes to quarantine/, its images are extracted again.
+    let o = extract(&tiny(), &imgs, &out, &[]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("quarantine") && t.contains("will be extracted again"),
+        "{t}"
+    );
+    assert!(
+        t.contains("extracted ") && !t.contains("extracted 0 "),
+        "{t}"
+    );
+    assert_eq!(fs::read_dir(out.join("quarantine")).unwrap().count(), 1);
+    let o = vggcache(&["cache", "verify", "--features", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
 }

@@ -104,6 +104,9 @@ impl std::fmt::Debug for CacheWriter {
     }
 }
 
+/// Unlisted shards a rebuilt manifest may adopt, with their rows.
+type Adoptable = Vec<(ShardInfo, super::reader::ShardMeta)>;
+
 /// Replacement shard per rewritten file (`None`: no row survived).
 type Rewrites = HashMap<String, Option<ShardInfo>>;
 
@@ -904,7 +907,7 @@ impl CacheWriter {
         names.sort();
         let dim = self.manifest.dim;
         // Candidates for adoption, grouped by the class list their footer records.
-        let mut groups: Vec<(Vec<String>, Vec<(ShardInfo, super::reader::ShardMeta)>)> = Vec::new();
+        let mut groups: Vec<(Vec<String>, Adoptable)> = Vec::new();
         for name in names {
             let path = self.dir.join(&name);
             let checked =
