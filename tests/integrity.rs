@@ -856,6 +856,38 @@ fn swapped_external_weights_are_not_reused() {
     class_folder(&imgs, 4);
     let o = extract(&model, &imgs, &out, &[]);
     assert!(o.status.success(), "{}", text(&o));
+    // Finding 9: export --with-trunk cannot carry the external weights: refused, nothing written.
+    let runs = d.path().join("runs");
+    let o = Command::new(env!("CARGO_BIN_EXE_vggcache"))
+        .args([
+            "train-head",
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--name",
+            "h",
+            "--features",
+        ])
+        .arg(&out)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let onnx_out = d.path().join("x.onnx");
+    let o = Command::new(env!("CARGO_BIN_EXE_vggcache"))
+        .args(["export", "--with-trunk", "--model"])
+        .arg(&model)
+        .arg("--head")
+        .arg(runs.join("h"))
+        .arg("--out")
+        .arg(&onnx_out)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("external data") && !onnx_out.exists(), "{t}");
     // Other weights, same .onnx bytes: the features would differ, so the cache must not be reused.
     let weights = d.path().join("m/weights.bin");
     let mut w = fs::read(&weights).unwrap();
