@@ -1079,3 +1079,50 @@ fn extract_repairs_a_damaged_shard_and_says_so() {
     let o = vggcache(&["cache", "verify", "--features", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// Finding 3 at the size that showed it: every bit of the label column chunk of a 600-row
+/// legacy shard (no checksum to stop the bytes first). Some of these flips panic inside
+/// arrow-buffer (`bit_chunk_iterator.rs:235`, the panic of the issue) and parquet
+/// (`bit_util.rs`, `byte_stream_split_decoder.rs`); the reader turns each into an error, the
+/// writer quarantines the shard, and training data stays identical. About 30 s in debug.
+#[test]
+fn label_flips_in_a_600_row_shard_never_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pristine = tmp.path().join("p");
+    let all = rows("img/", 600, 29);
+    let o = WriteOptions {
+        row_group_rows: 256,
+        compact_below_rows: 0,
+        ..WriteOptions::default()
+    };
+    let mut w = CacheWriter::open_with(&pristine, &identity("m1"), &classes(), false, o).unwrap();
+    append(&mut w, &all);
+    w.finish().unwrap();
+    downgrade_manifest(&pristine);
+    let scratch = tmp.path().join("s");
+    let name = shard_files(&pristine)[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let range = column_chunk(&pristine.join(&name), 2);
+    let (mut tried, mut refused) = (0, 0);
+    for at in range {
+        for bit in 0..8u8 {
+            let _ = fs::remove_dir_all(&scratch);
+            copy_dir(&pristine, &scratch);
+            let p = scratch.join(&name);
+            let mut b = fs::read(&p).unwrap();
+            b[at] ^= 1 << bit;
+            fs::write(&p, b).unwrap();
+            tried += 1;
+            let stats = std::panic::catch_unwind(|| repair(&scratch, &all))
+                .unwrap_or_else(|_| panic!("panic at {at}.{bit}"))
+                .unwrap_or_else(|e| panic!("{at}.{bit}: {e}"));
+            refused += usize::from(!stats.dropped_shards.is_empty());
+            assert_eq!(read(&scratch).unwrap(), expected(&all), "{at}.{bit}");
+        }
+    }
+    println!("600-row label chunk: {tried} flips, {refused} quarantined, 0 panics escaped");
+    assert!(refused > 0);
+}
