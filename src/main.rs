@@ -25,6 +25,8 @@ pub enum Command {
     Predict(commands::predict::PredictArgs),
     /// Write a trained head (optionally with its trunk) as a standalone ONNX classifier.
     Export(commands::export::ExportArgs),
+    /// Inspect the feature cache (`cache verify`).
+    Cache(commands::cache::CacheArgs),
 }
 
 fn main() {
@@ -35,6 +37,7 @@ fn main() {
         Command::CompareBaselines(a) => commands::compare::run(a).map(|_| exit::OK),
         Command::Predict(a) => commands::predict::run(a).map(|_| exit::OK),
         Command::Export(a) => commands::export::run(a).map(|_| exit::OK),
+        Command::Cache(a) => commands::cache::run(a).map(|_| exit::OK),
         Command::Extract(a) => commands::extract::run(a).map(|s| {
             if a.strict && s.skipped > 0 {
                 eprintln!("--strict: {} image(s) skipped", s.skipped);

@@ -1,4 +1,8 @@
-//! The cache's advisory lock file: one writer at a time, readers share, none waits.
+//! The cache's advisory lock: one writer at a time, readers share, none waits.
+//!
+//! The lock is taken on the cache folder itself (flock on its descriptor, which nobody can
+//! delete from under a running writer) and on `vggcache.lock`, which names the holder for the
+//! message a refused run prints. Deleting the lock file therefore lets no second writer in.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -13,6 +17,8 @@ use super::{CacheError, LOCK_FILE};
 #[derive(Debug)]
 pub struct CacheLock {
     file: File,
+    /// The cache folder, flocked too (the authoritative lock).
+    dir: Option<File>,
     path: PathBuf,
     exclusive: bool,
 }
@@ -29,7 +35,10 @@ impl CacheLock {
             .truncate(false)
             .open(&path)
             .map_err(CacheError::io(&path))?;
-        if !FileExt::try_lock_exclusive(&file).map_err(CacheError::io(&path))? {
+        let dir_file = File::open(dir).map_err(CacheError::io(dir))?;
+        if !FileExt::try_lock_exclusive(&dir_file).map_err(CacheError::io(dir))?
+            || !FileExt::try_lock_exclusive(&file).map_err(CacheError::io(&path))?
+        {
             return Err(CacheError::Locked {
                 holder: holder(&mut file),
                 path,
@@ -46,6 +55,7 @@ impl CacheLock {
             .map_err(CacheError::io(&path))?;
         Ok(CacheLock {
             file,
+            dir: Some(dir_file),
             path,
             exclusive: true,
         })
@@ -60,7 +70,12 @@ impl CacheLock {
             Ok(f) => f,
             Err(_) => return Ok(None),
         };
-        if !FileExt::try_lock_shared(&file).map_err(CacheError::io(&path))? {
+        let dir_file = File::open(dir).ok();
+        let dir_free = match &dir_file {
+            Some(d) => FileExt::try_lock_shared(d).map_err(CacheError::io(dir))?,
+            None => true,
+        };
+        if !dir_free || !FileExt::try_lock_shared(&file).map_err(CacheError::io(&path))? {
             return Err(CacheError::Locked {
                 holder: holder(&mut file),
                 path,
@@ -68,6 +83,7 @@ impl CacheLock {
         }
         Ok(Some(CacheLock {
             file,
+            dir: dir_file,
             path,
             exclusive: false,
         }))
@@ -87,6 +103,9 @@ impl Drop for CacheLock {
             let _ = self.file.set_len(0);
         }
         let _ = FileExt::unlock(&self.file);
+        if let Some(d) = &self.dir {
+            let _ = FileExt::unlock(d);
+        }
     }
 }
 

@@ -11,8 +11,11 @@ use sha2::{Digest, Sha256};
 use super::CacheError;
 use crate::spec::PreprocessSpec;
 
-/// Version of the on-disk layout this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk layout this code writes and reads. Version 2 added the shard and
+/// manifest checksums; a version-1 cache is upgraded by the writer (`vggcache extract`).
+pub const FORMAT_VERSION: u32 = 2;
+/// The older layout the writer still opens (and upgrades): no checksums.
+pub const FORMAT_VERSION_UNCHECKED: u32 = 1;
 
 /// Which trunk model made the features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,7 +57,7 @@ impl CacheIdentity {
         let p = &self.preprocess;
         format!(
             "model sha256 {} ({}), preprocessing {}x{} {:?} scale {} mean {:?} std {:?} {}, dim {}",
-            short(&self.model.fingerprint),
+            self.model.fingerprint,
             self.model.path,
             p.width,
             p.height,
@@ -68,10 +71,6 @@ impl CacheIdentity {
     }
 }
 
-fn short(s: &str) -> &str {
-    s.get(..12).unwrap_or(s)
-}
-
 /// One Parquet shard listed in the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardInfo {
@@ -80,6 +79,10 @@ pub struct ShardInfo {
     pub rows: usize,
     /// File size in bytes (a truncated shard is caught before Parquet parses it).
     pub bytes: u64,
+    /// sha256 (hex) of the whole file, recorded when the shard was written; checked on open.
+    /// `None` only in a version-1 manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// The cache's manifest: the single source of truth about which shards hold which rows.
@@ -105,6 +108,10 @@ pub struct Manifest {
     pub row_group_rows: usize,
     pub created: String,
     pub updated: String,
+    /// sha256 (hex) of this manifest serialised as compact JSON with `checksum` null: a hand
+    /// edit or a damaged byte is caught on load. `None` only in a version-1 manifest.
+    #[serde(default)]
+    pub checksum: Option<String>,
 }
 
 impl Manifest {
@@ -132,6 +139,7 @@ impl Manifest {
             row_group_rows,
             created: now.clone(),
             updated: now,
+            checksum: None,
         }
     }
 
@@ -151,11 +159,15 @@ impl Manifest {
 
     /// Reads and checks `path`. `Ok(None)` when it does not exist.
     pub(crate) fn load(path: &Path) -> Result<Option<Manifest>, CacheError> {
-        let text = match fs::read_to_string(path) {
+        let bytes = match fs::read(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CacheError::io(path)(e)),
         };
+        let text = String::from_utf8(bytes).map_err(|e| CacheError::BadManifest {
+            path: path.into(),
+            message: format!("not UTF-8 text: {e}"),
+        })?;
         let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| CacheError::BadManifest {
                 path: path.into(),
@@ -168,7 +180,7 @@ impl Manifest {
                 path: path.into(),
                 message: "no numeric format_version".into(),
             })?;
-        if found != u64::from(FORMAT_VERSION) {
+        if found != u64::from(FORMAT_VERSION) && found != u64::from(FORMAT_VERSION_UNCHECKED) {
             return Err(CacheError::UnsupportedFormat {
                 path: path.into(),
                 expected: FORMAT_VERSION,
@@ -179,6 +191,25 @@ impl Manifest {
             path: path.into(),
             message: e.to_string(),
         })?;
+        if m.format_version == FORMAT_VERSION {
+            let want = m.compute_checksum();
+            match &m.checksum {
+                Some(found) if *found == want => {}
+                found => {
+                    return Err(CacheError::ManifestChecksum {
+                        path: path.into(),
+                        expected: want,
+                        found: found.clone().unwrap_or_else(|| "none".into()),
+                    })
+                }
+            }
+            if let Some(s) = m.shards.iter().find(|s| s.sha256.is_none()) {
+                return Err(CacheError::BadManifest {
+                    path: path.into(),
+                    message: format!("shard {} has no sha256", s.file),
+                });
+            }
+        }
         if m.dim == 0 {
             return Err(CacheError::BadManifest {
                 path: path.into(),
@@ -188,9 +219,19 @@ impl Manifest {
         Ok(Some(m))
     }
 
+    /// sha256 (hex) of the manifest as compact JSON with `checksum` set to null.
+    pub fn compute_checksum(&self) -> String {
+        let mut m = self.clone();
+        m.checksum = None;
+        let bytes = serde_json::to_vec(&m).expect("Manifest serialises to JSON");
+        hex::encode(Sha256::digest(&bytes))
+    }
+
     /// Replaces `path` atomically: write `path.tmp`, fsync, rename over `path`, fsync the folder.
     pub(crate) fn store(&mut self, path: &Path) -> Result<(), CacheError> {
         self.updated = now();
+        self.format_version = FORMAT_VERSION;
+        self.checksum = Some(self.compute_checksum());
         let text = serde_json::to_string_pretty(self).expect("Manifest serialises to JSON");
         write_atomic(path, text.as_bytes())
     }

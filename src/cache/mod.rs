@@ -2,18 +2,29 @@
 //!
 //! Layout of a cache folder (default `cache/`):
 //! ```text
-//! cache/manifest.json                 the only truth: identity, classes, shard list (replaced atomically)
-//! cache/shard-g0001-000000.parquet    shards: path, split, label, class, content_hash, features
+//! cache/manifest.json                 the only truth: identity, classes, shard list with each
+//!                                     shard's sha256, and its own checksum (replaced atomically)
+//! cache/shard-g0001-000000.parquet    shards: path, split, label, class, content_hash, features;
+//!                                     the footer records identity, classes and a data sha256
+//! cache/pending/*.pending             shards written but not yet committed (never globbed)
+//! cache/quarantine/*.quarantined      damaged or unadoptable files, moved here, never deleted
 //! cache/skipped.csv                   files the last run could not use, with the reason
 //! cache/vggcache.lock                 advisory lock (flock) held by the writer for its lifetime
 //! ```
 //! Every change (a new shard, rows removed, shards rewritten or merged) follows one order: new
-//! Parquet files are written under a `.tmp` name (never `*.parquet`, so globbing readers never see
-//! them), fsynced, renamed, the folder fsynced; then the manifest is replaced atomically (temp,
-//! fsync, rename, fsync folder) in ONE step that lists the new files and drops the old; only then are
-//! the old files deleted. A run killed at any point leaves either the old or the new manifest, plus
-//! at worst a temp file or an unlisted shard, which the next [`CacheWriter::open`] deletes: it loses
-//! at most its in-flight shard, and never duplicates a row.
+//! Parquet files are written under `pending/` via a `.tmp` name, fsynced, renamed; then the
+//! manifest is replaced atomically (temp, fsync, rename, fsync folder) in ONE step that lists the
+//! new files and drops the old; then the old files are deleted; only then are the new ones moved
+//! up into the cache folder. A `*.parquet` glob therefore never sees a row twice (at worst it
+//! misses the rows of an interrupted commit until the next [`CacheWriter::open`] completes it),
+//! and a run killed at any point loses at most its in-flight shard.
+//!
+//! Integrity: [`FeatureCache::open`] checks the manifest's checksum and every shard's size and
+//! sha256 before decoding anything, validates decoded columns (no panics on malformed data) and
+//! each label against the row's class name. Every corruption error names the file and the way
+//! out ([`REPAIR`]). [`CacheWriter::open`] repairs instead: damaged shards go to `quarantine/`
+//! and their images are extracted again; a lost or damaged manifest is rebuilt from the intact
+//! shards (each verifies itself against the data sha256 in its footer).
 //!
 //! Decisions (measured with `cargo bench --bench cache`, 2-core shared machine under load, pyarrow
 //! = `../shared/bench/peers.py read` in the same run; size is shard bytes / raw float32):
@@ -33,23 +44,27 @@
 //!   longer listed are dropped (their files are gone, or they will be extracted again).
 //! - `force` rebuilds from empty in a staging manifest (`manifest.rebuild.json`) whose shards are
 //!   named `*.parquet.staged`: the old cache stays intact, and is all that Parquet-globbing tools
-//!   see, until [`CacheWriter::finish`] renames the shards and then the manifest over the old one.
+//!   see, until [`CacheWriter::finish`] renames the manifest over the old one, deletes the old
+//!   shards, then renames the new ones (in that order, never both sets visible).
 //!   A `force` run that finds a staged rebuild of its own identity resumes it; a run without
 //!   `force` whose identity matches the old cache abandons (deletes) it.
 //! - A listed shard that is missing or corrupt is dropped by the writer (reported in
-//!   [`CacheStats::dropped_shards`]; its images are extracted again); [`FeatureCache::open`]
-//!   refuses such a cache with [`CacheError::MissingShard`] / [`CacheError::CorruptShard`].
+//!   [`CacheStats::dropped_shards`], moved to `quarantine/` when present; its images are
+//!   extracted again); [`FeatureCache::open`] refuses such a cache with
+//!   [`CacheError::MissingShard`] / [`CacheError::CorruptShard`].
 
 mod lock;
 mod manifest;
 mod reader;
 mod schema;
+mod shard;
 mod writer;
 
 pub use lock::CacheLock;
 pub use manifest::{CacheIdentity, Manifest, ModelIdentity, ShardInfo, FORMAT_VERSION};
-pub use reader::{FeatureCache, SplitData};
+pub use reader::{FeatureCache, SplitData, VerifyReport};
 pub use schema::{cache_schema, Compression, WriteOptions};
+pub use shard::{KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256, KV_FINGERPRINT};
 pub use writer::{CacheStats, CacheWriter, FeatureRow};
 
 use std::path::PathBuf;
@@ -102,10 +117,20 @@ pub(crate) fn advise_huge_pages(buf: &mut [f32]) {
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Staging manifest of a `force` rebuild, renamed over [`MANIFEST_FILE`] by `finish`.
 pub const REBUILD_MANIFEST_FILE: &str = "manifest.rebuild.json";
+/// Folder of shards written but not yet listed by the manifest (moved up by the commit).
+pub const PENDING_DIR: &str = "pending";
+/// Folder where damaged or unadoptable files are moved instead of being deleted.
+pub const QUARANTINE_DIR: &str = "quarantine";
 /// File name of the lock file inside a cache folder.
 pub const LOCK_FILE: &str = "vggcache.lock";
 /// File name of the skipped-files report inside a cache folder.
 pub const SKIPPED_FILE: &str = "skipped.csv";
+
+/// The way out named by every corruption message.
+pub const REPAIR: &str =
+    "Way out: re-run `vggcache extract` on the same images and model (it moves \
+damaged shards to quarantine/, rebuilds the manifest from intact shards and extracts only the \
+missing images again), or pass --force to rebuild the cache from scratch";
 
 /// Errors of the feature cache. Messages name the path and what was expected vs found.
 #[derive(Debug, thiserror::Error)]
@@ -128,12 +153,17 @@ pub enum CacheError {
         #[source]
         source: arrow::error::ArrowError,
     },
-    #[error("{path}: manifest is not valid: {message}")]
+    #[error("{path}: manifest is not valid: {message}. {REPAIR}")]
     BadManifest { path: PathBuf, message: String },
-    #[error("{path}: no feature cache here (no {MANIFEST_FILE}); run `vggcache extract` first")]
+    #[error(
+        "{path}: no feature cache here (no {MANIFEST_FILE}); run `vggcache extract` first (it \
+         rebuilds a lost manifest from the shards it finds)"
+    )]
     NotACache { path: PathBuf },
     #[error(
-        "{path}: cache format version {found} is not supported (this vggcache reads version {expected})"
+        "{path}: cache format version {found} is not supported (this vggcache reads version \
+         {expected}); re-run `vggcache extract` on the same images to upgrade a version-1 cache \
+         (it adds checksums), or pass --force to rebuild it"
     )]
     UnsupportedFormat {
         path: PathBuf,
@@ -154,9 +184,18 @@ pub enum CacheError {
          wait for it to finish or stop it (two runs cannot write one cache)"
     )]
     Locked { path: PathBuf, holder: String },
-    #[error("{path}: shard listed in the manifest is missing")]
+    #[error(
+        "{path}: manifest fails its checksum (recorded {found}, content hashes to {expected}): \
+         it was edited by hand or damaged. {REPAIR}"
+    )]
+    ManifestChecksum {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+    #[error("{path}: shard listed in the manifest is missing. {REPAIR}")]
     MissingShard { path: PathBuf },
-    #[error("{path}: shard is corrupt: {message}")]
+    #[error("{path}: shard is corrupt: {message}. {REPAIR}")]
     CorruptShard { path: PathBuf, message: String },
     #[error("row for {row_path}: {message}")]
     BadRow { row_path: String, message: String },

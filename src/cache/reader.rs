@@ -18,6 +18,10 @@ use rayon::prelude::*;
 use super::lock::CacheLock;
 use super::manifest::{Manifest, ShardInfo};
 use super::schema::{check_schema, COL_FEATURES, COL_HASH};
+use super::shard::{
+    footer_start, no_panic, sha256_prefix, KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256,
+    KV_FINGERPRINT,
+};
 use super::{CacheError, MANIFEST_FILE};
 
 /// Rows of the cache (a split, all of it, or one batch): names, labels and features.
@@ -42,6 +46,14 @@ impl SplitData {
     pub fn is_empty(&self) -> bool {
         self.paths.is_empty()
     }
+}
+
+/// What [`FeatureCache::verify`] checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub shards: usize,
+    pub rows: usize,
+    pub bytes: u64,
 }
 
 /// The non-feature columns of one shard, in row order.
@@ -77,6 +89,7 @@ pub(crate) fn check_shard(
         }
         Err(e) => return Err(CacheError::io(&path)(e)),
     };
+    let mut file = file;
     let size = file.metadata().map_err(CacheError::io(&path))?.len();
     if size != info.bytes {
         return Err(corrupt(format!(
@@ -84,8 +97,18 @@ pub(crate) fn check_shard(
             info.bytes
         )));
     }
-    let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
-        .map_err(|e| corrupt(format!("cannot read the Parquet footer: {e}")))?;
+    if let Some(want) = &info.sha256 {
+        let found = sha256_prefix(&mut file, size, &path)?;
+        if &found != want {
+            return Err(corrupt(format!(
+                "sha256 is {found}, the manifest recorded {want} (bytes changed since it was written)"
+            )));
+        }
+    }
+    let metadata = no_panic(&path, || {
+        ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+            .map_err(|e| corrupt(format!("cannot read the Parquet footer: {e}")))
+    })?;
     check_schema(metadata.schema(), dim).map_err(corrupt)?;
     let rows = metadata.metadata().file_metadata().num_rows();
     if usize::try_from(rows).ok() != Some(info.rows) {
@@ -95,6 +118,89 @@ pub(crate) fn check_shard(
         )));
     }
     Ok(CheckedShard { path, metadata })
+}
+
+/// Where listed shard `file` is: `dir/file`, or where a commit interrupted before its last
+/// rename left it (`pending/file.pending`, `file.staged`; the next writer moves it up).
+fn locate(dir: &Path, file: &str) -> PathBuf {
+    let plain = dir.join(file);
+    if plain.exists() {
+        return plain;
+    }
+    let pending = super::shard::pending_path(dir, file);
+    let mut staged = plain.clone().into_os_string();
+    staged.push(".staged");
+    [pending, PathBuf::from(staged)]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or(plain)
+}
+
+/// A shard no manifest lists, checked against its own footer: the sha256 of its data matches
+/// the one it recorded, its schema has `dim` features. Returns the shard, its manifest entry
+/// (whole-file sha256 computed now), and the identity fingerprint and class list it was written
+/// for. Used to rebuild a lost or damaged manifest from intact shards.
+pub(crate) fn check_unlisted(
+    path: PathBuf,
+    file_name: &str,
+    dim: usize,
+) -> Result<(CheckedShard, ShardInfo, String, Vec<String>), CacheError> {
+    let corrupt = |message: String| CacheError::CorruptShard {
+        path: path.clone(),
+        message,
+    };
+    let mut file = File::open(&path).map_err(CacheError::io(&path))?;
+    let size = file.metadata().map_err(CacheError::io(&path))?.len();
+    let start = footer_start(&mut file, &path)?;
+    let metadata = no_panic(&path, || {
+        ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+            .map_err(|e| corrupt(format!("cannot read the Parquet footer: {e}")))
+    })?;
+    let kv: HashMap<String, String> = metadata
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kvs| {
+            kvs.iter()
+                .filter_map(|kv| kv.value.clone().map(|v| (kv.key.clone(), v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let get = |k: &str| {
+        kv.get(k)
+            .cloned()
+            .ok_or_else(|| corrupt(format!("footer has no '{k}' (not a self-checking shard)")))
+    };
+    let recorded = get(KV_DATA_SHA256)?;
+    let covered: u64 = get(KV_DATA_BYTES)?
+        .parse()
+        .ok()
+        .filter(|&n| n <= start)
+        .ok_or_else(|| {
+            corrupt(format!(
+                "footer '{KV_DATA_BYTES}' is not a length below {start}"
+            ))
+        })?;
+    let data_sha = sha256_prefix(&mut file, covered, &path)?;
+    if recorded != data_sha {
+        return Err(corrupt(format!(
+            "data sha256 is {data_sha}, the footer recorded {recorded}"
+        )));
+    }
+    let fingerprint = get(KV_FINGERPRINT)?;
+    let classes: Vec<String> = serde_json::from_str(&get(KV_CLASSES)?)
+        .map_err(|e| corrupt(format!("footer class list is not a JSON list: {e}")))?;
+    check_schema(metadata.schema(), dim).map_err(corrupt)?;
+    let rows = usize::try_from(metadata.metadata().file_metadata().num_rows())
+        .map_err(|_| corrupt("negative row count".into()))?;
+    let whole = sha256_prefix(&mut file, size, &path)?;
+    let info = ShardInfo {
+        file: file_name.to_string(),
+        rows,
+        bytes: size,
+        sha256: Some(whole),
+    };
+    Ok((CheckedShard { path, metadata }, info, fingerprint, classes))
 }
 
 impl CheckedShard {
@@ -123,8 +229,14 @@ impl CheckedShard {
             .collect()
     }
 
-    /// Every column except `features`, checked: labels below `n_classes`, one value per row.
-    pub fn read_meta(&self, n_classes: usize) -> Result<ShardMeta, CacheError> {
+    /// Every column except `features`, checked: each array's buffers, offsets and null counts
+    /// validated before use; labels index `classes` and agree with the row's `class`; one value
+    /// per row. A decode panic inside Parquet/Arrow becomes [`CacheError::CorruptShard`].
+    pub fn read_meta(&self, classes: &[String]) -> Result<ShardMeta, CacheError> {
+        no_panic(&self.path, || self.read_meta_inner(classes))
+    }
+
+    fn read_meta_inner(&self, classes: &[String]) -> Result<ShardMeta, CacheError> {
         let schema = self.metadata.schema();
         let roots: Vec<usize> = (0..schema.fields().len())
             .filter(|&i| schema.field(i).name() != COL_FEATURES)
@@ -139,7 +251,15 @@ impl CheckedShard {
         let mut meta = ShardMeta::default();
         for batch in reader {
             let batch = batch.map_err(|e| self.corrupt(e.to_string()))?;
-            self.append_meta(&batch, n_classes, &mut meta)?;
+            for (i, col) in batch.columns().iter().enumerate() {
+                col.to_data().validate_full().map_err(|e| {
+                    self.corrupt(format!(
+                        "column '{}' does not decode consistently: {e}",
+                        batch.schema().field(i).name()
+                    ))
+                })?;
+            }
+            self.append_meta(&batch, classes, &mut meta)?;
         }
         Ok(meta)
     }
@@ -147,9 +267,10 @@ impl CheckedShard {
     fn append_meta(
         &self,
         batch: &RecordBatch,
-        n_classes: usize,
+        classes_list: &[String],
         meta: &mut ShardMeta,
     ) -> Result<(), CacheError> {
+        let n_classes = classes_list.len();
         let utf8 = |name: &str| -> Result<_, CacheError> {
             let col = batch
                 .column_by_name(name)
@@ -170,12 +291,25 @@ impl CheckedShard {
         }
         for i in 0..batch.num_rows() {
             let label = labels.is_valid(i).then(|| labels.value(i));
-            if let Some(l) = label {
-                if l as usize >= n_classes {
+            let class = classes.is_valid(i).then(|| classes.value(i));
+            match (label, class) {
+                (None, None) => {}
+                (Some(l), _) if l as usize >= n_classes => {
                     return Err(self.corrupt(format!(
                         "row {} ({}) has label {l}, but the manifest lists {n_classes} classes",
                         meta.paths.len(),
                         paths.value(i)
+                    )));
+                }
+                (Some(l), Some(c)) if classes_list[l as usize] == c => {}
+                (l, c) => {
+                    return Err(self.corrupt(format!(
+                        "row {} ({}) has label {} = class '{}' in the manifest, but its class column says '{}'",
+                        meta.paths.len(),
+                        paths.value(i),
+                        l.map_or("none".to_string(), |l| l.to_string()),
+                        l.map_or("none", |l| classes_list[l as usize].as_str()),
+                        c.unwrap_or("none")
                     )));
                 }
             }
@@ -196,6 +330,16 @@ impl CheckedShard {
     /// (no Arrow array building), checked (every row exactly `dim` values, no nulls), and copied
     /// once into `dest`.
     fn read_features(
+        &self,
+        rg: usize,
+        dim: usize,
+        keep: Option<&[bool]>,
+        dest: &mut [f32],
+    ) -> Result<(), CacheError> {
+        no_panic(&self.path, || self.read_features_inner(rg, dim, keep, dest))
+    }
+
+    fn read_features_inner(
         &self,
         rg: usize,
         dim: usize,
@@ -320,16 +464,23 @@ impl FeatureCache {
         let manifest = Manifest::load(&manifest_path)?.ok_or_else(|| CacheError::NotACache {
             path: dir.to_path_buf(),
         })?;
+        if manifest.format_version != super::FORMAT_VERSION {
+            return Err(CacheError::UnsupportedFormat {
+                path: manifest_path,
+                expected: super::FORMAT_VERSION,
+                found: manifest.format_version,
+            });
+        }
         let lock = CacheLock::shared(dir)?;
         let dim = manifest.dim;
         let checked: Vec<CheckedShard> = manifest
             .shards
             .par_iter()
-            .map(|info| check_shard(dir.join(&info.file), info, dim))
+            .map(|info| check_shard(locate(dir, &info.file), info, dim))
             .collect::<Result<_, _>>()?;
         let metas: Vec<ShardMeta> = checked
             .par_iter()
-            .map(|s| s.read_meta(manifest.classes.len()))
+            .map(|s| s.read_meta(&manifest.classes))
             .collect::<Result<_, _>>()?;
         let total = manifest.rows();
         let mut paths = Vec::with_capacity(total);
@@ -383,6 +534,21 @@ impl FeatureCache {
             splits,
             labels,
             _lock: lock,
+        })
+    }
+
+    /// Decodes every feature row (the checks of [`FeatureCache::open`] already passed): row
+    /// counts, no nulls, finite values. Reads one row group at a time.
+    pub fn verify(&self) -> Result<VerifyReport, CacheError> {
+        let dim = self.dim();
+        self.units.par_iter().try_for_each(|u| {
+            let mut buf = vec![0f32; u.rows * dim];
+            self.shards[u.shard].read_features(u.row_group, dim, None, &mut buf)
+        })?;
+        Ok(VerifyReport {
+            shards: self.shards.len(),
+            rows: self.paths.len(),
+            bytes: self.manifest.shards.iter().map(|s| s.bytes).sum(),
         })
     }
 

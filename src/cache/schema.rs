@@ -8,6 +8,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::basic::{Encoding, ZstdLevel};
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -120,9 +121,10 @@ impl Default for WriteOptions {
 }
 
 impl WriteOptions {
-    /// Parquet writer properties for a cache of `dim` features per row.
-    pub(crate) fn properties(&self, dim: usize) -> WriterProperties {
+    /// Parquet writer properties for a cache of `dim` features per row, with `kv` in the footer.
+    pub(crate) fn properties(&self, dim: usize, kv: Vec<KeyValue>) -> WriterProperties {
         let mut b = WriterProperties::builder()
+            .set_key_value_metadata(Some(kv))
             .set_compression(self.compression.to_parquet())
             .set_max_row_group_row_count(Some(self.row_group_rows.max(1)))
             .set_created_by(format!("vggcache {}", env!("CARGO_PKG_VERSION")));

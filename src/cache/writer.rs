@@ -1,22 +1,29 @@
-//! The crash-safe cache writer: lock, identity check, leftover cleanup, shard append/rewrite.
+//! The crash-safe cache writer: lock, identity check, repair (quarantine, manifest rebuild),
+//! shard append/rewrite.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::UInt32Type;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
-use parquet::file::properties::WriterProperties;
+use parquet::file::metadata::KeyValue;
 use rayon::prelude::*;
 
 use super::lock::CacheLock;
 use super::manifest::{sync_dir, tmp_path, write_atomic, CacheIdentity, Manifest, ShardInfo};
-use super::reader::check_shard;
-use super::schema::{cache_schema, to_batch, Columns, WriteOptions, COL_CLASS, COL_LABEL};
-use super::{CacheError, MANIFEST_FILE, REBUILD_MANIFEST_FILE, SKIPPED_FILE};
+use super::reader::{check_shard, check_unlisted};
+use super::schema::{
+    cache_schema, to_batch, Columns, WriteOptions, COL_CLASS, COL_LABEL, COL_SPLIT,
+};
+use super::shard::{
+    pending_path, sha256_prefix, HashingWriter, KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256,
+    KV_FINGERPRINT,
+};
+use super::{CacheError, MANIFEST_FILE, QUARANTINE_DIR, REBUILD_MANIFEST_FILE, SKIPPED_FILE};
 
 /// One image's features, as handed to [`CacheWriter::append_shard`].
 #[derive(Debug, Clone, Copy)]
@@ -48,11 +55,22 @@ pub struct CacheStats {
     pub removed: usize,
     /// Rows whose label index changed because the class list changed.
     pub relabelled: usize,
-    /// Leftovers of an interrupted run deleted by `open` (temp files, unlisted shards).
+    /// Leftovers of an interrupted run deleted by `open`: temp files, uncommitted shards under
+    /// `pending/`, and unlisted shards whose every row is also in a listed shard (duplicates).
     pub cleaned_files: usize,
-    /// Shards listed in the manifest but missing or unreadable, dropped by `open` (their images
-    /// are no longer in [`CacheWriter::existing`], so they are extracted again), with the reason.
+    /// Shards listed in the manifest but missing or damaged, dropped by `open` (damaged ones are
+    /// moved to `quarantine/`; their images are no longer in [`CacheWriter::existing`], so they
+    /// are extracted again), with the reason.
     pub dropped_shards: Vec<String>,
+    /// Files `open` moved to `quarantine/` (damaged shards, a damaged manifest, unlisted shards
+    /// it could not adopt), as their paths there.
+    pub quarantined: Vec<PathBuf>,
+    /// Rows of dropped shards: how many images must be extracted again.
+    pub rows_to_redo: usize,
+    /// Why the manifest was rebuilt from the shards (missing, or damaged and quarantined), if so.
+    pub manifest_rebuilt: Option<String>,
+    /// Intact shards of this identity that a rebuilt manifest adopted.
+    pub adopted_shards: usize,
     /// Shards merged away by `finish`.
     pub compacted_shards: usize,
 }
@@ -62,13 +80,14 @@ pub struct CacheStats {
 pub struct CacheWriter {
     dir: PathBuf,
     options: WriteOptions,
-    props: WriterProperties,
     /// The manifest this writer maintains (the main one, or the staging one of a rebuild).
     manifest: Manifest,
     manifest_file: &'static str,
     /// During a `force` rebuild: the shards of the old main manifest, deleted by `finish`.
     old_main: Option<Vec<ShardInfo>>,
     existing: HashMap<String, String>,
+    /// Path → split of its row.
+    splits: HashMap<String, String>,
     /// Path → shard file holding its row.
     location: HashMap<String, String>,
     stats: CacheStats,
@@ -84,6 +103,9 @@ impl std::fmt::Debug for CacheWriter {
             .finish()
     }
 }
+
+/// Unlisted shards a rebuilt manifest may adopt, with their rows.
+type Adoptable = Vec<(ShardInfo, super::reader::ShardMeta)>;
 
 /// Replacement shard per rewritten file (`None`: no row survived).
 type Rewrites = HashMap<String, Option<ShardInfo>>;
@@ -112,8 +134,12 @@ impl CacheWriter {
     ///   `force`: then a rebuild from empty is staged beside the old cache (which stays intact
     ///   and readable) and swapped in by [`CacheWriter::finish`]; a `force` run that finds a staged
     ///   rebuild of this same identity resumes it.
-    /// - Deletes leftovers of an interrupted run: `*.tmp` files and `shard-*.parquet` files no
-    ///   manifest lists; drops listed shards that are missing or corrupt (see [`CacheStats`]).
+    /// - Repairs, and says so in [`CacheStats`]: finishes moves an interrupted commit left half
+    ///   done; deletes what was never committed (`*.tmp`, `pending/`, unlisted `*.staged`);
+    ///   drops listed shards that are missing and moves damaged ones to `quarantine/` (their rows
+    ///   are to be extracted again); a missing or damaged manifest (moved to `quarantine/`) is
+    ///   rebuilt from the intact, self-checking shards of this identity; other unlisted shards
+    ///   are deleted when every row is a duplicate of a listed one, else quarantined.
     /// - `classes` different from the cache's: existing labels are remapped by class name in one
     ///   atomic rewrite; rows of classes not in `classes` are dropped.
     pub fn open_with(
@@ -128,9 +154,21 @@ impl CacheWriter {
         let lock = CacheLock::exclusive(dir)?;
         let main_path = dir.join(MANIFEST_FILE);
         let staged_path = dir.join(REBUILD_MANIFEST_FILE);
+        let mut stats = CacheStats::default();
         let main = match Manifest::load(&main_path) {
+            Ok(None) if has_top_level_shards(dir)? => {
+                stats.manifest_rebuilt = Some(format!("{MANIFEST_FILE} was missing"));
+                None
+            }
             Ok(m) => m,
-            // An unreadable manifest can only be replaced, and only when asked to.
+            // A manifest that fails its checksum or does not parse is kept in quarantine/ and
+            // rebuilt from the intact shards (a `force` run starts from empty instead).
+            Err(e @ (CacheError::ManifestChecksum { .. } | CacheError::BadManifest { .. })) => {
+                let moved = quarantine(dir, &main_path)?;
+                stats.quarantined.push(moved);
+                stats.manifest_rebuilt = Some(e.to_string());
+                None
+            }
             Err(_) if force => None,
             Err(e) => return Err(e),
         };
@@ -177,25 +215,30 @@ impl CacheWriter {
         };
         // Record where the model is now (the fingerprint, not the path, decides reuse).
         manifest.model = identity.model.clone();
+        manifest.fingerprint = fingerprint.clone();
         if manifest_file == MANIFEST_FILE && staged_path.exists() {
             // A staged rebuild that this run does not continue: abandon it.
             fs::remove_file(&staged_path).map_err(CacheError::io(&staged_path))?;
         }
 
+        let rebuild = main.is_none() && !force && manifest_file == MANIFEST_FILE;
         let mut writer = CacheWriter {
             dir: dir.to_path_buf(),
-            props: options.properties(identity.dim),
             options,
             manifest,
             manifest_file,
             old_main,
             existing: HashMap::new(),
+            splits: HashMap::new(),
             location: HashMap::new(),
-            stats: CacheStats::default(),
+            stats,
             _lock: lock,
         };
-        writer.clean_leftovers()?;
+        // Superseded and stray files leave the folder before committed shards that an
+        // interrupted commit left under `pending/` move up: never both visible.
         writer.load_existing()?;
+        writer.unlisted_shards(rebuild)?;
+        writer.clean_leftovers()?;
         if writer.manifest.classes != classes {
             writer.change_classes(classes)?;
         }
@@ -206,6 +249,44 @@ impl CacheWriter {
     /// Path → content hash of every row in the cache (what a re-run can skip).
     pub fn existing(&self) -> &HashMap<String, String> {
         &self.existing
+    }
+
+    /// The split of the cached row of `path`.
+    pub fn split_of(&self, path: &str) -> Option<&str> {
+        self.splits.get(path).map(String::as_str)
+    }
+
+    /// Gives cached rows a new split (a split is a function of the path and the split options,
+    /// so a re-run with other options re-assigns rows instead of keeping the old split): the
+    /// affected shards are rewritten and listed in one manifest replacement. Paths not cached
+    /// or already in that split are ignored. Returns how many rows changed split.
+    pub fn set_splits(&mut self, splits: &HashMap<String, String>) -> Result<usize, CacheError> {
+        let changed: HashMap<String, String> = splits
+            .iter()
+            .filter(|(p, s)| self.splits.get(*p).is_some_and(|old| old != *s))
+            .map(|(p, s)| (p.clone(), s.clone()))
+            .collect();
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        let affected: HashSet<String> = changed
+            .keys()
+            .filter_map(|p| self.location.get(p).cloned())
+            .collect();
+        let mut new_infos = HashMap::new();
+        let mut old_files = Vec::new();
+        let shards = self.manifest.shards.clone();
+        for info in shards.iter().filter(|s| affected.contains(&s.file)) {
+            let new = self.rewrite_shard(info, |_, _, l| RowFate::Keep(l), &changed)?;
+            new_infos.insert(info.file.clone(), new);
+            old_files.push(info.file.clone());
+        }
+        let listed = self.apply_rewrites(new_infos, &old_files);
+        self.commit(listed, &old_files)?;
+        for (p, s) in &changed {
+            self.splits.insert(p.clone(), s.clone());
+        }
+        Ok(changed.len())
     }
 
     /// The manifest as this writer last stored it.
@@ -271,6 +352,7 @@ impl CacheWriter {
             for r in rows.iter() {
                 self.existing
                     .insert(r.path.to_string(), r.content_hash.to_string());
+                self.splits.insert(r.path.to_string(), r.split.to_string());
                 self.location.insert(r.path.to_string(), info.file.clone());
             }
             self.stats.appended += rows.len();
@@ -295,6 +377,7 @@ impl CacheWriter {
         self.commit(shards, &old_files)?;
         for p in &present {
             self.existing.remove(p);
+            self.splits.remove(p);
             self.location.remove(p);
         }
         self.stats.removed += present.len();
@@ -325,13 +408,9 @@ impl CacheWriter {
     pub fn finish(mut self) -> Result<CacheStats, CacheError> {
         self.compact()?;
         if self.manifest_file == REBUILD_MANIFEST_FILE {
-            // Shards first (a crash in between leaves them named either way; `open` accepts both),
-            // then the manifest in one rename.
-            for s in &self.manifest.shards {
-                let path = self.dir.join(&s.file);
-                fs::rename(staged_path(&path), &path).map_err(CacheError::io(&path))?;
-            }
-            sync_dir(&self.dir)?;
+            // The manifest first (it lists the new shards, still named `*.staged`; `open` finishes
+            // their renames after a crash), then the old shards go, then the new ones appear: a
+            // kill never leaves both the old and the new rows visible to `*.parquet` readers.
             let staged = self.dir.join(REBUILD_MANIFEST_FILE);
             let main = self.dir.join(MANIFEST_FILE);
             fs::rename(&staged, &main).map_err(CacheError::io(&main))?;
@@ -348,6 +427,12 @@ impl CacheWriter {
                     remove_if_exists(&self.dir.join(&old.file))?;
                 }
             }
+            sync_dir(&self.dir)?;
+            for s in &self.manifest.shards {
+                let path = self.dir.join(&s.file);
+                fs::rename(staged_path(&path), &path).map_err(CacheError::io(&path))?;
+            }
+            sync_dir(&self.dir)?;
         }
         Ok(self.stats())
     }
@@ -422,17 +507,32 @@ impl CacheWriter {
         name
     }
 
-    /// Writes `batches` to `dir/name` via `name.tmp`: write, fsync, rename, fsync the folder.
+    /// Writes `batches` as shard `name` where uncommitted shards live (`pending/name`, or
+    /// `name.staged` during a rebuild: names `*.parquet` globbing never matches) via a `.tmp`
+    /// file: write, fsync, rename, fsync the folder. The footer records the cache identity, the
+    /// class list and the sha256 of the data before it; the returned entry the whole file's.
     fn write_shard(
         &self,
         name: &str,
         batches: impl Iterator<Item = Result<RecordBatch, CacheError>>,
     ) -> Result<ShardInfo, CacheError> {
-        let path = self.shard_path(name);
-        let tmp = tmp_path(&self.dir.join(name));
-        let mut file = File::create(&tmp).map_err(CacheError::io(&tmp))?;
+        let path = self.write_path(name);
+        let folder = path.parent().expect("shard path has a folder");
+        fs::create_dir_all(folder).map_err(CacheError::io(folder))?;
+        let tmp = tmp_path(&path);
+        let file = File::create(&tmp).map_err(CacheError::io(&tmp))?;
         let schema = cache_schema(self.manifest.dim);
-        let mut w = ArrowWriter::try_new(&mut file, schema, Some(self.props.clone()))
+        let classes =
+            serde_json::to_string(&self.manifest.classes).expect("class names serialise to JSON");
+        let kv = vec![
+            KeyValue::new(
+                KV_FINGERPRINT.to_string(),
+                self.manifest.fingerprint.clone(),
+            ),
+            KeyValue::new(KV_CLASSES.to_string(), classes),
+        ];
+        let props = self.options.properties(self.manifest.dim, kv);
+        let mut w = ArrowWriter::try_new(HashingWriter::new(file), schema, Some(props))
             .map_err(CacheError::pq(&tmp))?;
         let mut rows = 0;
         for batch in batches {
@@ -440,17 +540,37 @@ impl CacheWriter {
             rows += batch.num_rows();
             w.write(&batch).map_err(CacheError::pq(&tmp))?;
         }
-        w.close().map_err(CacheError::pq(&tmp))?;
+        w.flush().map_err(CacheError::pq(&tmp))?;
+        w.sync().map_err(CacheError::io(&tmp))?;
+        let (data_sha, data_bytes) = w.inner().digest_so_far();
+        w.append_key_value_metadata(KeyValue::new(KV_DATA_SHA256.to_string(), data_sha));
+        w.append_key_value_metadata(KeyValue::new(
+            KV_DATA_BYTES.to_string(),
+            data_bytes.to_string(),
+        ));
+        // Writes the footer (with the data sha256) and hands back the sink.
+        let sink = w.into_inner().map_err(CacheError::pq(&tmp))?;
+        let (file, sha256) = sink.finish();
         file.sync_all().map_err(CacheError::io(&tmp))?;
         let bytes = file.metadata().map_err(CacheError::io(&tmp))?.len();
         drop(file);
         fs::rename(&tmp, &path).map_err(CacheError::io(&path))?;
-        sync_dir(&self.dir)?;
+        sync_dir(path.parent().expect("shard path has a folder"))?;
         Ok(ShardInfo {
             file: name.to_string(),
             rows,
             bytes,
+            sha256: Some(sha256),
         })
+    }
+
+    /// Where a shard is written before the manifest lists it.
+    fn write_path(&self, file: &str) -> PathBuf {
+        if self.manifest_file == REBUILD_MANIFEST_FILE {
+            staged_path(&self.dir.join(file))
+        } else {
+            pending_path(&self.dir, file)
+        }
     }
 
     /// Rewrites every shard holding one of `paths` without those rows. Returns the new shard
@@ -474,7 +594,7 @@ impl CacheWriter {
                     RowFate::Keep(label)
                 }
             };
-            let new = self.rewrite_shard(info, fate)?;
+            let new = self.rewrite_shard(info, fate, &HashMap::new())?;
             new_infos.insert(info.file.clone(), new);
             old_files.push(info.file.clone());
         }
@@ -483,10 +603,12 @@ impl CacheWriter {
 
     /// Rewrites one shard, deciding each row's fate from `(path, class, label)`. `None` when no
     /// row survives (no file is written then). Row order is kept.
+    /// Rows whose path is in `resplit` get that split.
     fn rewrite_shard(
         &mut self,
         info: &ShardInfo,
         fate: impl Fn(&str, Option<&str>, Option<u32>) -> RowFate,
+        resplit: &HashMap<String, String>,
     ) -> Result<Option<ShardInfo>, CacheError> {
         let src = self.shard_path(&info.file);
         let file = File::open(&src).map_err(CacheError::io(&src))?;
@@ -522,8 +644,17 @@ impl CacheWriter {
                 .column(class_idx)
                 .as_string_opt::<i32>()
                 .ok_or_else(|| corrupt("class is not utf8"))?;
+            let split_idx = batch
+                .schema()
+                .index_of(COL_SPLIT)
+                .map_err(CacheError::arrow(&src))?;
+            let splits = batch
+                .column(split_idx)
+                .as_string_opt::<i32>()
+                .ok_or_else(|| corrupt("split is not utf8"))?;
             let mut keep = Vec::with_capacity(batch.num_rows());
             let mut new_labels = Vec::with_capacity(batch.num_rows());
+            let mut new_splits: Vec<String> = Vec::with_capacity(batch.num_rows());
             for i in 0..batch.num_rows() {
                 let class = classes.is_valid(i).then(|| classes.value(i));
                 let label = labels.is_valid(i).then(|| labels.value(i));
@@ -531,6 +662,8 @@ impl CacheWriter {
                     RowFate::Keep(l) => {
                         keep.push(true);
                         new_labels.push(l);
+                        let split = resplit.get(paths.value(i)).map_or(splits.value(i), |s| s);
+                        new_splits.push(split.to_string());
                     }
                     RowFate::Drop => keep.push(false),
                 }
@@ -542,6 +675,7 @@ impl CacheWriter {
                 .map_err(CacheError::arrow(&src))?;
             let mut columns: Vec<ArrayRef> = filtered.columns().to_vec();
             columns[label_idx] = Arc::new(UInt32Array::from(new_labels));
+            columns[split_idx] = Arc::new(StringArray::from(new_splits));
             let rebuilt = RecordBatch::try_new(filtered.schema(), columns)
                 .map_err(CacheError::arrow(&src))?;
             out.push(rebuilt);
@@ -582,12 +716,52 @@ impl CacheWriter {
         shards
     }
 
-    /// Replaces the manifest's shard list in one atomic store, then deletes `old_files`.
+    /// Replaces the manifest's shard list in one atomic store, deletes `old_files`, then moves
+    /// the new shards from `pending/` into the cache folder. In that order a kill leaves rows
+    /// missing from a `*.parquet` glob for a moment, never twice in it; `open` completes the moves.
     fn commit(&mut self, shards: Vec<ShardInfo>, old_files: &[String]) -> Result<(), CacheError> {
         self.manifest.shards = shards;
         self.store()?;
         for f in old_files {
             remove_if_exists(&self.shard_path(f))?;
+        }
+        self.promote_pending()
+    }
+
+    /// Where listed shard `file` is now: [`Self::shard_path`], or where an interrupted commit
+    /// or `finish` left it (see [`Self::promote_pending`]); `shard_path` when nowhere.
+    fn located(&self, file: &str) -> PathBuf {
+        let want = self.shard_path(file);
+        let plain = self.dir.join(file);
+        [
+            want.clone(),
+            pending_path(&self.dir, file),
+            staged_path(&plain),
+            plain,
+        ]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or(want)
+    }
+
+    /// Moves every listed shard that is still under `pending/` (or under another name a crash
+    /// left it with) to where [`Self::shard_path`] expects it.
+    fn promote_pending(&self) -> Result<(), CacheError> {
+        let mut moved = false;
+        for s in &self.manifest.shards {
+            let want = self.shard_path(&s.file);
+            if want.exists() {
+                continue;
+            }
+            let plain = self.dir.join(&s.file);
+            let alternates = [pending_path(&self.dir, &s.file), staged_path(&plain), plain];
+            if let Some(from) = alternates.iter().find(|p| **p != want && p.exists()) {
+                fs::rename(from, &want).map_err(CacheError::io(&want))?;
+                moved = true;
+            }
+        }
+        if moved {
+            sync_dir(&self.dir)?;
         }
         Ok(())
     }
@@ -607,60 +781,72 @@ impl CacheWriter {
         self.manifest.store(&self.dir.join(self.manifest_file))
     }
 
-    /// Deletes `*.tmp` files of ours and `shard-*.parquet` / `shard-*.staged` files that no
-    /// manifest lists. A resumed rebuild first takes back shards that an interrupted `finish`
-    /// had already renamed to `*.parquet`.
+    /// Finishes the moves of listed shards an interrupted commit or `finish` left half done,
+    /// then deletes what was never committed: `*.tmp` files of ours, files under `pending/` and
+    /// `shard-*.parquet.staged` files no manifest lists.
     fn clean_leftovers(&mut self) -> Result<(), CacheError> {
+        self.promote_pending()?;
         let mut live: HashSet<PathBuf> = HashSet::new();
         for s in &self.manifest.shards {
-            let path = self.shard_path(&s.file);
-            let plain = self.dir.join(&s.file);
-            if path != plain && !path.exists() && plain.exists() {
-                fs::rename(&plain, &path).map_err(CacheError::io(&path))?;
-            }
-            live.insert(path);
+            live.insert(self.shard_path(&s.file));
         }
-        if let Some(old) = &self.old_main {
-            live.extend(old.iter().map(|s| self.dir.join(&s.file)));
-        }
-        let entries = fs::read_dir(&self.dir).map_err(CacheError::io(&self.dir))?;
-        for entry in entries {
-            let entry = entry.map_err(CacheError::io(&self.dir))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let ours = name.starts_with("shard-")
-                || name.starts_with("manifest")
-                || name.starts_with("skipped");
-            let shard = name.starts_with("shard-")
-                && (name.ends_with(".parquet") || name.ends_with(".parquet.staged"));
-            let leftover =
-                (ours && name.ends_with(".tmp")) || (shard && !live.contains(&entry.path()));
-            if leftover && entry.file_type().is_ok_and(|t| t.is_file()) {
-                remove_if_exists(&entry.path())?;
-                self.stats.cleaned_files += 1;
+        let pending = self.dir.join(super::PENDING_DIR);
+        for dir in [&self.dir, &pending] {
+            let entries = match fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(CacheError::io(dir)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(CacheError::io(dir))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let ours = name.starts_with("shard-")
+                    || name.starts_with("manifest")
+                    || name.starts_with("skipped");
+                let uncommitted = *dir == pending
+                    || (name.starts_with("shard-") && name.ends_with(".parquet.staged"));
+                let leftover = (ours && name.ends_with(".tmp"))
+                    || (ours && uncommitted && !live.contains(&entry.path()));
+                if leftover && entry.file_type().is_ok_and(|t| t.is_file()) {
+                    remove_if_exists(&entry.path())?;
+                    self.stats.cleaned_files += 1;
+                }
             }
         }
         sync_dir(&self.dir)
     }
 
-    /// Verifies listed shards (dropping missing or corrupt ones) and fills `existing`/`location`.
+    /// Verifies listed shards and fills `existing`/`location`. A missing shard is dropped; a
+    /// damaged one (size, checksum, schema, labels) is moved to `quarantine/`; both are reported
+    /// in [`CacheStats`] with their rows, which the caller extracts again. Shards of a version-1
+    /// manifest get their checksum recorded now.
     fn load_existing(&mut self) -> Result<(), CacheError> {
         let dim = self.manifest.dim;
-        let n_classes = self.manifest.classes.len();
+        let classes = self.manifest.classes.clone();
         let mut kept = Vec::with_capacity(self.manifest.shards.len());
-        for info in std::mem::take(&mut self.manifest.shards) {
-            let meta = check_shard(self.shard_path(&info.file), &info, dim)
-                .and_then(|s| s.read_meta(n_classes));
+        for mut info in std::mem::take(&mut self.manifest.shards) {
+            let path = self.located(&info.file);
+            let meta = check_shard(path.clone(), &info, dim).and_then(|s| s.read_meta(&classes));
             let meta = match meta {
                 Ok(m) => m,
-                Err(e @ (CacheError::MissingShard { .. } | CacheError::CorruptShard { .. })) => {
-                    self.stats.dropped_shards.push(e.to_string());
-                    remove_if_exists(&self.shard_path(&info.file))?;
+                Err(e @ CacheError::MissingShard { .. }) => {
+                    self.drop_shard(&info, e.to_string(), None);
+                    continue;
+                }
+                Err(e @ CacheError::CorruptShard { .. }) => {
+                    let moved = quarantine(&self.dir, &path)?;
+                    self.drop_shard(&info, e.to_string(), Some(moved));
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            for (p, h) in meta.paths.into_iter().zip(meta.hashes) {
+            if info.sha256.is_none() {
+                let mut f = File::open(&path).map_err(CacheError::io(&path))?;
+                info.sha256 = Some(sha256_prefix(&mut f, info.bytes, &path)?);
+            }
+            for ((p, h), sp) in meta.paths.into_iter().zip(meta.hashes).zip(meta.splits) {
+                self.splits.insert(p.clone(), sp);
                 if let Some(other) = self.location.insert(p.clone(), info.file.clone()) {
                     return Err(CacheError::CorruptShard {
                         path: self.shard_path(&info.file),
@@ -672,6 +858,117 @@ impl CacheWriter {
             kept.push(info);
         }
         self.manifest.shards = kept;
+        Ok(())
+    }
+
+    fn drop_shard(&mut self, info: &ShardInfo, why: String, moved: Option<PathBuf>) {
+        let note = match &moved {
+            Some(q) => format!(
+                "{why} [moved to {}; its {} images will be extracted again]",
+                q.display(),
+                info.rows
+            ),
+            None => format!("{why} [its {} images will be extracted again]", info.rows),
+        };
+        self.stats.dropped_shards.push(note);
+        self.stats.quarantined.extend(moved);
+        self.stats.rows_to_redo += info.rows;
+    }
+
+    /// Top-level `shard-*.parquet` files no manifest lists. When `rebuild` (the manifest was
+    /// missing or damaged), intact shards of this identity are adopted into the new manifest
+    /// (those of the class list holding most rows; their rows are not extracted again). Otherwise
+    /// a shard whose every row (path and content hash) is in a listed shard is a duplicate left
+    /// by an older crash and is deleted; any other is moved to `quarantine/` and reported.
+    fn unlisted_shards(&mut self, rebuild: bool) -> Result<(), CacheError> {
+        let mut live: HashSet<String> = self
+            .manifest
+            .shards
+            .iter()
+            .map(|s| s.file.clone())
+            .collect();
+        if let Some(old) = &self.old_main {
+            live.extend(old.iter().map(|s| s.file.clone()));
+        }
+        let mut names: Vec<String> = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(CacheError::io(&self.dir))? {
+            let entry = entry.map_err(CacheError::io(&self.dir))?;
+            let Some(name) = entry.file_name().to_str().map(String::from) else {
+                continue;
+            };
+            if name.starts_with("shard-")
+                && name.ends_with(".parquet")
+                && !live.contains(&name)
+                && entry.file_type().is_ok_and(|t| t.is_file())
+            {
+                names.push(name);
+            }
+        }
+        names.sort();
+        let dim = self.manifest.dim;
+        // Candidates for adoption, grouped by the class list their footer records.
+        let mut groups: Vec<(Vec<String>, Adoptable)> = Vec::new();
+        for name in names {
+            let path = self.dir.join(&name);
+            let checked =
+                check_unlisted(path.clone(), &name, dim).and_then(|(s, info, fp, cls)| {
+                    let meta = s.read_meta(&cls)?;
+                    Ok((info, fp, cls, meta))
+                });
+            let Ok((info, fp, cls, meta)) = checked else {
+                self.stats.quarantined.push(quarantine(&self.dir, &path)?);
+                continue;
+            };
+            let ours = fp == self.manifest.fingerprint;
+            let duplicate = meta
+                .paths
+                .iter()
+                .zip(&meta.hashes)
+                .all(|(p, h)| self.existing.get(p) == Some(h));
+            if ours && duplicate && !meta.paths.is_empty() {
+                remove_if_exists(&path)?;
+                self.stats.cleaned_files += 1;
+            } else if ours && rebuild && !meta.paths.iter().any(|p| self.existing.contains_key(p)) {
+                match groups.iter_mut().find(|(c, _)| *c == cls) {
+                    Some((_, g)) => g.push((info, meta)),
+                    None => groups.push((cls, vec![(info, meta)])),
+                }
+            } else {
+                self.stats.quarantined.push(quarantine(&self.dir, &path)?);
+            }
+        }
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let best = (0..groups.len())
+            .max_by_key(|&i| groups[i].1.iter().map(|(s, _)| s.rows).sum::<usize>())
+            .expect("groups is not empty");
+        let (classes, chosen) = groups.swap_remove(best);
+        for (_, rest) in groups {
+            for (info, _) in rest {
+                let path = self.dir.join(&info.file);
+                self.stats.quarantined.push(quarantine(&self.dir, &path)?);
+            }
+        }
+        self.manifest.classes = classes;
+        for (info, meta) in chosen {
+            if meta.paths.iter().any(|p| self.existing.contains_key(p)) {
+                let path = self.dir.join(&info.file);
+                self.stats.quarantined.push(quarantine(&self.dir, &path)?);
+                continue;
+            }
+            for ((p, h), sp) in meta.paths.into_iter().zip(meta.hashes).zip(meta.splits) {
+                self.splits.insert(p.clone(), sp);
+                self.location.insert(p.clone(), info.file.clone());
+                self.existing.insert(p, h);
+            }
+            if let Some((g, seq)) = parse_shard_name(&info.file) {
+                self.manifest.generation = self.manifest.generation.max(g);
+                self.manifest.next_seq = self.manifest.next_seq.max(seq + 1);
+            }
+            self.manifest.shards.push(info);
+            self.stats.adopted_shards += 1;
+        }
         Ok(())
     }
 
@@ -698,10 +995,12 @@ impl CacheWriter {
         let mut old_files = Vec::new();
         let mut dropped = Vec::new();
         let shards = self.manifest.shards.clone();
+        // Rewritten shards record the new class list in their footer.
+        self.manifest.classes = classes.to_vec();
         for info in &shards {
             // Rewrite only shards where some row's label changes or the row goes.
             let shard = check_shard(self.shard_path(&info.file), info, self.manifest.dim)?;
-            let meta = shard.read_meta(old.len())?;
+            let meta = shard.read_meta(&old)?;
             let mut changes = false;
             for (i, p) in meta.paths.iter().enumerate() {
                 match new_label(meta.classes[i].as_deref(), meta.labels[i]) {
@@ -717,7 +1016,7 @@ impl CacheWriter {
                 }
             }
             if changes {
-                let new = self.rewrite_shard(info, |_, c, l| new_label(c, l))?;
+                let new = self.rewrite_shard(info, |_, c, l| new_label(c, l), &HashMap::new())?;
                 new_infos.insert(info.file.clone(), new);
                 old_files.push(info.file.clone());
             }
@@ -727,6 +1026,7 @@ impl CacheWriter {
         self.commit(shards, &old_files)?;
         for p in &dropped {
             self.existing.remove(p);
+            self.splits.remove(p);
             self.location.remove(p);
         }
         self.stats.removed += dropped.len();
@@ -799,6 +1099,48 @@ fn read_all(path: &Path, batch_rows: usize) -> Vec<Result<RecordBatch, CacheErro
         Ok(r) => r.map(|b| b.map_err(CacheError::arrow(path))).collect(),
         Err(e) => vec![Err(e)],
     }
+}
+
+/// `(generation, seq)` of a shard named `shard-g{generation:04}-{seq:06}.parquet`.
+fn parse_shard_name(name: &str) -> Option<(u32, u64)> {
+    let rest = name.strip_prefix("shard-g")?.strip_suffix(".parquet")?;
+    let (g, seq) = rest.split_once('-')?;
+    Some((g.parse().ok()?, seq.parse().ok()?))
+}
+
+/// True when `dir` holds a top-level `shard-*.parquet` file.
+fn has_top_level_shards(dir: &Path) -> Result<bool, CacheError> {
+    for entry in fs::read_dir(dir).map_err(CacheError::io(dir))? {
+        let name = entry.map_err(CacheError::io(dir))?.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("shard-") && name.ends_with(".parquet") {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Moves `path` into `dir/quarantine/` as `name.quarantined` (never overwriting: `name.1.quarantined`, ... when taken)
+/// and returns where it went. Nothing the cache holds is deleted for being damaged.
+fn quarantine(dir: &Path, path: &Path) -> Result<PathBuf, CacheError> {
+    let qdir = dir.join(QUARANTINE_DIR);
+    fs::create_dir_all(&qdir).map_err(CacheError::io(&qdir))?;
+    let name = path
+        .file_name()
+        .expect("quarantined paths name a file")
+        .to_string_lossy()
+        .to_string();
+    // Not `*.parquet`, so not even a recursive `**/*.parquet` glob reads a damaged file.
+    let mut to = qdir.join(format!("{name}.quarantined"));
+    let mut n = 1;
+    while to.exists() {
+        to = qdir.join(format!("{name}.{n}.quarantined"));
+        n += 1;
+    }
+    fs::rename(path, &to).map_err(CacheError::io(&to))?;
+    sync_dir(&qdir)?;
+    sync_dir(dir)?;
+    Ok(to)
 }
 
 /// `path` with `.staged` appended: a shard of a rebuild not yet swapped in.

@@ -27,9 +27,10 @@ pub struct CompareArgs {
     /// Standardize features before the logistic regression (train statistics).
     #[arg(long)]
     pub logistic_standardize: bool,
-    /// Hold-out fraction of train when the cache has no val split.
-    #[arg(long, default_value_t = 0.2)]
-    pub val_fraction: f64,
+    /// Hold-out fraction of train when the cache has no val split (default: with --head the
+    /// head's own, so it is scored on rows it did not train on; else train-head's 0.2).
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
     /// Where compare.md, compare.json and predictions.csv go.
     #[arg(long, default_value = "runs/compare")]
     pub out: PathBuf,
@@ -41,6 +42,11 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
         return Err(CommandError::Usage(format!(
             "--C must be > 0, got {}",
             args.c
+        )));
+    }
+    if let Some(v) = args.val_fraction.filter(|v| !(0.0..1.0).contains(v)) {
+        return Err(CommandError::Usage(format!(
+            "--val-fraction must be in [0, 1), got {v}"
         )));
     }
     let cache = FeatureCache::open(&args.features)?;
@@ -55,7 +61,9 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
             let t = Instant::now();
             let targs = TrainHeadArgs {
                 features: args.features.clone(),
-                val_fraction: args.val_fraction,
+                val_fraction: args
+                    .val_fraction
+                    .unwrap_or(crate::head::HeadConfig::default().val_fraction),
                 ..default_train_args()
             };
             let r = train_head::run(&targs)?;
@@ -66,7 +74,32 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
             )
         }
     };
-    let (train, val, held_out) = train_val(&cache, args.val_fraction, head.config().seed)?;
+    // A given head is scored on the hold-out it did not train on: its own fraction and seed.
+    let has_val = cache.split_names().iter().any(|n| n == "val");
+    let own = head.config().val_fraction;
+    let val_fraction = match (&args.head, args.val_fraction) {
+        (Some(_), None) => {
+            if !has_val {
+                eprintln!(
+                    "note: using the head's own hold-out (--val-fraction {own}, seed {})",
+                    head.config().seed
+                );
+            }
+            own
+        }
+        (Some(run), Some(v)) if v != own && !has_val => {
+            return Err(CommandError::Usage(format!(
+                "cache {} has no val split and --val-fraction {v} is not the hold-out head {} was \
+                 trained with (--val-fraction {own}): its score would count rows it trained on; \
+                 leave --val-fraction out to use the head's",
+                args.features.display(),
+                run.display()
+            )));
+        }
+        (_, Some(v)) => v,
+        (None, None) => own,
+    };
+    let (train, val, held_out) = train_val(&cache, val_fraction, head.config().seed)?;
     let mut rows = Vec::new();
 
     let timed = |m: &dyn Classifier| {

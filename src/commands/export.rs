@@ -57,6 +57,21 @@ pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
                 model.display()
             )));
         }
+        let external = crate::trunk::external_data_files(&model)?;
+        if !external.is_empty() {
+            // The merged model would reference weights files beside the output that are not there.
+            return Err(CommandError::Usage(format!(
+                "trunk {} keeps its weights in external data ({}); --with-trunk writes one \
+                 self-contained file and cannot carry them: export the head alone (without \
+                 --with-trunk), or save the trunk with its weights inside the .onnx first",
+                model.display(),
+                external
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let summary = inspect(&trunk)?;
         let out_name = summary.graph_outputs.first().cloned().ok_or_else(|| {
             CommandError::Usage(format!("trunk {} has no graph output", model.display()))

@@ -1,6 +1,6 @@
 //! `vggcache extract`: images → tensors → trunk → Parquet cache, incremental and resumable.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -240,6 +240,7 @@ pub fn run_with(args: &ExtractArgs, summary_to: SummaryTo) -> Result<ExtractSumm
         dim: info.dim,
     };
     let mut writer = CacheWriter::open(&args.out, &identity, &ds.classes, args.force)?;
+    report_repairs(&writer.stats());
 
     // Content hashes decide what is new or changed (an unchanged folder does no inference).
     let hashes: Vec<Result<String, String>> = ds
@@ -286,6 +287,22 @@ pub fn run_with(args: &ExtractArgs, summary_to: SummaryTo) -> Result<ExtractSumm
     } else {
         writer.remove_paths(&stale)?
     };
+    // A split is a function of (path, split options): cached rows take this run's split.
+    let resplit: HashMap<String, String> = ds
+        .entries
+        .iter()
+        .filter(|e| !stale.contains(&e.rel_path))
+        .filter(|e| {
+            writer
+                .split_of(&e.rel_path)
+                .is_some_and(|s| s != e.split.as_str())
+        })
+        .map(|e| (e.rel_path.clone(), e.split.as_str().to_string()))
+        .collect();
+    if !resplit.is_empty() {
+        let n = writer.set_splits(&resplit)?;
+        eprintln!("{n} cached rows moved to another split (the split options or folders changed)");
+    }
     eprintln!(
         "{} to extract, {reused} cached and unchanged, {removed} stale rows dropped",
         todo.len()
@@ -526,6 +543,37 @@ fn write_features(
         flush(&mut pending)?;
     }
     Ok(out)
+}
+
+/// Says on stderr what opening the cache repaired: nothing is dropped or moved without a word.
+fn report_repairs(s: &crate::cache::CacheStats) {
+    if let Some(why) = &s.manifest_rebuilt {
+        eprintln!(
+            "warning: manifest rebuilt from the intact shards ({} adopted) because: {why}",
+            s.adopted_shards
+        );
+    }
+    for d in &s.dropped_shards {
+        eprintln!("warning: {d}");
+    }
+    if !s.quarantined.is_empty() {
+        eprintln!(
+            "warning: {} file(s) moved to quarantine/ (kept, not deleted; delete them once you no \
+             longer need them): {}",
+            s.quarantined.len(),
+            s.quarantined
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if s.rows_to_redo > 0 {
+        eprintln!(
+            "warning: {} image(s) of damaged or missing shards will be extracted again",
+            s.rows_to_redo
+        );
+    }
 }
 
 fn print_summary(s: &ExtractSummary, out: &Path, to: SummaryTo) {

@@ -1,5 +1,6 @@
 //! Subcommands: the only place that wires dataset, trunk, cache, head, baseline and report together.
 
+pub mod cache;
 pub mod compare;
 pub mod doctor;
 pub mod export;

@@ -424,6 +424,13 @@ fn walk(
                 comps: c,
                 abs: path,
             });
+        } else if is_image_extension(&path) {
+            // A FIFO, socket or device (e.g. a link to /dev/zero) named like an image: never
+            // opened (reading it could block or never end), but listed with the reason.
+            skipped.push(Skipped {
+                rel_path: rel(comps, name),
+                reason: format!("not a regular file ({:?}); not read", meta.file_type()),
+            });
         }
     }
 }

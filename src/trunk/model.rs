@@ -15,7 +15,7 @@ use crate::spec::PreprocessSpec;
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
     pub path: PathBuf,
-    /// `sha256:<hex>` of the model file's bytes.
+    /// [`fingerprint_file`]: `sha256:<hex>` of the model's bytes and its external-data files.
     pub fingerprint: String,
     pub input_name: String,
     pub output_name: String,
@@ -30,23 +30,75 @@ pub struct ModelInfo {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// `sha256:<hex>` of a file's bytes, streamed.
+/// `sha256:<hex>` fingerprint of everything a model loads: for a self-contained model the sha256
+/// of the `.onnx` file's bytes; for one with external data, the sha256 over a domain tag, the
+/// `.onnx` bytes and, for each external-data file it references (sorted by `location`), its
+/// location, its length and its bytes. Replacing `weights.bin` beside `model.onnx` changes it.
 pub fn fingerprint_file(path: &Path) -> Result<String, TrunkError> {
-    let io = |source| TrunkError::Io {
-        path: path.to_path_buf(),
-        source,
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| TrunkError::Io { path: p, source }
     };
-    let mut f = std::fs::File::open(path).map_err(io)?;
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let locations =
+        super::external::external_locations(&bytes).map_err(|e| TrunkError::ModelLoad {
+            path: path.to_path_buf(),
+            cause: format!("not a readable ONNX protobuf: {}", e.0),
+        })?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
+    if locations.is_empty() {
+        h.update(&bytes);
+        return Ok(format!("sha256:{}", hex::encode(h.finalize())));
+    }
+    h.update(b"vggcache onnx + external data\0");
+    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(&bytes);
+    let base = path.parent().unwrap_or(Path::new("."));
+    for loc in locations {
+        let rel = Path::new(&loc);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(TrunkError::ModelLoad {
+                path: path.to_path_buf(),
+                cause: format!(
+                    "external data location '{loc}' is not a plain path inside the model's folder"
+                ),
+            });
         }
-        h.update(&buf[..n]);
+        let file = base.join(rel);
+        let mut f = std::fs::File::open(&file).map_err(io(&file))?;
+        let len = f.metadata().map_err(io(&file))?.len();
+        h.update(loc.as_bytes());
+        h.update([0]);
+        h.update(len.to_le_bytes());
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).map_err(io(&file))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
     }
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
+/// External-data files (paths) `model` loads besides itself; empty for a self-contained model.
+pub fn external_data_files(model: &Path) -> Result<Vec<PathBuf>, TrunkError> {
+    let bytes = std::fs::read(model).map_err(|source| TrunkError::Io {
+        path: model.to_path_buf(),
+        source,
+    })?;
+    let locations =
+        super::external::external_locations(&bytes).map_err(|e| TrunkError::ModelLoad {
+            path: model.to_path_buf(),
+            cause: format!("not a readable ONNX protobuf: {}", e.0),
+        })?;
+    let base = model.parent().unwrap_or(Path::new("."));
+    Ok(locations.iter().map(|l| base.join(l)).collect())
 }
 
 /// Dims of a tensor outlet, `-1` for dynamic axes; Err unless it is a float32 tensor.
