@@ -2,6 +2,8 @@
 //! suite (byte flips over shards and manifest, truncations, deletions) in which every case ends
 //! in a clear error, a repair, or identical training data: never a panic, never silent wrong data.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -724,7 +726,7 @@ fn fingerprint_covers_external_data_files() {
     fs::write(&model, model_with_external("../weights.bin")).unwrap();
     assert!(fingerprint_file(&model).is_err());
     // A self-contained model keeps the plain sha256 of its bytes (old caches stay valid).
-    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_trunk.onnx");
+    let tiny = common::tiny_trunk();
     let plain = {
         use sha2::{Digest, Sha256};
         format!(
@@ -776,7 +778,7 @@ fn deleted_lock_file_lets_no_second_writer_in() {
 // End to end with the tiny trunk fixture and ONNX Runtime (findings 1 and 4).
 
 fn tiny() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_trunk.onnx")
+    common::tiny_trunk()
 }
 
 fn extract(model: &Path, images: &Path, out: &Path, extra: &[&str]) -> Output {
@@ -820,20 +822,9 @@ fn class_folder(dir: &Path, per_class: u32) {
     }
 }
 
-/// Python with the `onnx` package (the project's .venv), if any.
-fn python_with_onnx() -> Option<PathBuf> {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let ok = Command::new(&py)
-        .args(["-c", "import onnx"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(py)
-}
-
 #[test]
 fn swapped_external_weights_are_not_reused() {
-    let Some(py) = python_with_onnx() else {
-        eprintln!("SKIPPED swapped_external_weights_are_not_reused: no .venv python with onnx");
+    let Some(py) = common::python_with("swapped_external_weights_are_not_reused", &["onnx"]) else {
         return;
     };
     let d = tempfile::tempdir().unwrap();
