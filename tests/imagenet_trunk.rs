@@ -174,7 +174,7 @@ fn default_trunk_features_separate_real_cats_and_dogs() {
             for f in files {
                 let img = decode_rgb8(&f, &DecodeLimits::default()).unwrap();
                 preprocess_into(&img, &spec, &mut x);
-                rows.extend(t.run(&x, 1).unwrap().into_iter());
+                rows.extend(t.run(&x, 1).unwrap());
                 y.push(label);
             }
         }
