@@ -269,18 +269,8 @@ impl CacheWriter {
         if changed.is_empty() {
             return Ok(0);
         }
-        let affected: HashSet<String> = changed
-            .keys()
-            .filter_map(|p| self.location.get(p).cloned())
-            .collect();
-        let mut new_infos = HashMap::new();
-        let mut old_files = Vec::new();
-        let shards = self.manifest.shards.clone();
-        for info in shards.iter().filter(|s| affected.contains(&s.file)) {
-            let new = self.rewrite_shard(info, |_, _, l| RowFate::Keep(l), &changed)?;
-            new_infos.insert(info.file.clone(), new);
-            old_files.push(info.file.clone());
-        }
+        let (new_infos, old_files) =
+            self.rewrite_holders(changed.keys(), |_, _, l| RowFate::Keep(l), &changed)?;
         let listed = self.apply_rewrites(new_infos, &old_files);
         self.commit(listed, &old_files)?;
         for (p, s) in &changed {
@@ -579,22 +569,34 @@ impl CacheWriter {
         &mut self,
         paths: &HashSet<String>,
     ) -> Result<(Rewrites, Vec<String>), CacheError> {
+        let fate = |path: &str, _: Option<&str>, label: Option<u32>| {
+            if paths.contains(path) {
+                RowFate::Drop
+            } else {
+                RowFate::Keep(label)
+            }
+        };
+        self.rewrite_holders(paths, fate, &HashMap::new())
+    }
+
+    /// Rewrites every shard holding one of `paths` through [`Self::rewrite_shard`] with `fate`
+    /// and `resplit`. Returns the new shard infos keyed by the file they replace (`None`: every
+    /// row dropped) and the replaced files.
+    fn rewrite_holders<'a>(
+        &mut self,
+        paths: impl IntoIterator<Item = &'a String>,
+        fate: impl Fn(&str, Option<&str>, Option<u32>) -> RowFate,
+        resplit: &HashMap<String, String>,
+    ) -> Result<(Rewrites, Vec<String>), CacheError> {
         let affected: HashSet<String> = paths
-            .iter()
+            .into_iter()
             .filter_map(|p| self.location.get(p).cloned())
             .collect();
         let mut new_infos = HashMap::new();
         let mut old_files = Vec::new();
         let shards = self.manifest.shards.clone();
         for info in shards.iter().filter(|s| affected.contains(&s.file)) {
-            let fate = |path: &str, _: Option<&str>, label: Option<u32>| {
-                if paths.contains(path) {
-                    RowFate::Drop
-                } else {
-                    RowFate::Keep(label)
-                }
-            };
-            let new = self.rewrite_shard(info, fate, &HashMap::new())?;
+            let new = self.rewrite_shard(info, &fate, resplit)?;
             new_infos.insert(info.file.clone(), new);
             old_files.push(info.file.clone());
         }
