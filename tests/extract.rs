@@ -9,6 +9,7 @@ use vggcache::cache::FeatureCache;
 
 mod common;
 
+use common::text;
 use common::tiny_trunk as tiny;
 
 /// A cache's rows sorted by path: `(path, split, label, features)`.
@@ -63,24 +64,7 @@ fn parquet_files(dir: &Path) -> Vec<String> {
 }
 
 fn extract(images: &Path, out: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vggcache"))
-        .args(["extract", "--device", "cpu", "--threads", "1", "--model"])
-        .arg(tiny())
-        .arg("--images")
-        .arg(images)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .output()
-        .expect("run vggcache")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::extract(&tiny(), images, out, extra)
 }
 
 /// A small real JPEG with some structure (colour depends on `seed`).

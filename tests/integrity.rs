@@ -18,6 +18,8 @@ use vggcache::cache::{
 };
 use vggcache::spec::PreprocessSpec;
 
+use common::{extract, text};
+
 const DIM: usize = 32;
 
 fn identity(model: &str) -> CacheIdentity {
@@ -779,27 +781,6 @@ fn deleted_lock_file_lets_no_second_writer_in() {
 
 fn tiny() -> PathBuf {
     common::tiny_trunk()
-}
-
-fn extract(model: &Path, images: &Path, out: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vggcache"))
-        .args(["extract", "--device", "cpu", "--threads", "1", "--model"])
-        .arg(model)
-        .arg("--images")
-        .arg(images)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// `per_class` small JPEGs in `dir/{cat,dog}/` (no split folders).

@@ -224,3 +224,26 @@ pub fn assert_features_close(got: &[f32], want: &[f32], rel: f32) {
         "ReLU features should be partly zero, got {zeros}"
     );
 }
+
+/// Runs `vggcache extract` on the CPU (one thread) with `model` over `images` into `out`.
+pub fn extract(model: &Path, images: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vggcache"))
+        .args(["extract", "--device", "cpu", "--threads", "1", "--model"])
+        .arg(model)
+        .arg("--images")
+        .arg(images)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("run vggcache")
+}
+
+/// A command's stdout then stderr, as text.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
