@@ -80,7 +80,7 @@ TEST_DIR := $(or $(CARGO_TARGET_DIR),target)
 SKIP_LOG := $(abspath $(TEST_DIR))/vggcache-skips.tsv
 TEST_LOG := $(abspath $(TEST_DIR))/vggcache-test-output.txt
 
-test: setup model
+test: setup model $(HED_MODEL)
 	@mkdir -p $(TEST_DIR) && rm -f $(SKIP_LOG) $(TEST_LOG).rc
 	@{ VGGCACHE_SKIP_LOG=$(SKIP_LOG) cargo test --locked --lib --bins --tests; echo $$? > $(TEST_LOG).rc; } 2>&1 | tee $(TEST_LOG)
 	@$(PY) scripts/test_summary.py $(TEST_LOG) $(SKIP_LOG) "$$(cat $(TEST_LOG).rc)"

@@ -223,3 +223,56 @@ fn vgg16_trunk_on_real_images_matches_onnxruntime_python() {
     assert!(status.success());
     common::assert_features_close(y.as_slice().unwrap(), &common::read_f32(&outp), 1e-4);
 }
+
+/// Each shipped VGG16 conversion against a numpy forward pass on its *source* weights
+/// (`scripts/numpy_vgg16.py`: no ONNX, no ONNX Runtime; the hed kernels used in their HWIO layout,
+/// so the converter's transpose is checked, not shared). Two real images each, through the model's own
+/// preprocessing. Measured max |diff| ~3e-7 of the largest feature (float32 vs float64 sums);
+/// bound 1e-5 of it.
+#[test]
+fn shipped_vgg16_trunks_match_a_numpy_forward_on_their_source_weights() {
+    let test = "shipped_vgg16_trunks_match_a_numpy_forward_on_their_source_weights";
+    let Some(data) = common::shared_data(test, "catsdogs/val/cat") else {
+        return;
+    };
+    let Some(py) = common::python_with(test, &["numpy", "onnx", "h5py"]) else {
+        return;
+    };
+    if common::ort(test).is_none() {
+        return;
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.truncate(2);
+    for (source, file) in [("wheel", "vgg16_trunk.onnx"), ("hed", "vgg16_hed.onnx")] {
+        let Some(model) = common::default_model(test, file) else {
+            return;
+        };
+        let mut t = Trunk::load(&model, &cpu()).unwrap();
+        let spec = t.info().preprocess.clone();
+        let len = spec.tensor_len();
+        let mut x = vec![0f32; files.len() * len];
+        for (f, out) in files.iter().zip(x.chunks_exact_mut(len)) {
+            let img = vggcache::dataset::decode_rgb8(f, &Default::default()).unwrap();
+            vggcache::dataset::preprocess_into(&img, &spec, out);
+        }
+        let y = t.run(&x, files.len()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (inp, outp) = (dir.path().join("x.f32"), dir.path().join("y.f32"));
+        common::write_f32(&inp, &x);
+        let status = Command::new(&py)
+            .arg(root().join("scripts/numpy_vgg16.py"))
+            .arg(source)
+            .arg(&inp)
+            .arg(files.len().to_string())
+            .arg(&outp)
+            .status()
+            .unwrap();
+        assert!(status.success(), "numpy_vgg16.py {source} failed");
+        eprintln!("{file} vs numpy on {source}'s weights:");
+        common::assert_features_close(y.as_slice().unwrap(), &common::read_f32(&outp), 1e-5);
+    }
+}

@@ -174,7 +174,8 @@ pub fn ort(test: &str) -> Option<(PathBuf, &'static ort::environment::Environmen
     }
 }
 
-/// A file `models/<name>` that `make model` builds; otherwise a `setup` skip of `test`.
+/// A file `models/<name>` that `make test` builds (the default trunk and `vgg16_hed.onnx`);
+/// otherwise a `setup` skip of `test`.
 pub fn default_model(test: &str, name: &str) -> Option<PathBuf> {
     let p = root().join("models").join(name);
     if p.is_file() {
@@ -183,7 +184,11 @@ pub fn default_model(test: &str, name: &str) -> Option<PathBuf> {
         skip(
             test,
             Why::Setup,
-            format!("{} not built (run `make model`)", p.display()),
+            format!(
+                "{} not built (`make test` builds it; by hand: `make model`, \
+                 `make model TRUNK=vgg16-hed` for vgg16_hed.onnx)",
+                p.display()
+            ),
         );
         None
     }
