@@ -328,18 +328,20 @@ pub fn write_predictions(
     models: &[(&str, ArrayView2<f32>)],
 ) -> Result<PathBuf, ReportError> {
     let path = dir.join("predictions.csv");
-    let mut out = String::from("model,path,label,predicted");
-    for c in classes {
-        let _ = write!(out, ",prob_{c}");
-    }
-    out.push('\n');
-    let quote = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
+    // The csv crate quotes every field that needs it: paths and class names may hold commas.
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let csv_err = |e: csv::Error| ReportError::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e),
     };
+    let mut header = vec![
+        "model".to_string(),
+        "path".into(),
+        "label".into(),
+        "predicted".into(),
+    ];
+    header.extend(classes.iter().map(|c| format!("prob_{c}")));
+    w.write_record(&header).map_err(csv_err)?;
     for (name, proba) in models {
         let model = name.to_string();
         if proba.dim() != (paths.len(), classes.len()) || labels.len() != paths.len() {
@@ -352,25 +354,24 @@ pub fn write_predictions(
         let scores: Vec<f32> = proba.iter().copied().collect();
         let predicted = metrics::argmax_rows(&scores, classes.len());
         for (i, row) in proba.rows().into_iter().enumerate() {
-            let _ = write!(
-                out,
-                "{},{},{},{}",
-                quote(name),
-                quote(&paths[i]),
-                classes[labels[i]],
-                classes[predicted[i]]
-            );
-            for p in row {
-                let _ = write!(out, ",{p}");
-            }
-            out.push('\n');
+            let mut record = vec![
+                model.clone(),
+                paths[i].clone(),
+                classes[labels[i]].clone(),
+                classes[predicted[i]].clone(),
+            ];
+            record.extend(row.iter().map(|p| p.to_string()));
+            w.write_record(&record).map_err(csv_err)?;
         }
     }
+    let out = w
+        .into_inner()
+        .map_err(|e| csv_err(csv::Error::from(e.into_error())))?;
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
         path: dir.into(),
         source,
     })?;
-    write_atomic(&path, out.as_bytes())?;
+    write_atomic(&path, &out)?;
     Ok(path)
 }
 
@@ -447,5 +448,42 @@ mod tests {
         assert!(e(evaluate("m", p.view(), &[0], &classes()[..2], 0., 0.)).contains("3 columns"));
         let nan = array![[f32::NAN, 0.5, 0.5]];
         assert!(e(evaluate("m", nan.view(), &[0], &classes(), 0., 0.)).contains("not finite"));
+    }
+
+    /// Class names and paths holding commas and quotes come back field for field (they were
+    /// written unquoted in the label, predicted and header columns before).
+    #[test]
+    fn predictions_csv_quotes_class_names_and_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let cls = vec!["cat, tabby".to_string(), "dog \"pug\"".to_string()];
+        let paths = vec!["a,1.jpg".to_string(), "b.jpg".to_string()];
+        let p = array![[0.9f32, 0.1], [0.25, 0.75]];
+        let file =
+            write_predictions(dir.path(), &cls, &paths, &[0, 0], &[("m, 1", p.view())]).unwrap();
+        let mut r = csv::Reader::from_path(&file).unwrap();
+        let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(
+            header,
+            [
+                "model",
+                "path",
+                "label",
+                "predicted",
+                "prob_cat, tabby",
+                "prob_dog \"pug\""
+            ]
+        );
+        let rows: Vec<Vec<String>> = r
+            .records()
+            .map(|rec| rec.unwrap().iter().map(String::from).collect())
+            .collect();
+        assert_eq!(
+            rows[0],
+            ["m, 1", "a,1.jpg", "cat, tabby", "cat, tabby", "0.9", "0.1"]
+        );
+        assert_eq!(
+            rows[1],
+            ["m, 1", "b.jpg", "cat, tabby", "dog \"pug\"", "0.25", "0.75"]
+        );
     }
 }
