@@ -1,7 +1,7 @@
 """Checks exported ONNX files with the reference tools: onnx.checker (full_check, i.e. with shape
 inference) and, when installed, an onnxruntime-python session. Prints one JSON line per file.
 
-    /work/main/.venv/bin/python scripts/check_onnx.py model.onnx [more.onnx ...]
+    .venv/bin/python scripts/check_onnx.py model.onnx [more.onnx ...]
 
 Exit status 1 if any file fails. Used by tests/export.rs when a Python with `onnx` is found.
 """

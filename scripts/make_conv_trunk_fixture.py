@@ -5,7 +5,7 @@ The output is left 4-D on purpose, so the exported trunk+head must Flatten it (D
 IR 7, older than the head's own opset 17 / IR 8, so the merge is checked against another version.
 Weights from numpy's default_rng(5). Run with the main venv (numpy + onnx):
 
-    /work/main/.venv/bin/python scripts/make_conv_trunk_fixture.py
+    .venv/bin/python scripts/make_conv_trunk_fixture.py
 """
 import json, os
 import numpy as np

@@ -8,7 +8,7 @@ semantics (torch.optim.Adam, weight_decay as an L2 term added to the gradient, b
     p -= lr/(1-b1**t) * m / (sqrt(v)/sqrt(1-b2**t) + eps)
 
 Weights are stored (d_in, d_out) as in the Rust head. Dropout is 0 so the result needs no RNG.
-Run: /work/main/.venv/bin/python scripts/make_head_fixture.py > tests/fixtures/head/adam_two_steps.json
+Run (from the checkout): .venv/bin/python scripts/make_head_fixture.py > tests/fixtures/head/adam_two_steps.json
 """
 import json
 import numpy as np
