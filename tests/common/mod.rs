@@ -94,22 +94,26 @@ pub fn tiny_trunk() -> PathBuf {
     fixture("tiny_trunk.onnx")
 }
 
+/// `Some(p)` when `present`; otherwise a skip of `test` of kind `why`, the reason being `p` and `what`.
+fn present_or_skip(test: &str, p: PathBuf, present: bool, why: Why, what: &str) -> Option<PathBuf> {
+    if present {
+        return Some(p);
+    }
+    skip(test, why, format!("{} {what}", p.display()));
+    None
+}
+
 /// `../shared/data/<rel>` when it is a folder; otherwise an `expected` skip of `test`.
 pub fn shared_data(test: &str, rel: &str) -> Option<PathBuf> {
     let p = root().join("../shared/data").join(rel);
-    if p.is_dir() {
-        Some(p)
-    } else {
-        skip(
-            test,
-            Why::Expected,
-            format!(
-                "{} absent (real images live in ../shared/data)",
-                p.display()
-            ),
-        );
-        None
-    }
+    let dir = p.is_dir();
+    present_or_skip(
+        test,
+        p,
+        dir,
+        Why::Expected,
+        "absent (real images live in ../shared/data)",
+    )
 }
 
 /// The project's python (`$VGGCACHE_PYTHON`, else `.venv/bin/python`) when it imports every module
@@ -178,20 +182,15 @@ pub fn ort(test: &str) -> Option<(PathBuf, &'static ort::environment::Environmen
 /// otherwise a `setup` skip of `test`.
 pub fn default_model(test: &str, name: &str) -> Option<PathBuf> {
     let p = root().join("models").join(name);
-    if p.is_file() {
-        Some(p)
-    } else {
-        skip(
-            test,
-            Why::Setup,
-            format!(
-                "{} not built (`make test` builds it; by hand: `make model`, \
-                 `make model TRUNK=vgg16-hed` for vgg16_hed.onnx)",
-                p.display()
-            ),
-        );
-        None
-    }
+    let file = p.is_file();
+    present_or_skip(
+        test,
+        p,
+        file,
+        Why::Setup,
+        "not built (`make test` builds it; by hand: `make model`, \
+         `make model TRUNK=vgg16-hed` for vgg16_hed.onnx)",
+    )
 }
 
 /// Writes `v` as raw little-endian float32 (the format of the reference scripts' tensors).
