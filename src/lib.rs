@@ -12,6 +12,7 @@ pub mod export;
 pub mod head;
 pub mod metrics;
 pub mod paths;
+pub mod protobuf;
 pub mod report;
 pub mod spec;
 pub mod trunk;

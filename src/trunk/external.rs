@@ -7,63 +7,16 @@
 
 use std::collections::BTreeSet;
 
+use crate::protobuf::{fields, DecodeError, Value};
+
 /// Malformed protobuf: what was wrong.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProtoError(pub &'static str);
 
-enum Value<'b> {
-    Varint,
-    Bytes(&'b [u8]),
-    Fixed,
-}
-
-fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, ProtoError> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let &b = buf.get(*pos).ok_or(ProtoError("truncated varint"))?;
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Ok(v);
-        }
+impl From<DecodeError> for ProtoError {
+    fn from(e: DecodeError) -> Self {
+        ProtoError(e.what)
     }
-    Err(ProtoError("varint longer than 10 bytes"))
-}
-
-/// Top-level fields of one message: `(field number, value)`.
-fn fields(buf: &[u8]) -> Result<Vec<(u64, Value<'_>)>, ProtoError> {
-    let mut pos = 0;
-    let mut out = Vec::new();
-    while pos < buf.len() {
-        let k = varint(buf, &mut pos)?;
-        let v = match k & 7 {
-            0 => {
-                varint(buf, &mut pos)?;
-                Value::Varint
-            }
-            1 | 5 => {
-                pos += if k & 7 == 1 { 8 } else { 4 };
-                if pos > buf.len() {
-                    return Err(ProtoError("truncated fixed-width field"));
-                }
-                Value::Fixed
-            }
-            2 => {
-                let len = usize::try_from(varint(buf, &mut pos)?)
-                    .map_err(|_| ProtoError("length too large"))?;
-                let end = pos
-                    .checked_add(len)
-                    .filter(|&e| e <= buf.len())
-                    .ok_or(ProtoError("length-delimited field runs past the end"))?;
-                let b = &buf[pos..end];
-                pos = end;
-                Value::Bytes(b)
-            }
-            _ => return Err(ProtoError("unsupported wire type")),
-        };
-        out.push((k >> 3, v));
-    }
-    Ok(out)
 }
 
 #[derive(Clone, Copy)]
