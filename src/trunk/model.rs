@@ -39,12 +39,7 @@ pub fn fingerprint_file(path: &Path) -> Result<String, TrunkError> {
         let p = p.to_path_buf();
         move |source| TrunkError::Io { path: p, source }
     };
-    let bytes = std::fs::read(path).map_err(io(path))?;
-    let locations =
-        super::external::external_locations(&bytes).map_err(|e| TrunkError::ModelLoad {
-            path: path.to_path_buf(),
-            cause: format!("not a readable ONNX protobuf: {}", e.0),
-        })?;
+    let (bytes, locations) = read_with_locations(path)?;
     let mut h = Sha256::new();
     if locations.is_empty() {
         h.update(&bytes);
@@ -86,8 +81,8 @@ pub fn fingerprint_file(path: &Path) -> Result<String, TrunkError> {
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
-/// External-data files (paths) `model` loads besides itself; empty for a self-contained model.
-pub fn external_data_files(model: &Path) -> Result<Vec<PathBuf>, TrunkError> {
+/// The model file's bytes and the external-data `location`s it references (sorted, no repeats).
+fn read_with_locations(model: &Path) -> Result<(Vec<u8>, Vec<String>), TrunkError> {
     let bytes = std::fs::read(model).map_err(|source| TrunkError::Io {
         path: model.to_path_buf(),
         source,
@@ -97,6 +92,12 @@ pub fn external_data_files(model: &Path) -> Result<Vec<PathBuf>, TrunkError> {
             path: model.to_path_buf(),
             cause: format!("not a readable ONNX protobuf: {}", e.0),
         })?;
+    Ok((bytes, locations))
+}
+
+/// External-data files (paths) `model` loads besides itself; empty for a self-contained model.
+pub fn external_data_files(model: &Path) -> Result<Vec<PathBuf>, TrunkError> {
+    let (_, locations) = read_with_locations(model)?;
     let base = model.parent().unwrap_or(Path::new("."));
     Ok(locations.iter().map(|l| base.join(l)).collect())
 }
