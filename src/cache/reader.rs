@@ -19,8 +19,8 @@ use super::lock::CacheLock;
 use super::manifest::{Manifest, ShardInfo};
 use super::schema::{check_schema, COL_FEATURES, COL_HASH};
 use super::shard::{
-    footer_start, no_panic, sha256_prefix, KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256,
-    KV_FINGERPRINT,
+    footer_start, no_panic, sha256_prefix, sha256_prefixes, KV_CLASSES, KV_DATA_BYTES,
+    KV_DATA_SHA256, KV_FINGERPRINT,
 };
 use super::{CacheError, MANIFEST_FILE};
 
@@ -181,7 +181,10 @@ pub(crate) fn check_unlisted(
                 "footer '{KV_DATA_BYTES}' is not a length below {start}"
             ))
         })?;
-    let data_sha = sha256_prefix(&mut file, covered, &path)?;
+    // The data prefix and the whole file in one pass (the manifest entry wants the latter).
+    let [data_sha, whole]: [String; 2] = sha256_prefixes(&mut file, &[covered, size], &path)?
+        .try_into()
+        .expect("one digest per length");
     if recorded != data_sha {
         return Err(corrupt(format!(
             "data sha256 is {data_sha}, the footer recorded {recorded}"
@@ -193,7 +196,6 @@ pub(crate) fn check_unlisted(
     check_schema(metadata.schema(), dim).map_err(corrupt)?;
     let rows = usize::try_from(metadata.metadata().file_metadata().num_rows())
         .map_err(|_| corrupt("negative row count".into()))?;
-    let whole = sha256_prefix(&mut file, size, &path)?;
     let info = ShardInfo {
         file: file_name.to_string(),
         rows,

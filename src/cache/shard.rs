@@ -74,24 +74,45 @@ impl Write for HashingWriter {
 
 /// sha256 (hex) of the first `len` bytes of `file` (from its start), streamed.
 pub(crate) fn sha256_prefix(file: &mut File, len: u64, path: &Path) -> Result<String, CacheError> {
+    let mut digests = sha256_prefixes(file, &[len], path)?;
+    Ok(digests.remove(0))
+}
+
+/// sha256 (hex) of the first `lens[i]` bytes of `file`, for every `i` (`lens` ascending), in one
+/// streamed pass: the hasher's state is copied at each length on the way.
+pub(crate) fn sha256_prefixes(
+    file: &mut File,
+    lens: &[u64],
+    path: &Path,
+) -> Result<Vec<String>, CacheError> {
+    debug_assert!(
+        lens.windows(2).all(|w| w[0] <= w[1]),
+        "lens must be ascending"
+    );
     file.seek(SeekFrom::Start(0))
         .map_err(CacheError::io(path))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = file.read(&mut buf[..want]).map_err(CacheError::io(path))?;
-        if n == 0 {
-            return Err(CacheError::CorruptShard {
-                path: path.to_path_buf(),
-                message: format!("file ended {left} bytes early"),
-            });
+    let mut done = 0u64;
+    let mut out = Vec::with_capacity(lens.len());
+    for &len in lens {
+        while done < len {
+            let want = buf
+                .len()
+                .min(usize::try_from(len - done).unwrap_or(usize::MAX));
+            let n = file.read(&mut buf[..want]).map_err(CacheError::io(path))?;
+            if n == 0 {
+                return Err(CacheError::CorruptShard {
+                    path: path.to_path_buf(),
+                    message: format!("file ended {} bytes early", len - done),
+                });
+            }
+            h.update(&buf[..n]);
+            done += n as u64;
         }
-        h.update(&buf[..n]);
-        left -= n as u64;
+        out.push(hex::encode(h.clone().finalize()));
     }
-    Ok(hex::encode(h.finalize()))
+    Ok(out)
 }
 
 /// Byte offset where the Parquet footer starts (`len - 8 - footer length`), from the last 8 bytes.
