@@ -19,8 +19,8 @@ use super::lock::CacheLock;
 use super::manifest::{Manifest, ShardInfo};
 use super::schema::{check_schema, COL_FEATURES, COL_HASH};
 use super::shard::{
-    footer_start, no_panic, sha256_prefix, sha256_prefixes, KV_CLASSES, KV_DATA_BYTES,
-    KV_DATA_SHA256, KV_FINGERPRINT,
+    footer_start, no_panic, sha256_prefix, sha256_prefixes, shard_places, KV_CLASSES,
+    KV_DATA_BYTES, KV_DATA_SHA256, KV_FINGERPRINT,
 };
 use super::{CacheError, MANIFEST_FILE};
 
@@ -127,10 +127,7 @@ fn locate(dir: &Path, file: &str) -> PathBuf {
     if plain.exists() {
         return plain;
     }
-    let pending = super::shard::pending_path(dir, file);
-    let mut staged = plain.clone().into_os_string();
-    staged.push(".staged");
-    [pending, PathBuf::from(staged)]
+    shard_places(dir, file)
         .into_iter()
         .find(|p| p.exists())
         .unwrap_or(plain)

@@ -32,6 +32,20 @@ pub(crate) fn pending_path(dir: &Path, file: &str) -> PathBuf {
     dir.join(super::PENDING_DIR).join(format!("{file}.pending"))
 }
 
+/// `path` with `.staged` appended: a shard of a rebuild not yet swapped in.
+pub(crate) fn staged_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".staged");
+    PathBuf::from(s)
+}
+
+/// Every place listed shard `file` can be: the cache folder, `pending/` (written, its commit
+/// interrupted before the move up) and `file.staged` (a rebuild's, before `finish` renamed it).
+pub(crate) fn shard_places(dir: &Path, file: &str) -> [PathBuf; 3] {
+    let plain = dir.join(file);
+    [pending_path(dir, file), staged_path(&plain), plain]
+}
+
 /// A file sink that hashes every byte written through it.
 pub(crate) struct HashingWriter {
     file: File,

@@ -20,8 +20,8 @@ use super::schema::{
     cache_schema, to_batch, Columns, WriteOptions, COL_CLASS, COL_LABEL, COL_SPLIT,
 };
 use super::shard::{
-    pending_path, sha256_prefix, HashingWriter, KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256,
-    KV_FINGERPRINT,
+    pending_path, sha256_prefix, shard_places, staged_path, HashingWriter, KV_CLASSES,
+    KV_DATA_BYTES, KV_DATA_SHA256, KV_FINGERPRINT,
 };
 use super::{CacheError, MANIFEST_FILE, QUARANTINE_DIR, REBUILD_MANIFEST_FILE, SKIPPED_FILE};
 
@@ -734,16 +734,13 @@ impl CacheWriter {
     /// or `finish` left it (see [`Self::promote_pending`]); `shard_path` when nowhere.
     fn located(&self, file: &str) -> PathBuf {
         let want = self.shard_path(file);
-        let plain = self.dir.join(file);
-        [
-            want.clone(),
-            pending_path(&self.dir, file),
-            staged_path(&plain),
-            plain,
-        ]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or(want)
+        if want.exists() {
+            return want;
+        }
+        shard_places(&self.dir, file)
+            .into_iter()
+            .find(|p| p.exists())
+            .unwrap_or(want)
     }
 
     /// Moves every listed shard that is still under `pending/` (or under another name a crash
@@ -755,9 +752,8 @@ impl CacheWriter {
             if want.exists() {
                 continue;
             }
-            let plain = self.dir.join(&s.file);
-            let alternates = [pending_path(&self.dir, &s.file), staged_path(&plain), plain];
-            if let Some(from) = alternates.iter().find(|p| **p != want && p.exists()) {
+            let places = shard_places(&self.dir, &s.file);
+            if let Some(from) = places.iter().find(|p| **p != want && p.exists()) {
                 fs::rename(from, &want).map_err(CacheError::io(&want))?;
                 moved = true;
             }
@@ -1143,13 +1139,6 @@ fn quarantine(dir: &Path, path: &Path) -> Result<PathBuf, CacheError> {
     sync_dir(&qdir)?;
     sync_dir(dir)?;
     Ok(to)
-}
-
-/// `path` with `.staged` appended: a shard of a rebuild not yet swapped in.
-fn staged_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".staged");
-    PathBuf::from(s)
 }
 
 fn old_shards(main: &Option<Manifest>) -> Vec<ShardInfo> {
