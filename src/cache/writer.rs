@@ -251,11 +251,6 @@ impl CacheWriter {
         &self.existing
     }
 
-    /// The split of the cached row of `path`.
-    pub fn split_of(&self, path: &str) -> Option<&str> {
-        self.splits.get(path).map(String::as_str)
-    }
-
     /// Gives cached rows a new split (a split is a function of the path and the split options,
     /// so a re-run with other options re-assigns rows instead of keeping the old split): the
     /// affected shards are rewritten and listed in one manifest replacement. Paths not cached

@@ -287,21 +287,19 @@ pub fn run_with(args: &ExtractArgs, summary_to: SummaryTo) -> Result<ExtractSumm
     } else {
         writer.remove_paths(&stale)?
     };
-    // A split is a function of (path, split options): cached rows take this run's split.
-    let resplit: HashMap<String, String> = ds
+    // A split is a function of (path, split options): cached rows take this run's split (the
+    // writer rewrites only rows whose split changed).
+    let splits: HashMap<String, String> = ds
         .entries
         .iter()
         .filter(|e| !stale.contains(&e.rel_path))
-        .filter(|e| {
-            writer
-                .split_of(&e.rel_path)
-                .is_some_and(|s| s != e.split.as_str())
-        })
         .map(|e| (e.rel_path.clone(), e.split.as_str().to_string()))
         .collect();
-    if !resplit.is_empty() {
-        let n = writer.set_splits(&resplit)?;
-        eprintln!("{n} cached rows moved to another split (the split options or folders changed)");
+    let moved = writer.set_splits(&splits)?;
+    if moved > 0 {
+        eprintln!(
+            "{moved} cached rows moved to another split (the split options or folders changed)"
+        );
     }
     eprintln!(
         "{} to extract, {reused} cached and unchanged, {removed} stale rows dropped",
