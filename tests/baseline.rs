@@ -133,14 +133,6 @@ fn multiclass_with_a_class_missing_from_training() {
 
 // ---- scikit-learn parity on files written by scripts/logreg_parity.py -------------------------
 
-fn read_f32(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
 fn read_labels(path: &Path) -> Vec<usize> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     bytes
@@ -209,10 +201,10 @@ fn sklearn_parity() {
         );
         let c = case["C"].as_f64().expect("C");
         let file = |part: &str| dir.join(format!("{name}.{part}.bin"));
-        let x_tr = Array2::from_shape_vec((n_train, d), read_f32(&file("x_train")))
+        let x_tr = Array2::from_shape_vec((n_train, d), common::read_f32(&file("x_train")))
             .expect("x_train shape");
-        let x_va =
-            Array2::from_shape_vec((n_val, d), read_f32(&file("x_val"))).expect("x_val shape");
+        let x_va = Array2::from_shape_vec((n_val, d), common::read_f32(&file("x_val")))
+            .expect("x_val shape");
         let (y_tr, y_va) = (read_labels(&file("y_train")), read_labels(&file("y_val")));
 
         let params = LogisticParams {
@@ -238,7 +230,7 @@ fn sklearn_parity() {
         worst = worst.max((acc - sk_acc).abs());
         let sk_p = file("sk_proba_val");
         if sk_p.exists() {
-            let sk_p = read_f32(&sk_p);
+            let sk_p = common::read_f32(&sk_p);
             assert_eq!(sk_p.len(), n_val * k, "{name}: sklearn probabilities");
             let diff = p
                 .iter()
