@@ -10,8 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::root;
-use vggcache::dataset::{decode_rgb8, preprocess_into, DecodeLimits};
+use common::{first_images, root};
 use vggcache::spec::ChannelOrder;
 use vggcache::trunk::{Device, Trunk, TrunkOptions};
 
@@ -103,13 +102,7 @@ fn default_trunk_equals_the_wheels_own_graph_on_real_images() {
     };
     let files = first_images(&data, 4);
     let mut t = Trunk::load(&model, &cpu()).unwrap();
-    let spec = t.info().preprocess.clone();
-    let len = spec.tensor_len();
-    let mut x = vec![0f32; files.len() * len];
-    for (f, out) in files.iter().zip(x.chunks_exact_mut(len)) {
-        let img = decode_rgb8(f, &DecodeLimits::default()).unwrap();
-        preprocess_into(&img, &spec, out);
-    }
+    let x = common::preprocessed_batch(&files, &t.info().preprocess);
     let y = t.run(&x, files.len()).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -130,23 +123,6 @@ fn default_trunk_equals_the_wheels_own_graph_on_real_images() {
     common::assert_features_close(y.as_slice().unwrap(), &common::read_f32(&outp), 1e-5);
 }
 
-/// The first `n` images (sorted) of `dir`.
-fn first_images(dir: &Path, n: usize) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files.truncate(n);
-    assert_eq!(
-        files.len(),
-        n,
-        "expected at least {n} images in {}",
-        dir.display()
-    );
-    files
-}
-
 /// What the default trunk is for: features a linear model separates from few examples. 24 train and
 /// 20 val images a class of real cats/dogs through vggcache's preprocessing and the trunk, then
 /// linfa-logistic (C = 1, raw features, compare-baselines' defaults). The ImageNet trunk's features
@@ -164,19 +140,14 @@ fn default_trunk_features_separate_real_cats_and_dogs() {
     };
     let mut t = Trunk::load(&model, &cpu()).unwrap();
     let spec = t.info().preprocess.clone();
-    let len = spec.tensor_len();
     let mut features = |split: &str, n: usize| {
         let mut rows = Vec::new();
         let mut y = Vec::new();
         for (label, class) in ["cat", "dog"].into_iter().enumerate() {
             let files = first_images(&data.join(split).join(class), n);
-            let mut x = vec![0f32; len];
-            for f in files {
-                let img = decode_rgb8(&f, &DecodeLimits::default()).unwrap();
-                preprocess_into(&img, &spec, &mut x);
-                rows.extend(t.run(&x, 1).unwrap());
-                y.push(label);
-            }
+            let x = common::preprocessed_batch(&files, &spec);
+            rows.extend(t.run(&x, n).unwrap());
+            y.extend(std::iter::repeat_n(label, n));
         }
         let d = rows.len() / y.len();
         (

@@ -1,7 +1,7 @@
 //! Trunk tests on the real ONNX Runtime: tiny fixture vs numpy, metadata, errors, and the full VGG16
 //! trunk on real images vs onnxruntime-python.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use vggcache::spec::ChannelOrder;
@@ -169,14 +169,10 @@ fn cuda_request_without_cuda_is_an_error_not_a_silent_cpu_run() {
 /// A few real images as a caffe-BGR `(n,3,224,224)` tensor (plain `image` resize: the point here is
 /// the runner vs onnxruntime-python on identical input, not preprocessing fidelity).
 fn real_batch(dir: &Path, n: usize) -> Vec<f32> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let files = common::first_images(dir, n);
     let mean = [104.00699f32, 116.66877, 122.67892];
     let mut out = Vec::with_capacity(n * 3 * 224 * 224);
-    for f in files.iter().take(n) {
+    for f in &files {
         let img = image::open(f).unwrap().to_rgb8();
         let img = image::imageops::resize(&img, 224, 224, image::imageops::FilterType::Triangle);
         for (c, src) in [2usize, 1, 0].into_iter().enumerate() {
@@ -241,24 +237,13 @@ fn shipped_vgg16_trunks_match_a_numpy_forward_on_their_source_weights() {
     if common::ort(test).is_none() {
         return;
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&data)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files.truncate(2);
+    let files = common::first_images(&data, 2);
     for (source, file) in [("wheel", "vgg16_trunk.onnx"), ("hed", "vgg16_hed.onnx")] {
         let Some(model) = common::default_model(test, file) else {
             return;
         };
         let mut t = Trunk::load(&model, &cpu()).unwrap();
-        let spec = t.info().preprocess.clone();
-        let len = spec.tensor_len();
-        let mut x = vec![0f32; files.len() * len];
-        for (f, out) in files.iter().zip(x.chunks_exact_mut(len)) {
-            let img = vggcache::dataset::decode_rgb8(f, &Default::default()).unwrap();
-            vggcache::dataset::preprocess_into(&img, &spec, out);
-        }
+        let x = common::preprocessed_batch(&files, &t.info().preprocess);
         let y = t.run(&x, files.len()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (inp, outp) = (dir.path().join("x.f32"), dir.path().join("y.f32"));

@@ -251,3 +251,32 @@ pub fn text(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// The first `n` files (sorted by name) of `dir`; fails when it holds fewer.
+pub fn first_images(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .collect();
+    files.sort();
+    files.truncate(n);
+    assert_eq!(
+        files.len(),
+        n,
+        "expected at least {n} images in {}",
+        dir.display()
+    );
+    files
+}
+
+/// `files` through vggcache's own decode and `spec`'s preprocessing: `(files.len(), 3, h, w)`.
+pub fn preprocessed_batch(files: &[PathBuf], spec: &vggcache::spec::PreprocessSpec) -> Vec<f32> {
+    let len = spec.tensor_len();
+    let mut x = vec![0f32; files.len() * len];
+    for (f, out) in files.iter().zip(x.chunks_exact_mut(len)) {
+        let img = vggcache::dataset::decode_rgb8(f, &Default::default())
+            .unwrap_or_else(|e| panic!("decode {}: {e}", f.display()));
+        vggcache::dataset::preprocess_into(&img, spec, out);
+    }
+    x
+}
