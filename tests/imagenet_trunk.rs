@@ -104,23 +104,16 @@ fn default_trunk_equals_the_wheels_own_graph_on_real_images() {
     let mut t = Trunk::load(&model, &cpu()).unwrap();
     let x = common::preprocessed_batch(&files, &t.info().preprocess);
     let y = t.run(&x, files.len()).unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let (inp, outp) = (dir.path().join("x.f32"), dir.path().join("y.f32"));
-    common::write_f32(&inp, &x);
-    let n = files.len().to_string();
-    reference(
+    let r = common::reference_features(
         &py,
-        &[
-            "forward".as_ref(),
-            inp.as_os_str(),
-            n.as_ref(),
-            outp.as_os_str(),
-        ],
+        "wheel_reference.py",
+        &["forward".as_ref()],
+        &x,
+        files.len(),
     );
     // Same ONNX Runtime, same Conv/Relu/MaxPool kernels: measured 0.0 here; the margin allows another
     // kernel choice (e.g. a different machine's conv algorithm), 1e-5 of the largest feature.
-    common::assert_features_close(y.as_slice().unwrap(), &common::read_f32(&outp), 1e-5);
+    common::assert_features_close(y.as_slice().unwrap(), &r, 1e-5);
 }
 
 /// What the default trunk is for: features a linear model separates from few examples. 24 train and

@@ -202,22 +202,8 @@ fn vgg16_trunk_on_real_images_matches_onnxruntime_python() {
     let mut t = Trunk::load(&model, &cpu()).unwrap();
     assert_eq!(t.info().dim, 25088);
     let y = t.run(&x, n).unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let (inp, outp) = (dir.path().join("x.f32"), dir.path().join("y.f32"));
-    common::write_f32(&inp, &x);
-    let status = Command::new(py)
-        .arg(root().join("scripts/ort_reference.py"))
-        .args([
-            model.as_os_str(),
-            inp.as_os_str(),
-            n.to_string().as_ref(),
-            outp.as_os_str(),
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    common::assert_features_close(y.as_slice().unwrap(), &common::read_f32(&outp), 1e-4);
+    let r = common::reference_features(&py, "ort_reference.py", &[model.as_os_str()], &x, n);
+    common::assert_features_close(y.as_slice().unwrap(), &r, 1e-4);
 }
 
 /// Each shipped VGG16 conversion against a numpy forward pass on its *source* weights
@@ -245,19 +231,9 @@ fn shipped_vgg16_trunks_match_a_numpy_forward_on_their_source_weights() {
         let mut t = Trunk::load(&model, &cpu()).unwrap();
         let x = common::preprocessed_batch(&files, &t.info().preprocess);
         let y = t.run(&x, files.len()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (inp, outp) = (dir.path().join("x.f32"), dir.path().join("y.f32"));
-        common::write_f32(&inp, &x);
-        let status = Command::new(&py)
-            .arg(root().join("scripts/numpy_vgg16.py"))
-            .arg(source)
-            .arg(&inp)
-            .arg(files.len().to_string())
-            .arg(&outp)
-            .status()
-            .unwrap();
-        assert!(status.success(), "numpy_vgg16.py {source} failed");
+        let r =
+            common::reference_features(&py, "numpy_vgg16.py", &[source.as_ref()], &x, files.len());
         eprintln!("{file} vs numpy on {source}'s weights:");
-        common::assert_features_close(y.as_slice().unwrap(), &common::read_f32(&outp), 1e-5);
+        common::assert_features_close(y.as_slice().unwrap(), &r, 1e-5);
     }
 }

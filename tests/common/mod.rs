@@ -280,3 +280,33 @@ pub fn preprocessed_batch(files: &[PathBuf], spec: &vggcache::spec::PreprocessSp
     }
     x
 }
+
+/// Features from a reference script run on the batch `x` of `n` images: `python scripts/SCRIPT
+/// ARGS.. IN.f32 N OUT.f32` (the calling convention of `ort_reference.py`, `wheel_reference.py
+/// forward` and `numpy_vgg16.py`); fails the test when the script fails, with its output.
+pub fn reference_features(
+    py: &Path,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    x: &[f32],
+    n: usize,
+) -> Vec<f32> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (inp, outp) = (dir.path().join("x.f32"), dir.path().join("y.f32"));
+    write_f32(&inp, x);
+    let out = Command::new(py)
+        .arg(root().join("scripts").join(script))
+        .args(args)
+        .arg(&inp)
+        .arg(n.to_string())
+        .arg(&outp)
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/{script} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    read_f32(&outp)
+}
