@@ -73,7 +73,7 @@ $(TORCH_STAMP): models/requirements-torch.txt
 $(EFFNET_MODEL): $(TORCH_STAMP) models/export_efficientnet_lite0.py models/vgg16_onnx.py
 	$(TORCH_PY) models/export_efficientnet_lite0.py $@.tmp && mv $@.tmp $@
 
-# Test output and the skip log (tests/common/mod.rs) land beside cargo's build output; the summary
+# Test output and the skip log (tests/it/common.rs) land beside cargo's build output; the summary
 # (scripts/test_summary.py) ends with `N passed, F failed, K skipped`, lists each skip with its
 # reason, and fails the target when a test failed or skipped for a reason set-up should remove.
 TEST_DIR := $(or $(CARGO_TARGET_DIR),target)

@@ -7,7 +7,7 @@ for each library that is installed: the feature column's type, and per row (keye
 split, label, class, content_hash, number of features and every feature value (float32 widened to
 float64, so the JSON numbers convert back to the same float32 exactly).
 A library that is missing is reported as {"missing": "..."}; one that fails as {"error": "..."}.
-Used by tests/cache.rs (test `python_readers_agree`) to check the numbers against the Rust reader.
+Used by tests/it/cache.rs (test `python_readers_agree`) to check the numbers against the Rust reader.
 """
 import glob
 import json

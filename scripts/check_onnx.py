@@ -3,7 +3,7 @@ inference) and, when installed, an onnxruntime-python session. Prints one JSON l
 
     .venv/bin/python scripts/check_onnx.py model.onnx [more.onnx ...]
 
-Exit status 1 if any file fails. Used by tests/export.rs when a Python with `onnx` is found.
+Exit status 1 if any file fails. Used by tests/it/export.rs when a Python with `onnx` is found.
 """
 import json, sys
 import onnx

@@ -1,4 +1,4 @@
-"""Reference EfficientNet-Lite0 trunk output with torch (eager), for tests/efficientnet.rs.
+"""Reference EfficientNet-Lite0 trunk output with torch (eager), for tests/it/efficientnet.rs.
 
 usage: .venv-torch/bin/python scripts/effnet_reference.py X.npy Y.npy
 X.npy: float32 (N,3,224,224), already preprocessed by vggcache; Y.npy gets the torch trunk's (N,1280)

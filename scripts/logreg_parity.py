@@ -6,9 +6,9 @@ meta.json), fits scikit-learn's LogisticRegression(C, lbfgs, max_iter=1000) on e
 The Rust side then reads the same files and fits linfa with l2 = 1/C:
 
     python3 scripts/logreg_parity.py /tmp/parity          # needs numpy + scikit-learn
-    VGGCACHE_PARITY_DIR=/tmp/parity cargo test --test baseline sklearn_parity -- --nocapture
+    VGGCACHE_PARITY_DIR=/tmp/parity cargo test --test it baseline::sklearn_parity -- --nocapture
 
-`--small` writes the CI-sized cases instead (seconds on both sides); tests/baseline.rs
+`--small` writes the CI-sized cases instead (seconds on both sides); tests/it/baseline.rs
 `sklearn_parity` runs the script with it into a temp dir when VGGCACHE_PARITY_DIR is not set.
 scikit-learn's val probabilities go to NAME.sk_proba_val.bin (float32, (n_val, classes)).
 """

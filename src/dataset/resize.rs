@@ -4,7 +4,7 @@
 //! vertical first for images whose height shrinks much more), each rounding to 8 bits; weights come from a triangle filter whose support is
 //! `max(1, in/out)` source pixels, normalised to sum 1, then fixed point with 22 fractional bits.
 //! This follows the same arithmetic step by step, so its output equals Pillow's bit for bit
-//! (checked against Pillow in `tests/dataset.rs`). fast_image_resize's convolution uses 15-bit
+//! (checked against Pillow in `tests/it/dataset.rs`). fast_image_resize's convolution uses 15-bit
 //! coefficients instead (Pillow-SIMD's choice) and lands within 1 of Pillow.
 
 /// Fractional bits of the fixed-point weights: Pillow's `PRECISION_BITS` (32 - 8 - 2).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use vggcache::cache::FeatureCache;
 
-mod common;
+use crate::common;
 
 use common::text;
 use common::tiny_trunk as tiny;

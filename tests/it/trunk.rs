@@ -7,7 +7,7 @@ use std::process::Command;
 use vggcache::spec::ChannelOrder;
 use vggcache::trunk::{Device, Provider, Trunk, TrunkError, TrunkOptions};
 
-mod common;
+use crate::common;
 
 use common::{root, tiny_trunk as tiny};
 

@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use vggcache::baseline::{fit_logistic, fit_majority, Classifier, LogisticParams};
 
-mod common;
+use crate::common;
 
 /// Standard normal sample by Box-Muller (rand 0.9 has no normal distribution without rand_distr).
 fn normal(rng: &mut StdRng) -> f32 {

@@ -2,7 +2,7 @@
 //! suite (byte flips over shards and manifest, truncations, deletions) in which every case ends
 //! in a clear error, a repair, or identical training data: never a panic, never silent wrong data.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -751,7 +751,7 @@ fn vggcache(args: &[&str]) -> Output {
 #[test]
 fn compare_rejects_val_fraction_outside_0_1() {
     // 0 stays allowed: it means "no hold-out", refused with its own message when the cache has
-    // no val split (tests/workflow.rs).
+    // no val split (tests/it/workflow.rs).
     for bad in ["1.5", "-0.1", "NaN"] {
         let flag = format!("--val-fraction={bad}");
         let o = vggcache(&["compare-baselines", "--features", "nope", &flag]);

@@ -19,7 +19,7 @@ use vggcache::export::{
 
 const TOL: f32 = 1e-5;
 
-mod common;
+use crate::common;
 
 use common::{fixture, root as manifest_dir};
 
@@ -385,7 +385,7 @@ fn exported_bytes_are_deterministic_and_sized() {
 
 /// The real head's size (25088 → 4096 → 4096 → 2, 119.6 M parameters, scaler folded): export time,
 /// model size, and ORT vs reference. Slow and ~2 GB of memory, so opt-in:
-/// `cargo test --test export full_size -- --ignored --nocapture`.
+/// `cargo test --test it export::full_size -- --ignored --nocapture`.
 #[test]
 #[ignore = "full-size head: ~2 GB memory, tens of seconds"]
 fn full_size_head_export() {

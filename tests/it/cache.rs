@@ -14,7 +14,7 @@ use vggcache::cache::{
 };
 use vggcache::spec::PreprocessSpec;
 
-mod common;
+use crate::common;
 
 const DIM: usize = 64;
 

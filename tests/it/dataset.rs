@@ -16,7 +16,7 @@ use vggcache::dataset::{
 };
 use vggcache::spec::PreprocessSpec;
 
-mod common;
+use crate::common;
 
 use common::Why;
 

@@ -5,7 +5,7 @@
 //! Needs `make setup model` (the wheel in `.venv`, `models/vgg16_trunk.onnx`; a `setup` skip
 //! otherwise) and, for the real-image tests, `../shared/data` (an `expected` skip otherwise).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -10,7 +10,7 @@ use vggcache::dataset::{decode_rgb8, preprocess_into, DecodeLimits};
 use vggcache::spec::ChannelOrder;
 use vggcache::trunk::{Device, Trunk, TrunkOptions};
 
-mod common;
+use crate::common;
 
 use common::{root, Why};
 

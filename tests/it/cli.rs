@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-mod common;
+use crate::common;
 
 fn vggcache() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vggcache"))
@@ -61,4 +61,44 @@ fn doctor_reports_runtime_and_model() {
         text.contains("CPUExecutionProvider") && text.contains("[N,128]"),
         "{text}"
     );
+}
+
+/// Runs `vggcache args` in a scratch folder; returns (exit code, stderr).
+fn exit_of(args: &[&str]) -> (Option<i32>, String) {
+    let d = tempfile::tempdir().unwrap();
+    let o = vggcache().current_dir(d.path()).args(args).output().unwrap();
+    (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn exit_codes_are_the_documented_ones() {
+    // 0: success.
+    assert_eq!(exit_of(&["--version"]).0, Some(0));
+    // 2: clap's own errors, and flag values no run can use (checked before any file is read, so
+    // the missing folders below are never reached).
+    for (args, needle) in [
+        (&["extract", "--no-such-flag"][..], "--no-such-flag"),
+        (
+            &["extract", "--images", "nope", "--model", "m.onnx", "--batch-size", "0"][..],
+            "--batch-size",
+        ),
+        (
+            &["extract", "--images", "nope", "--model", "m.onnx", "--val-fraction", "1"][..],
+            "--val-fraction",
+        ),
+        (&["compare-baselines", "--features", "nope", "--C", "0"][..], "--C"),
+        (&["train-head", "--features", "nope", "--lr=-1"][..], "lr"),
+        (&["train-head", "--features", "nope", "--name", "../x"][..], "--name"),
+    ] {
+        let (code, err) = exit_of(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // 1: the command ran and failed on its inputs.
+    let (code, err) = exit_of(&["train-head", "--features", "nope"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("nope"), "{err}");
+    let (code, err) = exit_of(&["extract", "--images", "nope", "--model", "m.onnx"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("nope") || err.contains("m.onnx"), "{err}");
 }

@@ -1,8 +1,7 @@
 //! Shared test harness: project paths, the project's python, ONNX Runtime discovery, and skips that
 //! show (`VGGCACHE-SKIP` on stderr plus one line in a skip log that `make test` summarises).
 //!
-//! Each test binary includes it with `mod common;`; not every binary uses every helper.
-#![allow(dead_code)]
+//! Every test module reaches it as `crate::common`.
 
 use std::fmt::Display;
 use std::io::Write;

@@ -32,7 +32,7 @@ use vggcache::report::CompareReport;
 /// Largest accepted difference between two routes to the same probability.
 const TOL: f32 = 1e-5;
 
-mod common;
+use crate::common;
 
 use common::fixture;
 

@@ -1,0 +1,21 @@
+//! The one integration-test binary (the layout cargo and ripgrep use): each module below tests one
+//! part of vggcache through its public API or its binary, and all of them share the harness in
+//! `common` (project paths, the project's python, ONNX Runtime discovery, skips that show).
+//! One binary links the crate's dependencies once instead of once per file.
+//!
+//! Run one part with a filter on its module path, e.g. `cargo test --test it baseline::`.
+
+mod common;
+
+mod baseline;
+mod cache;
+mod cli;
+mod dataset;
+mod efficientnet;
+mod export;
+mod extract;
+mod head;
+mod imagenet_trunk;
+mod integrity;
+mod trunk;
+mod workflow;
