@@ -2,13 +2,15 @@
 //!
 //! Data flows one way: images → tensors ([`dataset`]) → frozen trunk ([`trunk`]) → Parquet feature
 //! cache ([`cache`]) → trained head ([`head`]) or logistic baseline ([`baseline`]) → [`report`].
-//! [`commands`] is the only module that wires the others together.
+//! [`extract`] is the engine of the first three stages; [`commands`] turn flags into configs,
+//! call the library and print.
 
 pub mod baseline;
 pub mod cache;
 pub mod commands;
 pub mod dataset;
 pub mod export;
+pub mod extract;
 pub mod head;
 pub mod metrics;
 pub mod paths;

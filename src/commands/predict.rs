@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::extract::{self, ExtractArgs};
 use super::features::load_head;
 use super::{CommandError, TrunkArgs};
 use crate::cache::FeatureCache;
+use crate::extract::{self, ExtractConfig};
 use crate::trunk::fingerprint_file;
 
 /// Output format of `predict`.
@@ -40,7 +40,8 @@ pub struct PredictArgs {
     pub format: PredictFormat,
     #[command(flatten)]
     pub trunk: TrunkArgs,
-    #[arg(long, default_value_t = 16)]
+    /// Images per inference batch.
+    #[arg(long, default_value_t = ExtractConfig::default().batch_size)]
     pub batch_size: usize,
 }
 
@@ -62,7 +63,7 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
     }
     let fp = fingerprint_file(&model)?;
     if meta.get("trunk_fingerprint") != Some(&fp) {
-        return Err(CommandError::Usage(format!(
+        return Err(CommandError::Input(format!(
             "head {} was trained on features of another trunk ({}) than {} ({fp}): pass the same --model",
             args.head.display(),
             meta.get("trunk_fingerprint").map_or("unrecorded", |s| s.as_str()),
@@ -70,7 +71,7 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
         )));
     }
     if args.format == PredictFormat::Kaggle && head.classes().len() != 2 {
-        return Err(CommandError::Usage(format!(
+        return Err(CommandError::Input(format!(
             "--format kaggle needs a 2-class head, this one has {}",
             head.classes().len()
         )));
@@ -79,27 +80,21 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
         .cache
         .clone()
         .unwrap_or_else(|| default_cache(&args.images));
-    let ex = ExtractArgs {
+    let cfg = ExtractConfig {
         images: args.images.clone(),
         out: cache_dir.clone(),
-        trunk: TrunkArgs {
-            model: Some(model),
-            trunk: None,
-            ..args.trunk.clone()
-        },
+        model,
+        trunk: args.trunk.options(),
         batch_size: args.batch_size,
-        workers: None,
-        sessions: None,
-        shard_rows: 128,
         val_fraction: 0.0,
-        force: false,
-        strict: false,
+        ..ExtractConfig::default()
     };
     // Standard output is the CSV: the extraction summary goes to stderr.
-    extract::run_with(&ex, extract::SummaryTo::Stderr)?;
+    let summary = extract::run(&cfg)?;
+    eprintln!("{}", summary.render(&cfg.out));
     let cache = FeatureCache::open(&cache_dir)?;
     if cache.dim() != head.dim() {
-        return Err(CommandError::Usage(format!(
+        return Err(CommandError::Input(format!(
             "head expects {} features, cache {} has {}",
             head.dim(),
             cache_dir.display(),
@@ -116,36 +111,12 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
             .expect("predict_proba returns a standard-layout array"),
         head.classes().len(),
     );
-    let mut text = String::new();
-    match args.format {
-        PredictFormat::Csv => {
-            text.push_str("path,class");
-            for c in head.classes() {
-                text.push_str(&format!(",prob_{c}"));
-            }
-            text.push('\n');
-            for &i in &order {
-                text.push_str(&format!(
-                    "{},{}",
-                    csv_field(&all.paths[i]),
-                    head.classes()[best[i]]
-                ));
-                for p in proba.row(i) {
-                    text.push_str(&format!(",{p:.6}"));
-                }
-                text.push('\n');
-            }
-        }
-        PredictFormat::Kaggle => {
-            text.push_str("id,label\n");
-            for &i in &order {
-                let stem = Path::new(&all.paths[i])
-                    .file_stem()
-                    .map_or(String::new(), |s| s.to_string_lossy().into_owned());
-                text.push_str(&format!("{},{:.6}\n", csv_field(&stem), proba[[i, 1]]));
-            }
-        }
-    }
+    let text = predictions_csv(args.format, head.classes(), &all.paths, &order, &best, &proba)
+        .map_err(|source| CommandError::Io {
+            what: "formatting",
+            path: "predictions".into(),
+            source,
+        })?;
     match &args.out {
         Some(path) => {
             let tmp = path.with_extension("tmp");
@@ -163,7 +134,7 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
         }
         None => {
             std::io::stdout()
-                .write_all(text.as_bytes())
+                .write_all(&text)
                 .map_err(|source| CommandError::Io {
                     what: "writing",
                     path: "<stdout>".into(),
@@ -185,11 +156,58 @@ fn natural_key(path: &str) -> (String, u64, String) {
     }
 }
 
-/// Quotes a CSV field when it holds a comma, quote or newline.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
+/// The predictions as CSV, rows in `order`: `path,class,prob_<class>...` or Kaggle's `id,label`
+/// (label = P(class 1)). `proba` is `(rows, classes)`, `best[i]` the argmax of its row `i`.
+fn predictions_csv(
+    format: PredictFormat,
+    classes: &[String],
+    paths: &[String],
+    order: &[usize],
+    best: &[usize],
+    proba: &ndarray::Array2<f32>,
+) -> std::io::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    match format {
+        PredictFormat::Csv => {
+            let mut header = vec!["path".to_string(), "class".to_string()];
+            header.extend(classes.iter().map(|c| format!("prob_{c}")));
+            w.write_record(&header)?;
+            for &i in order {
+                let mut rec = vec![paths[i].clone(), classes[best[i]].clone()];
+                rec.extend(proba.row(i).iter().map(|p| format!("{p:.6}")));
+                w.write_record(&rec)?;
+            }
+        }
+        PredictFormat::Kaggle => {
+            w.write_record(["id", "label"])?;
+            for &i in order {
+                let stem = Path::new(&paths[i])
+                    .file_stem()
+                    .map_or(String::new(), |s| s.to_string_lossy().into_owned());
+                w.write_record([stem, format!("{:.6}", proba[[i, 1]])])?;
+            }
+        }
+    }
+    w.into_inner().map_err(|e| e.into_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predictions_quote_what_csv_must() {
+        let classes = vec!["cat".to_string(), "dog, big".to_string()];
+        let paths = vec!["a,\"b\".jpg".to_string(), "test/10.jpg".to_string()];
+        let proba = ndarray::array![[0.25f32, 0.75], [0.9, 0.1]];
+        let csv = predictions_csv(PredictFormat::Csv, &classes, &paths, &[1, 0], &[1, 0], &proba).unwrap();
+        assert_eq!(
+            String::from_utf8(csv).unwrap(),
+            "path,class,prob_cat,\"prob_dog, big\"\n\
+             test/10.jpg,cat,0.900000,0.100000\n\
+             \"a,\"\"b\"\".jpg\",\"dog, big\",0.250000,0.750000\n"
+        );
+        let kaggle = predictions_csv(PredictFormat::Kaggle, &classes, &paths, &[1], &[0, 1], &proba).unwrap();
+        assert_eq!(String::from_utf8(kaggle).unwrap(), "id,label\n10,0.100000\n");
     }
 }

@@ -12,8 +12,8 @@ use super::model::ModelInfo;
 use super::runtime::{self, environment};
 use super::TrunkError;
 
-/// Where inference runs, as asked by `--device`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+/// Where inference runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Device {
     /// CUDA when it registers, else CPU (the fallback is reported).
     #[default]
@@ -40,7 +40,7 @@ impl Provider {
 }
 
 /// How to build the trunk session.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TrunkOptions {
     pub ort_lib: Option<PathBuf>,
     pub device: Device,

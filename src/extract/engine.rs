@@ -1,0 +1,450 @@
+//! The extraction engine: a [`Plan`] → decode pipeline → trunk sessions → cache writer, for
+//! `extract`, `predict` and any other caller alike. Rows already written stay valid whichever
+//! stage fails; a killed run leaves only whole, committed shards visible.
+//!
+//! Threads: the pipeline decodes (its own pool); this thread hands batches, numbered in pipeline
+//! order, to one thread per trunk session; one writer thread restores that order and writes
+//! rounds of shards while the trunk goes on.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use ndarray::Array2;
+
+use super::progress::Progress;
+use super::summary::{SessionTiming, TrunkTiming};
+use super::{ExtractConfig, ExtractError, ExtractSummary, Plan};
+use crate::cache::{CacheIdentity, CacheStats, CacheWriter, FeatureRow, ModelIdentity};
+use crate::dataset::{self, ImageEntry, PipelineConfig, PipelineMsg, WorkItem};
+use crate::trunk::{Device, Provider, Trunk};
+
+/// Runs one extraction: discovers `cfg.images`, opens (or creates) the cache `cfg.out` for the
+/// trunk `cfg.model`, drops stale rows, extracts new and changed images, records skips.
+/// Status lines and progress go to stderr; the result is the summary.
+pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary, ExtractError> {
+    cfg.validate()?;
+    let start = Instant::now();
+    let plan = Plan::discover(&cfg.images, cfg.val_fraction)?;
+    let trunk = Trunk::load(&cfg.model, &cfg.trunk)?;
+    let provider = trunk.provider();
+    let info = trunk.info().clone();
+    eprintln!("execution provider: {}", provider.name());
+    if let Some(why) = &trunk.fallback_reason {
+        eprintln!("note: CUDA not used ({why})");
+    }
+    dataset::check_spec(&info.preprocess)?;
+    let ds = &plan.dataset;
+    eprintln!(
+        "{} images in {} ({} layout, classes: {}); {} skipped while scanning",
+        ds.entries.len(),
+        ds.root.display(),
+        ds.layout.as_str(),
+        if ds.classes.is_empty() {
+            "none".to_string()
+        } else {
+            ds.classes.join(", ")
+        },
+        ds.skipped.len()
+    );
+
+    let identity = CacheIdentity {
+        model: ModelIdentity {
+            fingerprint: info.fingerprint.clone(),
+            path: info.path.display().to_string(),
+            provenance: info.provenance.clone(),
+            metadata: info.metadata.clone(),
+        },
+        preprocess: info.preprocess.clone(),
+        dim: info.dim,
+    };
+    let mut writer = CacheWriter::open(&cfg.out, &identity, &ds.classes, cfg.force)?;
+    report_repairs(&writer.stats());
+
+    let delta = plan.against(writer.existing());
+    let removed = if delta.stale.is_empty() {
+        0
+    } else {
+        writer.remove_paths(&delta.stale)?
+    };
+    let moved = writer.set_splits(&delta.splits)?;
+    if moved > 0 {
+        eprintln!(
+            "{moved} cached rows moved to another split (the split options or folders changed)"
+        );
+    }
+    eprintln!(
+        "{} to extract, {} cached and unchanged, {removed} stale rows dropped",
+        delta.todo.len(),
+        delta.reused
+    );
+
+    let mut skipped = delta.skipped;
+    let mut extracted = 0;
+    let mut timing = TrunkTiming::default();
+    if !delta.todo.is_empty() {
+        let done = extract_rows(cfg, &plan, delta.todo, trunk, &mut writer)?;
+        extracted = done.extracted;
+        timing = done.timing;
+        skipped.extend(done.skipped);
+    }
+    skipped.sort();
+    writer.write_skipped(&skipped)?;
+    let stats = writer.finish()?;
+    if extracted + delta.reused == 0 {
+        return Err(ExtractError::NothingUsable {
+            images: cfg.images.clone(),
+            skipped: skipped.len(),
+            skipped_csv: cfg.out.join("skipped.csv"),
+        });
+    }
+    Ok(ExtractSummary {
+        extracted,
+        reused: delta.reused,
+        removed,
+        skipped: skipped.len(),
+        seconds: start.elapsed().as_secs_f64(),
+        timing,
+        provider: provider.name().to_string(),
+        cache_rows: stats.rows,
+        cache_bytes: stats.bytes,
+    })
+}
+
+/// A batch for a trunk session: `tensor` is `(ids.len(), 3, H, W)`; `seq` its place in pipeline order.
+struct Work {
+    seq: usize,
+    ids: Vec<usize>,
+    tensor: Vec<f32>,
+}
+
+/// A batch's features, `(ids.len(), D)`, for the writer, which restores `seq` order.
+struct Inferred {
+    seq: usize,
+    ids: Vec<usize>,
+    feats: Array2<f32>,
+}
+
+/// What the extraction phase did: rows written, images dropped (decode failures and non-finite
+/// features) with the reason, and the timing.
+struct Extracted {
+    extracted: usize,
+    skipped: Vec<(String, String)>,
+    timing: TrunkTiming,
+}
+
+/// Runs the entries `todo` (indices into `plan.dataset.entries`) through `cfg.sessions` trunk
+/// sessions (the first is `trunk`) and appends their rows to `writer`.
+fn extract_rows(
+    cfg: &ExtractConfig,
+    plan: &Plan,
+    todo: Vec<usize>,
+    trunk: Trunk,
+    writer: &mut CacheWriter,
+) -> Result<Extracted, ExtractError> {
+    let entries = &plan.dataset.entries;
+    let total = todo.len();
+    let preprocess = trunk.info().preprocess.clone();
+    // More than one session (CUDA): while one batch is copied to or from the device, another's
+    // kernels run. Further sessions use the provider the first one got (no second fallback).
+    let mut more = cfg.trunk.clone();
+    more.device = match trunk.provider() {
+        Provider::Cuda => Device::Cuda,
+        Provider::Cpu => Device::Cpu,
+    };
+    let mut trunks = vec![trunk];
+    for _ in 1..cfg.sessions.unwrap_or(1).max(1) {
+        trunks.push(Trunk::load(&cfg.model, &more)?);
+    }
+    let (recycle_tx, recycle_rx) = crossbeam_channel::unbounded::<Vec<f32>>();
+    let pipeline = PipelineConfig {
+        batch_size: cfg.batch_size,
+        workers: cfg
+            .workers
+            .unwrap_or(PipelineConfig::default().workers)
+            .max(1),
+        recycle: Some(recycle_rx),
+        ..PipelineConfig::default()
+    };
+    let items = todo
+        .into_iter()
+        .map(|i| WorkItem {
+            id: i,
+            path: entries[i].abs_path.clone(),
+        })
+        .collect();
+    let rx = dataset::spawn_pipeline(items, preprocess, pipeline);
+    let rounds = WriteRounds {
+        shard_rows: cfg.shard_rows,
+        parallel_shards: rayon::current_num_threads().clamp(1, 8),
+    };
+    // Finished batches that may wait for the writer: one whole write round plus two, so inference
+    // runs on while the writer encodes the previous round. Memory: about two rounds of features
+    // (2 x 8 x 128 rows x 100 KB at the defaults).
+    let write_queue = rounds.rows().div_ceil(cfg.batch_size) + 2;
+    let (feat_tx, feat_rx) = crossbeam_channel::bounded::<Inferred>(write_queue);
+    let (work_tx, work_rx) = crossbeam_channel::bounded::<Work>(trunks.len());
+    let failed = AtomicBool::new(false);
+    let progress = Mutex::new(Progress::new(total));
+    let mut skipped = Vec::new();
+    let phase_start = Instant::now();
+    let (infer_results, written) = std::thread::scope(|scope| {
+        let write_thread = std::thread::Builder::new()
+            .name("vggcache-writer".into())
+            .spawn_scoped(scope, || {
+                write_features(writer, feat_rx, plan, rounds, &progress)
+            })
+            .expect("cannot spawn the cache writer thread");
+        let infer_threads: Vec<_> = trunks
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut trunk)| {
+                let (work_rx, feat_tx, recycle_tx) =
+                    (work_rx.clone(), feat_tx.clone(), recycle_tx.clone());
+                let failed = &failed;
+                std::thread::Builder::new()
+                    .name(format!("vggcache-trunk-{i}"))
+                    .spawn_scoped(scope, move || {
+                        infer(&mut trunk, work_rx, feat_tx, recycle_tx, failed, phase_start)
+                    })
+                    .expect("cannot spawn an inference thread")
+            })
+            .collect();
+        drop((work_rx, feat_tx, recycle_tx));
+        // This thread hands batches out in pipeline order, numbered for the writer.
+        let mut seq = 0;
+        for msg in rx {
+            if failed.load(Ordering::Relaxed) {
+                break;
+            }
+            match msg {
+                PipelineMsg::Skip { id, reason } => {
+                    skipped.push((entries[id].rel_path.clone(), reason));
+                    tick(&progress, 1);
+                }
+                PipelineMsg::Batch { ids, tensor } => {
+                    if work_tx.send(Work { seq, ids, tensor }).is_err() {
+                        break; // every inference thread stopped: their results say why
+                    }
+                    seq += 1;
+                }
+            }
+        }
+        drop(work_tx);
+        let infer_results: Vec<Result<SessionTiming, ExtractError>> = infer_threads
+            .into_iter()
+            .map(|t| t.join().expect("inference thread panicked"))
+            .collect();
+        let written = write_thread.join().expect("cache writer thread panicked");
+        (infer_results, written)
+    });
+    let written_seconds = phase_start.elapsed().as_secs_f64();
+    progress
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .finish();
+    // Rows already written stay valid whichever side failed.
+    let written = written?;
+    let sessions = infer_results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    skipped.extend(written.skipped);
+    Ok(Extracted {
+        extracted: written.extracted,
+        skipped,
+        timing: TrunkTiming::combine(&sessions, written_seconds),
+    })
+}
+
+/// One trunk session's loop: runs batches until the work channel closes, hands each input
+/// tensor back to the pipeline for reuse, sends the features to the writer. An error sets
+/// `failed` (so the others stop taking work) and is returned.
+fn infer(
+    trunk: &mut Trunk,
+    work: Receiver<Work>,
+    out: Sender<Inferred>,
+    recycle: Sender<Vec<f32>>,
+    failed: &AtomicBool,
+    phase_start: Instant,
+) -> Result<SessionTiming, ExtractError> {
+    let mut t = SessionTiming::default();
+    for Work { seq, ids, tensor } in work {
+        if failed.load(Ordering::Relaxed) {
+            break;
+        }
+        let start = Instant::now();
+        let ran = trunk.run(&tensor, ids.len());
+        let dt = start.elapsed().as_secs_f64();
+        let _ = recycle.send(tensor);
+        t.busy += dt;
+        t.batches += 1;
+        t.last_done_at = phase_start.elapsed().as_secs_f64();
+        if seq == 0 {
+            t.first = Some((dt, t.last_done_at, ids.len()));
+        }
+        let feats = match ran {
+            Ok(f) => f,
+            Err(e) => {
+                failed.store(true, Ordering::Relaxed);
+                return Err(e.into());
+            }
+        };
+        if out.send(Inferred { seq, ids, feats }).is_err() {
+            failed.store(true, Ordering::Relaxed); // the writer stopped on an error: it says why
+            break;
+        }
+    }
+    Ok(t)
+}
+
+/// How the writer groups rows: shards of `shard_rows` rows, `parallel_shards` encoded at once.
+#[derive(Debug, Clone, Copy)]
+struct WriteRounds {
+    shard_rows: usize,
+    parallel_shards: usize,
+}
+
+impl WriteRounds {
+    /// Rows in one full round.
+    fn rows(self) -> usize {
+        self.shard_rows * self.parallel_shards
+    }
+}
+
+/// What the writer thread did: rows written and images dropped for non-finite features.
+struct Written {
+    extracted: usize,
+    skipped: Vec<(String, String)>,
+}
+
+/// Advances the shared progress display by `n` images.
+fn tick(progress: &Mutex<Progress>, n: usize) {
+    progress.lock().unwrap_or_else(|p| p.into_inner()).tick(n);
+}
+
+/// A batch waiting to be written: entry indices, features `(ids.len(), D)`, the rows kept.
+type Pending = (Vec<usize>, Array2<f32>, Vec<usize>);
+
+/// Writer thread: receives batches of features `(ids.len(), D)` from the trunk sessions, puts
+/// them back in pipeline order (`seq`), drops rows with a non-finite feature (as skips), and once
+/// a round's worth of rows waits, appends it as shards of `shard_rows` rows (the last one
+/// shorter), encoded in parallel by [`CacheWriter::append_shards`] (one manifest replacement per
+/// round). Returns once the channel closes, after the last flush.
+fn write_features(
+    writer: &mut CacheWriter,
+    rx: Receiver<Inferred>,
+    plan: &Plan,
+    rounds: WriteRounds,
+    progress: &Mutex<Progress>,
+) -> Result<Written, ExtractError> {
+    let entries = &plan.dataset.entries;
+    let mut out = Written {
+        extracted: 0,
+        skipped: Vec::new(),
+    };
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut pending_rows = 0;
+    // Batches that arrived ahead of their turn (more than one trunk session).
+    let mut early: BTreeMap<usize, (Vec<usize>, Array2<f32>)> = BTreeMap::new();
+    let mut next_seq = 0;
+    for Inferred { seq, ids, feats } in rx {
+        early.insert(seq, (ids, feats));
+        while let Some((ids, feats)) = early.remove(&next_seq) {
+            next_seq += 1;
+            tick(progress, ids.len());
+            let mut keep = Vec::with_capacity(ids.len());
+            for (r, row) in feats.rows().into_iter().enumerate() {
+                if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+                    out.skipped.push((
+                        entries[ids[r]].rel_path.clone(),
+                        format!("trunk produced a non-finite feature ({v})"),
+                    ));
+                } else {
+                    keep.push(r);
+                }
+            }
+            out.extracted += keep.len();
+            pending_rows += keep.len();
+            pending.push((ids, feats, keep));
+            if pending_rows >= rounds.rows() {
+                flush(writer, &mut pending, plan, rounds.shard_rows)?;
+                pending_rows = 0;
+            }
+        }
+    }
+    if pending_rows > 0 {
+        flush(writer, &mut pending, plan, rounds.shard_rows)?;
+    }
+    Ok(out)
+}
+
+/// Appends the kept rows of `pending` as shards of `shard_rows` rows and empties it.
+fn flush(
+    writer: &mut CacheWriter,
+    pending: &mut Vec<Pending>,
+    plan: &Plan,
+    shard_rows: usize,
+) -> Result<(), ExtractError> {
+    let rows: Vec<FeatureRow> = pending
+        .iter()
+        .flat_map(|(ids, feats, keep)| {
+            keep.iter()
+                .map(move |&r| feature_row(&plan.dataset.entries[ids[r]], &plan.hashes[ids[r]], feats, r))
+        })
+        .collect();
+    let shards: Vec<Vec<FeatureRow>> = rows.chunks(shard_rows).map(<[_]>::to_vec).collect();
+    let r = writer.append_shards(&shards);
+    pending.clear();
+    Ok(r?)
+}
+
+/// The cache row of entry `e` (content hash `hash`) from row `r` of `feats`.
+fn feature_row<'a>(
+    e: &'a ImageEntry,
+    hash: &'a Result<String, String>,
+    feats: &'a Array2<f32>,
+    r: usize,
+) -> FeatureRow<'a> {
+    FeatureRow {
+        path: &e.rel_path,
+        split: e.split.as_str(),
+        label: e.label,
+        class: e.class.as_deref(),
+        content_hash: hash.as_deref().expect("only hashed entries are extracted"),
+        features: feats
+            .row(r)
+            .to_slice()
+            .expect("trunk output rows are contiguous"),
+    }
+}
+
+/// Says on stderr what opening the cache repaired: nothing is dropped or moved without a word.
+fn report_repairs(s: &CacheStats) {
+    if let Some(why) = &s.manifest_rebuilt {
+        eprintln!(
+            "warning: manifest rebuilt from the intact shards ({} adopted) because: {why}",
+            s.adopted_shards
+        );
+    }
+    for d in &s.dropped_shards {
+        eprintln!("warning: {d}");
+    }
+    if !s.quarantined.is_empty() {
+        eprintln!(
+            "warning: {} file(s) moved to quarantine/ (kept, not deleted; delete them once you no \
+             longer need them): {}",
+            s.quarantined.len(),
+            s.quarantined
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if s.rows_to_redo > 0 {
+        eprintln!(
+            "warning: {} image(s) of damaged or missing shards will be extracted again",
+            s.rows_to_redo
+        );
+    }
+}
