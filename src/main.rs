@@ -51,7 +51,7 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("error: {e}");
-            std::process::exit(exit::FAILURE);
+            std::process::exit(e.exit_code());
         }
     }
 }

@@ -88,7 +88,7 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
             own
         }
         (Some(run), Some(v)) if v != own && !has_val => {
-            return Err(CommandError::Usage(format!(
+            return Err(CommandError::Input(format!(
                 "cache {} has no val split and --val-fraction {v} is not the hold-out head {} was \
                  trained with (--val-fraction {own}): its score would count rows it trained on; \
                  leave --val-fraction out to use the head's",

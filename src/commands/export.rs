@@ -51,7 +51,7 @@ pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
         })?;
         let fp = fingerprint_file(&model)?;
         if meta.get("trunk_fingerprint") != Some(&fp) {
-            return Err(CommandError::Usage(format!(
+            return Err(CommandError::Input(format!(
                 "head {} was trained on another trunk than {}: pass the trunk it was trained with (--model)",
                 args.head.display(),
                 model.display()
@@ -60,7 +60,7 @@ pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
         let external = crate::trunk::external_data_files(&model)?;
         if !external.is_empty() {
             // The merged model would reference weights files beside the output that are not there.
-            return Err(CommandError::Usage(format!(
+            return Err(CommandError::Input(format!(
                 "trunk {} keeps its weights in external data ({}); --with-trunk writes one \
                  self-contained file and cannot carry them: export the head alone (without \
                  --with-trunk), or save the trunk with its weights inside the .onnx first",
@@ -74,7 +74,7 @@ pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
         }
         let summary = inspect(&trunk)?;
         let out_name = summary.graph_outputs.first().cloned().ok_or_else(|| {
-            CommandError::Usage(format!("trunk {} has no graph output", model.display()))
+            CommandError::Input(format!("trunk {} has no graph output", model.display()))
         })?;
         with_trunk_model_bytes(&trunk, &out_name, &graph)?
     } else {

@@ -37,7 +37,7 @@ pub fn train_val(
     let labelled_rows =
         |d: &SplitData| -> Vec<usize> { (0..d.len()).filter(|&i| d.labels[i].is_some()).collect() };
     if !names.iter().any(|n| n == "train") {
-        return Err(CommandError::Usage(format!(
+        return Err(CommandError::Input(format!(
             "cache {} has no `train` split (splits: {}); nothing to train on",
             cache.dir().display(),
             names.join(", ")
@@ -46,7 +46,7 @@ pub fn train_val(
     let train = cache.split("train")?;
     let rows = labelled_rows(&train);
     if rows.is_empty() {
-        return Err(CommandError::Usage(format!(
+        return Err(CommandError::Input(format!(
             "cache {}: the train split has no labelled rows",
             cache.dir().display()
         )));
@@ -69,7 +69,7 @@ pub fn train_val(
             let all = Labelled::from_rows(train, &rows);
             let (tr, va) = crate::head::holdout_split(&all.y, val_fraction, seed);
             if va.is_empty() {
-                return Err(CommandError::Usage(format!(
+                return Err(CommandError::Input(format!(
                     "cache {}: no val split and --val-fraction {val_fraction} holds out no row",
                     cache.dir().display()
                 )));
@@ -98,7 +98,7 @@ pub fn load_head(
 > {
     let file = run.join("head.safetensors");
     if !file.is_file() {
-        return Err(CommandError::Usage(format!(
+        return Err(CommandError::Input(format!(
             "{} is not a train-head run: {} is missing",
             run.display(),
             file.display()
@@ -110,7 +110,7 @@ pub fn load_head(
         match meta.get("trunk_fingerprint") {
             Some(got) if got == want => {}
             got => {
-                return Err(CommandError::Usage(format!(
+                return Err(CommandError::Input(format!(
                     "head {} was trained on features of another trunk (fingerprint {}) than cache {} ({want})",
                     run.display(),
                     got.map_or("unrecorded", |s| s.as_str()),

@@ -30,8 +30,15 @@ pub enum CommandError {
     Report(#[from] crate::report::ReportError),
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
+    #[error(transparent)]
+    Extract(crate::extract::ExtractError),
+    /// A flag value no run can use (exit code 2, like clap's own errors).
     #[error("{0}")]
     Usage(String),
+    /// Inputs that do not fit together: a head and a trunk or cache of different models, a cache
+    /// without the split a command needs, a run folder that already exists (exit code 1).
+    #[error("{0}")]
+    Input(String),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -40,16 +47,60 @@ pub enum CommandError {
     },
 }
 
+impl CommandError {
+    /// The process exit code for this error (see [`exit`]).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CommandError::Usage(_) | CommandError::Head(crate::head::HeadError::Config { .. }) => {
+                exit::USAGE
+            }
+            _ => exit::FAILURE,
+        }
+    }
+}
+
+/// A config value the library rejects is a bad flag: its field is the flag's name.
+impl From<crate::extract::ExtractError> for CommandError {
+    fn from(e: crate::extract::ExtractError) -> Self {
+        match e {
+            crate::extract::ExtractError::Config { field, reason } => {
+                CommandError::Usage(format!("--{}: {reason}", field.replace('_', "-")))
+            }
+            e => CommandError::Extract(e),
+        }
+    }
+}
+
 /// Exit codes, documented in one place (README "Exit codes").
 pub mod exit {
     /// Success.
     pub const OK: i32 = 0;
     /// The command failed (bad input, missing runtime or model, I/O): the message says why.
     pub const FAILURE: i32 = 1;
-    /// Bad command line (clap's own code).
+    /// Bad command line: clap's own errors, and flag values no run can use.
     pub const USAGE: i32 = 2;
     /// `extract --strict` and some images were skipped.
     pub const SKIPPED_STRICT: i32 = 3;
+}
+
+/// `--device`: the CLI's names for [`Device`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceArg {
+    /// CUDA when it registers, else CPU (the fallback is reported).
+    Auto,
+    /// CUDA or an error, never a silent CPU run.
+    Cuda,
+    Cpu,
+}
+
+impl From<DeviceArg> for Device {
+    fn from(d: DeviceArg) -> Self {
+        match d {
+            DeviceArg::Auto => Device::Auto,
+            DeviceArg::Cuda => Device::Cuda,
+            DeviceArg::Cpu => Device::Cpu,
+        }
+    }
 }
 
 /// Which trunk and where it runs: shared by every command that runs the trunk.
@@ -63,8 +114,8 @@ pub struct TrunkArgs {
     #[arg(long)]
     pub trunk: Option<String>,
     /// Execution provider: auto (CUDA if it registers, else CPU), cuda (or fail), cpu.
-    #[arg(long, value_enum, default_value_t = Device::Auto)]
-    pub device: Device,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
     /// CPU inference threads (0 = ONNX Runtime's default, one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -80,7 +131,7 @@ impl TrunkArgs {
             return Ok(m.clone());
         }
         let root = crate::paths::project_root().ok_or_else(|| {
-            CommandError::Usage(
+            CommandError::Input(
                 "no project folder found to resolve the default model: pass --model PATH".into(),
             )
         })?;
@@ -96,7 +147,7 @@ impl TrunkArgs {
     pub fn options(&self) -> TrunkOptions {
         TrunkOptions {
             ort_lib: self.ort_lib.clone(),
-            device: self.device,
+            device: self.device.into(),
             threads: self.threads,
             cuda_nhwc: std::env::var("VGGCACHE_CUDA_NHWC").is_ok_and(|v| v == "1"),
         }

@@ -88,7 +88,7 @@ pub fn run(args: &TrainHeadArgs) -> Result<TrainHeadResult, CommandError> {
     }
     let run_dir = args.runs_dir.join(&name);
     if run_dir.exists() {
-        return Err(CommandError::Usage(format!(
+        return Err(CommandError::Input(format!(
             "run folder {} already exists: pick another --name",
             run_dir.display()
         )));
