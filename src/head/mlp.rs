@@ -24,7 +24,7 @@ use super::adam::{Adam, AdamStep};
 use super::dropout::dropout_in_place;
 use super::linalg::{matmul, Threads};
 use super::loss::softmax_cross_entropy;
-use super::scaler::Standardizer;
+use super::workspace::Workspace;
 use super::HeadError;
 
 /// Rows of the stored `(d_out, d_in)` weight gradient per rayon task (and per tile).
@@ -448,83 +448,6 @@ fn weight_grad_adam(
                 }
             });
         });
-}
-
-/// Reusable per-step buffers for a given batch size: the input batch, the activations, `dz` of
-/// every layer, and the bias gradient. Nothing is allocated per step.
-#[derive(Debug, Clone)]
-pub struct Workspace {
-    dims: Vec<usize>,
-    rows: usize,
-    /// `(batch, d)`
-    x: Array2<f32>,
-    /// per hidden layer `(batch, h_l)`: after ReLU and dropout
-    acts: Vec<Array2<f32>>,
-    /// `(batch, classes)`
-    logits: Array2<f32>,
-    /// per layer `(batch, d_out)`: gradient of the loss w.r.t. the layer's pre-activation
-    dz: Vec<Array2<f32>>,
-    db: Vec<f32>,
-}
-
-impl Workspace {
-    /// Buffers for batches of up to `batch` rows of a model with layer sizes `dims`.
-    pub fn new(dims: &[usize], batch: usize) -> Workspace {
-        let l = dims.len() - 1;
-        Workspace {
-            dims: dims.to_vec(),
-            rows: 0,
-            x: Array2::zeros((batch, dims[0])),
-            acts: (1..l).map(|i| Array2::zeros((batch, dims[i]))).collect(),
-            logits: Array2::zeros((batch, dims[l])),
-            dz: (1..=l).map(|i| Array2::zeros((batch, dims[i]))).collect(),
-            db: vec![0.0; dims[1..].iter().copied().max().unwrap_or(0)],
-        }
-    }
-
-    /// Rows of the batch currently loaded.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Capacity in rows.
-    pub fn capacity(&self) -> usize {
-        self.x.nrows()
-    }
-
-    /// Gather rows `idx` of `x: (n, d)` as the batch, standardized by `scaler` if given.
-    pub fn load_rows(&mut self, x: ArrayView2<f32>, idx: &[usize], scaler: Option<&Standardizer>) {
-        assert!(
-            idx.len() <= self.capacity(),
-            "batch of {} > capacity {}",
-            idx.len(),
-            self.capacity()
-        );
-        for (mut dst, &i) in self.x.axis_iter_mut(Axis(0)).zip(idx) {
-            dst.assign(&x.row(i));
-        }
-        self.rows = idx.len();
-        if let Some(sc) = scaler {
-            sc.apply(self.x.slice_mut(s![..self.rows, ..]));
-        }
-    }
-
-    /// Load `x: (rows, d)` as the batch, as is.
-    pub fn set_batch(&mut self, x: ArrayView2<f32>) {
-        let rows = x.nrows();
-        assert!(
-            rows <= self.capacity(),
-            "batch of {rows} > capacity {}",
-            self.capacity()
-        );
-        self.x.slice_mut(s![..rows, ..]).assign(&x);
-        self.rows = rows;
-    }
-
-    /// The logits of the last forward pass: `(rows, classes)`.
-    pub fn logits(&self) -> ArrayView2<'_, f32> {
-        self.logits.slice(s![..self.rows, ..])
-    }
 }
 
 /// SplitMix64-style mixing of a seed with two indices (for per-chunk RNG seeds).

@@ -15,6 +15,7 @@ pub mod plot;
 pub mod run;
 pub mod scaler;
 pub mod train;
+pub mod workspace;
 
 use std::path::PathBuf;
 
@@ -22,7 +23,8 @@ use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 pub use adam::{Adam, AdamConfig};
-pub use mlp::{Mlp, Workspace};
+pub use mlp::Mlp;
+pub use workspace::Workspace;
 pub use run::{summary_table, write_run};
 pub use scaler::Standardizer;
 pub use train::{holdout_split, train};

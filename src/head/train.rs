@@ -8,7 +8,8 @@ use rand::{RngCore, SeedableRng};
 
 use super::adam::Adam;
 use super::loss::softmax_cross_entropy;
-use super::mlp::{mix, Mlp, Workspace};
+use super::mlp::{mix, Mlp};
+use super::workspace::Workspace;
 use super::scaler::Standardizer;
 use super::{EpochMetrics, FittedHead, HeadConfig, HeadError, TrainOutcome, TrainSet};
 
