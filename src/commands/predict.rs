@@ -111,12 +111,19 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
             .expect("predict_proba returns a standard-layout array"),
         head.classes().len(),
     );
-    let text = predictions_csv(args.format, head.classes(), &all.paths, &order, &best, &proba)
-        .map_err(|source| CommandError::Io {
-            what: "formatting",
-            path: "predictions".into(),
-            source,
-        })?;
+    let text = predictions_csv(
+        args.format,
+        head.classes(),
+        &all.paths,
+        &order,
+        &best,
+        &proba,
+    )
+    .map_err(|source| CommandError::Io {
+        what: "formatting",
+        path: "predictions".into(),
+        source,
+    })?;
     match &args.out {
         Some(path) => {
             let tmp = path.with_extension("tmp");
@@ -200,14 +207,33 @@ mod tests {
         let classes = vec!["cat".to_string(), "dog, big".to_string()];
         let paths = vec!["a,\"b\".jpg".to_string(), "test/10.jpg".to_string()];
         let proba = ndarray::array![[0.25f32, 0.75], [0.9, 0.1]];
-        let csv = predictions_csv(PredictFormat::Csv, &classes, &paths, &[1, 0], &[1, 0], &proba).unwrap();
+        let csv = predictions_csv(
+            PredictFormat::Csv,
+            &classes,
+            &paths,
+            &[1, 0],
+            &[1, 0],
+            &proba,
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(csv).unwrap(),
             "path,class,prob_cat,\"prob_dog, big\"\n\
              test/10.jpg,cat,0.900000,0.100000\n\
              \"a,\"\"b\"\".jpg\",\"dog, big\",0.250000,0.750000\n"
         );
-        let kaggle = predictions_csv(PredictFormat::Kaggle, &classes, &paths, &[1], &[0, 1], &proba).unwrap();
-        assert_eq!(String::from_utf8(kaggle).unwrap(), "id,label\n10,0.100000\n");
+        let kaggle = predictions_csv(
+            PredictFormat::Kaggle,
+            &classes,
+            &paths,
+            &[1],
+            &[0, 1],
+            &proba,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(kaggle).unwrap(),
+            "id,label\n10,0.100000\n"
+        );
     }
 }

@@ -103,7 +103,11 @@ pub(super) fn fold_scaler(
 
 /// The head's nodes and initializers reading `input` (shape `[N, D]`), writing [`OUTPUT_NAME`];
 /// internal names start with `prefix`.
-pub(super) fn head_graph_fields<'a>(h: &HeadGraph<'a>, input: &str, prefix: &str) -> Vec<Field<'a>> {
+pub(super) fn head_graph_fields<'a>(
+    h: &HeadGraph<'a>,
+    input: &str,
+    prefix: &str,
+) -> Vec<Field<'a>> {
     let mut nodes = Vec::new();
     let mut inits = Vec::new();
     let mut current = input.to_string();
@@ -164,7 +168,10 @@ pub(super) fn head_graph_fields<'a>(h: &HeadGraph<'a>, input: &str, prefix: &str
 
 /// Metadata entries the exporter writes itself, then the head's own; a head key equal to one of
 /// ours is an error.
-pub(super) fn head_metadata(h: &HeadGraph, d_in: usize) -> Result<Vec<(String, String)>, ExportError> {
+pub(super) fn head_metadata(
+    h: &HeadGraph,
+    d_in: usize,
+) -> Result<Vec<(String, String)>, ExportError> {
     let mut dims = vec![d_in.to_string()];
     dims.extend(h.layers.iter().map(|(w, _)| w.ncols().to_string()));
     let ours = [

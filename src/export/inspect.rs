@@ -65,7 +65,11 @@ pub(super) fn string_entry(b: &[u8]) -> Result<(String, String), ExportError> {
 }
 
 /// The `name` (field 1 for ValueInfoProto) of an embedded message, if any.
-pub(super) fn name_field(b: &[u8], number: u32, message: &'static str) -> Result<Option<String>, ExportError> {
+pub(super) fn name_field(
+    b: &[u8],
+    number: u32,
+    message: &'static str,
+) -> Result<Option<String>, ExportError> {
     Ok(proto::fields(b)
         .map_err(malformed(message))?
         .into_iter()

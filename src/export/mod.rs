@@ -23,7 +23,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-
 /// Name of the probabilities output of every exported model.
 pub const OUTPUT_NAME: &str = "probabilities";
 /// Opset of the default (`ai.onnx`) domain used by [`head_model_bytes`].

@@ -96,11 +96,41 @@ mod tests {
     #[test]
     fn bad_values_name_their_field() {
         for (cfg, field) in [
-            (ExtractConfig { batch_size: 0, ..valid() }, "batch_size"),
-            (ExtractConfig { shard_rows: 0, ..valid() }, "shard_rows"),
-            (ExtractConfig { val_fraction: 1.0, ..valid() }, "val_fraction"),
-            (ExtractConfig { val_fraction: -0.1, ..valid() }, "val_fraction"),
-            (ExtractConfig { val_fraction: f64::NAN, ..valid() }, "val_fraction"),
+            (
+                ExtractConfig {
+                    batch_size: 0,
+                    ..valid()
+                },
+                "batch_size",
+            ),
+            (
+                ExtractConfig {
+                    shard_rows: 0,
+                    ..valid()
+                },
+                "shard_rows",
+            ),
+            (
+                ExtractConfig {
+                    val_fraction: 1.0,
+                    ..valid()
+                },
+                "val_fraction",
+            ),
+            (
+                ExtractConfig {
+                    val_fraction: -0.1,
+                    ..valid()
+                },
+                "val_fraction",
+            ),
+            (
+                ExtractConfig {
+                    val_fraction: f64::NAN,
+                    ..valid()
+                },
+                "val_fraction",
+            ),
         ] {
             match cfg.validate() {
                 Err(ExtractError::Config { field: f, .. }) => assert_eq!(f, field),

@@ -207,7 +207,14 @@ fn extract_rows(
                 std::thread::Builder::new()
                     .name(format!("vggcache-trunk-{i}"))
                     .spawn_scoped(scope, move || {
-                        infer(&mut trunk, work_rx, feat_tx, recycle_tx, failed, phase_start)
+                        infer(
+                            &mut trunk,
+                            work_rx,
+                            feat_tx,
+                            recycle_tx,
+                            failed,
+                            phase_start,
+                        )
                     })
                     .expect("cannot spawn an inference thread")
             })
@@ -388,8 +395,14 @@ fn flush(
     let rows: Vec<FeatureRow> = pending
         .iter()
         .flat_map(|(ids, feats, keep)| {
-            keep.iter()
-                .map(move |&r| feature_row(&plan.dataset.entries[ids[r]], &plan.hashes[ids[r]], feats, r))
+            keep.iter().map(move |&r| {
+                feature_row(
+                    &plan.dataset.entries[ids[r]],
+                    &plan.hashes[ids[r]],
+                    feats,
+                    r,
+                )
+            })
         })
         .collect();
     let shards: Vec<Vec<FeatureRow>> = rows.chunks(shard_rows).map(<[_]>::to_vec).collect();

@@ -131,10 +131,15 @@ mod tests {
             Ok("hc".into()),
             Err("unreadable: denied".into()),
         ];
-        let cached = [("cat/a.jpg", "ha"), ("cat/b.jpg", "hb"), ("cat/d.jpg", "hd"), ("cat/e.jpg", "he")]
-            .into_iter()
-            .map(|(p, h)| (p.to_string(), h.to_string()))
-            .collect();
+        let cached = [
+            ("cat/a.jpg", "ha"),
+            ("cat/b.jpg", "hb"),
+            ("cat/d.jpg", "hd"),
+            ("cat/e.jpg", "he"),
+        ]
+        .into_iter()
+        .map(|(p, h)| (p.to_string(), h.to_string()))
+        .collect();
         (Plan { dataset, hashes }, cached)
     }
 
@@ -155,10 +160,9 @@ mod tests {
                 ("cat/d.jpg".to_string(), "unreadable: denied".to_string()),
             ]
         );
-        let splits: HashMap<String, String> =
-            [("cat/a.jpg", "train"), ("cat/c.jpg", "train")]
-                .map(|(p, s)| (p.to_string(), s.to_string()))
-                .into();
+        let splits: HashMap<String, String> = [("cat/a.jpg", "train"), ("cat/c.jpg", "train")]
+            .map(|(p, s)| (p.to_string(), s.to_string()))
+            .into();
         assert_eq!(d.splits, splits);
     }
 

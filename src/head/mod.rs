@@ -24,10 +24,10 @@ use serde::{Deserialize, Serialize};
 
 pub use adam::{Adam, AdamConfig};
 pub use mlp::Mlp;
-pub use workspace::Workspace;
 pub use run::{summary_table, write_run};
 pub use scaler::Standardizer;
 pub use train::{holdout_split, train};
+pub use workspace::Workspace;
 
 /// Errors of the head: bad settings, bad data, bad checkpoints, I/O.
 #[derive(Debug, thiserror::Error)]

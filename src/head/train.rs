@@ -9,8 +9,8 @@ use rand::{RngCore, SeedableRng};
 use super::adam::Adam;
 use super::loss::softmax_cross_entropy;
 use super::mlp::{mix, Mlp};
-use super::workspace::Workspace;
 use super::scaler::Standardizer;
+use super::workspace::Workspace;
 use super::{EpochMetrics, FittedHead, HeadConfig, HeadError, TrainOutcome, TrainSet};
 
 /// Rows per chunk when evaluating the val split.

@@ -720,7 +720,7 @@ fn killed_writer_resumes_without_loss() {
         );
         let before = names_ending(dir, ".parquet").len();
         let mut child = Command::new(&exe)
-            .args(["child_writer", "--exact", "--ignored", "--nocapture"])
+            .args(["cache::child_writer", "--exact", "--ignored", "--nocapture"])
             .env("VGGCACHE_TEST_CHILD_DIR", dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -66,8 +66,15 @@ fn doctor_reports_runtime_and_model() {
 /// Runs `vggcache args` in a scratch folder; returns (exit code, stderr).
 fn exit_of(args: &[&str]) -> (Option<i32>, String) {
     let d = tempfile::tempdir().unwrap();
-    let o = vggcache().current_dir(d.path()).args(args).output().unwrap();
-    (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    let o = vggcache()
+        .current_dir(d.path())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -79,16 +86,38 @@ fn exit_codes_are_the_documented_ones() {
     for (args, needle) in [
         (&["extract", "--no-such-flag"][..], "--no-such-flag"),
         (
-            &["extract", "--images", "nope", "--model", "m.onnx", "--batch-size", "0"][..],
+            &[
+                "extract",
+                "--images",
+                "nope",
+                "--model",
+                "m.onnx",
+                "--batch-size",
+                "0",
+            ][..],
             "--batch-size",
         ),
         (
-            &["extract", "--images", "nope", "--model", "m.onnx", "--val-fraction", "1"][..],
+            &[
+                "extract",
+                "--images",
+                "nope",
+                "--model",
+                "m.onnx",
+                "--val-fraction",
+                "1",
+            ][..],
             "--val-fraction",
         ),
-        (&["compare-baselines", "--features", "nope", "--C", "0"][..], "--C"),
+        (
+            &["compare-baselines", "--features", "nope", "--C", "0"][..],
+            "--C",
+        ),
         (&["train-head", "--features", "nope", "--lr=-1"][..], "lr"),
-        (&["train-head", "--features", "nope", "--name", "../x"][..], "--name"),
+        (
+            &["train-head", "--features", "nope", "--name", "../x"][..],
+            "--name",
+        ),
     ] {
         let (code, err) = exit_of(args);
         assert_eq!(code, Some(2), "{args:?}: {err}");

@@ -58,7 +58,11 @@ fn binary_name() -> String {
 /// reason to stderr and appends `kind \t binary::test \t reason` to [`skip_log`].
 pub fn skip(test: &str, why: Why, reason: impl Display) {
     let reason = reason.to_string().replace(['\t', '\n'], " ");
-    let name = format!("{}::{test}", binary_name());
+    // libtest names each test's thread after the test's path (`dataset::unreadable_file_is_skipped`).
+    let name = std::thread::current()
+        .name()
+        .filter(|n| n.ends_with(test))
+        .map_or_else(|| format!("{}::{test}", binary_name()), String::from);
     eprintln!("VGGCACHE-SKIP {} {name}: {reason}", why.as_str());
     let log = skip_log();
     if let Some(dir) = log.parent() {

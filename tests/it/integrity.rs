@@ -605,7 +605,12 @@ fn killed_merge_never_shows_duplicates() {
     let mut rng = StdRng::seed_from_u64(8);
     for round in 0..12 {
         let mut child = Command::new(&exe)
-            .args(["merge_child", "--exact", "--ignored", "--nocapture"])
+            .args([
+                "integrity::merge_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
             .env("VGGCACHE_INTEGRITY_CHILD_DIR", dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -638,6 +643,10 @@ fn killed_merge_never_shows_duplicates() {
     // The writer completes whatever was cut short; the reader agrees with the glob.
     drop(CacheWriter::open(dir, &identity("m1"), &classes(), false).unwrap());
     let n = FeatureCache::open(dir).map(|c| c.len()).unwrap_or(0);
+    assert!(
+        n > 0,
+        "no child ever committed a row: did `integrity::merge_child` run?"
+    );
     assert_eq!(globbed_paths(dir).len(), n);
 }
 
