@@ -41,7 +41,7 @@ $(error TRUNK=$(TRUNK) is not a trunk this Makefile builds: use vgg16 (default),
 endif
 RUN    := cargo run --release --quiet --locked --
 
-.PHONY: setup setup-torch model test demo bench clean-venv
+.PHONY: setup setup-torch setup-chromium model test demo bench clean-venv
 
 setup: $(STAMP)
 
@@ -80,7 +80,17 @@ TEST_DIR := $(or $(CARGO_TARGET_DIR),target)
 SKIP_LOG := $(abspath $(TEST_DIR))/vggcache-skips.tsv
 TEST_LOG := $(abspath $(TEST_DIR))/vggcache-test-output.txt
 
-test: setup model $(HED_MODEL)
+# Headless Chromium for the report's browser test (tests/it/report.rs), from Debian's packages when
+# this is a root shell with apt-get (bounded in time); elsewhere that test skips and says why.
+setup-chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  echo "installing chromium (Debian package) for the report test" && \
+	  { DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { timeout 300 apt-get update -q >/dev/null 2>&1 && \
+	      DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "warning: chromium is not installed: the report's browser test will skip"
+
+test: setup model $(HED_MODEL) setup-chromium
 	@mkdir -p $(TEST_DIR) && rm -f $(SKIP_LOG) $(TEST_LOG).rc
 	@{ VGGCACHE_SKIP_LOG=$(SKIP_LOG) cargo test --locked --lib --bins --tests; echo $$? > $(TEST_LOG).rc; } 2>&1 | tee $(TEST_LOG)
 	@$(PY) scripts/test_summary.py $(TEST_LOG) $(SKIP_LOG) "$$(cat $(TEST_LOG).rc)"

@@ -25,6 +25,9 @@ pub enum Command {
     Predict(commands::predict::PredictArgs),
     /// Write a trained head (optionally with its trunk) as a standalone ONNX classifier.
     Export(commands::export::ExportArgs),
+    /// One HTML page for a train-head run: curves, confusion matrix, the images it gets wrong,
+    /// likely label errors, train/val leakage.
+    Report(commands::report::ReportArgs),
     /// Inspect the feature cache (`cache verify`).
     Cache(commands::cache::CacheArgs),
 }
@@ -38,6 +41,7 @@ fn main() {
         Command::Predict(a) => commands::predict::run(a).map(|_| exit::OK),
         Command::Export(a) => commands::export::run(a).map(|_| exit::OK),
         Command::Cache(a) => commands::cache::run(a).map(|_| exit::OK),
+        Command::Report(a) => commands::report::run(a).map(|_| exit::OK),
         Command::Extract(a) => commands::extract::run(a).map(|s| {
             if a.strict && s.skipped > 0 {
                 eprintln!("--strict: {} image(s) skipped", s.skipped);

@@ -7,6 +7,7 @@ pub mod export;
 pub mod extract;
 pub mod features;
 pub mod predict;
+pub mod report;
 pub mod train_head;
 
 use std::path::PathBuf;

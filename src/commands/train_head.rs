@@ -20,6 +20,9 @@ pub struct TrainHeadArgs {
     pub name: Option<String>,
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
+    /// The image folder the cache was extracted from: thumbnails in the run's report.html.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
     /// Hidden layer widths, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "4096,4096")]
     pub hidden: Vec<usize>,
@@ -144,6 +147,15 @@ pub fn run(args: &TrainHeadArgs) -> Result<TrainHeadResult, CommandError> {
     );
     println!("{}", head::summary_table(&outcome, &val.y, &pred));
     println!("run written to {}", run_dir.display());
+    // The page of the run, without the out-of-fold label review (`vggcache report` adds it).
+    let page = super::report::write(&super::report::ReportConfig {
+        run: run_dir.clone(),
+        features: Some(args.features.clone()),
+        images: args.images.clone(),
+        folds: 0,
+        ..Default::default()
+    })?;
+    println!("report: {}", page.display());
     Ok(TrainHeadResult { run_dir, outcome })
 }
 

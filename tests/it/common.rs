@@ -313,3 +313,41 @@ pub fn reference_features(
     );
     read_f32(&outp)
 }
+
+/// Headless Chromium (`$VGGCACHE_CHROMIUM`, else `chromium` on the PATH, which `make test`
+/// installs from Debian's packages when it runs as root with apt). Otherwise a skip of `test`:
+/// `setup` where apt could have installed it, `expected` where it cannot.
+pub fn chromium(test: &str) -> Option<PathBuf> {
+    let exe = std::env::var_os("VGGCACHE_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("chromium"));
+    let works = Command::new(&exe)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        return Some(exe);
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let apt = Path::new("/usr/bin/apt-get").exists();
+    let (why, how) = if root && apt {
+        (
+            Why::Setup,
+            "`make test` installs Debian's chromium package (apt-get install chromium)",
+        )
+    } else {
+        (
+            Why::Expected,
+            "it cannot be installed here (needs root and apt-get): install chromium or set VGGCACHE_CHROMIUM",
+        )
+    };
+    skip(
+        test,
+        why,
+        format!("no headless Chromium ({}): {how}", exe.display()),
+    );
+    None
+}

@@ -7,6 +7,9 @@
 //! precision of a class never predicted and recall of a class absent from the labels are 0
 //! (sklearn's `zero_division` default).
 
+pub mod html;
+pub mod review;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -375,7 +378,8 @@ pub fn write_predictions(
     Ok(path)
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).map_err(|source| ReportError::Io {
         path: tmp.clone(),
