@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::features::load_head;
+use super::features::{check_same_trunk, load_head};
 use super::{CommandError, TrunkArgs};
 use crate::export::{head_model_bytes, inspect, with_trunk_model_bytes, HeadGraph};
 use crate::trunk::fingerprint_file;
@@ -50,13 +50,12 @@ pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
             source,
         })?;
         let fp = fingerprint_file(&model)?;
-        if meta.get("trunk_fingerprint") != Some(&fp) {
-            return Err(CommandError::Input(format!(
-                "head {} was trained on another trunk than {}: pass the trunk it was trained with (--model)",
-                args.head.display(),
-                model.display()
-            )));
-        }
+        check_same_trunk(
+            &args.head,
+            &meta,
+            &fp,
+            &format!("model {}", model.display()),
+        )?;
         let external = crate::trunk::external_data_files(&model)?;
         if !external.is_empty() {
             // The merged model would reference weights files beside the output that are not there.

@@ -106,19 +106,28 @@ pub fn load_head(
     }
     let (head, meta) = crate::head::FittedHead::load(&file)?;
     if let Some(cache) = cache {
-        let want = &cache.manifest().model.fingerprint;
-        match meta.get("trunk_fingerprint") {
-            Some(got) if got == want => {}
-            got => {
-                return Err(CommandError::Input(format!(
-                    "head {} was trained on features of another trunk (fingerprint {}) than cache {} ({want})",
-                    run.display(),
-                    got.map_or("unrecorded", |s| s.as_str()),
-                    cache.dir().display()
-                )))
-            }
-        }
+        let what = format!("cache {}", cache.dir().display());
+        check_same_trunk(run, &meta, &cache.manifest().model.fingerprint, &what)?;
         head.check_compatible(cache.dim(), cache.classes())?;
     }
     Ok((head, meta))
+}
+
+/// The one check that a head (run folder `run`, checkpoint metadata `meta`) was trained on
+/// features of the trunk with fingerprint `want`, which `what` (a cache, a model file) carries.
+pub fn check_same_trunk(
+    run: &std::path::Path,
+    meta: &std::collections::BTreeMap<String, String>,
+    want: &str,
+    what: &str,
+) -> Result<(), CommandError> {
+    match meta.get("trunk_fingerprint") {
+        Some(got) if got == want => Ok(()),
+        got => Err(CommandError::Input(format!(
+            "head {} was trained on features of another trunk (fingerprint {}) than {what} ({want}): \
+             use the trunk it was trained with (--model or --trunk)",
+            run.display(),
+            got.map_or("unrecorded", |s| s.as_str()),
+        ))),
+    }
 }

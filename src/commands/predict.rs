@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::features::load_head;
+use super::features::{check_same_trunk, load_head};
 use super::{CommandError, TrunkArgs};
 use crate::cache::FeatureCache;
 use crate::extract::{self, ExtractConfig};
@@ -62,14 +62,12 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
         return Err(crate::trunk::TrunkError::ModelMissing { path: model }.into());
     }
     let fp = fingerprint_file(&model)?;
-    if meta.get("trunk_fingerprint") != Some(&fp) {
-        return Err(CommandError::Input(format!(
-            "head {} was trained on features of another trunk ({}) than {} ({fp}): pass the same --model",
-            args.head.display(),
-            meta.get("trunk_fingerprint").map_or("unrecorded", |s| s.as_str()),
-            model.display()
-        )));
-    }
+    check_same_trunk(
+        &args.head,
+        &meta,
+        &fp,
+        &format!("model {}", model.display()),
+    )?;
     if args.format == PredictFormat::Kaggle && head.classes().len() != 2 {
         return Err(CommandError::Input(format!(
             "--format kaggle needs a 2-class head, this one has {}",
