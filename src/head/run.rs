@@ -15,22 +15,31 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HeadError + '_ {
 }
 
 /// `metrics.csv`: one row per epoch, with a `best` column (1 on the kept epoch).
-fn metrics_csv(outcome: &TrainOutcome) -> String {
-    let mut s = String::from("epoch,train_loss,train_acc,val_loss,val_acc,seconds,best\n");
+fn metrics_csv(outcome: &TrainOutcome) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let header = [
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "seconds",
+        "best",
+    ];
+    w.write_record(header).expect("writing to memory");
     for m in &outcome.history {
-        let _ = writeln!(
-            s,
-            "{},{:.6},{:.6},{:.6},{:.6},{:.3},{}",
-            m.epoch,
-            m.train_loss,
-            m.train_acc,
-            m.val_loss,
-            m.val_acc,
-            m.seconds,
-            u8::from(m.epoch == outcome.best_epoch)
-        );
+        w.write_record([
+            m.epoch.to_string(),
+            format!("{:.6}", m.train_loss),
+            format!("{:.6}", m.train_acc),
+            format!("{:.6}", m.val_loss),
+            format!("{:.6}", m.val_acc),
+            format!("{:.3}", m.seconds),
+            u8::from(m.epoch == outcome.best_epoch).to_string(),
+        ])
+        .expect("writing to memory");
     }
-    s
+    w.into_inner().expect("writing to memory")
 }
 
 /// Write `head.safetensors`, `metrics.csv`, `loss_acc.png` and `README.txt` (the plot's legend)
