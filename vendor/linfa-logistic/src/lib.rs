@@ -39,10 +39,12 @@ use serde_crate::{Deserialize, Serialize};
 
 mod argmin_param;
 mod float;
+mod fused;
 mod hyperparams;
 
 use argmin_param::*;
 use float::Float;
+use fused::Memo;
 use hyperparams::{LogisticRegressionParams, LogisticRegressionValidParams};
 
 /// A two-class logistic regression model.
@@ -174,6 +176,7 @@ impl<F: Float, D: Dimension> LogisticRegressionValidParams<F, D> {
             x,
             target,
             alpha: self.alpha,
+            memo: Memo::default(),
         }
     }
 
@@ -236,6 +239,7 @@ impl<C: Ord + Clone, F: Float, D: Data<Elem = F>, T: AsSingleTargets<Elem = C>>
         let solver = self.setup_solver();
         let init_params = self.setup_init_params(x.ncols());
         let result = self.run_solver(problem, solver, init_params)?;
+        let fit_info = FitInfo::from_state(&result.state);
 
         let params = result
             .state
@@ -246,7 +250,8 @@ impl<C: Ord + Clone, F: Float, D: Data<Elem = F>, T: AsSingleTargets<Elem = C>>
             *intercept.view().into_scalar(),
             w.to_owned(),
             labels,
-        ))
+        )
+        .with_fit_info(fit_info))
     }
 }
 
@@ -273,6 +278,7 @@ impl<C: Ord + Clone, F: Float, D: Data<Elem = F>, T: AsSingleTargets<Elem = C>>
         let solver = self.setup_solver();
         let init_params = self.setup_init_params((x.ncols(), classes.len()));
         let result = self.run_solver(problem, solver, init_params)?;
+        let fit_info = FitInfo::from_state(&result.state);
 
         let params = result
             .state
@@ -283,7 +289,8 @@ impl<C: Ord + Clone, F: Float, D: Data<Elem = F>, T: AsSingleTargets<Elem = C>>
             intercept.to_owned(),
             w.to_owned(),
             classes,
-        ))
+        )
+        .with_fit_info(fit_info))
     }
 }
 
@@ -581,6 +588,7 @@ pub struct FittedLogisticRegression<F: Float, C: PartialOrd + Clone> {
     intercept: F,
     params: Array1<F>,
     labels: BinaryClassLabels<F, C>,
+    fit_info: FitInfo,
 }
 
 impl<F: Float, C: PartialOrd + Clone> FittedLogisticRegression<F, C> {
@@ -594,7 +602,18 @@ impl<F: Float, C: PartialOrd + Clone> FittedLogisticRegression<F, C> {
             intercept,
             params,
             labels,
+            fit_info: FitInfo::default(),
         }
+    }
+
+    fn with_fit_info(mut self, fit_info: FitInfo) -> Self {
+        self.fit_info = fit_info;
+        self
+    }
+
+    /// How the solver stopped (vggcache patch).
+    pub fn fit_info(&self) -> &FitInfo {
+        &self.fit_info
     }
 
     /// Set the probability threshold for which the 'positive' class will be
@@ -677,6 +696,7 @@ pub struct MultiFittedLogisticRegression<F, C: PartialOrd + Clone> {
     intercept: Array1<F>,
     params: Array2<F>,
     classes: Vec<C>,
+    fit_info: FitInfo,
 }
 
 impl<F: Float, C: PartialOrd + Clone> MultiFittedLogisticRegression<F, C> {
@@ -685,7 +705,18 @@ impl<F: Float, C: PartialOrd + Clone> MultiFittedLogisticRegression<F, C> {
             intercept,
             params,
             classes,
+            fit_info: FitInfo::default(),
         }
+    }
+
+    fn with_fit_info(mut self, fit_info: FitInfo) -> Self {
+        self.fit_info = fit_info;
+        self
+    }
+
+    /// How the solver stopped (vggcache patch).
+    pub fn fit_info(&self) -> &FitInfo {
+        &self.fit_info
     }
 
     pub fn intercept(&self) -> &Array1<F> {
@@ -775,6 +806,72 @@ struct LogisticRegressionProblem<'a, F: Float, A: Data<Elem = F>, D: Dimension> 
     x: &'a ArrayBase<A, Ix2>,
     target: Array<F, D>,
     alpha: F,
+    /// vggcache patch: the last (parameters, cost, gradient), see `fused`.
+    memo: Memo<F, D>,
+}
+
+/// How the L-BFGS run of a fit ended (vggcache patch).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize),
+    serde(crate = "serde_crate")
+)]
+pub struct FitInfo {
+    /// L-BFGS iterations run.
+    pub n_iter: u64,
+    /// The gradient (or cost change) tolerance was met; `false` when the solver hit
+    /// `max_iterations` or its line search gave up.
+    pub converged: bool,
+    /// argmin's termination reason, as text.
+    pub termination: String,
+}
+
+impl FitInfo {
+    fn from_state<F: Float, D: Dimension>(state: &IterStateType<F, D>) -> Self {
+        use argmin::core::{State, TerminationReason, TerminationStatus};
+        let converged = matches!(
+            state.termination_status,
+            TerminationStatus::Terminated(TerminationReason::SolverConverged)
+        );
+        FitInfo {
+            n_iter: state.get_iter(),
+            converged,
+            termination: state.termination_status.to_string(),
+        }
+    }
+}
+
+impl<F: Float, A: Data<Elem = F>> LogisticRegressionProblem1<'_, F, A> {
+    /// vggcache patch: cost and gradient at `w` from one evaluation (row-major `x`), memoised.
+    fn cost_grad(&self, w: &Array1<F>) -> (F, Array1<F>) {
+        self.memo.get(w, || {
+            if self.x.is_standard_layout() {
+                fused::logistic_cost_grad(self.x.view(), &self.target, self.alpha, w)
+            } else {
+                (
+                    logistic_loss(self.x, &self.target, self.alpha, w),
+                    logistic_grad(self.x, &self.target, self.alpha, w),
+                )
+            }
+        })
+    }
+}
+
+impl<F: Float, A: Data<Elem = F>> LogisticRegressionProblem2<'_, F, A> {
+    /// vggcache patch: cost and gradient at `w` from one evaluation (row-major `x`), memoised.
+    fn cost_grad(&self, w: &Array2<F>) -> (F, Array2<F>) {
+        self.memo.get(w, || {
+            if self.x.is_standard_layout() {
+                fused::multi_logistic_cost_grad(self.x.view(), &self.target, self.alpha, w)
+            } else {
+                (
+                    multi_logistic_loss(self.x, &self.target, self.alpha, w),
+                    multi_logistic_grad(self.x, &self.target, self.alpha, w),
+                )
+            }
+        })
+    }
 }
 
 type LogisticRegressionProblem1<'a, F, A> = LogisticRegressionProblem<'a, F, A, Ix1>;
@@ -786,9 +883,7 @@ impl<F: Float, A: Data<Elem = F>> CostFunction for LogisticRegressionProblem1<'_
 
     /// Apply the cost function to a parameter `p`
     fn cost(&self, p: &Self::Param) -> std::result::Result<Self::Output, argmin::core::Error> {
-        let w = p.as_array();
-        let cost = logistic_loss(self.x, &self.target, self.alpha, w);
-        Ok(cost)
+        Ok(self.cost_grad(p.as_array()).0)
     }
 }
 
@@ -798,9 +893,7 @@ impl<F: Float, A: Data<Elem = F>> Gradient for LogisticRegressionProblem1<'_, F,
 
     /// Compute the gradient at parameter `p`.
     fn gradient(&self, p: &Self::Param) -> std::result::Result<Self::Param, argmin::core::Error> {
-        let w = p.as_array();
-        let grad = ArgminParam(logistic_grad(self.x, &self.target, self.alpha, w));
-        Ok(grad)
+        Ok(ArgminParam(self.cost_grad(p.as_array()).1))
     }
 }
 
@@ -810,9 +903,7 @@ impl<F: Float, A: Data<Elem = F>> CostFunction for LogisticRegressionProblem2<'_
 
     /// Apply the cost function to a parameter `p`
     fn cost(&self, p: &Self::Param) -> std::result::Result<Self::Output, argmin::core::Error> {
-        let w = p.as_array();
-        let cost = multi_logistic_loss(self.x, &self.target, self.alpha, w);
-        Ok(cost)
+        Ok(self.cost_grad(p.as_array()).0)
     }
 }
 
@@ -822,9 +913,7 @@ impl<F: Float, A: Data<Elem = F>> Gradient for LogisticRegressionProblem2<'_, F,
 
     /// Compute the gradient at parameter `p`.
     fn gradient(&self, p: &Self::Param) -> std::result::Result<Self::Param, argmin::core::Error> {
-        let w = p.as_array();
-        let grad = ArgminParam(multi_logistic_grad(self.x, &self.target, self.alpha, w));
-        Ok(grad)
+        Ok(ArgminParam(self.cost_grad(p.as_array()).1))
     }
 }
 
