@@ -19,19 +19,23 @@
 //! `gradient_tolerance`. [`LogisticParams::tol`] is per-sample like sklearn's: linfa receives
 //! `tol * n`. (The L2 norm is ≥ the max-abs, so this stops no earlier than sklearn would.)
 //!
-//! One linfa quirk worth knowing: its multinomial log-sum-exp subtracts the maximum of the whole
-//! logit matrix, not of each row, and clamps the row sums at 1e-15; with very spread-out logits
-//! (unscaled features, tiny `alpha`) the multi-class loss can become inexact. `standardize = true`
-//! keeps logits tame. The binary path does not have this issue.
+//! # Speed: the vendored patch
+//!
+//! linfa-logistic is patched (`vendor/linfa-logistic/PATCH.md`): cost and gradient come from one
+//! walk over the row-major `f64` design matrix, memoised across argmin's repeated calls at the same
+//! point, and the fitted model reports its iteration count and whether it converged. The objective,
+//! the solver (argmin L-BFGS, More-Thuente line search, memory 10) and the stopping rule are
+//! upstream's. Standardised features (the default) also need far fewer iterations than raw ones.
 
 use linfa::traits::Fit;
 use linfa::DatasetBase;
 use linfa_logistic::{
-    FittedLogisticRegression, LogisticRegression, MultiFittedLogisticRegression,
+    FitInfo, FittedLogisticRegression, LogisticRegression, MultiFittedLogisticRegression,
     MultiLogisticRegression,
 };
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayD, ArrayView2, Axis};
 
+use super::standardize::{design, Standardizer};
 use super::{check_labels, BaselineError, Classifier};
 
 /// Unchecked settings for [`fit_logistic`]; checked when fitting.
@@ -44,8 +48,10 @@ pub struct LogisticParams {
     /// (`../shared/bench/peers.py logreg`); linfa's and sklearn's own default is 100.
     pub max_iter: u64,
     /// Scale each feature to zero mean and unit variance (training statistics, population std,
-    /// constant columns left unscaled, as sklearn's `StandardScaler`) before fitting. Default `false`,
-    /// as the peer fits raw features; the penalty then acts on the scaled weights.
+    /// constant columns left unscaled, as sklearn's `StandardScaler`) before fitting; the
+    /// statistics are folded into the weights afterwards ([`FittedLogistic::linear_layer`]).
+    /// Default `true`: far fewer L-BFGS iterations than raw features. The penalty then acts on the
+    /// scaled weights (sklearn's `make_pipeline(StandardScaler(), LogisticRegression(C))`).
     pub standardize: bool,
     /// Per-sample gradient tolerance (see the module doc); linfa gets `tol * n_train`. Default 1e-4,
     /// sklearn's default `tol`. Must be finite, > 0.
@@ -57,7 +63,7 @@ impl Default for LogisticParams {
         Self {
             l2: 1.0,
             max_iter: 1000,
-            standardize: false,
+            standardize: true,
             tol: 1e-4,
         }
     }
@@ -77,12 +83,40 @@ enum Fitted {
     Multi(MultiFittedLogisticRegression<f64, usize>),
 }
 
+impl Fitted {
+    fn fit_info(&self) -> &FitInfo {
+        match self {
+            Fitted::Binary(m) => m.fit_info(),
+            Fitted::Multi(m) => m.fit_info(),
+        }
+    }
+
+    /// linfa's parameter layout, to warm-start another fit on the same design and labels:
+    /// `(d + 1,)` binary, `(d + 1, present classes)` multinomial, intercepts last.
+    fn warm_start(&self) -> ArrayD<f64> {
+        match self {
+            Fitted::Binary(m) => {
+                let mut p = m.params().to_vec();
+                p.push(m.intercept());
+                Array1::from(p).into_dyn()
+            }
+            Fitted::Multi(m) => {
+                let (d, k) = m.params().dim();
+                let mut p = Array2::<f64>::zeros((d + 1, k));
+                p.slice_mut(ndarray::s![..d, ..]).assign(m.params());
+                p.row_mut(d).assign(m.intercept());
+                p.into_dyn()
+            }
+        }
+    }
+}
+
 /// A fitted logistic regression; see [`fit_logistic`].
 #[derive(Debug, Clone)]
 pub struct FittedLogistic {
     fitted: Fitted,
-    /// `(mean, std)` per feature, `(d,)` each, when fitted with `standardize`.
-    scaler: Option<(Array1<f64>, Array1<f64>)>,
+    /// Training statistics, when fitted with `standardize`.
+    scaler: Option<Standardizer>,
     n_features: usize,
     n_classes: usize,
 }
@@ -101,8 +135,21 @@ pub fn fit_logistic(
     y: &[usize],
     n_classes: usize,
 ) -> Result<FittedLogistic, BaselineError> {
-    let (n, d) = x.dim();
-    check_labels(y, n_classes, Some(n))?;
+    check_fit(p, x, y, n_classes)?;
+    let scaler = p.standardize.then(|| Standardizer::fit(x));
+    let records = design(x, scaler.as_ref());
+    fit_design(p, records, scaler, y, n_classes, None)
+}
+
+/// The checks of [`fit_logistic`]: labels against `x: (n, d)` and `n_classes`, `l2`, `tol`,
+/// finite features, at least two distinct labels.
+pub(super) fn check_fit(
+    p: &LogisticParams,
+    x: ArrayView2<f32>,
+    y: &[usize],
+    n_classes: usize,
+) -> Result<(), BaselineError> {
+    check_labels(y, n_classes, Some(x.nrows()))?;
     if !(p.l2.is_finite() && p.l2 >= 0.0) {
         return Err(BaselineError::InvalidParam {
             name: "l2",
@@ -123,27 +170,42 @@ pub fn fit_logistic(
     if y.iter().all(|&l| l == y[0]) {
         return Err(BaselineError::SingleClass(y[0]));
     }
+    Ok(())
+}
 
-    let scaler = p.standardize.then(|| column_mean_std(x));
-    let records = to_f64(x, scaler.as_ref());
+/// Fits on a prepared design `records: (n, d)` (row-major `f64`, standardised by `scaler` if
+/// any); `warm` is [`FittedLogistic::warm_start`] of an earlier fit on the same design and
+/// labels. Checks of [`fit_logistic`] on `x` are the caller's.
+pub(super) fn fit_design(
+    p: &LogisticParams,
+    records: Array2<f64>,
+    scaler: Option<Standardizer>,
+    y: &[usize],
+    n_classes: usize,
+    warm: Option<&ArrayD<f64>>,
+) -> Result<FittedLogistic, BaselineError> {
+    let (n, d) = records.dim();
     let targets = Array1::from(y.to_vec());
     let dataset = DatasetBase::new(records, targets);
     let tol = p.tol * n as f64;
-
     let fitted = if n_classes == 2 {
-        let model = LogisticRegression::<f64>::default()
+        let mut params = LogisticRegression::<f64>::default()
             .alpha(p.l2)
             .max_iterations(p.max_iter)
-            .gradient_tolerance(tol)
-            .fit(&dataset)?;
-        Fitted::Binary(model)
+            .gradient_tolerance(tol);
+        if let Some(w) = warm.and_then(|w| w.clone().into_dimensionality().ok()) {
+            params = params.initial_params(w);
+        }
+        Fitted::Binary(params.fit(&dataset)?)
     } else {
-        let model = MultiLogisticRegression::<f64>::default()
+        let mut params = MultiLogisticRegression::<f64>::default()
             .alpha(p.l2)
             .max_iterations(p.max_iter)
-            .gradient_tolerance(tol)
-            .fit(&dataset)?;
-        Fitted::Multi(model)
+            .gradient_tolerance(tol);
+        if let Some(w) = warm.and_then(|w| w.clone().into_dimensionality().ok()) {
+            params = params.initial_params(w);
+        }
+        Fitted::Multi(params.fit(&dataset)?)
     };
     Ok(FittedLogistic {
         fitted,
@@ -151,52 +213,6 @@ pub fn fit_logistic(
         n_features: d,
         n_classes,
     })
-}
-
-/// Training mean and population std of each column of `x: (n, d)`, in f64; a zero std becomes 1.
-fn column_mean_std(x: ArrayView2<f32>) -> (Array1<f64>, Array1<f64>) {
-    let n = x.nrows() as f64;
-    let mut mean = Array1::<f64>::zeros(x.ncols());
-    for row in x.rows() {
-        mean.zip_mut_with(&row, |m, &v| *m += v as f64);
-    }
-    mean /= n;
-    let mut var = Array1::<f64>::zeros(x.ncols());
-    for row in x.rows() {
-        ndarray::Zip::from(&mut var)
-            .and(&row)
-            .and(&mean)
-            .for_each(|s, &v, &m| {
-                let c = v as f64 - m;
-                *s += c * c;
-            });
-    }
-    let std = var.mapv(|s| {
-        let sd = (s / n).sqrt();
-        if sd > 0.0 {
-            sd
-        } else {
-            1.0
-        }
-    });
-    (mean, std)
-}
-
-/// The one f32 → f64 conversion: `x: (n, d)` → `(n, d)`, standardised when `scaler` is given.
-fn to_f64(x: ArrayView2<f32>, scaler: Option<&(Array1<f64>, Array1<f64>)>) -> Array2<f64> {
-    match scaler {
-        None => x.mapv(f64::from),
-        Some((mean, std)) => {
-            let mut out = x.mapv(f64::from);
-            for mut row in out.rows_mut() {
-                ndarray::Zip::from(&mut row)
-                    .and(mean)
-                    .and(std)
-                    .for_each(|v, &m, &s| *v = (*v - m) / s);
-            }
-            out
-        }
-    }
 }
 
 impl FittedLogistic {
@@ -208,6 +224,53 @@ impl FittedLogistic {
     /// Number of output columns of [`Classifier::predict_proba`].
     pub fn n_classes(&self) -> usize {
         self.n_classes
+    }
+
+    /// L-BFGS iterations the fit ran.
+    pub fn n_iter(&self) -> u64 {
+        self.fitted.fit_info().n_iter
+    }
+
+    /// Whether the solver met its tolerance; `false` when it stopped at `max_iter` or its line
+    /// search gave up ([`FittedLogistic::termination`] says which).
+    pub fn converged(&self) -> bool {
+        self.fitted.fit_info().converged
+    }
+
+    /// argmin's termination reason, as text.
+    pub fn termination(&self) -> &str {
+        &self.fitted.fit_info().termination
+    }
+
+    /// Parameters in linfa's layout on the fitted (possibly standardised) design, for a
+    /// warm-started fit on the same design and labels.
+    pub(super) fn warm_start(&self) -> ArrayD<f64> {
+        self.fitted.warm_start()
+    }
+
+    /// Probabilities on an already prepared design `x64: (n, d)` (standardised as this model's
+    /// training design was) → `(n, n_classes)`.
+    pub(super) fn predict_design(&self, x64: &Array2<f64>) -> Array2<f32> {
+        let n = x64.nrows();
+        let mut out = Array2::<f32>::zeros((n, self.n_classes));
+        match &self.fitted {
+            Fitted::Binary(m) => {
+                let labels = m.labels();
+                let p_pos = m.predict_probabilities(x64);
+                for (mut row, &p) in out.rows_mut().into_iter().zip(&p_pos) {
+                    row[labels.pos.class] = p as f32;
+                    row[labels.neg.class] = (1.0 - p) as f32;
+                }
+            }
+            Fitted::Multi(m) => {
+                let p = m.predict_probabilities(x64);
+                for (j, &class) in m.classes().iter().enumerate() {
+                    out.column_mut(class)
+                        .assign(&p.index_axis(Axis(1), j).mapv(|v| v as f32));
+                }
+            }
+        }
+        out
     }
 
     /// The model as one linear layer on raw features followed by softmax:
@@ -234,7 +297,7 @@ impl FittedLogistic {
                 }
             }
         }
-        if let Some((mean, std)) = &self.scaler {
+        if let Some(Standardizer { mean, std }) = &self.scaler {
             // z = ((x - mean) / std) · w + b = x · (w / std) + (b - (mean / std) · w)
             for (mut row, (&m, &s)) in w.rows_mut().into_iter().zip(mean.iter().zip(std)) {
                 row /= s;
@@ -255,32 +318,13 @@ impl Classifier for FittedLogistic {
 
     /// `x: (n, d)` → `(n, n_classes)` from linfa's own `predict_probabilities`.
     fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32> {
-        let (n, d) = x.dim();
+        let d = x.ncols();
         assert_eq!(
             d, self.n_features,
             "FittedLogistic::predict_proba: model fitted on {} features, got {d}",
             self.n_features
         );
-        let x64 = to_f64(x, self.scaler.as_ref());
-        let mut out = Array2::<f32>::zeros((n, self.n_classes));
-        match &self.fitted {
-            Fitted::Binary(m) => {
-                let labels = m.labels();
-                let p_pos = m.predict_probabilities(&x64);
-                for (mut row, &p) in out.rows_mut().into_iter().zip(&p_pos) {
-                    row[labels.pos.class] = p as f32;
-                    row[labels.neg.class] = (1.0 - p) as f32;
-                }
-            }
-            Fitted::Multi(m) => {
-                let p = m.predict_probabilities(&x64);
-                for (j, &class) in m.classes().iter().enumerate() {
-                    out.column_mut(class)
-                        .assign(&p.index_axis(Axis(1), j).mapv(|v| v as f32));
-                }
-            }
-        }
-        out
+        self.predict_design(&design(x, self.scaler.as_ref()))
     }
 }
 
@@ -339,6 +383,44 @@ mod tests {
                     assert!((row.sum() - 1.0).abs() < 1e-5);
                 }
             }
+        }
+    }
+
+    /// The vendored patch's fused objective (row-major design) and upstream's unchanged functions
+    /// (the same design column-major) reach the same coefficients: the patch changes speed only.
+    #[test]
+    fn fused_objective_matches_upstream_layout() {
+        let x = Array2::from_shape_fn((60, 7), |(i, j)| {
+            ((i * 7 + j * 13) % 17) as f32 / 4.0 + if j == i % 3 { 2.0 } else { 0.0 }
+        });
+        for (y, k) in [
+            (
+                (0..60).map(|i| usize::from(i % 3 == 0)).collect::<Vec<_>>(),
+                2,
+            ),
+            ((0..60).map(|i| i % 3).collect(), 3),
+        ] {
+            let p = LogisticParams {
+                tol: 1e-8,
+                ..Default::default()
+            };
+            let scaler = Standardizer::fit(x.view());
+            let rows = design(x.view(), Some(&scaler));
+            let cols = rows.t().as_standard_layout().into_owned().reversed_axes();
+            assert!(!cols.is_standard_layout() && cols == rows);
+            let fused = fit_design(&p, rows, Some(scaler.clone()), &y, k, None).unwrap();
+            let upstream = fit_design(&p, cols, Some(scaler), &y, k, None).unwrap();
+            let (a, b) = (fused.warm_start(), upstream.warm_start());
+            let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
+            let gap = a
+                .iter()
+                .zip(&b)
+                .fold(0f64, |m, (u, v)| m.max((u - v).abs()));
+            assert!(
+                scale > 0.1 && gap <= 1e-5 * scale,
+                "k={k}: gap {gap}, scale {scale}"
+            );
+            assert!(fused.converged() && upstream.converged());
         }
     }
 

@@ -2,13 +2,18 @@
 //!
 //! Both take `x: (n, d)` as `f32` and labels as `usize` class indices in `0..n_classes`, and give
 //! probabilities `(n, n_classes)` through [`Classifier::predict_proba`]. The conversion to linfa's `f64`
-//! happens once, inside [`fit_logistic`] and [`FittedLogistic::predict_proba`].
+//! happens once, inside [`fit_logistic`] and [`FittedLogistic::predict_proba`]. [`search_c`] picks
+//! the logistic regression's `C` on a validation split carved from train.
 
+mod c_search;
 mod logistic;
 mod majority;
+mod standardize;
 
+pub use c_search::{search_c, CPoint, CSearch, CSearchParams};
 pub use logistic::{fit_logistic, FittedLogistic, LogisticParams};
 pub use majority::{fit_majority, Majority};
+pub use standardize::Standardizer;
 
 use ndarray::{Array2, ArrayView2};
 

@@ -6,9 +6,11 @@ use std::time::Instant;
 use super::features::{load_head, train_val};
 use super::train_head::{self, TrainHeadArgs};
 use super::CommandError;
-use crate::baseline::{fit_logistic, fit_majority, Classifier, LogisticParams};
+use crate::baseline::{
+    fit_logistic, fit_majority, search_c, CSearch, CSearchParams, Classifier, LogisticParams,
+};
 use crate::cache::FeatureCache;
-use crate::report::{evaluate, write_predictions, CompareReport};
+use crate::report::{evaluate, write_predictions, CompareReport, Section};
 
 /// Options of `compare-baselines`.
 #[derive(Debug, Clone, clap::Args)]
@@ -18,15 +20,18 @@ pub struct CompareArgs {
     /// A trained head (runs/NAME); default: train one with train-head's defaults.
     #[arg(long)]
     pub head: Option<PathBuf>,
-    /// Logistic regression's inverse L2 strength, as scikit-learn's C (linfa alpha = 1/C).
-    #[arg(long = "C", default_value_t = 1.0)]
-    pub c: f64,
+    /// Logistic regression's inverse L2 strength, as scikit-learn's C (linfa alpha = 1/C). Default:
+    /// searched on a validation split carved from the train rows (never the reported val split),
+    /// then refitted on all train rows.
+    #[arg(long = "C")]
+    pub c: Option<f64>,
     /// L-BFGS iteration cap of the logistic regression.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = LogisticParams::default().max_iter)]
     pub max_iter: u64,
-    /// Standardize features before the logistic regression (train statistics).
+    /// Fit the logistic regression on raw features (default: standardized with the train rows'
+    /// statistics, folded into its weights).
     #[arg(long)]
-    pub logistic_standardize: bool,
+    pub logistic_raw: bool,
     /// Hold-out fraction of train when the cache has no val split (default: with --head the
     /// head's own, so it is scored on rows it did not train on; else train-head's 0.2).
     #[arg(long)]
@@ -38,11 +43,8 @@ pub struct CompareArgs {
 
 /// Fits the baselines, scores every model on the val split, prints and writes the report.
 pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
-    if !(args.c.is_finite() && args.c > 0.0) {
-        return Err(CommandError::Usage(format!(
-            "--C must be > 0, got {}",
-            args.c
-        )));
+    if let Some(c) = args.c.filter(|c| !(c.is_finite() && *c > 0.0)) {
+        return Err(CommandError::Usage(format!("--C must be > 0, got {c}")));
     }
     if let Some(v) = args.val_fraction.filter(|v| !(0.0..1.0).contains(v)) {
         return Err(CommandError::Usage(format!(
@@ -120,16 +122,33 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
         s,
     )?);
 
-    let params = LogisticParams {
-        l2: LogisticParams::l2_from_sklearn_c(args.c),
-        max_iter: args.max_iter,
-        standardize: args.logistic_standardize,
-        ..LogisticParams::default()
+    let base = logistic_params(args, 1.0);
+    let search = match args.c {
+        Some(_) => None,
+        None => {
+            eprintln!(
+                "searching linfa-logistic's C on a validation split of the {} train rows",
+                train.y.len()
+            );
+            let s = CSearchParams::default();
+            Some(search_c(
+                &base,
+                &s,
+                train.x.view(),
+                &train.y,
+                classes.len(),
+            )?)
+        }
     };
+    let c = args
+        .c
+        .or(search.as_ref().map(|s| s.chosen_c))
+        .unwrap_or(1.0);
+    let params = logistic_params(args, c);
     eprintln!(
-        "fitting linfa-logistic (C = {}, max_iter {}) on {} x {}",
-        args.c,
+        "fitting linfa-logistic (C = {c:.4}, max_iter {}, standardize {}) on {} x {}",
         args.max_iter,
+        params.standardize,
         train.y.len(),
         cache.dim()
     );
@@ -137,14 +156,17 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
     let logistic = fit_logistic(&params, train.x.view(), &train.y, classes.len())?;
     let fit = t.elapsed().as_secs_f64();
     let (p_logistic, s) = timed(&logistic);
-    rows.push(evaluate(
+    let mut row = evaluate(
         "linfa-logistic",
         p_logistic.view(),
         &val.y,
         &classes,
         fit,
         s,
-    )?);
+    )?;
+    row.iterations = Some(logistic.n_iter());
+    row.converged = Some(logistic.converged());
+    rows.push(row);
 
     let t = Instant::now();
     let p_head = head.try_predict_proba(val.x.view())?;
@@ -179,11 +201,34 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
                 }
             ),
             format!(
-                "logistic: C = {} (linfa alpha = {}), max_iter {}, standardize {}",
-                args.c, params.l2, args.max_iter, args.logistic_standardize
+                "logistic: C = {c} (linfa alpha = {}), max_iter {}, standardize {}; {}",
+                params.l2,
+                args.max_iter,
+                params.standardize,
+                match &search {
+                    Some(s) => format!(
+                        "C chosen among {} values on a validation split carved from train \
+                         ({} fit / {} scored rows, warm-started path, {:.1} s)",
+                        s.curve.len(),
+                        s.n_fit,
+                        s.n_val,
+                        s.seconds
+                    ),
+                    None => "C given by --C (no search)".into(),
+                }
             ),
+            if logistic.converged() {
+                format!("logistic: converged in {} iterations", logistic.n_iter())
+            } else {
+                format!(
+                    "logistic: NOT converged, stopped after {} iterations ({})",
+                    logistic.n_iter(),
+                    logistic.termination()
+                )
+            },
             "head fit s: NaN when a trained --head was given".into(),
         ],
+        sections: search.iter().map(c_curve).collect(),
     };
     println!("{}", report.to_text());
     let (md, json) = report.write_to(&args.out)?;
@@ -207,6 +252,49 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
     Ok(report)
 }
 
+/// The logistic regression's settings for `C`: `LogisticParams::default()` with the CLI's values.
+fn logistic_params(args: &CompareArgs, c: f64) -> LogisticParams {
+    LogisticParams {
+        l2: LogisticParams::l2_from_sklearn_c(c),
+        max_iter: args.max_iter,
+        standardize: LogisticParams::default().standardize && !args.logistic_raw,
+        ..LogisticParams::default()
+    }
+}
+
+/// The accuracy-against-C table of a search, ascending C, the chosen one marked.
+fn c_curve(s: &CSearch) -> Section {
+    let rows = s
+        .curve
+        .iter()
+        .map(|p| {
+            vec![
+                format!("{:.4e}", p.c),
+                format!("{:.4}", p.val_accuracy),
+                format!("{:.4}", p.val_log_loss),
+                if p.converged {
+                    p.n_iter.to_string()
+                } else {
+                    format!("{} (not converged)", p.n_iter)
+                },
+                format!("{:.3}", p.fit_seconds),
+                if p.c == s.chosen_c { "chosen" } else { "" }.into(),
+            ]
+        })
+        .collect();
+    Section {
+        title: format!(
+            "linfa-logistic: accuracy against C on the C-search split ({} rows carved from train; \
+             not the reported val split)",
+            s.n_val
+        ),
+        header: ["C", "accuracy", "log loss", "iterations", "fit s", ""]
+            .map(String::from)
+            .to_vec(),
+        rows,
+    }
+}
+
 fn default_train_args() -> TrainHeadArgs {
     use clap::Parser;
     #[derive(Parser)]
@@ -215,4 +303,27 @@ fn default_train_args() -> TrainHeadArgs {
         a: TrainHeadArgs,
     }
     Wrap::parse_from(["train-head"]).a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CLI's defaults are `LogisticParams::default()`'s (C searched, so no `--C`).
+    #[test]
+    fn cli_defaults_are_the_library_defaults() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            a: CompareArgs,
+        }
+        let args = Wrap::parse_from(["compare-baselines"]).a;
+        assert_eq!(args.c, None);
+        assert_eq!(logistic_params(&args, 1.0), LogisticParams::default());
+        let raw = Wrap::parse_from(["compare-baselines", "--logistic-raw", "--C", "0.5"]).a;
+        let p = logistic_params(&raw, raw.c.expect("--C"));
+        assert!(!p.standardize);
+        assert_eq!(p.l2, 2.0);
+    }
 }

@@ -43,6 +43,21 @@ pub struct ModelRow {
     /// Prediction wall time over the evaluated split, per image, in milliseconds.
     #[serde(deserialize_with = "f64_or_nan")]
     pub predict_ms_per_image: f64,
+    /// Solver iterations of the fit, for models fitted by an iterative solver.
+    #[serde(default)]
+    pub iterations: Option<u64>,
+    /// Whether that solver met its tolerance (`false`: it stopped at its iteration cap or gave up).
+    #[serde(default)]
+    pub converged: Option<bool>,
+}
+
+/// An extra table under the comparison (e.g. accuracy against the logistic regression's `C`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Section {
+    pub title: String,
+    pub header: Vec<String>,
+    /// Cells, one `Vec` per row, as long as `header`.
+    pub rows: Vec<Vec<String>>,
 }
 
 /// JSON has no NaN: serde_json writes a NaN as `null`, read back here as NaN so that
@@ -63,6 +78,9 @@ pub struct CompareReport {
     pub rows: Vec<ModelRow>,
     /// Free-form lines shown under the table (settings, feature source, machine).
     pub notes: Vec<String>,
+    /// Tables shown after the notes.
+    #[serde(default)]
+    pub sections: Vec<Section>,
 }
 
 /// Errors from evaluating predictions or writing a report.
@@ -175,6 +193,8 @@ pub fn evaluate(
         per_class,
         fit_seconds: fit_s,
         predict_ms_per_image: predict_s * 1000.0 / n as f64,
+        iterations: None,
+        converged: None,
     })
 }
 
@@ -187,6 +207,7 @@ impl CompareReport {
             header.push(format!("R({class})"));
         }
         header.push("fit s".into());
+        header.push("iterations".into());
         header.push("predict ms/img".into());
         let rows = self
             .rows
@@ -202,6 +223,11 @@ impl CompareReport {
                     cells.push(format!("{:.3}", s.recall));
                 }
                 cells.push(format!("{:.3}", r.fit_seconds));
+                cells.push(match (r.iterations, r.converged) {
+                    (Some(i), Some(false)) => format!("{i} (not converged)"),
+                    (Some(i), _) => i.to_string(),
+                    (None, _) => "-".into(),
+                });
                 cells.push(format!("{:.4}", r.predict_ms_per_image));
                 cells
             })
@@ -223,78 +249,37 @@ impl CompareReport {
     /// line above and the notes below, for the terminal.
     pub fn to_text(&self) -> String {
         let (header, rows) = self.cells();
-        let widths: Vec<usize> = (0..header.len())
-            .map(|j| {
-                rows.iter()
-                    .map(|r| r[j].len())
-                    .chain([header[j].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let line = |cells: &[String]| {
-            let parts: Vec<String> = cells
-                .iter()
-                .zip(&widths)
-                .enumerate()
-                .map(|(j, (c, &w))| {
-                    if j == 0 {
-                        format!("{c:<w$}")
-                    } else {
-                        format!("{c:>w$}")
-                    }
-                })
-                .collect();
-            parts.join("  ").trim_end().to_string()
-        };
         let mut out = format!("{}\n", self.summary_line());
-        let _ = writeln!(out, "{}", line(&header));
-        let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
-        let _ = writeln!(out, "{}", rule.join("  "));
-        for r in &rows {
-            let _ = writeln!(out, "{}", line(r));
-        }
+        out.push_str(&text_table(&header, &rows));
         for note in &self.notes {
             let _ = writeln!(out, "{note}");
+        }
+        for s in &self.sections {
+            let _ = writeln!(out, "\n{}", s.title);
+            out.push_str(&text_table(&s.header, &s.rows));
         }
         out
     }
 
-    /// GitHub-flavoured Markdown: a heading, the summary, the table, the notes as a list.
+    /// GitHub-flavoured Markdown: a heading, the summary, the table, the notes as a list, then
+    /// each section under its own heading.
     pub fn to_markdown(&self) -> String {
         let (header, rows) = self.cells();
-        let esc = |s: &str| s.replace('|', "\\|");
         let mut out = String::from("# Model comparison\n\n");
         let _ = writeln!(out, "{}\n", esc(&self.summary_line()));
-        let _ = writeln!(
-            out,
-            "| {} |",
-            header
-                .iter()
-                .map(|h| esc(h))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
-        let align: Vec<&str> = (0..header.len())
-            .map(|j| if j == 0 { ":---" } else { "---:" })
-            .collect();
-        let _ = writeln!(out, "| {} |", align.join(" | "));
-        for r in &rows {
-            let _ = writeln!(
-                out,
-                "| {} |",
-                r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
-            );
-        }
+        out.push_str(&markdown_table(&header, &rows));
         if !self.notes.is_empty() {
             out.push('\n');
             for note in &self.notes {
                 let _ = writeln!(out, "- {}", esc(note));
             }
         }
+        for s in &self.sections {
+            let _ = writeln!(out, "\n## {}\n", esc(&s.title));
+            out.push_str(&markdown_table(&s.header, &s.rows));
+        }
         out
     }
-
     /// Pretty JSON of the whole report (full precision; [`CompareReport::from_json`] reads it back).
     pub fn to_json(&self) -> Result<String, ReportError> {
         Ok(serde_json::to_string_pretty(self)?)
@@ -391,103 +376,64 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError>
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ndarray::array;
-
-    fn classes() -> Vec<String> {
-        vec!["cat".into(), "dog".into(), "fox".into()]
-    }
-
-    #[test]
-    fn hand_computed_row() {
-        let p = array![
-            [0.7f32, 0.2, 0.1],
-            [0.1, 0.8, 0.1],
-            [0.3, 0.4, 0.3],
-            [0.0, 0.5, 0.5]
-        ];
-        let y = [0, 1, 0, 2];
-        let row = evaluate("m", p.view(), &y, &classes(), 2.0, 0.004).expect("valid");
-        // Row 3 ties 1 and 2 → class 1 (lowest index), so predictions are 0, 1, 1, 1.
-        assert_eq!(row.accuracy, 0.5);
-        let expected_ll = -(0.7f64.ln() + 0.8f64.ln() + 0.3f64.ln() + 0.5f64.ln()) / 4.0;
-        assert!(
-            (row.log_loss - expected_ll).abs() < 1e-6,
-            "{} vs {expected_ll}",
-            row.log_loss
-        );
-        assert_eq!(
-            (row.per_class[0].precision, row.per_class[0].recall),
-            (1.0, 0.5)
-        );
-        assert_eq!(
-            (row.per_class[1].precision, row.per_class[1].recall),
-            (1.0 / 3.0, 1.0)
-        );
-        assert_eq!(
-            (row.per_class[2].precision, row.per_class[2].recall),
-            (0.0, 0.0)
-        );
-        assert_eq!(row.per_class[0].support, 2);
-        assert!((row.predict_ms_per_image - 1.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn zero_probability_is_clipped() {
-        let p = array![[1.0f32, 0.0, 0.0]];
-        let row = evaluate("m", p.view(), &[1], &classes(), 0.0, 0.0).expect("valid");
-        assert!((row.log_loss + f64::from(f32::EPSILON).ln()).abs() < 1e-9);
-    }
-
-    #[test]
-    fn bad_inputs() {
-        let p = array![[0.5f32, 0.5, 0.0]];
-        let e = |r: Result<ModelRow, ReportError>| r.expect_err("should fail").to_string();
-        let empty = ndarray::Array2::<f32>::zeros((0, 3));
-        assert!(e(evaluate("m", empty.view(), &[], &classes(), 0., 0.)).contains("empty"));
-        assert!(e(evaluate("m", p.view(), &[0, 1], &classes(), 0., 0.)).contains("1 rows"));
-        assert!(e(evaluate("m", p.view(), &[3], &classes(), 0., 0.)).contains("label 3"));
-        assert!(e(evaluate("m", p.view(), &[0], &classes()[..2], 0., 0.)).contains("3 columns"));
-        let nan = array![[f32::NAN, 0.5, 0.5]];
-        assert!(e(evaluate("m", nan.view(), &[0], &classes(), 0., 0.)).contains("not finite"));
-    }
-
-    /// Class names and paths holding commas and quotes come back field for field (they were
-    /// written unquoted in the label, predicted and header columns before).
-    #[test]
-    fn predictions_csv_quotes_class_names_and_paths() {
-        let dir = tempfile::tempdir().unwrap();
-        let cls = vec!["cat, tabby".to_string(), "dog \"pug\"".to_string()];
-        let paths = vec!["a,1.jpg".to_string(), "b.jpg".to_string()];
-        let p = array![[0.9f32, 0.1], [0.25, 0.75]];
-        let file =
-            write_predictions(dir.path(), &cls, &paths, &[0, 0], &[("m, 1", p.view())]).unwrap();
-        let mut r = csv::Reader::from_path(&file).unwrap();
-        let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
-        assert_eq!(
-            header,
-            [
-                "model",
-                "path",
-                "label",
-                "predicted",
-                "prob_cat, tabby",
-                "prob_dog \"pug\""
-            ]
-        );
-        let rows: Vec<Vec<String>> = r
-            .records()
-            .map(|rec| rec.unwrap().iter().map(String::from).collect())
-            .collect();
-        assert_eq!(
-            rows[0],
-            ["m, 1", "a,1.jpg", "cat, tabby", "cat, tabby", "0.9", "0.1"]
-        );
-        assert_eq!(
-            rows[1],
-            ["m, 1", "b.jpg", "cat, tabby", "dog \"pug\"", "0.25", "0.75"]
-        );
-    }
+/// `|` escaped for a Markdown table cell.
+fn esc(s: &str) -> String {
+    s.replace('|', "\\|")
 }
+
+/// Aligned plain-text table: first column left-aligned, the others right-aligned, a rule under
+/// the header; every row as long as `header`.
+fn text_table(header: &[String], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|j| {
+            rows.iter()
+                .map(|r| r[j].len())
+                .chain([header[j].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(j, (c, &w))| {
+                if j == 0 {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect();
+        parts.join("  ").trim_end().to_string()
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", line(header));
+    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+    let _ = writeln!(out, "{}", rule.join("  "));
+    for r in rows {
+        let _ = writeln!(out, "{}", line(r));
+    }
+    out
+}
+
+/// GitHub-flavoured Markdown table, first column left-aligned, the others right-aligned.
+fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {
+    let row = |cells: &[String]| {
+        let cells: Vec<String> = cells.iter().map(|c| esc(c)).collect();
+        format!("| {} |\n", cells.join(" | "))
+    };
+    let align: Vec<String> = (0..header.len())
+        .map(|j| if j == 0 { ":---" } else { "---:" }.to_string())
+        .collect();
+    let mut out = row(header);
+    out.push_str(&format!("| {} |\n", align.join(" | ")));
+    for r in rows {
+        out.push_str(&row(r));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,9 @@ use std::time::Instant;
 use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use vggcache::baseline::{fit_logistic, fit_majority, Classifier, LogisticParams};
+use vggcache::baseline::{
+    fit_logistic, fit_majority, search_c, CSearchParams, Classifier, LogisticParams,
+};
 
 use crate::common;
 
@@ -151,10 +153,11 @@ fn log_loss(proba: ArrayView2<f32>, y: &[usize]) -> f64 {
 }
 
 /// Largest accepted |p_linfa - p_sklearn| on one val probability (both fit the same L2 objective):
-/// measured 5.8e-3 on the `--small` cases (multi4_d128, 2026-12-02), times a margin of 2.5. At C = 1
-/// on 256 ReLU features the gap was 0.14 (both solvers stop early on a flat objective), so that
-/// small case uses C = 0.1.
-const PROBA_TOL: f32 = 0.015;
+/// measured 1.50e-2 on the `--small` cases (multi4_d128_std; raw cases 6.8e-3 and under; patched
+/// linfa, 2026-12-02), times a margin of 2: sklearn's looser stopping rule leaves it a few
+/// iterations short of the optimum. At C = 1 on 256 ReLU features the gap was 0.14 (both solvers
+/// stop early on a flat objective), so that small case uses C = 0.1.
+const PROBA_TOL: f32 = 0.03;
 
 /// linfa with `l2 = 1/C` vs scikit-learn's `LogisticRegression(C, max_iter=1000)` on the same
 /// synthetic features (`scripts/logreg_parity.py`): val accuracy within 1 point and every val
@@ -200,7 +203,10 @@ fn sklearn_parity() {
             field("n_classes"),
         );
         let c = case["C"].as_f64().expect("C");
-        let file = |part: &str| dir.join(format!("{name}.{part}.bin"));
+        let standardize = case["standardize"].as_bool().unwrap_or(false);
+        // Cases fitted raw and standardised share one set of feature files.
+        let files = case["files"].as_str().unwrap_or(name);
+        let file = |part: &str| dir.join(format!("{files}.{part}.bin"));
         let x_tr = Array2::from_shape_vec((n_train, d), common::read_f32(&file("x_train")))
             .expect("x_train shape");
         let x_va = Array2::from_shape_vec((n_val, d), common::read_f32(&file("x_val")))
@@ -209,6 +215,7 @@ fn sklearn_parity() {
 
         let params = LogisticParams {
             l2: LogisticParams::l2_from_sklearn_c(c),
+            standardize,
             ..Default::default()
         };
         let t = Instant::now();
@@ -222,13 +229,16 @@ fn sklearn_parity() {
         println!(
             "{{\"case\":\"{name}\",\"C\":{c},\"linfa_acc\":{acc:.4},\"sklearn_acc\":{sk_acc:.4},\
              \"linfa_log_loss\":{:.4},\"sklearn_log_loss\":{:.4},\"linfa_fit_s\":{fit_s:.3},\
-             \"sklearn_fit_s\":{sk_fit:.3},\"fit_ratio\":{:.2}}}",
+             \"sklearn_fit_s\":{sk_fit:.3},\"fit_ratio\":{:.2},\"linfa_iter\":{},\
+             \"sklearn_iter\":{}}}",
             log_loss(p.view(), &y_va),
             sk["val_log_loss"].as_f64().expect("val_log_loss"),
-            fit_s / sk_fit
+            fit_s / sk_fit,
+            m.n_iter(),
+            sk["n_iter"]
         );
         worst = worst.max((acc - sk_acc).abs());
-        let sk_p = file("sk_proba_val");
+        let sk_p = dir.join(format!("{name}.sk_proba_val.bin"));
         if sk_p.exists() {
             let sk_p = common::read_f32(&sk_p);
             assert_eq!(sk_p.len(), n_val * k, "{name}: sklearn probabilities");
@@ -247,4 +257,171 @@ fn sklearn_parity() {
         worst_p <= PROBA_TOL,
         "largest val probability gap to sklearn: {worst_p}"
     );
+}
+
+// ---- C search ----------------------------------------------------------------------------------
+
+/// The search fits an ascending log grid on a split carved from the rows it is given, picks the
+/// best validation score it saw (lowest log loss), and refines around it at `steps_per_decade`;
+/// with many noisy features neither the strongest nor the weakest penalty wins.
+#[test]
+fn c_search_picks_the_best_point_of_its_curve() {
+    // 3 informative axes among 60 noisy ones, 150 rows: overfitting is easy, so C matters.
+    let (x, y) = blobs(5, 150, 60, 1.2, |i| i % 3);
+    let p = LogisticParams::default();
+    let s = CSearchParams::default();
+    let r = search_c(&p, &s, x.view(), &y, 3).expect("search");
+    assert_eq!((r.n_fit, r.n_val), (120, 30));
+    assert!(r.curve.windows(2).all(|w| w[0].c < w[1].c), "ascending C");
+    let best = r
+        .curve
+        .iter()
+        .min_by(|a, b| {
+            a.val_log_loss
+                .total_cmp(&b.val_log_loss)
+                .then(b.val_accuracy.total_cmp(&a.val_accuracy))
+        })
+        .expect("points");
+    assert_eq!(best.c, r.chosen_c, "chosen C is the curve's best");
+    // The fine grid: 8 steps a decade within one decade of the best coarse C.
+    let step = 10f64.powf(1.0 / f64::from(s.steps_per_decade));
+    let near = r
+        .curve
+        .iter()
+        .filter(|q| (q.c / r.chosen_c).log10().abs() <= 1.0 + 1e-9)
+        .count();
+    assert!(near >= 9, "{near} points within a decade of the pick");
+    assert!(r
+        .curve
+        .iter()
+        .any(|q| ((q.c / r.chosen_c) - step).abs() < 1e-6
+            || ((r.chosen_c / q.c) - step).abs() < 1e-6));
+    let worst = r.curve.iter().map(|q| q.val_log_loss).fold(0.0, f64::max);
+    assert!(
+        best.val_log_loss < worst,
+        "C changes the score: {:?}",
+        r.curve
+    );
+    assert!(
+        r.chosen_c > r.curve[0].c && r.chosen_c < r.curve[r.curve.len() - 1].c,
+        "an interior C: {:?}",
+        r.curve
+    );
+    // Refit at the chosen C on all rows, as compare-baselines does; deterministic search.
+    let again = search_c(&p, &s, x.view(), &y, 3).expect("search again");
+    assert_eq!(again.chosen_c, r.chosen_c);
+    let refit = LogisticParams {
+        l2: LogisticParams::l2_from_sklearn_c(r.chosen_c),
+        ..p
+    };
+    let m = fit_logistic(&refit, x.view(), &y, 3).expect("refit");
+    assert!(m.converged(), "{}", m.termination());
+}
+
+// ---- parity on a small real cache ---------------------------------------------------------------
+
+/// Links the first `n` images (sorted) of each `split/class` folder of `data` into `dir`.
+fn link_subset(data: &Path, dir: &Path, n: usize) {
+    for split in ["train", "val"] {
+        for class in ["cat", "dog"] {
+            let to = dir.join(split).join(class);
+            std::fs::create_dir_all(&to).expect("mkdir");
+            let mut files: Vec<PathBuf> = std::fs::read_dir(data.join(split).join(class))
+                .expect("read_dir")
+                .map(|e| e.expect("entry").path())
+                .collect();
+            files.sort();
+            for f in files.into_iter().take(n) {
+                std::os::unix::fs::symlink(&f, to.join(f.file_name().expect("name")))
+                    .expect("symlink");
+            }
+        }
+    }
+}
+
+/// Real features: 10 + 10 train and 10 + 10 val catsdogs images through the default trunk, then
+/// linfa (patched) and scikit-learn's lbfgs on the same cache, same C, raw and standardised
+/// (`scripts/logreg_parity.py --cache`): val accuracy within one image of sklearn's, probabilities
+/// close, and linfa converged. Largest probability gaps measured (2026-12-02): raw 0.090 (20 rows
+/// of 25,088 raw features: a flat objective both solvers leave at different points), standardised
+/// 0.032; the bounds are twice those.
+#[test]
+fn real_cache_parity() {
+    let test = "real_cache_parity";
+    let Some(data) = common::shared_data(test, "catsdogs") else {
+        return;
+    };
+    let Some(model) = common::default_model(test, "vgg16_trunk.onnx") else {
+        return;
+    };
+    let Some(py) = common::python_with(test, &["numpy", "sklearn", "pyarrow"]) else {
+        return;
+    };
+    if common::ort(test).is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let images = tmp.path().join("images");
+    link_subset(&data, &images, 10);
+    let cache = tmp.path().join("cache");
+    let o = common::extract(&model, &images, &cache, &[]);
+    assert!(o.status.success(), "extract: {}", common::text(&o));
+    let out = tmp.path().join("parity");
+    let o = std::process::Command::new(py)
+        .arg(common::root().join("scripts/logreg_parity.py"))
+        .arg(&out)
+        .arg("--cache")
+        .arg(&cache)
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .expect("run logreg_parity.py");
+    assert!(o.status.success(), "logreg_parity.py: {}", common::text(&o));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("meta.json")).expect("meta")).expect("json");
+    let cases = meta["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 2, "raw and standardised");
+    for case in cases {
+        let name = case["name"].as_str().expect("name");
+        let n = |k: &str| case[k].as_u64().expect(k) as usize;
+        let (n_train, n_val, d) = (n("n_train"), n("n_val"), n("d"));
+        assert_eq!((n_train, n_val, d), (20, 20, 25088));
+        let f = |part: &str| out.join(format!("cache.{part}.bin"));
+        let x_tr = Array2::from_shape_vec((n_train, d), common::read_f32(&f("x_train"))).unwrap();
+        let x_va = Array2::from_shape_vec((n_val, d), common::read_f32(&f("x_val"))).unwrap();
+        let (y_tr, y_va) = (read_labels(&f("y_train")), read_labels(&f("y_val")));
+        let params = LogisticParams {
+            l2: LogisticParams::l2_from_sklearn_c(case["C"].as_f64().expect("C")),
+            standardize: case["standardize"].as_bool().expect("standardize"),
+            ..Default::default()
+        };
+        let m = fit_logistic(&params, x_tr.view(), &y_tr, 2).expect("fit");
+        assert!(m.converged(), "{name}: {}", m.termination());
+        let p = m.predict_proba(x_va.view());
+        let acc = accuracy(p.view(), &y_va);
+        let sk_acc = case["sklearn"]["val_acc"].as_f64().expect("val_acc");
+        println!(
+            "{name}: linfa {acc:.3} ({} iterations), sklearn {sk_acc:.3}",
+            m.n_iter()
+        );
+        assert!(
+            (acc - sk_acc).abs() <= 1.0 / n_val as f64 + 1e-9,
+            "{name}: accuracy {acc} vs sklearn {sk_acc}"
+        );
+        // Raw features separate 20 real images well; standardising 25,088 features fitted on 20
+        // rows blows up near-constant ones (both libraries score .60 there, measured).
+        if !params.standardize {
+            assert!(
+                acc >= 0.8,
+                "{name}: real features separate cats and dogs ({acc})"
+            );
+        }
+        let sk_p = common::read_f32(&out.join(format!("{name}.sk_proba_val.bin")));
+        let diff = p
+            .iter()
+            .zip(&sk_p)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        println!("{name}: max |p_linfa - p_sklearn| over val = {diff:.3}");
+        let bound = if params.standardize { 0.065 } else { 0.18 };
+        assert!(diff <= bound, "{name}: max val probability gap {diff}");
+    }
 }

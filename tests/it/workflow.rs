@@ -20,7 +20,9 @@ use ort::value::Tensor;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tempfile::TempDir;
-use vggcache::baseline::{fit_logistic, fit_majority, Classifier, LogisticParams};
+use vggcache::baseline::{
+    fit_logistic, fit_majority, search_c, CSearchParams, Classifier, LogisticParams,
+};
 use vggcache::cache::FeatureCache;
 use vggcache::commands::features::train_val;
 use vggcache::dataset::{decode_rgb8, preprocess_into, DecodeLimits};
@@ -391,8 +393,22 @@ fn compare_report_equals_a_recomputation_with_the_library() {
     );
     assert_eq!(report.classes, ["cat", "dog"]);
     let majority = fit_majority(&train.y, 2).expect("majority");
-    let logistic =
-        fit_logistic(&LogisticParams::default(), train.x.view(), &train.y, 2).expect("logistic");
+    // compare-baselines' default: C searched on a split of train, then refitted on all of train.
+    let search = search_c(
+        &LogisticParams::default(),
+        &CSearchParams::default(),
+        train.x.view(),
+        &train.y,
+        2,
+    )
+    .expect("C search");
+    let params = LogisticParams {
+        l2: LogisticParams::l2_from_sklearn_c(search.chosen_c),
+        ..LogisticParams::default()
+    };
+    let logistic = fit_logistic(&params, train.x.view(), &train.y, 2).expect("logistic");
+    assert_eq!(report.sections.len(), 1, "the accuracy-against-C table");
+    assert_eq!(report.sections[0].rows.len(), search.curve.len());
     let probas = [
         majority.predict_proba(val.x.view()),
         logistic.predict_proba(val.x.view()),
