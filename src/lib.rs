@@ -9,6 +9,7 @@ pub mod cache;
 pub mod commands;
 pub mod dataset;
 pub mod export;
+pub mod fsutil;
 pub mod head;
 pub mod metrics;
 pub mod paths;

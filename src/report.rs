@@ -376,14 +376,9 @@ pub fn write_predictions(
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|source| ReportError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| ReportError::Io {
-        path: path.into(),
-        source,
+    crate::fsutil::write_atomic(path, bytes).map_err(|e| ReportError::Io {
+        path: e.path,
+        source: e.source,
     })
 }
 

@@ -40,6 +40,17 @@ pub enum CommandError {
     },
 }
 
+impl CommandError {
+    /// A failed [`crate::fsutil::write_atomic`] of an output file.
+    pub(crate) fn writing(e: crate::fsutil::FsError) -> CommandError {
+        CommandError::Io {
+            what: "writing",
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// Exit codes, documented in one place (README "Exit codes").
 pub mod exit {
     /// Success.
