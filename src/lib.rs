@@ -16,4 +16,5 @@ pub mod paths;
 pub mod protobuf;
 pub mod report;
 pub mod spec;
+pub mod sysmem;
 pub mod trunk;

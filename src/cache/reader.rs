@@ -458,7 +458,7 @@ impl FeatureCache {
     /// every listed shard exists with the recorded size, schema (dim) and row count; labels are
     /// below the number of classes; no path appears twice. Reads every column but `features`.
     pub fn open(dir: &Path) -> Result<FeatureCache, CacheError> {
-        super::tune_allocator();
+        crate::sysmem::tune_allocator();
         let manifest_path = dir.join(MANIFEST_FILE);
         let manifest = Manifest::load(&manifest_path)?.ok_or_else(|| CacheError::NotACache {
             path: dir.to_path_buf(),
@@ -648,7 +648,7 @@ impl FeatureCache {
         let flat = features
             .as_slice_mut()
             .expect("a fresh Array2 is contiguous");
-        super::advise_huge_pages(flat);
+        crate::sysmem::advise_huge_pages(flat);
         let mut blocks = Vec::with_capacity(self.units.len());
         let mut rest = flat;
         for (u, &c) in self.units.iter().zip(&counts) {
