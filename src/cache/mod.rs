@@ -163,6 +163,15 @@ pub enum CacheError {
     },
 }
 
+impl From<crate::fsutil::FsError> for CacheError {
+    fn from(e: crate::fsutil::FsError) -> Self {
+        CacheError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl CacheError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CacheError {
         let path = path.into();

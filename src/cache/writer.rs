@@ -14,7 +14,7 @@ use parquet::file::metadata::KeyValue;
 use rayon::prelude::*;
 
 use super::lock::CacheLock;
-use super::manifest::{sync_dir, tmp_path, write_atomic, CacheIdentity, Manifest, ShardInfo};
+use super::manifest::{CacheIdentity, Manifest, ShardInfo};
 use super::reader::{check_shard, check_unlisted};
 use super::schema::{
     cache_schema, to_batch, Columns, WriteOptions, COL_CLASS, COL_LABEL, COL_SPLIT,
@@ -24,6 +24,7 @@ use super::shard::{
     KV_DATA_BYTES, KV_DATA_SHA256, KV_FINGERPRINT,
 };
 use super::{CacheError, MANIFEST_FILE, QUARANTINE_DIR, REBUILD_MANIFEST_FILE, SKIPPED_FILE};
+use crate::fsutil::{self, write_atomic_with};
 
 /// One image's features, as handed to [`CacheWriter::append_shard`].
 #[derive(Debug, Clone, Copy)]
@@ -384,7 +385,7 @@ impl CacheWriter {
         let bytes = w
             .into_inner()
             .map_err(|e| CacheError::io(&path)(std::io::Error::other(e.to_string())))?;
-        write_atomic(&path, &bytes)
+        Ok(fsutil::write_atomic(&path, &bytes)?)
     }
 
     /// Merges runs of small neighbouring shards (fewer than `compact_below_rows` rows each) in
@@ -399,7 +400,7 @@ impl CacheWriter {
             let staged = self.dir.join(REBUILD_MANIFEST_FILE);
             let main = self.dir.join(MANIFEST_FILE);
             fs::rename(&staged, &main).map_err(CacheError::io(&main))?;
-            sync_dir(&self.dir)?;
+            fsutil::sync_dir(&self.dir)?;
             self.manifest_file = MANIFEST_FILE;
             let live: HashSet<&str> = self
                 .manifest
@@ -409,15 +410,15 @@ impl CacheWriter {
                 .collect();
             for old in self.old_main.take().unwrap_or_default() {
                 if !live.contains(old.file.as_str()) {
-                    remove_if_exists(&self.dir.join(&old.file))?;
+                    fsutil::remove_if_exists(&self.dir.join(&old.file))?;
                 }
             }
-            sync_dir(&self.dir)?;
+            fsutil::sync_dir(&self.dir)?;
             for s in &self.manifest.shards {
                 let path = self.dir.join(&s.file);
                 fs::rename(staged_path(&path), &path).map_err(CacheError::io(&path))?;
             }
-            sync_dir(&self.dir)?;
+            fsutil::sync_dir(&self.dir)?;
         }
         Ok(self.stats())
     }
@@ -493,8 +494,8 @@ impl CacheWriter {
     }
 
     /// Writes `batches` as shard `name` where uncommitted shards live (`pending/name`, or
-    /// `name.staged` during a rebuild: names `*.parquet` globbing never matches) via a `.tmp`
-    /// file: write, fsync, rename, fsync the folder. The footer records the cache identity, the
+    /// `name.staged` during a rebuild: names `*.parquet` globbing never matches) through
+    /// [`fsutil::write_atomic_with`]. The footer records the cache identity, the
     /// class list and the sha256 of the data before it; the returned entry the whole file's.
     fn write_shard(
         &self,
@@ -504,8 +505,6 @@ impl CacheWriter {
         let path = self.write_path(name);
         let folder = path.parent().expect("shard path has a folder");
         fs::create_dir_all(folder).map_err(CacheError::io(folder))?;
-        let tmp = tmp_path(&path);
-        let file = File::create(&tmp).map_err(CacheError::io(&tmp))?;
         let schema = cache_schema(self.manifest.dim);
         let classes =
             serde_json::to_string(&self.manifest.classes).expect("class names serialise to JSON");
@@ -517,30 +516,29 @@ impl CacheWriter {
             KeyValue::new(KV_CLASSES.to_string(), classes),
         ];
         let props = self.options.properties(self.manifest.dim, kv);
-        let mut w = ArrowWriter::try_new(HashingWriter::new(file), schema, Some(props))
-            .map_err(CacheError::pq(&tmp))?;
-        let mut rows = 0;
-        for batch in batches {
-            let batch = batch?;
-            rows += batch.num_rows();
-            w.write(&batch).map_err(CacheError::pq(&tmp))?;
-        }
-        w.flush().map_err(CacheError::pq(&tmp))?;
-        w.sync().map_err(CacheError::io(&tmp))?;
-        let (data_sha, data_bytes) = w.inner().digest_so_far();
-        w.append_key_value_metadata(KeyValue::new(KV_DATA_SHA256.to_string(), data_sha));
-        w.append_key_value_metadata(KeyValue::new(
-            KV_DATA_BYTES.to_string(),
-            data_bytes.to_string(),
-        ));
-        // Writes the footer (with the data sha256) and hands back the sink.
-        let sink = w.into_inner().map_err(CacheError::pq(&tmp))?;
-        let (file, sha256) = sink.finish();
-        file.sync_all().map_err(CacheError::io(&tmp))?;
-        let bytes = file.metadata().map_err(CacheError::io(&tmp))?.len();
-        drop(file);
-        fs::rename(&tmp, &path).map_err(CacheError::io(&path))?;
-        sync_dir(path.parent().expect("shard path has a folder"))?;
+        let (rows, bytes, sha256) = write_atomic_with(&path, |tmp, file| {
+            let mut w = ArrowWriter::try_new(HashingWriter::new(file), schema, Some(props))
+                .map_err(CacheError::pq(tmp))?;
+            let mut rows = 0;
+            for batch in batches {
+                let batch = batch?;
+                rows += batch.num_rows();
+                w.write(&batch).map_err(CacheError::pq(tmp))?;
+            }
+            w.flush().map_err(CacheError::pq(tmp))?;
+            w.sync().map_err(CacheError::io(tmp))?;
+            let (data_sha, data_bytes) = w.inner().digest_so_far();
+            w.append_key_value_metadata(KeyValue::new(KV_DATA_SHA256.to_string(), data_sha));
+            w.append_key_value_metadata(KeyValue::new(
+                KV_DATA_BYTES.to_string(),
+                data_bytes.to_string(),
+            ));
+            // Writes the footer (with the data sha256) and hands back the sink.
+            let sink = w.into_inner().map_err(CacheError::pq(tmp))?;
+            let (file, sha256) = sink.finish();
+            let bytes = file.metadata().map_err(CacheError::io(tmp))?.len();
+            Ok::<_, CacheError>((file, (rows, bytes, sha256)))
+        })?;
         Ok(ShardInfo {
             file: name.to_string(),
             rows,
@@ -720,7 +718,7 @@ impl CacheWriter {
         self.manifest.shards = shards;
         self.store()?;
         for f in old_files {
-            remove_if_exists(&self.shard_path(f))?;
+            fsutil::remove_if_exists(&self.shard_path(f))?;
         }
         self.promote_pending()
     }
@@ -754,7 +752,7 @@ impl CacheWriter {
             }
         }
         if moved {
-            sync_dir(&self.dir)?;
+            fsutil::sync_dir(&self.dir)?;
         }
         Ok(())
     }
@@ -802,12 +800,12 @@ impl CacheWriter {
                 let leftover = (ours && name.ends_with(".tmp"))
                     || (ours && uncommitted && !live.contains(&entry.path()));
                 if leftover && entry.file_type().is_ok_and(|t| t.is_file()) {
-                    remove_if_exists(&entry.path())?;
+                    fsutil::remove_if_exists(&entry.path())?;
                     self.stats.cleaned_files += 1;
                 }
             }
         }
-        sync_dir(&self.dir)
+        Ok(fsutil::sync_dir(&self.dir)?)
     }
 
     /// Verifies listed shards and fills `existing`/`location`. A missing shard is dropped; a
@@ -919,7 +917,7 @@ impl CacheWriter {
                 .zip(&meta.hashes)
                 .all(|(p, h)| self.existing.get(p) == Some(h));
             if ours && duplicate && !meta.paths.is_empty() {
-                remove_if_exists(&path)?;
+                fsutil::remove_if_exists(&path)?;
                 self.stats.cleaned_files += 1;
             } else if ours && rebuild && !meta.paths.iter().any(|p| self.existing.contains_key(p)) {
                 match groups.iter_mut().find(|(c, _)| *c == cls) {
@@ -1131,19 +1129,11 @@ fn quarantine(dir: &Path, path: &Path) -> Result<PathBuf, CacheError> {
         n += 1;
     }
     fs::rename(path, &to).map_err(CacheError::io(&to))?;
-    sync_dir(&qdir)?;
-    sync_dir(dir)?;
+    fsutil::sync_dir(&qdir)?;
+    fsutil::sync_dir(dir)?;
     Ok(to)
 }
 
 fn old_shards(main: &Option<Manifest>) -> Vec<ShardInfo> {
     main.as_ref().map(|m| m.shards.clone()).unwrap_or_default()
-}
-
-fn remove_if_exists(path: &Path) -> Result<(), CacheError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(CacheError::io(path)(e)),
-    }
 }
