@@ -52,20 +52,30 @@
 //!   [`CacheStats::dropped_shards`], moved to `quarantine/` when present; its images are
 //!   extracted again); [`FeatureCache::open`] refuses such a cache with
 //!   [`CacheError::MissingShard`] / [`CacheError::CorruptShard`].
+//!
+//! Inside, arrows run one way: [`CacheWriter`] (writer.rs) orchestrates a run through `open`
+//! (pick and repair the manifest), `rewrite` (which rows survive a rewrite), `shard` (one file:
+//! write, check, read) and `manifest` (the committed record), which rest on `schema` (columns by
+//! name). [`FeatureCache`] (reader.rs) reads a committed cache through `shard` and `manifest`.
+//! Every file replacement goes through [`crate::fsutil`].
 
+mod index;
 mod lock;
 mod manifest;
+mod open;
 mod reader;
+mod rewrite;
 mod schema;
 mod shard;
 mod writer;
 
+pub use index::Existing;
 pub use lock::CacheLock;
 pub use manifest::{CacheIdentity, Manifest, ModelIdentity, ShardInfo, FORMAT_VERSION};
 pub use reader::{FeatureCache, SplitData, VerifyReport};
-pub use schema::{cache_schema, Compression, WriteOptions};
+pub use schema::{cache_schema, Compression, FeatureRow, WriteOptions};
 pub use shard::{KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256, KV_FINGERPRINT};
-pub use writer::{CacheStats, CacheWriter, FeatureRow};
+pub use writer::CacheWriter;
 
 use std::path::PathBuf;
 
@@ -81,6 +91,40 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 pub const LOCK_FILE: &str = "vggcache.lock";
 /// File name of the skipped-files report inside a cache folder.
 pub const SKIPPED_FILE: &str = "skipped.csv";
+
+/// What a writer did, returned by [`CacheWriter::finish`] and readable during the run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CacheStats {
+    /// Rows in the cache at the end.
+    pub rows: usize,
+    pub shards: usize,
+    /// Bytes of all listed shards.
+    pub bytes: u64,
+    /// Rows written by `append_shard` in this run.
+    pub appended: usize,
+    /// Rows dropped: by `remove_paths`, replaced by `append_shard`, or of classes no longer listed.
+    pub removed: usize,
+    /// Rows whose label index changed because the class list changed.
+    pub relabelled: usize,
+    /// Leftovers of an interrupted run deleted by `open`: temp files, uncommitted shards under
+    /// `pending/`, and unlisted shards whose every row is also in a listed shard (duplicates).
+    pub cleaned_files: usize,
+    /// Shards listed in the manifest but missing or damaged, dropped by `open` (damaged ones are
+    /// moved to `quarantine/`; their images are no longer in [`CacheWriter::existing`], so they
+    /// are extracted again), with the reason.
+    pub dropped_shards: Vec<String>,
+    /// Files `open` moved to `quarantine/` (damaged shards, a damaged manifest, unlisted shards
+    /// it could not adopt), as their paths there.
+    pub quarantined: Vec<PathBuf>,
+    /// Rows of dropped shards: how many images must be extracted again.
+    pub rows_to_redo: usize,
+    /// Why the manifest was rebuilt from the shards (missing, or damaged and quarantined), if so.
+    pub manifest_rebuilt: Option<String>,
+    /// Intact shards of this identity that a rebuilt manifest adopted.
+    pub adopted_shards: usize,
+    /// Shards merged away by `finish`.
+    pub compacted_shards: usize,
+}
 
 /// The way out named by every corruption message.
 pub const REPAIR: &str =
