@@ -175,8 +175,15 @@ impl FeatureCache {
         })
     }
 
+    /// The manifest as committed (identity, classes, shards).
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// [`crate::trunk::fingerprint_file`] of the trunk that made these features: what a head's
+    /// recorded `trunk_fingerprint` must equal to be used on this cache.
+    pub fn trunk_fingerprint(&self) -> &str {
+        &self.manifest.model.fingerprint
     }
 
     /// Features per row (25088 for the VGG16 conv trunk).
