@@ -279,80 +279,75 @@ impl CheckedShard {
         keep: Option<&[bool]>,
         dest: &mut [f32],
     ) -> Result<(), CacheError> {
-        no_panic(&self.path, || self.read_features_inner(rg, dim, keep, dest))
-    }
-
-    fn read_features_inner(
-        &self,
-        rg: usize,
-        dim: usize,
-        keep: Option<&[bool]>,
-        dest: &mut [f32],
-    ) -> Result<(), CacheError> {
-        let descr = self.metadata.parquet_schema();
-        let leaf = (0..descr.num_columns())
-            .find(|&i| descr.column(i).path().parts()[0] == COL_FEATURES)
-            .ok_or_else(|| self.corrupt("no features column".into()))?;
-        let rows = self.metadata.metadata().row_group(rg).num_rows() as usize;
-        let file = File::open(&self.path).map_err(CacheError::io(&self.path))?;
-        let pq_err = |e: parquet::errors::ParquetError| self.corrupt(e.to_string());
-        let reader = SerializedFileReader::new(file).map_err(pq_err)?;
-        let column = reader
-            .get_row_group(rg)
-            .and_then(|g| g.get_column_reader(leaf))
-            .map_err(pq_err)?;
-        let ColumnReader::FloatColumnReader(mut column) = column else {
-            return Err(self.corrupt("features items are not float32".into()));
-        };
-        // Decode a few rows at a time so the values and level buffers stay in cache; only
-        // `dest` streams to memory.
-        let chunk = (CHUNK_VALUES / dim).max(1);
-        let mut values: Vec<f32> = Vec::with_capacity(chunk * dim);
-        let (mut def, mut rep) = (Vec::new(), Vec::new());
-        let mut records = 0;
-        let mut out = 0; // rows written to dest
-        while records < rows {
-            def.clear();
-            rep.clear();
-            values.clear();
-            let (r, v, levels) = column
-                .read_records(
-                    chunk.min(rows - records),
-                    Some(&mut def),
-                    Some(&mut rep),
-                    &mut values,
-                )
+        // A decode panic inside Parquet becomes CorruptShard (see `no_panic`).
+        no_panic(&self.path, || {
+            let descr = self.metadata.parquet_schema();
+            let leaf = (0..descr.num_columns())
+                .find(|&i| descr.column(i).path().parts()[0] == COL_FEATURES)
+                .ok_or_else(|| self.corrupt("no features column".into()))?;
+            let rows = self.metadata.metadata().row_group(rg).num_rows() as usize;
+            let file = File::open(&self.path).map_err(CacheError::io(&self.path))?;
+            let pq_err = |e: parquet::errors::ParquetError| self.corrupt(e.to_string());
+            let reader = SerializedFileReader::new(file).map_err(pq_err)?;
+            let column = reader
+                .get_row_group(rg)
+                .and_then(|g| g.get_column_reader(leaf))
                 .map_err(pq_err)?;
-            if r == 0 {
-                break;
+            let ColumnReader::FloatColumnReader(mut column) = column else {
+                return Err(self.corrupt("features items are not float32".into()));
+            };
+            // Decode a few rows at a time so the values and level buffers stay in cache; only
+            // `dest` streams to memory.
+            let chunk = (CHUNK_VALUES / dim).max(1);
+            let mut values: Vec<f32> = Vec::with_capacity(chunk * dim);
+            let (mut def, mut rep) = (Vec::new(), Vec::new());
+            let mut records = 0;
+            let mut out = 0; // rows written to dest
+            while records < rows {
+                def.clear();
+                rep.clear();
+                values.clear();
+                let (r, v, levels) = column
+                    .read_records(
+                        chunk.min(rows - records),
+                        Some(&mut def),
+                        Some(&mut rep),
+                        &mut values,
+                    )
+                    .map_err(pq_err)?;
+                if r == 0 {
+                    break;
+                }
+                // Every row exactly `dim` non-null values: levels = values = r * dim, and a record
+                // starts (rep level 0) exactly every `dim` levels.
+                let starts = rep.iter().filter(|&&x| x == 0).count();
+                let aligned = rep.iter().step_by(dim).all(|&x| x == 0);
+                if v != r * dim || levels != v || starts != r || !aligned || values.len() != v {
+                    return Err(self.corrupt(format!(
+                        "row group {rg}: {r} rows gave {v} values in {levels} levels, expected {} each",
+                        r * dim
+                    )));
+                }
+                if !all_finite(&values) {
+                    return Err(
+                        self.corrupt(format!("row group {rg} holds NaN or infinite features"))
+                    );
+                }
+                for (i, row) in values.chunks_exact(dim).enumerate() {
+                    if keep.is_none_or(|k| k[records + i]) {
+                        dest[out * dim..(out + 1) * dim].copy_from_slice(row);
+                        out += 1;
+                    }
+                }
+                records += r;
             }
-            // Every row exactly `dim` non-null values: levels = values = r * dim, and a record
-            // starts (rep level 0) exactly every `dim` levels.
-            let starts = rep.iter().filter(|&&x| x == 0).count();
-            let aligned = rep.iter().step_by(dim).all(|&x| x == 0);
-            if v != r * dim || levels != v || starts != r || !aligned || values.len() != v {
+            if records != rows || out * dim != dest.len() {
                 return Err(self.corrupt(format!(
-                    "row group {rg}: {r} rows gave {v} values in {levels} levels, expected {} each",
-                    r * dim
+                    "row group {rg} yielded {records} rows, its footer says {rows}"
                 )));
             }
-            if !all_finite(&values) {
-                return Err(self.corrupt(format!("row group {rg} holds NaN or infinite features")));
-            }
-            for (i, row) in values.chunks_exact(dim).enumerate() {
-                if keep.is_none_or(|k| k[records + i]) {
-                    dest[out * dim..(out + 1) * dim].copy_from_slice(row);
-                    out += 1;
-                }
-            }
-            records += r;
-        }
-        if records != rows || out * dim != dest.len() {
-            return Err(self.corrupt(format!(
-                "row group {rg} yielded {records} rows, its footer says {rows}"
-            )));
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
