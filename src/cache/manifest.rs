@@ -1,14 +1,14 @@
 //! `manifest.json`: the cache's identity and shard list, and its atomic replacement on disk.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::CacheError;
+use crate::fsutil::write_atomic;
 use crate::spec::PreprocessSpec;
 
 /// Version of the on-disk layout this code writes and reads. Version 2 added the shard and
@@ -227,45 +227,17 @@ impl Manifest {
         hex::encode(Sha256::digest(&bytes))
     }
 
-    /// Replaces `path` atomically: write `path.tmp`, fsync, rename over `path`, fsync the folder.
+    /// Replaces `path` atomically ([`write_atomic`]: `path.tmp`, fsync, rename, fsync the folder).
     pub(crate) fn store(&mut self, path: &Path) -> Result<(), CacheError> {
         self.updated = now();
         self.format_version = FORMAT_VERSION;
         self.checksum = Some(self.compute_checksum());
         let text = serde_json::to_string_pretty(self).expect("Manifest serialises to JSON");
-        write_atomic(path, text.as_bytes())
+        Ok(write_atomic(path, text.as_bytes())?)
     }
 }
 
 /// Current UTC time, RFC 3339.
 pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// `path` with `.tmp` appended (never ends in `.parquet`, so readers globbing shards skip it).
-pub(crate) fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
-    PathBuf::from(s)
-}
-
-/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync of the parent folder.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let tmp = tmp_path(path);
-    let mut f = File::create(&tmp).map_err(CacheError::io(&tmp))?;
-    f.write_all(bytes).map_err(CacheError::io(&tmp))?;
-    f.sync_all().map_err(CacheError::io(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(CacheError::io(path))?;
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
-        _ => sync_dir(Path::new(".")),
-    }
-}
-
-/// fsync of a folder, so a rename inside it is durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), CacheError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(CacheError::io(dir))
 }

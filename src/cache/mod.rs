@@ -52,66 +52,32 @@
 //!   [`CacheStats::dropped_shards`], moved to `quarantine/` when present; its images are
 //!   extracted again); [`FeatureCache::open`] refuses such a cache with
 //!   [`CacheError::MissingShard`] / [`CacheError::CorruptShard`].
+//!
+//! Inside, arrows run one way: [`CacheWriter`] (writer.rs) orchestrates a run through `open`
+//! (pick and repair the manifest), `rewrite` (which rows survive a rewrite), `shard` (one file:
+//! write, check, read) and `manifest` (the committed record), which rest on `schema` (columns by
+//! name). [`FeatureCache`] (reader.rs) reads a committed cache through `shard` and `manifest`.
+//! Every file replacement goes through [`crate::fsutil`].
 
+mod index;
 mod lock;
 mod manifest;
+mod open;
 mod reader;
+mod rewrite;
 mod schema;
 mod shard;
 mod writer;
 
+pub use index::Existing;
 pub use lock::CacheLock;
 pub use manifest::{CacheIdentity, Manifest, ModelIdentity, ShardInfo, FORMAT_VERSION};
 pub use reader::{FeatureCache, SplitData, VerifyReport};
-pub use schema::{cache_schema, Compression, WriteOptions};
+pub use schema::{cache_schema, Compression, FeatureRow, WriteOptions};
 pub use shard::{KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256, KV_FINGERPRINT};
-pub use writer::{CacheStats, CacheWriter, FeatureRow};
+pub use writer::CacheWriter;
 
 use std::path::PathBuf;
-
-/// Tunes glibc malloc for reading large caches: keeps freed blocks up to 32 MiB on the heap
-/// (`M_MMAP_THRESHOLD`) and does not hand heap memory back to the OS below 1 GiB
-/// (`M_TRIM_THRESHOLD`). Parquet decodes every 1 MiB page into a fresh buffer; without this each
-/// one is a new mapping whose pages fault in and are zeroed, which costs more than decoding
-/// (measured: 0.19 → 0.34 GB/s, page faults 20x fewer; docs/BENCHMARKS.md). The price is that the
-/// process keeps up to that much freed memory. Called once by [`FeatureCache::open`]; a no-op
-/// except on Linux with glibc.
-pub fn tune_allocator() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: mallopt only changes glibc's allocation thresholds; the values are in range.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-            libc::mallopt(libc::M_TOP_PAD, 64 << 20);
-        }
-    });
-}
-
-/// Asks Linux to back `buf` with 2 MiB transparent huge pages (where THP is `always` or
-/// `madvise`), so a fresh feature matrix of ~100 MB faults in ~50 times instead of ~25,000. It
-/// helps buffers above glibc's mmap threshold (32 MiB after [`tune_allocator`]), whose pages are
-/// untouched until written: call it before the first write. Best effort: an error or another OS
-/// leaves `buf` as it was.
-pub(crate) fn advise_huge_pages(buf: &mut [f32]) {
-    #[cfg(target_os = "linux")]
-    {
-        const PAGE: usize = 4096;
-        let addr = buf.as_mut_ptr() as usize;
-        let start = addr.next_multiple_of(PAGE);
-        let end = (addr + std::mem::size_of_val(buf)) / PAGE * PAGE;
-        if end >= start + (2 << 20) {
-            // SAFETY: [start, end) lies inside `buf`, which we borrow mutably; MADV_HUGEPAGE only
-            // changes how the kernel backs these pages, never their contents.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = buf;
-}
 
 /// File name of the manifest inside a cache folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -125,6 +91,40 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 pub const LOCK_FILE: &str = "vggcache.lock";
 /// File name of the skipped-files report inside a cache folder.
 pub const SKIPPED_FILE: &str = "skipped.csv";
+
+/// What a writer did, returned by [`CacheWriter::finish`] and readable during the run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CacheStats {
+    /// Rows in the cache at the end.
+    pub rows: usize,
+    pub shards: usize,
+    /// Bytes of all listed shards.
+    pub bytes: u64,
+    /// Rows written by `append_shard` in this run.
+    pub appended: usize,
+    /// Rows dropped: by `remove_paths`, replaced by `append_shard`, or of classes no longer listed.
+    pub removed: usize,
+    /// Rows whose label index changed because the class list changed.
+    pub relabelled: usize,
+    /// Leftovers of an interrupted run deleted by `open`: temp files, uncommitted shards under
+    /// `pending/`, and unlisted shards whose every row is also in a listed shard (duplicates).
+    pub cleaned_files: usize,
+    /// Shards listed in the manifest but missing or damaged, dropped by `open` (damaged ones are
+    /// moved to `quarantine/`; their images are no longer in [`CacheWriter::existing`], so they
+    /// are extracted again), with the reason.
+    pub dropped_shards: Vec<String>,
+    /// Files `open` moved to `quarantine/` (damaged shards, a damaged manifest, unlisted shards
+    /// it could not adopt), as their paths there.
+    pub quarantined: Vec<PathBuf>,
+    /// Rows of dropped shards: how many images must be extracted again.
+    pub rows_to_redo: usize,
+    /// Why the manifest was rebuilt from the shards (missing, or damaged and quarantined), if so.
+    pub manifest_rebuilt: Option<String>,
+    /// Intact shards of this identity that a rebuilt manifest adopted.
+    pub adopted_shards: usize,
+    /// Shards merged away by `finish`.
+    pub compacted_shards: usize,
+}
 
 /// The way out named by every corruption message.
 pub const REPAIR: &str =
@@ -205,6 +205,15 @@ pub enum CacheError {
         split: String,
         present: String,
     },
+}
+
+impl From<crate::fsutil::FsError> for CacheError {
+    fn from(e: crate::fsutil::FsError) -> Self {
+        CacheError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 impl CacheError {

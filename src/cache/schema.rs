@@ -1,16 +1,21 @@
-//! The shard schema (Arrow ⇄ Parquet), write options, and turning rows into a `RecordBatch`.
+//! The shard schema (Arrow ⇄ Parquet): columns by name, write options, rows → `RecordBatch`.
 
 use std::sync::Arc;
 
+use std::collections::HashSet;
+
 use arrow::array::{
-    Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt32Array,
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch, StringArray,
+    UInt32Array,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::basic::{Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
+
+use super::CacheError;
 
 /// Column names, in file order.
 pub const COL_PATH: &str = "path";
@@ -37,6 +42,29 @@ pub fn cache_schema(dim: usize) -> SchemaRef {
             false,
         ),
     ]))
+}
+
+/// Column `name` of `batch` as utf8; `Err` says what is wrong (for a corruption message).
+pub(crate) fn column_utf8<'b>(
+    batch: &'b RecordBatch,
+    name: &str,
+) -> Result<&'b StringArray, String> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| format!("column '{name}' is missing"))?
+        .as_string_opt::<i32>()
+        .ok_or_else(|| format!("column '{name}' is not utf8"))
+}
+
+/// Column `name` of `batch` as uint32; `Err` says what is wrong.
+pub(crate) fn column_u32<'b>(
+    batch: &'b RecordBatch,
+    name: &str,
+) -> Result<&'b UInt32Array, String> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+        .ok_or_else(|| format!("column '{name}' is missing or not uint32"))
 }
 
 fn item_field() -> Arc<Field> {
@@ -149,6 +177,22 @@ impl WriteOptions {
     }
 }
 
+/// One image's features, as handed to [`super::CacheWriter::append_shard`].
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureRow<'a> {
+    /// Path relative to the images folder; unique within the cache.
+    pub path: &'a str,
+    pub split: &'a str,
+    /// Index into the writer's class list; `None` for unlabelled images.
+    pub label: Option<u32>,
+    /// `classes[label]`, or `None` (filled in from the label); must be `None` when `label` is.
+    pub class: Option<&'a str>,
+    /// Hash of the image file's bytes (hex).
+    pub content_hash: &'a str,
+    /// `(dim,)`, finite.
+    pub features: &'a [f32],
+}
+
 /// Columns of one batch of rows, owned, in schema order; built by the writer.
 pub(crate) struct Columns<'a> {
     pub paths: Vec<&'a str>,
@@ -158,6 +202,70 @@ pub(crate) struct Columns<'a> {
     pub hashes: Vec<&'a str>,
     /// `(rows, dim)` row-major.
     pub features: Vec<f32>,
+}
+
+impl<'a> Columns<'a> {
+    /// Checks `rows` (each path once, `dim` finite features, label below `classes.len()` and
+    /// agreeing with the class name when given) and packs them into columns.
+    pub fn from_rows(
+        rows: &[FeatureRow<'a>],
+        dim: usize,
+        classes: &'a [String],
+    ) -> Result<Columns<'a>, CacheError> {
+        let mut seen = HashSet::with_capacity(rows.len());
+        let mut cols = Columns {
+            paths: Vec::with_capacity(rows.len()),
+            splits: Vec::with_capacity(rows.len()),
+            labels: Vec::with_capacity(rows.len()),
+            classes: Vec::with_capacity(rows.len()),
+            hashes: Vec::with_capacity(rows.len()),
+            features: Vec::with_capacity(rows.len() * dim),
+        };
+        for r in rows {
+            let bad = |message: String| CacheError::BadRow {
+                row_path: r.path.to_string(),
+                message,
+            };
+            if !seen.insert(r.path) {
+                return Err(bad("path appears twice in one shard".into()));
+            }
+            if r.features.len() != dim {
+                return Err(bad(format!(
+                    "expected {dim} features, got {}",
+                    r.features.len()
+                )));
+            }
+            if let Some(i) = r.features.iter().position(|x| !x.is_finite()) {
+                return Err(bad(format!("feature {i} is {}", r.features[i])));
+            }
+            let class = match (r.label, r.class) {
+                (None, None) => None,
+                (None, Some(c)) => return Err(bad(format!("class '{c}' given without a label"))),
+                (Some(l), c) => {
+                    let Some(name) = classes.get(l as usize) else {
+                        return Err(bad(format!(
+                            "label {l} but the cache has {} classes",
+                            classes.len()
+                        )));
+                    };
+                    if c.is_some_and(|c| c != name) {
+                        return Err(bad(format!(
+                            "label {l} is class '{name}', the row says '{}'",
+                            c.unwrap_or_default()
+                        )));
+                    }
+                    Some(name.as_str())
+                }
+            };
+            cols.paths.push(r.path);
+            cols.splits.push(r.split);
+            cols.labels.push(r.label);
+            cols.classes.push(class);
+            cols.hashes.push(r.content_hash);
+            cols.features.extend_from_slice(r.features);
+        }
+        Ok(cols)
+    }
 }
 
 /// Builds a `RecordBatch` of [`cache_schema`]`(dim)` from columns.
@@ -182,6 +290,8 @@ pub(crate) fn to_batch(cols: Columns<'_>, dim: usize) -> RecordBatch {
     let batch = RecordBatch::try_new(cache_schema(dim), columns)
         .expect("columns built to match the cache schema");
     debug_assert_eq!(batch.num_rows(), n);
-    debug_assert_eq!(batch.column(5).len(), n);
+    debug_assert!(batch
+        .column_by_name(COL_FEATURES)
+        .is_some_and(|c| c.len() == n));
     batch
 }

@@ -79,17 +79,7 @@ pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
     } else {
         head_model_bytes(&graph, "features")?
     };
-    let tmp = args.out.with_extension("onnx.tmp");
-    std::fs::write(&tmp, &bytes).map_err(|source| CommandError::Io {
-        what: "writing",
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, &args.out).map_err(|source| CommandError::Io {
-        what: "writing",
-        path: args.out.clone(),
-        source,
-    })?;
+    crate::fsutil::write_atomic(&args.out, &bytes).map_err(CommandError::writing)?;
     println!(
         "wrote {} ({:.1} MB, {}): input {}, output `probabilities` over [{}]{}",
         args.out.display(),

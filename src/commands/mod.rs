@@ -49,6 +49,15 @@ pub enum CommandError {
 }
 
 impl CommandError {
+    /// A failed [`crate::fsutil::write_atomic`] of an output file.
+    pub(crate) fn writing(e: crate::fsutil::FsError) -> CommandError {
+        CommandError::Io {
+            what: "writing",
+            path: e.path,
+            source: e.source,
+        }
+    }
+
     /// The process exit code for this error (see [`exit`]).
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -124,17 +124,7 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
     })?;
     match &args.out {
         Some(path) => {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, &text).map_err(|source| CommandError::Io {
-                what: "writing",
-                path: tmp.clone(),
-                source,
-            })?;
-            std::fs::rename(&tmp, path).map_err(|source| CommandError::Io {
-                what: "writing",
-                path: path.clone(),
-                source,
-            })?;
+            crate::fsutil::write_atomic(path, &text).map_err(CommandError::writing)?;
             eprintln!("{} predictions written to {}", order.len(), path.display());
         }
         None => {

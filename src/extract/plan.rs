@@ -47,15 +47,19 @@ impl Plan {
         Ok(Self { dataset, hashes })
     }
 
-    /// The work against a cache holding `cached` (`relative path → content hash`).
-    pub fn against(&self, cached: &HashMap<String, String>) -> Delta {
+    /// The work against a cache holding `cached`: `(relative path, content hash)` of each row.
+    pub fn against<'a>(&self, cached: impl IntoIterator<Item = (&'a String, &'a String)>) -> Delta {
+        let cached: HashMap<&str, &str> = cached
+            .into_iter()
+            .map(|(p, h)| (p.as_str(), h.as_str()))
+            .collect();
         let entries = &self.dataset.entries;
         let present: HashSet<&str> = entries.iter().map(|e| e.rel_path.as_str()).collect();
         let mut d = Delta {
             stale: cached
                 .keys()
-                .filter(|p| !present.contains(p.as_str()))
-                .cloned()
+                .filter(|p| !present.contains(*p))
+                .map(|p| p.to_string())
                 .collect(),
             skipped: self
                 .dataset
@@ -66,7 +70,7 @@ impl Plan {
             ..Delta::default()
         };
         for (i, (e, h)) in entries.iter().zip(&self.hashes).enumerate() {
-            let old = cached.get(&e.rel_path);
+            let old = cached.get(e.rel_path.as_str()).copied();
             match h {
                 Err(reason) => {
                     d.skipped.push((e.rel_path.clone(), reason.clone()));
@@ -74,7 +78,7 @@ impl Plan {
                         d.stale.insert(e.rel_path.clone());
                     }
                 }
-                Ok(h) if old == Some(h) => d.reused += 1,
+                Ok(h) if old == Some(h.as_str()) => d.reused += 1,
                 Ok(_) => {
                     if old.is_some() {
                         d.stale.insert(e.rel_path.clone()); // changed file: the old row goes

@@ -105,8 +105,12 @@ impl FittedHead {
                 .map_err(|e| bad(format!("tensor {name}: {e}")))?;
             views.push((name.clone(), v));
         }
-        safetensors::serialize_to_file(views, Some(meta), path)
-            .map_err(|e| bad(format!("writing: {e}")))
+        let bytes =
+            safetensors::serialize(views, Some(meta)).map_err(|e| bad(format!("writing: {e}")))?;
+        crate::fsutil::write_atomic(path, &bytes).map_err(|e| HeadError::Io {
+            path: e.path,
+            source: e.source,
+        })
     }
 
     /// Read a head written by [`FittedHead::save`]; returns it and all metadata.

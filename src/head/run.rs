@@ -86,7 +86,10 @@ pub fn write_run(
             plot::LEGEND
         );
         std::fs::write(&readme, text).map_err(io(&readme))?;
-        std::fs::rename(&tmp, dir).map_err(io(dir))
+        crate::fsutil::publish_dir(&tmp, dir).map_err(|e| HeadError::Io {
+            path: e.path,
+            source: e.source,
+        })
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);

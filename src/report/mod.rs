@@ -363,16 +363,11 @@ pub fn write_predictions(
     Ok(path)
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Writes `bytes` to `path` atomically ([`crate::fsutil::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|source| ReportError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| ReportError::Io {
-        path: path.into(),
-        source,
+    crate::fsutil::write_atomic(path, bytes).map_err(|e| ReportError::Io {
+        path: e.path,
+        source: e.source,
     })
 }
 

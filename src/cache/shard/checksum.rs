@@ -1,50 +1,13 @@
-//! One shard file's integrity: checksums written with it, checked before it is decoded.
-//!
-//! A shard carries two checksums. The manifest records the sha256 of the whole file (written by
-//! [`HashingWriter`] as the bytes go out), so any changed byte is caught before Parquet decodes
-//! anything. The file's own footer records, under [`KV_DATA_SHA256`], the sha256 of its row
-//! groups (every data page), plus the cache identity ([`KV_FINGERPRINT`]) and class list
-//! ([`KV_CLASSES`]) it was written for: a shard is self-verifying, so a lost or damaged manifest
-//! can be rebuilt from intact shards without trusting unchecked bytes.
+//! Checksums of a shard file: a hashing sink for writing, streamed sha256 of byte prefixes and the
+//! Parquet footer's position for checking.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::CacheError;
-
-/// Footer key: sha256 (hex) of the file's first [`KV_DATA_BYTES`] bytes: the magic and every
-/// row group (the page indexes and the footer that follow are checked by Parquet's decoding and
-/// by the manifest's whole-file sha256).
-pub const KV_DATA_SHA256: &str = "vggcache.data_sha256";
-/// Footer key: how many bytes [`KV_DATA_SHA256`] covers (decimal).
-pub const KV_DATA_BYTES: &str = "vggcache.data_bytes";
-/// Footer key: the [`super::CacheIdentity::fingerprint`] the features were made with.
-pub const KV_FINGERPRINT: &str = "vggcache.fingerprint";
-/// Footer key: the class list (JSON array) the `label` column indexes.
-pub const KV_CLASSES: &str = "vggcache.classes";
-
-/// Where shard `file` waits for its commit: `dir/pending/file.pending` (no `*.parquet` glob,
-/// recursive or not, matches it).
-pub(crate) fn pending_path(dir: &Path, file: &str) -> PathBuf {
-    dir.join(super::PENDING_DIR).join(format!("{file}.pending"))
-}
-
-/// `path` with `.staged` appended: a shard of a rebuild not yet swapped in.
-pub(crate) fn staged_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".staged");
-    PathBuf::from(s)
-}
-
-/// Every place listed shard `file` can be: the cache folder, `pending/` (written, its commit
-/// interrupted before the move up) and `file.staged` (a rebuild's, before `finish` renamed it).
-pub(crate) fn shard_places(dir: &Path, file: &str) -> [PathBuf; 3] {
-    let plain = dir.join(file);
-    [pending_path(dir, file), staged_path(&plain), plain]
-}
+use crate::cache::CacheError;
 
 /// A file sink that hashes every byte written through it.
 pub(crate) struct HashingWriter {
@@ -154,27 +117,4 @@ pub(crate) fn footer_start(file: &mut File, path: &Path) -> Result<u64, CacheErr
                 "footer length {footer} exceeds the file ({len} bytes)"
             ))
         })
-}
-
-/// Runs a decode step, turning a panic inside Parquet/Arrow (they assert on some malformed
-/// inputs, e.g. a validity bitmap shorter than its column) into [`CacheError::CorruptShard`].
-/// Checksums catch damaged bytes before decoding; this is the second line.
-pub(crate) fn no_panic<T>(
-    path: &Path,
-    f: impl FnOnce() -> Result<T, CacheError>,
-) -> Result<T, CacheError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(p) => {
-            let what = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(CacheError::CorruptShard {
-                path: path.to_path_buf(),
-                message: format!("decoding failed: {what}"),
-            })
-        }
-    }
 }

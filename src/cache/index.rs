@@ -1,0 +1,78 @@
+//! The writer's row index: every cached path with its content hash, split and shard, in one map.
+
+use std::collections::hash_map;
+use std::collections::HashMap;
+
+/// What the writer knows of one cached row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedRow {
+    /// Hash of the image file's bytes (hex), as written in the row.
+    pub hash: String,
+    pub split: String,
+    /// File name of the listed shard holding the row.
+    pub shard: String,
+}
+
+/// Path → its row. Invariant: every path is in exactly one listed shard.
+pub(crate) type RowIndex = HashMap<String, CachedRow>;
+
+/// The cache's rows as path → content hash: what a re-run can skip
+/// ([`super::CacheWriter::existing`]). Reads like a `&HashMap<String, String>`.
+#[derive(Debug, Clone, Copy)]
+pub struct Existing<'a>(pub(crate) &'a RowIndex);
+
+impl<'a> Existing<'a> {
+    /// Number of cached rows.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when the cache holds no rows.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// True when `path` is cached.
+    pub fn contains_key(&self, path: &str) -> bool {
+        self.0.contains_key(path)
+    }
+
+    /// Content hash of the row of `path`.
+    pub fn get(&self, path: &str) -> Option<&'a String> {
+        self.0.get(path).map(|r| &r.hash)
+    }
+
+    /// Cached paths, in no particular order.
+    pub fn keys(&self) -> hash_map::Keys<'a, String, CachedRow> {
+        self.0.keys()
+    }
+
+    /// `(path, content hash)` of every row, in no particular order.
+    pub fn iter(&self) -> Iter<'a> {
+        self.0.iter().map(|(p, r)| (p, &r.hash))
+    }
+}
+
+/// Iterator of [`Existing::iter`].
+pub type Iter<'a> = std::iter::Map<
+    hash_map::Iter<'a, String, CachedRow>,
+    fn((&'a String, &'a CachedRow)) -> (&'a String, &'a String),
+>;
+
+impl std::ops::Index<&str> for Existing<'_> {
+    type Output = String;
+
+    /// Content hash of the row of `path`; panics when it is not cached.
+    fn index(&self, path: &str) -> &String {
+        &self.0[path].hash
+    }
+}
+
+impl<'a> IntoIterator for Existing<'a> {
+    type Item = (&'a String, &'a String);
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}

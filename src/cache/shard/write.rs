@@ -1,0 +1,65 @@
+//! Writing one shard file durably, with its footer's identity, class list and data checksum.
+
+use std::fs;
+use std::path::Path;
+
+use arrow::array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
+
+use super::checksum::HashingWriter;
+use super::{KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256, KV_FINGERPRINT};
+use crate::cache::manifest::{Manifest, ShardInfo};
+use crate::cache::schema::{cache_schema, WriteOptions};
+use crate::cache::CacheError;
+use crate::fsutil::write_atomic_with;
+
+/// Writes `batches` (of [`cache_schema`]`(manifest.dim)`) as shard `name` at `path` through
+/// [`write_atomic_with`]. The footer records `manifest`'s fingerprint and class list, then the
+/// sha256 of the data before it; the returned entry holds the whole file's sha256 and size.
+pub(crate) fn write_shard(
+    path: &Path,
+    name: &str,
+    manifest: &Manifest,
+    options: &WriteOptions,
+    batches: impl Iterator<Item = Result<RecordBatch, CacheError>>,
+) -> Result<ShardInfo, CacheError> {
+    let folder = path.parent().expect("shard path has a folder");
+    fs::create_dir_all(folder).map_err(CacheError::io(folder))?;
+    let schema = cache_schema(manifest.dim);
+    let classes = serde_json::to_string(&manifest.classes).expect("class names serialise to JSON");
+    let kv = vec![
+        KeyValue::new(KV_FINGERPRINT.to_string(), manifest.fingerprint.clone()),
+        KeyValue::new(KV_CLASSES.to_string(), classes),
+    ];
+    let props = options.properties(manifest.dim, kv);
+    let (rows, bytes, sha256) = write_atomic_with(path, |tmp, file| {
+        let mut w = ArrowWriter::try_new(HashingWriter::new(file), schema, Some(props))
+            .map_err(CacheError::pq(tmp))?;
+        let mut rows = 0;
+        for batch in batches {
+            let batch = batch?;
+            rows += batch.num_rows();
+            w.write(&batch).map_err(CacheError::pq(tmp))?;
+        }
+        w.flush().map_err(CacheError::pq(tmp))?;
+        w.sync().map_err(CacheError::io(tmp))?;
+        let (data_sha, data_bytes) = w.inner().digest_so_far();
+        w.append_key_value_metadata(KeyValue::new(KV_DATA_SHA256.to_string(), data_sha));
+        w.append_key_value_metadata(KeyValue::new(
+            KV_DATA_BYTES.to_string(),
+            data_bytes.to_string(),
+        ));
+        // Writes the footer (with the data sha256) and hands back the sink.
+        let sink = w.into_inner().map_err(CacheError::pq(tmp))?;
+        let (file, sha256) = sink.finish();
+        let bytes = file.metadata().map_err(CacheError::io(tmp))?.len();
+        Ok::<_, CacheError>((file, (rows, bytes, sha256)))
+    })?;
+    Ok(ShardInfo {
+        file: name.to_string(),
+        rows,
+        bytes,
+        sha256: Some(sha256),
+    })
+}
