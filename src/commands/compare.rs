@@ -36,9 +36,12 @@ pub struct CompareArgs {
     /// head's own, so it is scored on rows it did not train on; else train-head's 0.2).
     #[arg(long)]
     pub val_fraction: Option<f64>,
-    /// Where compare.md, compare.json and predictions.csv go.
+    /// Where compare.md, compare.json, predictions.csv and report.html go.
     #[arg(long, default_value = "runs/compare")]
     pub out: PathBuf,
+    /// The image folder the cache was extracted from: thumbnails in report.html.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
 }
 
 /// Fits the baselines, scores every model on the val split, prints and writes the report.
@@ -54,10 +57,10 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
     let cache = FeatureCache::open(&args.features)?;
     let classes = cache.classes().to_vec();
     // The head: given, or trained now with defaults (its own hold-out uses the same seed 0).
-    let (head, head_fit_s, head_name) = match &args.head {
+    let (head, head_fit_s, run_dir) = match &args.head {
         Some(run) => {
             let (h, _) = load_head(run, Some(&cache))?;
-            (h, f64::NAN, format!("mlp head ({})", run.display()))
+            (h, f64::NAN, run.clone())
         }
         None => {
             let t = Instant::now();
@@ -69,13 +72,10 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
                 ..default_train_args()
             };
             let r = train_head::run(&targs)?;
-            (
-                r.outcome.head,
-                t.elapsed().as_secs_f64(),
-                format!("mlp head ({})", r.run_dir.display()),
-            )
+            (r.outcome.head, t.elapsed().as_secs_f64(), r.run_dir)
         }
     };
+    let head_name = format!("mlp head ({})", run_dir.display());
     // A given head is scored on the hold-out it did not train on: its own fraction and seed.
     let has_val = cache.split_names().iter().any(|n| n == "val");
     let own = head.config().val_fraction;
@@ -249,6 +249,15 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
         json.display(),
         preds.display()
     );
+    let page = super::report::write(&super::report::ReportConfig {
+        run: run_dir,
+        features: Some(args.features.clone()),
+        images: args.images.clone(),
+        compare: Some(args.out.clone()),
+        out: Some(args.out.join("report.html")),
+        ..Default::default()
+    })?;
+    println!("report: {}", page.display());
     Ok(report)
 }
 

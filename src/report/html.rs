@@ -158,11 +158,16 @@ pub fn render(p: &Page) -> String {
     h.push_str("</table></section>");
 
     if let Some(c) = p.compare {
-        h.push_str("<section id=\"compare\"><h2>Models on the same features</h2><table><tr><th class=\"name\">model</th><th>accuracy</th><th>log loss</th><th>fit s</th></tr>");
+        h.push_str("<section id=\"compare\"><h2>Models on the same features</h2><table><tr><th class=\"name\">model</th><th>accuracy</th><th>log loss</th><th>fit s</th><th>iterations</th></tr>");
         for m in &c.rows {
+            let iterations = match (m.iterations, m.converged) {
+                (Some(i), Some(false)) => format!("{i} (not converged)"),
+                (Some(i), _) => i.to_string(),
+                (None, _) => "–".into(),
+            };
             let _ = write!(
                 h,
-                "<tr><td class=\"name\">{}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td></tr>",
+                "<tr><td class=\"name\">{}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr>",
                 escape(&m.name),
                 m.accuracy,
                 m.log_loss,
@@ -170,10 +175,26 @@ pub fn render(p: &Page) -> String {
                     format!("{:.2}", m.fit_seconds)
                 } else {
                     "–".into()
-                }
+                },
+                escape(&iterations)
             );
         }
         h.push_str("</table>");
+        for sec in &c.sections {
+            let _ = write!(h, "<h3>{}</h3><table><tr>", escape(&sec.title));
+            for col in &sec.header {
+                let _ = write!(h, "<th>{}</th>", escape(col));
+            }
+            h.push_str("</tr>");
+            for row in &sec.rows {
+                h.push_str("<tr>");
+                for cell in row {
+                    let _ = write!(h, "<td>{}</td>", escape(cell));
+                }
+                h.push_str("</tr>");
+            }
+            h.push_str("</table>");
+        }
         for n in &c.notes {
             let _ = write!(h, "<p class=\"note\">{}</p>", escape(n));
         }
