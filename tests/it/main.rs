@@ -17,5 +17,6 @@ mod extract;
 mod head;
 mod imagenet_trunk;
 mod integrity;
+mod quantize;
 mod trunk;
 mod workflow;
