@@ -228,3 +228,33 @@ fn int8_trunk_is_refused_by_an_fp32_cache() {
         vggcache::trunk::fingerprint_file(&q).unwrap()
     );
 }
+
+#[test]
+fn doctor_says_what_the_cpu_offers_and_what_the_trunk_is() {
+    let test = "doctor_says_what_the_cpu_offers_and_what_the_trunk_is";
+    let d = tempfile::tempdir().unwrap();
+    let Some(q) = quantized(
+        test,
+        d.path(),
+        &calib().iter().map(String::as_str).collect::<Vec<_>>(),
+    ) else {
+        return;
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_vggcache"))
+        .args(["doctor", "--model"])
+        .arg(&q)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o));
+    let cpu = vggcache::trunk::CpuFeatures::detect();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("CPU int8 / bf16:"))
+        .unwrap_or_else(|| panic!("no CPU line in {out}"));
+    assert_eq!(line.contains("no VNNI"), !cpu.has_vnni(), "{line}");
+    assert!(
+        out.contains("quantization:") && out.contains("\"format\": \"int8\""),
+        "{out}"
+    );
+}
