@@ -7,6 +7,11 @@
 #   make model TRUNK=efficientnet-lite0
 #                             opt-in (ImageNet EfficientNet-Lite0, D = 1280) exported with
 #                             torch in its own venv .venv-torch (torch is large; .venv stays small)
+#   make model QUANT=int8 CALIB=../shared/data/catsdogs/train
+#                             opt-in: static int8 (QDQ) copy of TRUNK's model calibrated on CALIB_COUNT (32)
+#                             of your images (CALIB_METHOD=minmax|entropy|percentile, KEEP_FP32=first,last)
+#                             -> models/vgg16_int8.onnx, used with `--trunk vgg16-int8` (docs/BENCHMARKS.md)
+#   make model QUANT=fp16     fp16 copy (-> models/vgg16_fp16.onnx; measured slower on CPU, not advised)
 #   make demo DATA=./data     set-up + model + extract -> train-head -> compare-baselines (TRUNK= as above)
 #   make bench                benchmarks beside their peers (docs/BENCHMARKS.md)
 
@@ -39,9 +44,16 @@ TRUNK_MODEL := $(TRUNK_MODEL_$(TRUNK))
 ifeq ($(TRUNK_MODEL),)
 $(error TRUNK=$(TRUNK) is not a trunk this Makefile builds: use vgg16 (default), vgg16-hed or efficientnet-lite0)
 endif
+# QUANT=int8|fp16: `make model` builds a lower-precision copy of TRUNK's model (models/quantize_trunk.py).
+QUANT  ?=
+CALIB  ?=
+CALIB_COUNT  ?= 32
+CALIB_METHOD ?= minmax
+KEEP_FP32    ?=
+QUANT_MODEL  := models/$(subst -,_,$(TRUNK))_$(QUANT).onnx
 RUN    := cargo run --release --quiet --locked --
 
-.PHONY: setup setup-torch setup-chromium model test demo bench clean-venv
+.PHONY: setup setup-torch setup-chromium model quant-model test demo bench clean-venv
 
 setup: $(STAMP)
 
@@ -54,7 +66,18 @@ $(STAMP): models/requirements.txt
 	@rm -f $(VENV)/.setup-*
 	@touch $@
 
-model: $(TRUNK_MODEL)
+model: $(if $(QUANT),quant-model,$(TRUNK_MODEL))
+
+# Rebuilt on every call: the calibration folder is an argument, not a file make can date.
+quant-model: $(STAMP) $(TRUNK_MODEL)
+ifeq ($(QUANT),int8)
+	@test -d "$(CALIB)" || { echo "error: QUANT=int8 needs CALIB=FOLDER, a folder of your own images to calibrate on (e.g. CALIB=../shared/data/catsdogs/train)"; exit 1; }
+	$(PY) models/quantize_trunk.py $(TRUNK_MODEL) $(QUANT_MODEL).tmp --calib "$(CALIB)" --count $(CALIB_COUNT) --method $(CALIB_METHOD) $(if $(KEEP_FP32),--keep-fp32 $(KEEP_FP32)) && mv $(QUANT_MODEL).tmp $(QUANT_MODEL)
+else ifeq ($(QUANT),fp16)
+	$(PY) models/quantize_trunk.py $(TRUNK_MODEL) $(QUANT_MODEL).tmp --format fp16 && mv $(QUANT_MODEL).tmp $(QUANT_MODEL)
+else
+	@echo "error: QUANT=$(QUANT): use QUANT=int8 (with CALIB=FOLDER) or QUANT=fp16"; exit 1
+endif
 
 $(MODEL): $(STAMP) models/build_vgg16_imagenet_trunk.py models/vgg16_onnx.py
 	$(PY) models/build_vgg16_imagenet_trunk.py $@.tmp && mv $@.tmp $@

@@ -26,6 +26,10 @@ pub fn run(args: &DoctorArgs) -> Result<(), super::CommandError> {
         rt.version,
         rt.source.describe()
     );
+    println!(
+        "CPU int8 / bf16:  {}",
+        trunk::CpuFeatures::detect().int8_summary()
+    );
     let providers = trunk::available_providers()?;
     println!("providers:        {}", providers.join(", "));
     let has_cuda = providers.iter().any(|p| p == "CUDAExecutionProvider");
@@ -69,6 +73,12 @@ pub fn run(args: &DoctorArgs) -> Result<(), super::CommandError> {
             println!("  output:         {} [N,{}]", i.output_name, i.dim);
             println!("  source:         {}", i.source);
             println!("  provenance:     {}", i.provenance);
+            if let Some(q) = i.metadata.get("vggcache.quantization") {
+                println!("  quantization:   {q}");
+                if !trunk::CpuFeatures::detect().has_vnni() && q.contains("\"int8\"") {
+                    println!("  warning:        int8 trunk on a CPU without VNNI: expect little or no speed-up over fp32");
+                }
+            }
             println!(
                 "  preprocess:     {}",
                 serde_json::to_string(&i.preprocess).unwrap_or_default()

@@ -3,11 +3,13 @@
 //! This module never sees files other than the model and the runtime library, nor images: it takes
 //! preprocessed tensors `(n, 3, h, w)` and returns features `(n, d)`.
 
+mod cpu;
 pub mod external;
 mod model;
 mod runner;
 mod runtime;
 
+pub use cpu::CpuFeatures;
 pub use model::{external_data_files, fingerprint_file, ModelInfo};
 pub use runner::{Device, Provider, Trunk, TrunkOptions};
 pub use runtime::{

@@ -17,6 +17,7 @@ mod extract;
 mod head;
 mod imagenet_trunk;
 mod integrity;
+mod quantize;
 mod report;
 mod trunk;
 mod workflow;
