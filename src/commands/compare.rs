@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::features::{load_head, train_val};
-use super::train_head::{self, TrainHeadArgs};
+use super::train_head;
 use super::CommandError;
 use crate::baseline::{
     fit_logistic, fit_majority, search_c, CSearch, CSearchParams, Classifier, LogisticParams,
@@ -64,14 +64,16 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
         }
         None => {
             let t = Instant::now();
-            let targs = TrainHeadArgs {
+            let defaults = train_head::TrainRun::default();
+            let run = train_head::TrainRun {
                 features: args.features.clone(),
-                val_fraction: args
-                    .val_fraction
-                    .unwrap_or(crate::head::HeadConfig::default().val_fraction),
-                ..default_train_args()
+                head: crate::head::HeadConfig {
+                    val_fraction: args.val_fraction.unwrap_or(defaults.head.val_fraction),
+                    ..defaults.head.clone()
+                },
+                ..defaults
             };
-            let r = train_head::run(&targs)?;
+            let r = train_head::train(&run)?;
             (r.outcome.head, t.elapsed().as_secs_f64(), r.run_dir)
         }
     };
@@ -302,16 +304,6 @@ fn c_curve(s: &CSearch) -> Section {
             .to_vec(),
         rows,
     }
-}
-
-fn default_train_args() -> TrainHeadArgs {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Wrap {
-        #[command(flatten)]
-        a: TrainHeadArgs,
-    }
-    Wrap::parse_from(["train-head"]).a
 }
 
 #[cfg(test)]

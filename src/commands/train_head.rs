@@ -13,12 +13,12 @@ use crate::head::{self, HeadConfig, TrainSet};
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainHeadArgs {
     /// Feature cache made by `extract`.
-    #[arg(long, default_value = "cache")]
+    #[arg(long, default_value_os_t = TrainRun::default().features)]
     pub features: PathBuf,
     /// Run name: outputs go to RUNS_DIR/NAME (default: a timestamp).
     #[arg(long)]
     pub name: Option<String>,
-    #[arg(long, default_value = "runs")]
+    #[arg(long, default_value_os_t = TrainRun::default().runs_dir)]
     pub runs_dir: PathBuf,
     /// The image folder the cache was extracted from: thumbnails in the run's report.html.
     #[arg(long)]
@@ -51,7 +51,43 @@ pub struct TrainHeadArgs {
     pub val_fraction: f64,
 }
 
+/// One train-head run: the cache, the head's settings, where the run folder goes. `Default` is
+/// the CLI's defaults (compare-baselines trains its head from it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainRun {
+    pub features: PathBuf,
+    pub head: HeadConfig,
+    pub runs_dir: PathBuf,
+    /// Run folder name; `None` = a timestamp.
+    pub name: Option<String>,
+    /// Image folder for the report's thumbnails.
+    pub images: Option<PathBuf>,
+}
+
+impl Default for TrainRun {
+    fn default() -> Self {
+        Self {
+            features: PathBuf::from("cache"),
+            head: HeadConfig::default(),
+            runs_dir: PathBuf::from("runs"),
+            name: None,
+            images: None,
+        }
+    }
+}
+
 impl TrainHeadArgs {
+    /// The run these flags ask for.
+    pub fn run_config(&self) -> TrainRun {
+        TrainRun {
+            features: self.features.clone(),
+            head: self.config(),
+            runs_dir: self.runs_dir.clone(),
+            name: self.name.clone(),
+            images: self.images.clone(),
+        }
+    }
+
     pub fn config(&self) -> HeadConfig {
         HeadConfig {
             hidden: self.hidden.clone(),
@@ -76,9 +112,14 @@ pub struct TrainHeadResult {
     pub outcome: head::TrainOutcome,
 }
 
-/// Trains the head on the cache and writes the run; prints per-epoch lines and the summary table.
+/// Runs `train-head`.
 pub fn run(args: &TrainHeadArgs) -> Result<TrainHeadResult, CommandError> {
-    let cfg = args.config();
+    train(&args.run_config())
+}
+
+/// Trains the head on the cache and writes the run; prints per-epoch lines and the summary table.
+pub fn train(args: &TrainRun) -> Result<TrainHeadResult, CommandError> {
+    let cfg = args.head.clone();
     cfg.check()?; // nonsense flags fail before the cache is read
     let name = args
         .name
@@ -173,5 +214,6 @@ mod tests {
         }
         let args = Wrap::parse_from(["train-head"]).a;
         assert_eq!(args.config(), HeadConfig::default());
+        assert_eq!(args.run_config(), TrainRun::default());
     }
 }
