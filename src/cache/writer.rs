@@ -20,7 +20,7 @@ use super::rewrite::{
 };
 use super::schema::{to_batch, Columns, FeatureRow, WriteOptions};
 use super::shard::{self, check_shard, read_all, shard_name, staged_path, Places};
-use super::{CacheError, CacheStats, MANIFEST_FILE, REBUILD_MANIFEST_FILE, SKIPPED_FILE};
+use super::{CacheError, CacheStats, MANIFEST_FILE, REBUILD_MANIFEST_FILE};
 use crate::fsutil;
 
 /// Writes a cache, holding its lock for its lifetime. See the module docs of [`super`] for the
@@ -233,24 +233,6 @@ impl CacheWriter {
         }
         self.stats.removed += present.len();
         Ok(present.len())
-    }
-
-    /// Writes `cache/skipped.csv` (header `path,reason`), replacing the previous run's list.
-    pub fn write_skipped(&self, skipped: &[(String, String)]) -> Result<(), CacheError> {
-        let path = self.dir.join(SKIPPED_FILE);
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let csv_err = |e: csv::Error| CacheError::Io {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        };
-        w.write_record(["path", "reason"]).map_err(csv_err)?;
-        for (p, reason) in skipped {
-            w.write_record([p, reason]).map_err(csv_err)?;
-        }
-        let bytes = w
-            .into_inner()
-            .map_err(|e| CacheError::io(&path)(std::io::Error::other(e.to_string())))?;
-        Ok(fsutil::write_atomic(&path, &bytes)?)
     }
 
     /// Merges runs of small neighbouring shards (fewer than `compact_below_rows` rows each) in

@@ -1,6 +1,6 @@
 //! `vggcache report`: a train-head run (and optionally a compare-baselines output) as one HTML page.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::features::{load_head, train_val};
 use super::CommandError;
@@ -146,7 +146,7 @@ pub fn write(args: &ReportConfig) -> Result<PathBuf, CommandError> {
         }
         None => None,
     };
-    let skipped = read_skipped(&features.join("skipped.csv"));
+    let skipped = crate::extract::skipped::read(&features);
     let accuracy = review
         .confusion
         .iter()
@@ -207,18 +207,6 @@ pub fn write(args: &ReportConfig) -> Result<PathBuf, CommandError> {
         .unwrap_or_else(|| args.run.join("report.html"));
     crate::report::write_atomic(&out, html::render(&page).as_bytes())?;
     Ok(out)
-}
-
-/// `(path, reason)` rows of a cache's `skipped.csv`; none when it is absent or unreadable.
-fn read_skipped(file: &Path) -> Vec<(String, String)> {
-    let Ok(mut r) = csv::Reader::from_path(file) else {
-        return Vec::new();
-    };
-    r.records()
-        .filter_map(Result::ok)
-        .filter(|rec| rec.len() >= 2)
-        .map(|rec| (rec[0].to_string(), rec[1].to_string()))
-        .collect()
 }
 
 #[cfg(test)]

@@ -91,13 +91,13 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary, ExtractError> {
         skipped.extend(done.skipped);
     }
     skipped.sort();
-    writer.write_skipped(&skipped)?;
+    super::skipped::write(&cfg.out, &skipped)?;
     let stats = writer.finish()?;
     if extracted + delta.reused == 0 {
         return Err(ExtractError::NothingUsable {
             images: cfg.images.clone(),
             skipped: skipped.len(),
-            skipped_csv: cfg.out.join("skipped.csv"),
+            skipped_csv: cfg.out.join(crate::cache::SKIPPED_FILE),
         });
     }
     Ok(ExtractSummary {

@@ -8,6 +8,7 @@ mod config;
 mod engine;
 mod plan;
 mod progress;
+pub mod skipped;
 mod summary;
 
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ pub enum ExtractError {
     Trunk(#[from] crate::trunk::TrunkError),
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    #[error("writing {0}")]
+    Write(#[from] crate::fsutil::FsError),
     /// Nothing in the folder could be cached (every image skipped, reasons in `skipped_csv`).
     #[error("no image of {} could be used ({skipped} skipped, reasons in {})", images.display(), skipped_csv.display())]
     NothingUsable {

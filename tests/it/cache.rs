@@ -627,7 +627,7 @@ fn class_list_change_remaps_labels() {
 }
 
 #[test]
-fn finish_compacts_small_shards_and_writes_skipped() {
+fn finish_compacts_small_shards() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let cls = classes(&["cat", "dog"]);
@@ -642,11 +642,6 @@ fn finish_compacts_small_shards_and_writes_skipped() {
         append(&mut w, chunk);
     }
     assert_eq!(w.manifest().shards.len(), 8);
-    w.write_skipped(&[
-        ("bad/zero.jpg".into(), "empty file".into()),
-        ("bad/x,y.jpg".into(), "decode error: \"truncated\"".into()),
-    ])
-    .expect("skipped");
     let stats = w.finish().expect("finish");
     assert_eq!(stats.compacted_shards, 8);
     assert_eq!(
@@ -658,11 +653,6 @@ fn finish_compacts_small_shards_and_writes_skipped() {
     let all = FeatureCache::open(dir).expect("open").all().expect("all");
     let order: Vec<&str> = data.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(all.paths, order);
-    let mut rdr = csv::Reader::from_path(dir.join("skipped.csv")).expect("csv");
-    let recs: Vec<csv::StringRecord> = rdr.records().map(|r| r.expect("record")).collect();
-    assert_eq!(recs.len(), 2);
-    assert_eq!(&recs[1][0], "bad/x,y.jpg");
-    assert_eq!(&recs[1][1], "decode error: \"truncated\"");
 }
 
 /// Child half of `killed_writer_resumes_without_loss`: appends shards of 4 rows forever
