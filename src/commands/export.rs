@@ -2,10 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::features::{check_same_trunk, load_head};
+use super::features::{check_model_file, load_head};
 use super::{CommandError, TrunkArgs};
 use crate::export::{head_model_bytes, inspect, with_trunk_model_bytes, HeadGraph};
-use crate::trunk::fingerprint_file;
 
 /// Options of `export`.
 #[derive(Debug, Clone, clap::Args)]
@@ -49,13 +48,7 @@ pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
             path: model.clone(),
             source,
         })?;
-        let fp = fingerprint_file(&model)?;
-        check_same_trunk(
-            &args.head,
-            &meta,
-            &fp,
-            &format!("model {}", model.display()),
-        )?;
+        check_model_file(&args.head, &meta, &model)?;
         let external = crate::trunk::external_data_files(&model)?;
         if !external.is_empty() {
             // The merged model would reference weights files beside the output that are not there.

@@ -113,6 +113,16 @@ pub fn load_head(
     Ok((head, meta))
 }
 
+/// [`check_same_trunk`] for a model file: fingerprints `model` and compares.
+pub fn check_model_file(
+    run: &std::path::Path,
+    meta: &std::collections::BTreeMap<String, String>,
+    model: &std::path::Path,
+) -> Result<(), CommandError> {
+    let fp = crate::trunk::fingerprint_file(model)?;
+    check_same_trunk(run, meta, &fp, &format!("model {}", model.display()))
+}
+
 /// The one check that a head (run folder `run`, checkpoint metadata `meta`) was trained on
 /// features of the trunk with fingerprint `want`, which `what` (a cache, a model file) carries.
 pub fn check_same_trunk(

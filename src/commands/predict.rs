@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::features::{check_same_trunk, load_head};
+use super::features::{check_model_file, load_head};
 use super::{CommandError, TrunkArgs};
 use crate::cache::FeatureCache;
 use crate::extract::{self, ExtractConfig};
-use crate::trunk::fingerprint_file;
 
 /// Output format of `predict`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -61,13 +60,7 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
     if !model.is_file() {
         return Err(crate::trunk::TrunkError::ModelMissing { path: model }.into());
     }
-    let fp = fingerprint_file(&model)?;
-    check_same_trunk(
-        &args.head,
-        &meta,
-        &fp,
-        &format!("model {}", model.display()),
-    )?;
+    check_model_file(&args.head, &meta, &model)?;
     if args.format == PredictFormat::Kaggle && head.classes().len() != 2 {
         return Err(CommandError::Input(format!(
             "--format kaggle needs a 2-class head, this one has {}",
