@@ -12,7 +12,7 @@ with fast_image_resize's convolution bilinear; these files let the tests measure
       resize((224,224), BILINEAR) as raw (224,224,3) uint8, and for every K-th image OUT/full/I.rgb =
       the decoded RGB before resizing, raw (height,width,3) uint8.
 
-Run with the project's python (numpy + pillow), e.g. /work/main/.venv/bin/python.
+Run with the project's python (numpy + pillow), e.g. .venv/bin/python from the project root.
 """
 import argparse
 import os
