@@ -131,7 +131,11 @@ fn write(dir: &Path, opts: WriteOptions, feats: &[f32], n: &Names, round: usize)
     let rows = feats.len() / DIM;
     let row = |i: usize| FeatureRow {
         path: &n.paths[i],
-        split: if i.is_multiple_of(5) { "val" } else { "train" },
+        split: if i.is_multiple_of(5) {
+            vggcache::dataset::Split::Val
+        } else {
+            vggcache::dataset::Split::Train
+        },
         label: Some((i % 2) as u32),
         class: None,
         content_hash: &n.hashes[i],

@@ -506,7 +506,11 @@ fn write_synthetic_cache(dir: &std::path::Path) {
         let batch: Vec<FeatureRow> = (0..end - start)
             .map(|r| FeatureRow {
                 path: &paths[r],
-                split: if start + r < train { "train" } else { "val" },
+                split: if start + r < train {
+                    vggcache::dataset::Split::Train
+                } else {
+                    vggcache::dataset::Split::Val
+                },
                 label: Some(labels[r]),
                 class: None,
                 content_hash: &hashes[r],

@@ -3,12 +3,14 @@
 use std::collections::hash_map;
 use std::collections::HashMap;
 
+use crate::dataset::Split;
+
 /// What the writer knows of one cached row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedRow {
     /// Hash of the image file's bytes (hex), as written in the row.
     pub hash: String,
-    pub split: String,
+    pub split: Split,
     /// File name of the listed shard holding the row.
     pub shard: String,
 }

@@ -11,13 +11,14 @@ use super::lock::CacheLock;
 use super::manifest::Manifest;
 use super::shard::{check_shard, CheckedShard, Places, ShardMeta};
 use super::{CacheError, MANIFEST_FILE};
+use crate::dataset::Split;
 
 /// Rows of the cache (a split, all of it, or one batch): names, labels and features.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SplitData {
     /// Image paths relative to the images folder, one per row.
     pub paths: Vec<String>,
-    pub splits: Vec<String>,
+    pub splits: Vec<Split>,
     /// Class index into [`FeatureCache::classes`]; `None` for unlabelled images.
     pub labels: Vec<Option<u32>>,
     /// `(n, dim)`, row i belongs to `paths[i]`.
@@ -60,7 +61,7 @@ pub struct FeatureCache {
     shards: Vec<CheckedShard>,
     units: Vec<Unit>,
     paths: Vec<String>,
-    splits: Vec<String>,
+    splits: Vec<Split>,
     labels: Vec<Option<u32>>,
     _lock: Option<CacheLock>,
 }
@@ -211,20 +212,26 @@ impl FeatureCache {
         &self.dir
     }
 
-    /// Split names present, sorted.
-    pub fn split_names(&self) -> Vec<String> {
-        let set: BTreeSet<&str> = self.splits.iter().map(String::as_str).collect();
-        set.into_iter().map(String::from).collect()
+    /// Splits present, sorted (train, val, test).
+    pub fn split_names(&self) -> Vec<Split> {
+        let set: BTreeSet<Split> = self.splits.iter().copied().collect();
+        set.into_iter().collect()
+    }
+
+    /// Whether any row is in `split`.
+    pub fn has_split(&self, split: Split) -> bool {
+        self.splits.contains(&split)
     }
 
     /// All rows whose split is `split`, in cache order. `features: (n, dim)`.
-    pub fn split(&self, split: &str) -> Result<SplitData, CacheError> {
-        let keep: Vec<bool> = self.splits.iter().map(|s| s == split).collect();
+    pub fn split(&self, split: Split) -> Result<SplitData, CacheError> {
+        let keep: Vec<bool> = self.splits.iter().map(|&s| s == split).collect();
         if !keep.iter().any(|&k| k) {
+            let present: Vec<&str> = self.split_names().iter().map(Split::as_str).collect();
             return Err(CacheError::NoSuchSplit {
                 path: self.dir.clone(),
-                split: split.to_string(),
-                present: self.split_names().join(", "),
+                split: split.as_str().to_string(),
+                present: present.join(", "),
             });
         }
         self.read_rows(Some(&keep))
@@ -256,7 +263,7 @@ impl FeatureCache {
     fn select(&self, rows: &[usize], features: Array2<f32>) -> SplitData {
         SplitData {
             paths: rows.iter().map(|&i| self.paths[i].clone()).collect(),
-            splits: rows.iter().map(|&i| self.splits[i].clone()).collect(),
+            splits: rows.iter().map(|&i| self.splits[i]).collect(),
             labels: rows.iter().map(|&i| self.labels[i]).collect(),
             features,
         }

@@ -12,6 +12,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::manifest::ShardInfo;
 use super::schema::{column_u32, column_utf8, COL_CLASS, COL_LABEL, COL_PATH, COL_SPLIT};
 use super::CacheError;
+use crate::dataset::Split;
 
 /// What to do with one existing row when its shard is rewritten.
 pub(crate) enum RowFate {
@@ -30,7 +31,7 @@ pub(crate) fn filter_shard(
     src: &Path,
     batch_rows: usize,
     fate: impl Fn(&str, Option<&str>, Option<u32>) -> RowFate,
-    resplit: &HashMap<String, String>,
+    resplit: &HashMap<String, Split>,
 ) -> Result<Vec<RecordBatch>, CacheError> {
     let file = File::open(src).map_err(CacheError::io(src))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -59,7 +60,9 @@ pub(crate) fn filter_shard(
                 RowFate::Keep(l) => {
                     keep.push(true);
                     new_labels.push(l);
-                    let split = resplit.get(paths.value(i)).map_or(splits.value(i), |s| s);
+                    let split = resplit
+                        .get(paths.value(i))
+                        .map_or(splits.value(i), |s| s.as_str());
                     new_splits.push(split.to_string());
                 }
                 RowFate::Drop => keep.push(false),

@@ -16,6 +16,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::CacheError;
+use crate::dataset::Split;
 
 /// Column names, in file order.
 pub const COL_PATH: &str = "path";
@@ -182,7 +183,7 @@ impl WriteOptions {
 pub struct FeatureRow<'a> {
     /// Path relative to the images folder; unique within the cache.
     pub path: &'a str,
-    pub split: &'a str,
+    pub split: Split,
     /// Index into the writer's class list; `None` for unlabelled images.
     pub label: Option<u32>,
     /// `classes[label]`, or `None` (filled in from the label); must be `None` when `label` is.
@@ -258,7 +259,7 @@ impl<'a> Columns<'a> {
                 }
             };
             cols.paths.push(r.path);
-            cols.splits.push(r.split);
+            cols.splits.push(r.split.as_str());
             cols.labels.push(r.label);
             cols.classes.push(class);
             cols.hashes.push(r.content_hash);

@@ -21,6 +21,7 @@ use super::rewrite::{
 use super::schema::{to_batch, Columns, FeatureRow, WriteOptions};
 use super::shard::{self, check_shard, read_all, shard_name, staged_path, Places};
 use super::{CacheError, CacheStats, MANIFEST_FILE, REBUILD_MANIFEST_FILE};
+use crate::dataset::Split;
 use crate::fsutil;
 
 /// Writes a cache, holding its lock for its lifetime. See the module docs of [`super`] for the
@@ -119,11 +120,11 @@ impl CacheWriter {
     /// so a re-run with other options re-assigns rows instead of keeping the old split): the
     /// affected shards are rewritten and listed in one manifest replacement. Paths not cached
     /// or already in that split are ignored. Returns how many rows changed split.
-    pub fn set_splits(&mut self, splits: &HashMap<String, String>) -> Result<usize, CacheError> {
-        let changed: HashMap<String, String> = splits
+    pub fn set_splits(&mut self, splits: &HashMap<String, Split>) -> Result<usize, CacheError> {
+        let changed: HashMap<String, Split> = splits
             .iter()
             .filter(|(p, s)| self.rows.get(*p).is_some_and(|r| r.split != **s))
-            .map(|(p, s)| (p.clone(), s.clone()))
+            .map(|(p, s)| (p.clone(), *s))
             .collect();
         if changed.is_empty() {
             return Ok(0);
@@ -133,7 +134,7 @@ impl CacheWriter {
         self.commit(new_infos, &old_files, Vec::new())?;
         for (p, s) in &changed {
             if let Some(r) = self.rows.get_mut(p) {
-                r.split.clone_from(s);
+                r.split = *s;
             }
         }
         Ok(changed.len())
@@ -204,7 +205,7 @@ impl CacheWriter {
             for r in rows.iter() {
                 let row = CachedRow {
                     hash: r.content_hash.to_string(),
-                    split: r.split.to_string(),
+                    split: r.split,
                     shard: info.file.clone(),
                 };
                 self.rows.insert(r.path.to_string(), row);
@@ -318,7 +319,7 @@ impl CacheWriter {
         &mut self,
         paths: impl IntoIterator<Item = &'a String>,
         fate: impl Fn(&str, Option<&str>, Option<u32>) -> RowFate,
-        resplit: &HashMap<String, String>,
+        resplit: &HashMap<String, Split>,
     ) -> Result<(Rewrites, Vec<String>), CacheError> {
         let affected: HashSet<String> = paths
             .into_iter()
@@ -341,7 +342,7 @@ impl CacheWriter {
         &mut self,
         info: &ShardInfo,
         fate: impl Fn(&str, Option<&str>, Option<u32>) -> RowFate,
-        resplit: &HashMap<String, String>,
+        resplit: &HashMap<String, Split>,
     ) -> Result<Option<ShardInfo>, CacheError> {
         let src = self.places().shard_path(&info.file);
         let out = filter_shard(&src, self.options.row_group_rows, fate, resplit)?;

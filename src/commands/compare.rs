@@ -79,7 +79,7 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
     };
     let head_name = format!("mlp head ({})", run_dir.display());
     // A given head is scored on the hold-out it did not train on: its own fraction and seed.
-    let has_val = cache.split_names().iter().any(|n| n == "val");
+    let has_val = cache.has_split(crate::dataset::Split::Val);
     let own = head.config().val_fraction;
     let val_fraction = match (&args.head, args.val_fraction) {
         (Some(_), None) => {

@@ -4,6 +4,7 @@ use ndarray::{Array2, Axis};
 
 use super::CommandError;
 use crate::cache::{FeatureCache, SplitData};
+use crate::dataset::Split;
 
 /// Labelled rows of one split. `x: (n, d)`, `y: (n,)` class indices.
 #[derive(Debug, Clone)]
@@ -34,16 +35,20 @@ pub fn train_val(
     seed: u64,
 ) -> Result<(Labelled, Labelled, bool), CommandError> {
     let names = cache.split_names();
+    let names_text = || {
+        let v: Vec<&str> = names.iter().map(Split::as_str).collect();
+        v.join(", ")
+    };
     let labelled_rows =
         |d: &SplitData| -> Vec<usize> { (0..d.len()).filter(|&i| d.labels[i].is_some()).collect() };
-    if !names.iter().any(|n| n == "train") {
+    if !cache.has_split(Split::Train) {
         return Err(CommandError::Input(format!(
             "cache {} has no `train` split (splits: {}); nothing to train on",
             cache.dir().display(),
-            names.join(", ")
+            names_text()
         )));
     }
-    let train = cache.split("train")?;
+    let train = cache.split(Split::Train)?;
     let rows = labelled_rows(&train);
     if rows.is_empty() {
         return Err(CommandError::Input(format!(
@@ -51,8 +56,8 @@ pub fn train_val(
             cache.dir().display()
         )));
     }
-    let val = if names.iter().any(|n| n == "val") {
-        Some(cache.split("val")?)
+    let val = if cache.has_split(Split::Val) {
+        Some(cache.split(Split::Val)?)
     } else {
         None
     };

@@ -46,6 +46,13 @@ impl Split {
         }
     }
 
+    /// The split whose [`Split::as_str`] is `s` exactly (the cache's `split` column).
+    pub fn from_stored(s: &str) -> Option<Split> {
+        [Split::Train, Split::Val, Split::Test]
+            .into_iter()
+            .find(|sp| sp.as_str() == s)
+    }
+
     /// Parse a split folder name, ignoring ASCII case: `train`; `val`, `validation`, `valid`; `test`.
     pub fn parse(s: &str) -> Option<Split> {
         match s.to_ascii_lowercase().as_str() {

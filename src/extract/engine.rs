@@ -420,7 +420,7 @@ fn feature_row<'a>(
 ) -> FeatureRow<'a> {
     FeatureRow {
         path: &e.rel_path,
-        split: e.split.as_str(),
+        split: e.split,
         label: e.label,
         class: e.class.as_deref(),
         content_hash: hash.as_deref().expect("only hashed entries are extracted"),

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::dataset::{self, Dataset, DatasetError};
+use crate::dataset::{self, Dataset, DatasetError, Split};
 
 /// The image folder as found: discovery's entries and skips plus each entry's content hash
 /// (`Err(reason)` when the file could not be read). `hashes[i]` belongs to `dataset.entries[i]`.
@@ -32,7 +32,7 @@ pub struct Delta {
     /// `(relative path, reason)` of images this run cannot use: discovery's skips and unreadable files.
     pub skipped: Vec<(String, String)>,
     /// `relative path → split` of every image whose cached row stays or is re-made.
-    pub splits: HashMap<String, String>,
+    pub splits: HashMap<String, Split>,
 }
 
 impl Plan {
@@ -91,7 +91,7 @@ impl Plan {
         d.splits = entries
             .iter()
             .filter(|e| !d.stale.contains(&e.rel_path))
-            .map(|e| (e.rel_path.clone(), e.split.as_str().to_string()))
+            .map(|e| (e.rel_path.clone(), e.split))
             .collect();
         d
     }
@@ -100,7 +100,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::{ImageEntry, Layout, Skipped, Split};
+    use crate::dataset::{ImageEntry, Layout, Skipped};
 
     fn entry(path: &str, split: Split) -> ImageEntry {
         ImageEntry {
@@ -164,9 +164,10 @@ mod tests {
                 ("cat/d.jpg".to_string(), "unreadable: denied".to_string()),
             ]
         );
-        let splits: HashMap<String, String> = [("cat/a.jpg", "train"), ("cat/c.jpg", "train")]
-            .map(|(p, s)| (p.to_string(), s.to_string()))
-            .into();
+        let splits: HashMap<String, Split> =
+            [("cat/a.jpg", Split::Train), ("cat/c.jpg", Split::Train)]
+                .map(|(p, s)| (p.to_string(), s))
+                .into();
         assert_eq!(d.splits, splits);
     }
 

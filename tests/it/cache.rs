@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use vggcache::cache::{
     CacheError, CacheIdentity, CacheWriter, FeatureCache, FeatureRow, ModelIdentity, WriteOptions,
 };
+use vggcache::dataset::Split;
 use vggcache::spec::PreprocessSpec;
 
 use crate::common;
@@ -39,7 +40,7 @@ fn classes(names: &[&str]) -> Vec<String> {
 #[derive(Clone, Debug)]
 struct Row {
     path: String,
-    split: String,
+    split: Split,
     label: Option<u32>,
     class: Option<String>,
     hash: String,
@@ -50,7 +51,7 @@ impl Row {
     fn as_feature_row(&self) -> FeatureRow<'_> {
         FeatureRow {
             path: &self.path,
-            split: &self.split,
+            split: self.split,
             label: self.label,
             class: self.class.as_deref(),
             content_hash: &self.hash,
@@ -69,13 +70,12 @@ fn rows(prefix: &str, n: usize, cls: &[String], dim: usize, seed: u64) -> Vec<Ro
             Row {
                 path: format!("{prefix}{i:04}.jpg"),
                 split: if !labelled {
-                    "test"
+                    Split::Test
                 } else if i % 3 == 0 {
-                    "val"
+                    Split::Val
                 } else {
-                    "train"
-                }
-                .into(),
+                    Split::Train
+                },
                 label,
                 class: label.map(|l| cls[l as usize].clone()),
                 hash: format!("{:016x}", rng.random::<u64>()),
@@ -164,22 +164,32 @@ fn round_trip_splits_and_batches() {
         cache.manifest().fingerprint,
         identity("m1", DIM).fingerprint()
     );
-    assert_eq!(cache.split_names(), vec!["test", "train", "val"]);
+    assert_eq!(
+        cache.split_names(),
+        vec![Split::Train, Split::Val, Split::Test]
+    );
     // Cache order is append order.
     let full = cache.all().expect("all");
     let order: Vec<&str> = all.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(full.paths, order);
 
-    let train = cache.split("train").expect("train");
-    let want: Vec<&Row> = all.iter().filter(|r| r.split == "train").collect();
+    let train = cache.split(Split::Train).expect("train");
+    let want: Vec<&Row> = all.iter().filter(|r| r.split == Split::Train).collect();
     assert_eq!(train.len(), want.len());
     for (i, r) in want.iter().enumerate() {
         assert_eq!(train.paths[i], r.path);
         assert_eq!(train.labels[i], r.label);
         assert_eq!(train.features.row(i).to_vec(), r.features);
     }
-    match cache.split("nope") {
-        Err(CacheError::NoSuchSplit { present, .. }) => assert!(present.contains("train")),
+    // A split without rows: rows 0 and 1 of `rows` are val and train, none is test.
+    let small = tmp.path().join("small");
+    let mut w = CacheWriter::open(&small, &identity("m1", DIM), &cls, false).expect("open");
+    append(&mut w, &rows("s/", 2, &cls, DIM, 3));
+    w.finish().expect("finish");
+    match FeatureCache::open(&small).expect("open").split(Split::Test) {
+        Err(CacheError::NoSuchSplit { split, present, .. }) => {
+            assert_eq!((split.as_str(), present.as_str()), ("test", "train, val"));
+        }
         other => panic!("expected NoSuchSplit, got {other:?}"),
     }
 
@@ -229,8 +239,8 @@ fn full_size_features_read_back_exactly() {
     assert_eq!(full.features.dim(), (400, VGG_DIM));
     let order: Vec<&str> = all.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(full.paths, order, "cache order is append order");
-    let train = cache.split("train").expect("train");
-    let want: Vec<&Row> = all.iter().filter(|r| r.split == "train").collect();
+    let train = cache.split(Split::Train).expect("train");
+    let want: Vec<&Row> = all.iter().filter(|r| r.split == Split::Train).collect();
     assert_eq!(train.len(), want.len());
     for (i, r) in want.iter().enumerate() {
         assert_eq!(train.paths[i], r.path);

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use vggcache::cache::FeatureCache;
+use vggcache::dataset::Split;
 
 use crate::common;
 
@@ -24,7 +25,7 @@ fn rows(cache: &Path) -> Rows {
         .map(|i| {
             (
                 all.paths[i].clone(),
-                all.splits[i].clone(),
+                all.splits[i].as_str().to_string(),
                 all.labels[i],
                 all.features.row(i).to_vec(),
             )
@@ -120,8 +121,8 @@ fn extract_then_rerun_does_no_inference_and_tracks_changes() {
     let c = FeatureCache::open(&out).unwrap();
     assert_eq!(c.dim(), 128);
     assert_eq!(c.classes(), ["cat", "dog"]);
-    assert_eq!(c.split("train").unwrap().len(), 10);
-    let val = c.split("val").unwrap();
+    assert_eq!(c.split(Split::Train).unwrap().len(), 10);
+    let val = c.split(Split::Val).unwrap();
     assert_eq!(val.len(), 4);
     assert!(val.labels.iter().all(|l| l.is_some()));
     drop(c);
@@ -420,7 +421,7 @@ print(json.dumps(rows))
     assert_eq!(v.as_object().unwrap().len(), c.len());
     for (i, p) in c.paths.iter().enumerate() {
         let row = &v[p];
-        assert_eq!(row[0].as_str().unwrap(), c.splits[i]);
+        assert_eq!(row[0].as_str().unwrap(), c.splits[i].as_str());
         assert_eq!(row[1].as_u64().map(|x| x as u32), c.labels[i]);
         let f: Vec<f32> = row[2]
             .as_array()

@@ -16,6 +16,7 @@ use vggcache::cache::{
     CacheError, CacheIdentity, CacheWriter, FeatureCache, FeatureRow, ModelIdentity, SplitData,
     WriteOptions,
 };
+use vggcache::dataset::Split;
 use vggcache::spec::PreprocessSpec;
 
 use common::{extract, text};
@@ -70,7 +71,7 @@ fn append(w: &mut CacheWriter, rows: &[Row]) {
         .iter()
         .map(|r| FeatureRow {
             path: &r.path,
-            split: &r.split,
+            split: Split::from_stored(&r.split).expect("a stored split name"),
             label: r.label,
             class: r.label.map(|l| cls[l as usize].as_str()),
             content_hash: &r.hash,
@@ -107,7 +108,7 @@ fn seen(d: &SplitData) -> Seen {
         .map(|i| {
             (
                 d.paths[i].clone(),
-                d.splits[i].clone(),
+                d.splits[i].as_str().to_string(),
                 d.labels[i],
                 d.features.row(i).iter().map(|x| x.to_bits()).collect(),
             )
@@ -658,10 +659,15 @@ fn set_splits_reassigns_cached_rows_in_place() {
     let dir = tmp.path();
     let mut all = build(dir);
     let mut w = CacheWriter::open_with(dir, &identity("m1"), &classes(), false, opts()).unwrap();
-    let mut new: HashMap<String, String> = HashMap::new();
+    let mut new: HashMap<String, Split> = HashMap::new();
     for r in all.iter_mut().step_by(3) {
-        r.split = if r.split == "val" { "train" } else { "val" }.into();
-        new.insert(r.path.clone(), r.split.clone());
+        let to = if r.split == "val" {
+            Split::Train
+        } else {
+            Split::Val
+        };
+        r.split = to.as_str().into();
+        new.insert(r.path.clone(), to);
     }
     assert_eq!(w.set_splits(&new).unwrap(), 20);
     assert_eq!(w.set_splits(&new).unwrap(), 0, "idempotent");
@@ -893,13 +899,13 @@ fn rerun_with_other_val_fraction_reassigns_splits() {
         let all = c.all().unwrap();
         let mut m: BTreeMap<String, usize> = BTreeMap::new();
         for s in &all.splits {
-            *m.entry(s.clone()).or_default() += 1;
+            *m.entry(s.as_str().to_string()).or_default() += 1;
         }
         let by_path: BTreeMap<String, String> = all
             .paths
             .iter()
             .cloned()
-            .zip(all.splits.iter().cloned())
+            .zip(all.splits.iter().map(|s| s.as_str().to_string()))
             .collect();
         (m, by_path)
     };

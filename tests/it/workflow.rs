@@ -804,7 +804,7 @@ fn compare_on_a_cache_without_val_rows_is_refused() {
     let cache = w.extract(&flat, "cache_flat", &trunk_a(), &["--val-fraction", "0"]);
     assert_eq!(
         FeatureCache::open(&cache).expect("cache").split_names(),
-        ["train"]
+        [vggcache::dataset::Split::Train]
     );
     let shown = cache.display().to_string();
     let needles = ["no val split", "--val-fraction 0", shown.as_str()];

@@ -21,12 +21,13 @@ use crate::cache::schema::{
     COL_SPLIT,
 };
 use crate::cache::CacheError;
+use crate::dataset::Split;
 
 /// The non-feature columns of one shard, in row order.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ShardMeta {
     pub paths: Vec<String>,
-    pub splits: Vec<String>,
+    pub splits: Vec<Split>,
     pub labels: Vec<Option<u32>>,
     pub classes: Vec<Option<String>>,
     pub hashes: Vec<String>,
@@ -257,7 +258,15 @@ impl CheckedShard {
                 }
             }
             meta.paths.push(paths.value(i).to_string());
-            meta.splits.push(splits.value(i).to_string());
+            let split = Split::from_stored(splits.value(i)).ok_or_else(|| {
+                self.corrupt(format!(
+                    "row {} ({}) has split '{}': expected train, val or test",
+                    meta.paths.len(),
+                    paths.value(i),
+                    splits.value(i)
+                ))
+            })?;
+            meta.splits.push(split);
             meta.labels.push(label);
             meta.classes
                 .push(classes.is_valid(i).then(|| classes.value(i).to_string()));
