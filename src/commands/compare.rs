@@ -251,14 +251,24 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
         json.display(),
         preds.display()
     );
-    let page = super::report::write(&super::report::ReportConfig {
-        run: run_dir,
-        features: Some(args.features.clone()),
-        images: args.images.clone(),
-        compare: Some(args.out.clone()),
-        out: Some(args.out.join("report.html")),
-        ..Default::default()
-    })?;
+    let page = super::report::write_page(
+        &super::report::ReportConfig {
+            run: run_dir,
+            images: args.images.clone(),
+            out: Some(args.out.join("report.html")),
+            ..Default::default()
+        },
+        &super::report::PageInputs {
+            features: &args.features,
+            cache: &cache,
+            head: head.config(),
+            train: &train,
+            val: &val,
+            held_out,
+            val_proba: p_head.view(),
+            compare: Some(&report),
+        },
+    )?;
     println!("report: {}", page.display());
     Ok(report)
 }

@@ -111,11 +111,22 @@ pub fn load_head(
     }
     let (head, meta) = crate::head::FittedHead::load(&file)?;
     if let Some(cache) = cache {
-        let what = format!("cache {}", cache.dir().display());
-        check_same_trunk(run, &meta, &cache.manifest().model.fingerprint, &what)?;
-        head.check_compatible(cache.dim(), cache.classes())?;
+        check_head_fits_cache(run, &head, &meta, cache)?;
     }
     Ok((head, meta))
+}
+
+/// A head loaded from `run` (metadata `meta`) against `cache`: the same trunk, D and class names.
+pub fn check_head_fits_cache(
+    run: &std::path::Path,
+    head: &crate::head::FittedHead,
+    meta: &std::collections::BTreeMap<String, String>,
+    cache: &FeatureCache,
+) -> Result<(), CommandError> {
+    let what = format!("cache {}", cache.dir().display());
+    check_same_trunk(run, meta, &cache.manifest().model.fingerprint, &what)?;
+    head.check_compatible(cache.dim(), cache.classes())?;
+    Ok(())
 }
 
 /// [`check_same_trunk`] for a model file: fingerprints `model` and compares.

@@ -1,11 +1,14 @@
 //! `vggcache report`: a train-head run (and optionally a compare-baselines output) as one HTML page.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::features::{load_head, train_val};
+use ndarray::ArrayView2;
+
+use super::features::{check_head_fits_cache, load_head, train_val, Labelled};
 use super::CommandError;
 use crate::baseline::LogisticParams;
 use crate::cache::FeatureCache;
+use crate::head::HeadConfig;
 use crate::report::html::{self, Page};
 use crate::report::review::{label_issues, leakage, Review};
 use crate::report::CompareReport;
@@ -22,6 +25,18 @@ pub struct ReportConfig {
     pub top: usize,
     /// Folds of the out-of-fold logistic fits; 0 = no label review. Default 5.
     pub folds: usize,
+}
+
+impl ReportConfig {
+    /// Settings no page can be made with.
+    fn check(&self) -> Result<(), CommandError> {
+        if self.folds == 1 {
+            return Err(CommandError::Usage(
+                "--folds must be 0 (no label review) or at least 2".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for ReportConfig {
@@ -86,14 +101,28 @@ pub fn run(args: &ReportArgs) -> Result<PathBuf, CommandError> {
     Ok(out)
 }
 
-/// Writes the report page of `args.run` (default `RUN/report.html`); returns its path.
+/// What the page is made of. `write` loads it from the run and its cache; `train-head` and
+/// `compare-baselines` pass what they already hold instead of reading it all again.
+pub struct PageInputs<'a> {
+    /// The cache's folder (its `skipped.csv` is listed).
+    pub features: &'a Path,
+    pub cache: &'a FeatureCache,
+    /// The head's settings (its hold-out fraction and seed are named when val was held out).
+    pub head: &'a HeadConfig,
+    pub train: &'a Labelled,
+    pub val: &'a Labelled,
+    /// Whether `val` was held out of the train split (the cache has none).
+    pub held_out: bool,
+    /// The head's probabilities on `val`: `(val rows, classes)`.
+    pub val_proba: ArrayView2<'a, f32>,
+    pub compare: Option<&'a CompareReport>,
+}
+
+/// Writes the report page of `args.run` (default `RUN/report.html`), loading the head, its cache
+/// and `args.compare`; returns the page's path.
 pub fn write(args: &ReportConfig) -> Result<PathBuf, CommandError> {
-    if args.folds == 1 {
-        return Err(CommandError::Usage(
-            "--folds must be 0 (no label review) or at least 2".into(),
-        ));
-    }
-    let (_, meta) = load_head(&args.run, None)?;
+    args.check()?; // before anything is read
+    let (head, meta) = load_head(&args.run, None)?;
     let features = match (&args.features, meta.get("cache")) {
         (Some(f), _) => f.clone(),
         (None, Some(c)) => PathBuf::from(c),
@@ -105,22 +134,52 @@ pub fn write(args: &ReportConfig) -> Result<PathBuf, CommandError> {
         }
     };
     let cache = FeatureCache::open(&features)?;
-    let (head, _) = load_head(&args.run, Some(&cache))?;
-    let classes = cache.classes().to_vec();
+    check_head_fits_cache(&args.run, &head, &meta, &cache)?;
     let cfg = head.config();
     let (train, val, held_out) = train_val(&cache, cfg.val_fraction, cfg.seed)?;
-    let proba = head.try_predict_proba(val.x.view())?;
-    let review = Review::new(&val.paths, &val.y, proba.view(), args.top);
+    let val_proba = head.try_predict_proba(val.x.view())?;
+    let compare = match &args.compare {
+        Some(dir) => {
+            let file = dir.join("compare.json");
+            let text = std::fs::read_to_string(&file).map_err(|source| CommandError::Io {
+                what: "reading",
+                path: file.clone(),
+                source,
+            })?;
+            Some(CompareReport::from_json(&text)?)
+        }
+        None => None,
+    };
+    write_page(
+        args,
+        &PageInputs {
+            features: &features,
+            cache: &cache,
+            head: cfg,
+            train: &train,
+            val: &val,
+            held_out,
+            val_proba: val_proba.view(),
+            compare: compare.as_ref(),
+        },
+    )
+}
+
+/// Writes the page of `args.run` from `inp` (`args.features` and `args.compare` are not read:
+/// `inp` has them); returns its path.
+pub fn write_page(args: &ReportConfig, inp: &PageInputs) -> Result<PathBuf, CommandError> {
+    args.check()?;
+    let (cache, cfg, train, val) = (inp.cache, inp.head, inp.train, inp.val);
+    let classes = cache.classes().to_vec();
+    let review = Review::new(&val.paths, &val.y, inp.val_proba, args.top);
     let labels = if args.folds >= 2 {
         eprintln!(
             "scoring {} train images out of fold ({} logistic fits)",
             train.y.len(),
             args.folds
         );
-        let params = LogisticParams {
-            standardize: true,
-            ..LogisticParams::default()
-        };
+        // The baseline's defaults: standardized features, C = 1.
+        let params = LogisticParams::default();
         Some(label_issues(
             &train.paths,
             train.x.view(),
@@ -134,19 +193,7 @@ pub fn write(args: &ReportConfig) -> Result<PathBuf, CommandError> {
         None
     };
     let leaks = leakage(&train.paths, train.x.view(), &val.paths, val.x.view());
-    let compare = match &args.compare {
-        Some(dir) => {
-            let file = dir.join("compare.json");
-            let text = std::fs::read_to_string(&file).map_err(|source| CommandError::Io {
-                what: "reading",
-                path: file.clone(),
-                source,
-            })?;
-            Some(CompareReport::from_json(&text)?)
-        }
-        None => None,
-    };
-    let skipped = crate::extract::skipped::read(&features);
+    let skipped = crate::extract::skipped::read(inp.features);
     let accuracy = review
         .confusion
         .iter()
@@ -162,7 +209,7 @@ pub fn write(args: &ReportConfig) -> Result<PathBuf, CommandError> {
             format!(
                 "{accuracy:.4} on {} images{}",
                 val.y.len(),
-                if held_out {
+                if inp.held_out {
                     format!(
                         " (held out of train: --val-fraction {}, seed {})",
                         cfg.val_fraction, cfg.seed
@@ -176,7 +223,7 @@ pub fn write(args: &ReportConfig) -> Result<PathBuf, CommandError> {
         ("trunk fingerprint".into(), m.model.fingerprint.clone()),
         (
             "cache".into(),
-            format!("{} (fingerprint {})", features.display(), m.fingerprint),
+            format!("{} (fingerprint {})", inp.features.display(), m.fingerprint),
         ),
         (
             "images".into(),
@@ -195,7 +242,7 @@ pub fn write(args: &ReportConfig) -> Result<PathBuf, CommandError> {
         classes: &classes,
         curves_png: std::fs::read(args.run.join("loss_acc.png")).ok(),
         review: &review,
-        compare: compare.as_ref(),
+        compare: inp.compare,
         labels: labels.as_ref(),
         leakage: &leaks,
         skipped: &skipped,

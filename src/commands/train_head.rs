@@ -189,13 +189,24 @@ pub fn train(args: &TrainRun) -> Result<TrainHeadResult, CommandError> {
     println!("{}", head::summary_table(&outcome, &val.y, &pred));
     println!("run written to {}", run_dir.display());
     // The page of the run, without the out-of-fold label review (`vggcache report` adds it).
-    let page = super::report::write(&super::report::ReportConfig {
-        run: run_dir.clone(),
-        features: Some(args.features.clone()),
-        images: args.images.clone(),
-        folds: 0,
-        ..Default::default()
-    })?;
+    let page = super::report::write_page(
+        &super::report::ReportConfig {
+            run: run_dir.clone(),
+            images: args.images.clone(),
+            folds: 0,
+            ..Default::default()
+        },
+        &super::report::PageInputs {
+            features: &args.features,
+            cache: &cache,
+            head: &cfg,
+            train: &train,
+            val: &val,
+            held_out,
+            val_proba: proba.view(),
+            compare: None,
+        },
+    )?;
     println!("report: {}", page.display());
     Ok(TrainHeadResult { run_dir, outcome })
 }
