@@ -92,7 +92,7 @@ figure{margin:0;width:140px;font-size:.8em}figure img,.thumb.missing{width:128px
 /// The page as HTML.
 pub fn render(p: &Page) -> String {
     let mut h = String::new();
-    let name = |k: usize| escape(p.classes.get(k).map_or("?", String::as_str));
+    let name = |k: usize| class_name(p.classes, k);
     let _ = write!(
         h,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body><h1>{}</h1>",
@@ -279,9 +279,14 @@ pub fn render(p: &Page) -> String {
     h
 }
 
+/// Class `k`'s name, escaped (`?` when out of range).
+fn class_name(classes: &[String], k: usize) -> String {
+    escape(classes.get(k).map_or("?", String::as_str))
+}
+
 /// A section of case thumbnails with true class, predicted class and probabilities.
 fn cases_section(h: &mut String, p: &Page, id: &str, title: &str, cases: &[Case]) {
-    let name = |k: usize| escape(p.classes.get(k).map_or("?", String::as_str));
+    let name = |k: usize| class_name(p.classes, k);
     let _ = write!(
         h,
         "<section id=\"{id}\"><h2>{}</h2><div class=\"cases\">",

@@ -6,7 +6,9 @@
 //! cleanlab takes them), so no image is scored by a model that saw it; [`leakage`] finds val rows
 //! whose features equal a train row's bit for bit (the same pixels after preprocessing).
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use ndarray::{Array2, ArrayView2, Axis};
 
@@ -149,20 +151,30 @@ pub fn leakage(
     val_paths: &[String],
     val: ArrayView2<f32>,
 ) -> Vec<(String, String)> {
-    let key =
-        |row: ndarray::ArrayView1<f32>| -> Vec<u32> { row.iter().map(|v| v.to_bits()).collect() };
-    let seen: HashMap<Vec<u32>, usize> = train
-        .rows()
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| (key(r), i))
-        .collect();
+    // Rows are bucketed by a hash of their bits (not by a copy of them: 100 KB a row at D = 25,088),
+    // then compared bit for bit; with several equal train rows the last one is named.
+    fn bits(row: ndarray::ArrayView1<'_, f32>) -> impl Iterator<Item = u32> + '_ {
+        row.into_iter().map(|v| v.to_bits())
+    }
+    let key = |row: ndarray::ArrayView1<f32>| {
+        let mut h = DefaultHasher::new();
+        bits(row).for_each(|b| b.hash(&mut h));
+        h.finish()
+    };
+    let mut buckets: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, r) in train.rows().into_iter().enumerate() {
+        buckets.entry(key(r)).or_default().push(i);
+    }
     val.rows()
         .into_iter()
         .enumerate()
         .filter_map(|(j, r)| {
-            seen.get(&key(r))
-                .map(|&i| (val_paths[j].clone(), train_paths[i].clone()))
+            let same = buckets
+                .get(&key(r))?
+                .iter()
+                .rev()
+                .find(|&&i| bits(train.row(i)).eq(bits(r)))?;
+            Some((val_paths[j].clone(), train_paths[*same].clone()))
         })
         .collect()
 }
