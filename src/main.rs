@@ -15,8 +15,13 @@ pub struct Cli {
 pub enum Command {
     /// Show the ONNX Runtime library, execution providers, CUDA libraries and model in use.
     Doctor(commands::doctor::DoctorArgs),
-    /// Run the frozen trunk over an image folder and cache one feature vector per image (Parquet).
+    /// Run the frozen trunk over an image folder and cache one feature vector per image (Parquet);
+    /// with --plan and --shard, one shard of a sharded run.
     Extract(commands::extract::ExtractArgs),
+    /// Fix a sharded run: images, splits, trunk identity and each image's shard, stored as
+    /// plan.json at a folder or s3:// root; then `extract --plan ROOT --shard K/N` per shard and
+    /// `cache commit ROOT`.
+    Plan(commands::plan::PlanArgs),
     /// Train the MLP head on cached features; writes runs/NAME/.
     TrainHead(commands::train_head::TrainHeadArgs),
     /// The head beside linfa-logistic and a majority-class row on the same features.
@@ -28,7 +33,7 @@ pub enum Command {
     /// One HTML page for a train-head run: curves, confusion matrix, the images it gets wrong,
     /// likely label errors, train/val leakage.
     Report(commands::report::ReportArgs),
-    /// Inspect the feature cache (`cache verify`).
+    /// Check, commit, copy or clean a feature cache (`cache verify|commit|pull|gc`).
     Cache(commands::cache::CacheArgs),
 }
 
@@ -42,9 +47,10 @@ fn main() {
         Command::Export(a) => commands::export::run(a).map(|_| exit::OK),
         Command::Cache(a) => commands::cache::run(a).map(|_| exit::OK),
         Command::Report(a) => commands::report::run(a).map(|_| exit::OK),
-        Command::Extract(a) => commands::extract::run(a).map(|s| {
-            if a.strict && s.skipped > 0 {
-                eprintln!("--strict: {} image(s) skipped", s.skipped);
+        Command::Plan(a) => commands::plan::run(a).map(|_| exit::OK),
+        Command::Extract(a) => commands::extract::run(a).map(|skipped| {
+            if a.strict && skipped > 0 {
+                eprintln!("--strict: {skipped} image(s) skipped");
                 exit::SKIPPED_STRICT
             } else {
                 exit::OK

@@ -164,6 +164,11 @@ impl Manifest {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CacheError::io(path)(e)),
         };
+        Self::parse(path, bytes).map(Some)
+    }
+
+    /// Parses and checks manifest bytes read from `path` (named in errors).
+    pub(crate) fn parse(path: &Path, bytes: Vec<u8>) -> Result<Manifest, CacheError> {
         let text = String::from_utf8(bytes).map_err(|e| CacheError::BadManifest {
             path: path.into(),
             message: format!("not UTF-8 text: {e}"),
@@ -216,7 +221,7 @@ impl Manifest {
                 message: "dim is 0".into(),
             });
         }
-        Ok(Some(m))
+        Ok(m)
     }
 
     /// sha256 (hex) of the manifest as compact JSON with `checksum` set to null.
@@ -229,11 +234,15 @@ impl Manifest {
 
     /// Replaces `path` atomically ([`write_atomic`]: `path.tmp`, fsync, rename, fsync the folder).
     pub(crate) fn store(&mut self, path: &Path) -> Result<(), CacheError> {
+        Ok(write_atomic(path, &self.seal())?)
+    }
+
+    /// Stamps `updated`, the format version and the checksum; the bytes to store.
+    pub(crate) fn seal(&mut self) -> Vec<u8> {
         self.updated = now();
         self.format_version = FORMAT_VERSION;
         self.checksum = Some(self.compute_checksum());
-        let text = serde_json::to_string_pretty(self).expect("Manifest serialises to JSON");
-        Ok(write_atomic(path, text.as_bytes())?)
+        serde_json::to_vec_pretty(self).expect("Manifest serialises to JSON")
     }
 }
 

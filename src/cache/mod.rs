@@ -63,6 +63,7 @@ mod index;
 mod lock;
 mod manifest;
 mod open;
+pub mod parts;
 mod reader;
 mod rewrite;
 mod schema;
@@ -199,6 +200,19 @@ pub enum CacheError {
     CorruptShard { path: PathBuf, message: String },
     #[error("row for {row_path}: {message}")]
     BadRow { row_path: String, message: String },
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error(
+        "{url}: shard(s) {missing} of {shards} have no commit record yet; run `vggcache extract \
+         --plan {url} --shard K/{shards}` for each (a finished shard exits 0 at once), then commit"
+    )]
+    Uncommitted {
+        url: String,
+        missing: String,
+        shards: u32,
+    },
+    #[error("{url}: {message}")]
+    BadRecord { url: String, message: String },
     #[error("split '{split}' has no rows in cache {path} (splits present: {present})")]
     NoSuchSplit {
         path: PathBuf,

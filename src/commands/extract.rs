@@ -1,17 +1,28 @@
-//! `vggcache extract`: flags → [`ExtractConfig`] → [`extract::run`]; prints the summary.
+//! `vggcache extract`: flags → [`ExtractConfig`] → [`extract::run`] (or, with `--plan`, one shard
+//! → [`sharded::run_shard`]); prints the summary.
 
 use std::path::PathBuf;
 
 use super::{CommandError, TrunkArgs};
-use crate::extract::{self, ExtractConfig, ExtractSummary};
+use crate::extract::sharded::{self, ShardOutcome, ShardRunConfig};
+use crate::extract::{self, ExtractConfig};
 
 /// Options of `extract`; defaults come from [`ExtractConfig::default`].
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExtractArgs {
     /// Folder of images: ImageFolder (train/cat/x.jpg), class folders (cat/x.jpg), Kaggle names
-    /// (train/cat.1.jpg) or unlabelled (test/1.jpg).
-    #[arg(long)]
-    pub images: PathBuf,
+    /// (train/cat.1.jpg) or unlabelled (test/1.jpg). With --plan: another mount of the plan's
+    /// images folder (default: the folder the plan was made from).
+    #[arg(long, required_unless_present = "plan")]
+    pub images: Option<PathBuf>,
+    /// Run one shard of the plan stored at this root (a folder or s3://bucket/prefix, made by
+    /// `vggcache plan`) instead of a one-machine extraction; needs --shard.
+    #[arg(long, requires = "shard", conflicts_with_all = ["out", "force"])]
+    pub plan: Option<String>,
+    /// Which shard of --plan: K/N (K in 0..N), e.g. `--shard $SLURM_ARRAY_TASK_ID/16`.
+    /// Resumable; a shard already committed exits 0 at once.
+    #[arg(long, requires = "plan", value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
     /// Cache folder.
     #[arg(long, default_value_os_t = ExtractConfig::default().out)]
     pub out: PathBuf,
@@ -49,7 +60,7 @@ impl ExtractArgs {
     /// The run these flags ask for.
     pub fn config(&self) -> Result<ExtractConfig, CommandError> {
         Ok(ExtractConfig {
-            images: self.images.clone(),
+            images: self.images.clone().unwrap_or_default(),
             out: self.out.clone(),
             model: self.trunk.model_path()?,
             trunk: self.trunk.options(),
@@ -63,13 +74,51 @@ impl ExtractArgs {
     }
 }
 
-/// Runs `extract`; returns the summary (the caller turns `--strict` + skips into the exit code).
-/// The summary lines are the command's result, so they go to standard output.
-pub fn run(args: &ExtractArgs) -> Result<ExtractSummary, CommandError> {
+/// `K/N` with `K < N`.
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let (k, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not K/N (e.g. 3/16)"))?;
+    let k: u32 = k
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: K is not a number"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: N is not a number"))?;
+    if n == 0 || k >= n {
+        return Err(format!("{s:?}: need 0 <= K < N"));
+    }
+    Ok((k, n))
+}
+
+/// Runs `extract`; returns how many images were skipped (the caller turns `--strict` + skips
+/// into the exit code). The summary lines are the command's result, so they go to standard output.
+pub fn run(args: &ExtractArgs) -> Result<usize, CommandError> {
     let cfg = args.config()?;
+    if let (Some(plan), Some((shard, shards))) = (&args.plan, args.shard) {
+        let s = sharded::run_shard(&ShardRunConfig {
+            plan: plan.clone(),
+            shard,
+            shards,
+            extract: cfg,
+        })?;
+        let how = match &s.outcome {
+            ShardOutcome::Committed => format!("committed by this attempt ({})", s.attempt),
+            ShardOutcome::AlreadyCommitted { attempt } => {
+                format!("already committed by attempt {attempt}; this attempt listed nothing")
+            }
+        };
+        println!(
+            "shard {}/{}: {} parts ({} extracted now, {} reused, {} lost to another attempt),              {} rows, {} skipped; {how}",
+            s.shard, s.shards, s.parts, s.written, s.reused, s.lost, s.rows, s.skipped
+        );
+        return Ok(s.skipped);
+    }
     let summary = extract::run(&cfg)?;
     println!("{}", summary.render(&cfg.out));
-    Ok(summary)
+    Ok(summary.skipped)
 }
 
 #[cfg(test)]

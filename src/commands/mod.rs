@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod export;
 pub mod extract;
 pub mod features;
+pub mod plan;
 pub mod predict;
 pub mod report;
 pub mod train_head;

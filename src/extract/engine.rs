@@ -50,16 +50,7 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary, ExtractError> {
         ds.skipped.len()
     );
 
-    let identity = CacheIdentity {
-        model: ModelIdentity {
-            fingerprint: info.fingerprint.clone(),
-            path: info.path.display().to_string(),
-            provenance: info.provenance.clone(),
-            metadata: info.metadata.clone(),
-        },
-        preprocess: info.preprocess.clone(),
-        dim: info.dim,
-    };
+    let identity = identity_of(&info);
     let mut writer = CacheWriter::open(&cfg.out, &identity, &ds.classes, cfg.force)?;
     report_repairs(&writer.stats());
 
@@ -85,7 +76,8 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary, ExtractError> {
     let mut extracted = 0;
     let mut timing = TrunkTiming::default();
     if !delta.todo.is_empty() {
-        let done = extract_rows(cfg, &plan, delta.todo, trunk, &mut writer)?;
+        let mut trunks = sessions(cfg, trunk)?;
+        let done = extract_rows(cfg, &plan, delta.todo, &mut trunks, &mut writer)?;
         extracted = done.extracted;
         timing = done.timing;
         skipped.extend(done.skipped);
@@ -113,6 +105,20 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary, ExtractError> {
     })
 }
 
+/// The cache identity of features made by the trunk model `info`.
+pub(crate) fn identity_of(info: &crate::trunk::ModelInfo) -> CacheIdentity {
+    CacheIdentity {
+        model: ModelIdentity {
+            fingerprint: info.fingerprint.clone(),
+            path: info.path.display().to_string(),
+            provenance: info.provenance.clone(),
+            metadata: info.metadata.clone(),
+        },
+        preprocess: info.preprocess.clone(),
+        dim: info.dim,
+    }
+}
+
 /// A batch for a trunk session: `tensor` is `(ids.len(), 3, H, W)`; `seq` its place in pipeline order.
 struct Work {
     seq: usize,
@@ -129,26 +135,29 @@ struct Inferred {
 
 /// What the extraction phase did: rows written, images dropped (decode failures and non-finite
 /// features) with the reason, and the timing.
-struct Extracted {
-    extracted: usize,
-    skipped: Vec<(String, String)>,
-    timing: TrunkTiming,
+pub(crate) struct Extracted {
+    pub extracted: usize,
+    pub skipped: Vec<(String, String)>,
+    pub timing: TrunkTiming,
 }
 
-/// Runs the entries `todo` (indices into `plan.dataset.entries`) through `cfg.sessions` trunk
-/// sessions (the first is `trunk`) and appends their rows to `writer`.
-fn extract_rows(
-    cfg: &ExtractConfig,
-    plan: &Plan,
-    todo: Vec<usize>,
-    trunk: Trunk,
-    writer: &mut CacheWriter,
-) -> Result<Extracted, ExtractError> {
-    let entries = &plan.dataset.entries;
-    let total = todo.len();
-    let preprocess = trunk.info().preprocess.clone();
-    // More than one session (CUDA): while one batch is copied to or from the device, another's
-    // kernels run. Further sessions use the provider the first one got (no second fallback).
+/// Where the engine's rows go, in pipeline order: the cache writer of a one-machine run, or the
+/// part being built by a shard run. Each call gets up to one round of rows, in chunks of
+/// `cfg.shard_rows`.
+pub(crate) trait RowSink: Send {
+    fn append(&mut self, shards: &[Vec<FeatureRow>]) -> Result<(), ExtractError>;
+}
+
+impl RowSink for CacheWriter {
+    fn append(&mut self, shards: &[Vec<FeatureRow>]) -> Result<(), ExtractError> {
+        Ok(self.append_shards(shards)?)
+    }
+}
+
+/// `trunk` plus `cfg.sessions - 1` more sessions of the same model. More than one (CUDA): while
+/// one batch is copied to or from the device, another's kernels run. Further sessions use the
+/// provider the first one got (no second fallback).
+pub(crate) fn sessions(cfg: &ExtractConfig, trunk: Trunk) -> Result<Vec<Trunk>, ExtractError> {
     let mut more = cfg.trunk.clone();
     more.device = match trunk.provider() {
         Provider::Cuda => Device::Cuda,
@@ -158,6 +167,21 @@ fn extract_rows(
     for _ in 1..cfg.sessions.unwrap_or(1).max(1) {
         trunks.push(Trunk::load(&cfg.model, &more)?);
     }
+    Ok(trunks)
+}
+
+/// Runs the entries `todo` (indices into `plan.dataset.entries`) through the trunk sessions
+/// `trunks` and hands their rows to `sink`.
+pub(crate) fn extract_rows(
+    cfg: &ExtractConfig,
+    plan: &Plan,
+    todo: Vec<usize>,
+    trunks: &mut [Trunk],
+    sink: &mut dyn RowSink,
+) -> Result<Extracted, ExtractError> {
+    let entries = &plan.dataset.entries;
+    let total = todo.len();
+    let preprocess = trunks[0].info().preprocess.clone();
     let (recycle_tx, recycle_rx) = crossbeam_channel::unbounded::<Vec<f32>>();
     let pipeline = PipelineConfig {
         batch_size: cfg.batch_size,
@@ -194,27 +218,20 @@ fn extract_rows(
         let write_thread = std::thread::Builder::new()
             .name("vggcache-writer".into())
             .spawn_scoped(scope, || {
-                write_features(writer, feat_rx, plan, rounds, &progress)
+                write_features(sink, feat_rx, plan, rounds, &progress)
             })
             .expect("cannot spawn the cache writer thread");
         let infer_threads: Vec<_> = trunks
-            .into_iter()
+            .iter_mut()
             .enumerate()
-            .map(|(i, mut trunk)| {
+            .map(|(i, trunk)| {
                 let (work_rx, feat_tx, recycle_tx) =
                     (work_rx.clone(), feat_tx.clone(), recycle_tx.clone());
                 let failed = &failed;
                 std::thread::Builder::new()
                     .name(format!("vggcache-trunk-{i}"))
                     .spawn_scoped(scope, move || {
-                        infer(
-                            &mut trunk,
-                            work_rx,
-                            feat_tx,
-                            recycle_tx,
-                            failed,
-                            phase_start,
-                        )
+                        infer(trunk, work_rx, feat_tx, recycle_tx, failed, phase_start)
                     })
                     .expect("cannot spawn an inference thread")
             })
@@ -338,7 +355,7 @@ type Pending = (Vec<usize>, Array2<f32>, Vec<usize>);
 /// shorter), encoded in parallel by [`CacheWriter::append_shards`] (one manifest replacement per
 /// round). Returns once the channel closes, after the last flush.
 fn write_features(
-    writer: &mut CacheWriter,
+    writer: &mut dyn RowSink,
     rx: Receiver<Inferred>,
     plan: &Plan,
     rounds: WriteRounds,
@@ -387,7 +404,7 @@ fn write_features(
 
 /// Appends the kept rows of `pending` as shards of `shard_rows` rows and empties it.
 fn flush(
-    writer: &mut CacheWriter,
+    writer: &mut dyn RowSink,
     pending: &mut Vec<Pending>,
     plan: &Plan,
     shard_rows: usize,
@@ -406,9 +423,9 @@ fn flush(
         })
         .collect();
     let shards: Vec<Vec<FeatureRow>> = rows.chunks(shard_rows).map(<[_]>::to_vec).collect();
-    let r = writer.append_shards(&shards);
+    let r = writer.append(&shards);
     pending.clear();
-    Ok(r?)
+    r
 }
 
 /// The cache row of entry `e` (content hash `hash`) from row `r` of `feats`.

@@ -8,6 +8,7 @@ mod config;
 mod engine;
 mod plan;
 mod progress;
+pub mod sharded;
 pub mod skipped;
 mod summary;
 

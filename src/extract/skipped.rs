@@ -10,14 +10,18 @@ use crate::fsutil::{write_atomic, FsError};
 /// Writes `(relative path, reason)` rows as `cache_dir/skipped.csv`.
 pub fn write(cache_dir: &Path, skipped: &[(String, String)]) -> Result<(), FsError> {
     let path = cache_dir.join(SKIPPED_FILE);
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let mem = |e: csv::Error| FsError::at(&path)(std::io::Error::other(e));
-    w.write_record(["path", "reason"]).map_err(mem)?;
-    for (p, reason) in skipped {
-        w.write_record([p, reason]).map_err(mem)?;
-    }
-    let bytes = w.into_inner().map_err(|e| mem(e.into_error().into()))?;
+    let bytes = to_csv(skipped).map_err(FsError::at(&path))?;
     write_atomic(&path, &bytes)
+}
+
+/// `skipped.csv`'s bytes for `(relative path, reason)` rows (header `path,reason`).
+pub fn to_csv(skipped: &[(String, String)]) -> std::io::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["path", "reason"])?;
+    for (p, reason) in skipped {
+        w.write_record([p, reason])?;
+    }
+    w.into_inner().map_err(|e| e.into_error())
 }
 
 /// The rows of `cache_dir/skipped.csv`; none when it is absent or unreadable.

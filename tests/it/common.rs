@@ -351,3 +351,90 @@ pub fn chromium(test: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// A real S3 server for the test that starts it: moto's server from PyPI (`moto[server]`, in the
+/// project venv), on 127.0.0.1 at a free port, with one bucket. Stopped (killed and reaped) on drop.
+pub struct S3Server {
+    child: std::process::Child,
+    pub endpoint: String,
+    pub bucket: String,
+}
+
+impl S3Server {
+    /// The `AWS_*` settings that point vggcache (and object_store) at this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "vggcache-test"),
+            ("AWS_SECRET_ACCESS_KEY", "vggcache-test"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// `s3://bucket/prefix`.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}", self.bucket)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts an [`S3Server`] (bounded: 60 s to answer), or a `setup` skip of `test` when the venv
+/// has no moto server.
+pub fn s3_server(test: &str) -> Option<S3Server> {
+    let py = python_with(test, &["moto.server", "boto3"])?;
+    let exe = py.with_file_name("moto_server");
+    if !exe.exists() {
+        skip(
+            test,
+            Why::Setup,
+            format!("{} missing (run `make setup`)", exe.display()),
+        );
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new(&exe)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start moto_server");
+    let server = S3Server {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+        bucket: "vggcache-test".into(),
+    };
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "moto_server did not answer on port {port} in 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let made = Command::new(&py)
+        .args([
+            "-c",
+            "import boto3,sys; boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+             aws_access_key_id='vggcache-test', aws_secret_access_key='vggcache-test')\
+             .create_bucket(Bucket=sys.argv[2])",
+            &server.endpoint,
+            &server.bucket,
+        ])
+        .output()
+        .expect("run python");
+    assert!(made.status.success(), "create bucket: {}", text(&made));
+    Some(server)
+}
