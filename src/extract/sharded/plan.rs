@@ -301,11 +301,12 @@ mod tests {
 
     #[test]
     fn shard_of_is_stable_and_spreads() {
-        // Literal values: a change of the hash would silently reshuffle stored plans.
-        assert_eq!(
-            shard_of("train/cat/cat.1.jpg", 4),
-            shard_of("train/cat/cat.1.jpg", 4)
-        );
+        // Literal values, computed with Python's hashlib (sha256 of b"vggcache-shard\0" + path,
+        // first 8 bytes big-endian): a change of the hash would silently reshuffle stored plans.
+        assert_eq!(shard_of("train/cat/cat.1.jpg", 16), 8);
+        assert_eq!(shard_of("train/cat/cat.1.jpg", 1000), 568);
+        assert_eq!(shard_of("train/dog/dog.7.jpg", 1000), 468);
+        assert_eq!(shard_of("a.jpg", 1000), 820);
         let counts = (0..4000).fold([0usize; 4], |mut c, i| {
             c[shard_of(&format!("img/{i}.jpg"), 4) as usize] += 1;
             c
