@@ -332,29 +332,6 @@ fn c_curve(s: &CSearch) -> Section {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The CLI's defaults are `LogisticParams::default()`'s (C searched, so no `--C`).
-    #[test]
-    fn cli_defaults_are_the_library_defaults() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrap {
-            #[command(flatten)]
-            a: CompareArgs,
-        }
-        let args = Wrap::parse_from(["compare-baselines"]).a;
-        assert_eq!(args.c, None);
-        assert_eq!(logistic_params(&args, 1.0), LogisticParams::default());
-        let raw = Wrap::parse_from(["compare-baselines", "--logistic-raw", "--C", "0.5"]).a;
-        let p = logistic_params(&raw, raw.c.expect("--C"));
-        assert!(!p.standardize);
-        assert_eq!(p.l2, 2.0);
-    }
-}
-
 /// When the train and val features (`dim` floats a row) exceed `budget` bytes, a seeded uniform
 /// sample of each split, in the same proportion, that fits; with the note saying so. The logistic
 /// regression (L-BFGS over the whole matrix) is not streamed: a sample keeps compare-baselines
@@ -389,4 +366,27 @@ fn sample_to_budget(
         val.sample(n_val, seed.wrapping_add(1)),
         Some(note),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CLI's defaults are `LogisticParams::default()`'s (C searched, so no `--C`).
+    #[test]
+    fn cli_defaults_are_the_library_defaults() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            a: CompareArgs,
+        }
+        let args = Wrap::parse_from(["compare-baselines"]).a;
+        assert_eq!(args.c, None);
+        assert_eq!(logistic_params(&args, 1.0), LogisticParams::default());
+        let raw = Wrap::parse_from(["compare-baselines", "--logistic-raw", "--C", "0.5"]).a;
+        let p = logistic_params(&raw, raw.c.expect("--C"));
+        assert!(!p.standardize);
+        assert_eq!(p.l2, 2.0);
+    }
 }

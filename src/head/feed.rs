@@ -7,6 +7,9 @@ use super::scaler::{Standardizer, StandardizerSums};
 use super::workspace::Workspace;
 use super::HeadError;
 
+/// One training step on the batch loaded into the workspace: `step(ws, y)` with `y: (rows,)`.
+pub type Step<'s> = dyn FnMut(&mut Workspace, &[usize]) -> Result<(), HeadError> + 's;
+
 /// A labelled set of rows the training loop can read. Rows are numbered `0..len()` in their
 /// stored order; `labels()[k]` is row k's class.
 pub trait Feed {
@@ -33,7 +36,7 @@ pub trait Feed {
         batch: usize,
         scaler: Option<&Standardizer>,
         ws: &mut Workspace,
-        step: &mut dyn FnMut(&mut Workspace, &[usize]) -> Result<(), HeadError>,
+        step: &mut Step<'_>,
     ) -> Result<(), HeadError>;
     /// Every row in stored order, `chunk` rows at a time, standardized by `scaler`:
     /// `visit(x: (rows, d), y: (rows,))`.
@@ -93,7 +96,7 @@ impl Feed for InMemory<'_> {
         batch: usize,
         scaler: Option<&Standardizer>,
         ws: &mut Workspace,
-        step: &mut dyn FnMut(&mut Workspace, &[usize]) -> Result<(), HeadError>,
+        step: &mut Step<'_>,
     ) -> Result<(), HeadError> {
         let mut rows = Vec::with_capacity(batch);
         let mut y = Vec::with_capacity(batch);

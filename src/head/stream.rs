@@ -22,7 +22,7 @@ use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use super::feed::Feed;
+use super::feed::{Feed, Step};
 use super::mlp::mix;
 use super::scaler::{Standardizer, StandardizerSums};
 use super::train::shuffle;
@@ -330,7 +330,7 @@ impl<R: RowGroups> Feed for StreamFeed<'_, R> {
         batch: usize,
         scaler: Option<&Standardizer>,
         ws: &mut Workspace,
-        step: &mut dyn FnMut(&mut Workspace, &[usize]) -> Result<(), HeadError>,
+        step: &mut Step<'_>,
     ) -> Result<(), HeadError> {
         assert_eq!(
             order.len(),
