@@ -62,10 +62,7 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary, ExtractError> {
         preprocess: info.preprocess.clone(),
         dim: info.dim,
     };
-    let options = WriteOptions {
-        feature_dtype: cfg.feature_dtype,
-        ..WriteOptions::default()
-    };
+    let options = WriteOptions::for_dtype(cfg.feature_dtype);
     let mut writer = CacheWriter::open_with(&cfg.out, &identity, &ds.classes, cfg.force, options)?;
     report_repairs(&writer.stats());
 

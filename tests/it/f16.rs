@@ -17,9 +17,8 @@ use crate::stream::{classes, identity, synthetic_cache};
 
 fn opts(dtype: FeatureDtype) -> WriteOptions {
     WriteOptions {
-        feature_dtype: dtype,
         row_group_rows: 64,
-        ..WriteOptions::default()
+        ..WriteOptions::for_dtype(dtype)
     }
 }
 
