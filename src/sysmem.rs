@@ -48,3 +48,11 @@ pub fn advise_huge_pages(buf: &mut [f32]) {
     #[cfg(not(target_os = "linux"))]
     let _ = buf;
 }
+
+/// Total RAM of this machine in bytes (`MemTotal` of `/proc/meminfo`), `None` where unknown.
+pub fn total_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

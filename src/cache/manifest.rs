@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::schema::FeatureDtype;
 use super::CacheError;
 use crate::fsutil::write_atomic;
 use crate::spec::PreprocessSpec;
@@ -106,6 +107,10 @@ pub struct Manifest {
     pub compression: String,
     /// Maximum rows per Parquet row group.
     pub row_group_rows: usize,
+    /// Storage type of the features; absent (= f32) in every manifest written before f16
+    /// existed, and still omitted for f32, so an f32 manifest and its checksum are unchanged.
+    #[serde(default, skip_serializing_if = "FeatureDtype::is_f32")]
+    pub feature_dtype: FeatureDtype,
     pub created: String,
     pub updated: String,
     /// sha256 (hex) of this manifest serialised as compact JSON with `checksum` null: a hand
@@ -137,6 +142,7 @@ impl Manifest {
             next_seq: 0,
             compression,
             row_group_rows,
+            feature_dtype: FeatureDtype::F32,
             created: now.clone(),
             updated: now,
             checksum: None,

@@ -74,7 +74,9 @@ pub use index::Existing;
 pub use lock::CacheLock;
 pub use manifest::{CacheIdentity, Manifest, ModelIdentity, ShardInfo, FORMAT_VERSION};
 pub use reader::{FeatureCache, SplitData, VerifyReport};
-pub use schema::{cache_schema, Compression, FeatureRow, WriteOptions};
+pub use schema::{
+    cache_schema, cache_schema_with, Compression, FeatureDtype, FeatureRow, WriteOptions,
+};
 pub use shard::{KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256, KV_FINGERPRINT};
 pub use writer::CacheWriter;
 
@@ -198,6 +200,26 @@ pub enum CacheError {
     MissingShard { path: PathBuf },
     #[error("{path}: shard is corrupt: {message}. {REPAIR}")]
     CorruptShard { path: PathBuf, message: String },
+    #[error(
+        "{count} feature value(s) are beyond float16's range (|x| > 65504; the largest is {max}), \
+         first in the row for {first}: this cache cannot store them as f16; extract with \
+         --feature-dtype f32"
+    )]
+    F16Range {
+        count: usize,
+        max: f32,
+        first: String,
+    },
+    #[error(
+        "{path}: the cache stores {found} features, this run asks for {expected}; pass --force to \
+         rebuild it as {expected} (the old cache is kept until the rebuild completes), or use \
+         --feature-dtype {found}"
+    )]
+    DtypeMismatch {
+        path: PathBuf,
+        expected: &'static str,
+        found: &'static str,
+    },
     #[error("row for {row_path}: {message}")]
     BadRow { row_path: String, message: String },
     #[error(transparent)]

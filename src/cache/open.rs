@@ -70,11 +70,31 @@ pub(crate) fn open(
     };
     let staged = Manifest::load(&staged_path).ok().flatten();
     let fingerprint = identity.fingerprint();
-    let matches = |m: &Manifest| m.identity().fingerprint() == fingerprint;
+    let dtype = options.feature_dtype;
+    let matches =
+        |m: &Manifest| m.identity().fingerprint() == fingerprint && m.feature_dtype == dtype;
     let compression = options.compression.name();
+    let new_manifest = |gen: u32| {
+        let mut m = Manifest::new(
+            identity,
+            classes,
+            gen,
+            compression.clone(),
+            options.row_group_rows,
+        );
+        m.feature_dtype = dtype;
+        m
+    };
 
     let (mut manifest, manifest_file, old_main) = match (&main, force) {
         (Some(m), false) if matches(m) => (m.clone(), MANIFEST_FILE, None),
+        (Some(m), false) if m.identity().fingerprint() == fingerprint => {
+            return Err(CacheError::DtypeMismatch {
+                path: dir.to_path_buf(),
+                expected: dtype.name(),
+                found: m.feature_dtype.name(),
+            });
+        }
         (Some(m), false) => {
             return Err(CacheError::IdentityMismatch {
                 path: dir.to_path_buf(),
@@ -84,8 +104,7 @@ pub(crate) fn open(
         }
         (None, false) => {
             let gen = staged.as_ref().map_or(1, |s| s.generation + 1);
-            let m = Manifest::new(identity, classes, gen, compression, options.row_group_rows);
-            (m, MANIFEST_FILE, None)
+            (new_manifest(gen), MANIFEST_FILE, None)
         }
         (_, true) => {
             let old_gen = main.as_ref().map_or(0, |m| m.generation);
@@ -93,8 +112,7 @@ pub(crate) fn open(
                 Some(s) => (s.clone(), REBUILD_MANIFEST_FILE, Some(old_shards(&main))),
                 None => {
                     let gen = old_gen.max(staged.as_ref().map_or(0, |s| s.generation)) + 1;
-                    let m =
-                        Manifest::new(identity, classes, gen, compression, options.row_group_rows);
+                    let m = new_manifest(gen);
                     if main_path.exists() {
                         (m, REBUILD_MANIFEST_FILE, Some(old_shards(&main)))
                     } else {
@@ -182,7 +200,8 @@ impl Opened {
         let mut kept = Vec::with_capacity(self.manifest.shards.len());
         for mut info in std::mem::take(&mut self.manifest.shards) {
             let path = self.places().locate(&info.file);
-            let meta = check_shard(path.clone(), &info, dim).and_then(|s| s.read_meta(&classes));
+            let meta = check_shard(path.clone(), &info, dim, self.manifest.feature_dtype)
+                .and_then(|s| s.read_meta(&classes));
             let meta = match meta {
                 Ok(m) => m,
                 Err(e @ CacheError::MissingShard { .. }) => {
@@ -268,8 +287,8 @@ impl Opened {
         let mut groups: Vec<(Vec<String>, Adoptable)> = Vec::new();
         for name in names {
             let path = self.dir.join(&name);
-            let checked =
-                check_unlisted(path.clone(), &name, dim).and_then(|(s, info, fp, cls)| {
+            let checked = check_unlisted(path.clone(), &name, dim, self.manifest.feature_dtype)
+                .and_then(|(s, info, fp, cls)| {
                     let meta = s.read_meta(&cls)?;
                     Ok((info, fp, cls, meta))
                 });

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{CacheIdentity, Manifest, ShardInfo};
-use super::schema::{to_batch, Columns, FeatureRow, WriteOptions};
+use super::schema::{to_batch, Columns, FeatureDtype, FeatureRow, WriteOptions};
 use super::shard::write_shard;
 use super::{CacheError, MANIFEST_FILE, SKIPPED_FILE};
 use crate::fsutil;
@@ -83,7 +83,11 @@ pub fn rows_to_batch(
     dim: usize,
     classes: &[String],
 ) -> Result<RecordBatch, CacheError> {
-    Ok(to_batch(Columns::from_rows(rows, dim, classes)?, dim))
+    // Sharded caches store float32 features (f16 parts are not planned yet).
+    Ok(to_batch(
+        Columns::from_rows(rows, dim, classes, FeatureDtype::F32)?,
+        dim,
+    ))
 }
 
 /// Writes `batches` as one part file at the local `path` (atomically), to be listed as `name`.

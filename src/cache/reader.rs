@@ -100,7 +100,7 @@ impl FeatureCache {
         let checked: Vec<CheckedShard> = manifest
             .shards
             .par_iter()
-            .map(|info| check_shard(places.locate(&info.file), info, dim))
+            .map(|info| check_shard(places.locate(&info.file), info, dim, manifest.feature_dtype))
             .collect::<Result<_, _>>()?;
         let metas: Vec<ShardMeta> = checked
             .par_iter()
@@ -210,6 +210,59 @@ impl FeatureCache {
     /// The folder this cache lives in.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The split of every row, in cache order: `(len,)`.
+    pub fn row_splits(&self) -> &[Split] {
+        &self.splits
+    }
+
+    /// The label of every row, in cache order (`None`: unlabelled): `(len,)`.
+    pub fn row_labels(&self) -> &[Option<u32>] {
+        &self.labels
+    }
+
+    /// The global rows of each row group, in cache order: contiguous, together `0..len()`.
+    pub fn row_group_spans(&self) -> Vec<std::ops::Range<usize>> {
+        (0..self.units.len())
+            .map(|g| self.row_group_span(g))
+            .collect()
+    }
+
+    /// Number of row groups.
+    pub fn row_group_count(&self) -> usize {
+        self.units.len()
+    }
+
+    /// The global rows of row group `g`.
+    pub fn row_group_span(&self, g: usize) -> std::ops::Range<usize> {
+        let u = &self.units[g];
+        u.first_row..u.first_row + u.rows
+    }
+
+    /// Rows `rows` (global, strictly ascending), in that order. `features: (rows.len(), dim)`.
+    pub fn rows(&self, rows: &[usize]) -> Result<SplitData, CacheError> {
+        assert!(
+            rows.windows(2).all(|w| w[0] < w[1]),
+            "rows: strictly ascending"
+        );
+        let mut keep = vec![false; self.paths.len()];
+        for &r in rows {
+            keep[r] = true;
+        }
+        self.read_rows(Some(&keep))
+    }
+
+    /// Decodes row group `g` (see [`FeatureCache::row_group_spans`]) into `dest: (rows, dim)`
+    /// row-major; the same checks as every read (row counts, finite values).
+    pub fn read_row_group(&self, g: usize, dest: &mut [f32]) -> Result<(), CacheError> {
+        let u = &self.units[g];
+        assert_eq!(
+            dest.len(),
+            u.rows * self.dim(),
+            "read_row_group: dest is rows x dim"
+        );
+        self.shards[u.shard].read_features(u.row_group, self.dim(), None, dest)
     }
 
     /// Splits present, sorted (train, val, test).

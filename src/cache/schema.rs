@@ -5,15 +5,18 @@ use std::sync::Arc;
 use std::collections::HashSet;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch, StringArray,
-    UInt32Array,
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float16Array, Float32Array, RecordBatch,
+    StringArray, UInt32Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::basic::{Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
 
 use super::CacheError;
 use crate::dataset::Split;
@@ -26,10 +29,67 @@ pub const COL_CLASS: &str = "class";
 pub const COL_HASH: &str = "content_hash";
 pub const COL_FEATURES: &str = "features";
 
-/// The Arrow schema of every shard of a cache with `dim` features per row:
+/// How feature values are stored: float32 (the default, exact) or float16 (Parquet FLOAT16, half
+/// the bytes; values are rounded to f16 on write and widened to f32 on read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureDtype {
+    #[default]
+    F32,
+    F16,
+}
+
+impl FeatureDtype {
+    /// True for the default, [`FeatureDtype::F32`] (the manifest omits the field then, so a
+    /// float32 manifest serialises exactly as before the field existed).
+    pub fn is_f32(&self) -> bool {
+        *self == FeatureDtype::F32
+    }
+
+    /// "f32" or "f16".
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureDtype::F32 => "f32",
+            FeatureDtype::F16 => "f16",
+        }
+    }
+
+    pub(crate) fn arrow(self) -> DataType {
+        match self {
+            FeatureDtype::F32 => DataType::Float32,
+            FeatureDtype::F16 => DataType::Float16,
+        }
+    }
+}
+
+impl std::fmt::Display for FeatureDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for FeatureDtype {
+    type Err = String;
+
+    /// "f32" or "f16".
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(FeatureDtype::F32),
+            "f16" => Ok(FeatureDtype::F16),
+            _ => Err(format!("expected f32 or f16, got {s:?}")),
+        }
+    }
+}
+
+/// The Arrow schema of every shard of a float32 cache with `dim` features per row:
 /// `path` utf8, `split` utf8, `label` uint32 (nullable), `class` utf8 (nullable),
 /// `content_hash` utf8, `features` FixedSizeList<Float32, dim>.
 pub fn cache_schema(dim: usize) -> SchemaRef {
+    cache_schema_with(dim, FeatureDtype::F32)
+}
+
+/// [`cache_schema`] with `features` items of `dtype` (FixedSizeList<Float16, dim> for f16).
+pub fn cache_schema_with(dim: usize, dtype: FeatureDtype) -> SchemaRef {
     let size = i32::try_from(dim).expect("feature dim fits in i32 (Arrow FixedSizeList size)");
     Arc::new(Schema::new(vec![
         Field::new(COL_PATH, DataType::Utf8, false),
@@ -39,7 +99,7 @@ pub fn cache_schema(dim: usize) -> SchemaRef {
         Field::new(COL_HASH, DataType::Utf8, false),
         Field::new(
             COL_FEATURES,
-            DataType::FixedSizeList(item_field(), size),
+            DataType::FixedSizeList(item_field(dtype), size),
             false,
         ),
     ]))
@@ -68,13 +128,14 @@ pub(crate) fn column_u32<'b>(
         .ok_or_else(|| format!("column '{name}' is missing or not uint32"))
 }
 
-fn item_field() -> Arc<Field> {
-    Arc::new(Field::new("item", DataType::Float32, false))
+fn item_field(dtype: FeatureDtype) -> Arc<Field> {
+    Arc::new(Field::new("item", dtype.arrow(), false))
 }
 
-/// Checks a shard's Arrow schema against [`cache_schema`]; `Err` says what differs.
-pub(crate) fn check_schema(found: &Schema, dim: usize) -> Result<(), String> {
-    let expected = cache_schema(dim);
+/// Checks a shard's Arrow schema against [`cache_schema_with`]`(dim, dtype)`; `Err` says what
+/// differs (a float16 shard in a float32 cache names both types).
+pub(crate) fn check_schema(found: &Schema, dim: usize, dtype: FeatureDtype) -> Result<(), String> {
+    let expected = cache_schema_with(dim, dtype);
     for want in expected.fields() {
         let Ok(got) = found.field_with_name(want.name()) else {
             return Err(format!("column '{}' is missing", want.name()));
@@ -136,6 +197,8 @@ pub struct WriteOptions {
     pub row_group_rows: usize,
     /// Rows per shard below which [`super::CacheWriter::finish`] merges neighbouring shards.
     pub compact_below_rows: usize,
+    /// Storage type of the feature values (a new cache records it in its manifest).
+    pub feature_dtype: FeatureDtype,
 }
 
 impl Default for WriteOptions {
@@ -145,20 +208,43 @@ impl Default for WriteOptions {
             byte_stream_split: false,
             row_group_rows: 256,
             compact_below_rows: 256,
+            feature_dtype: FeatureDtype::F32,
         }
     }
 }
 
 impl WriteOptions {
-    /// Parquet writer properties for a cache of `dim` features per row, with `kv` in the footer.
-    pub(crate) fn properties(&self, dim: usize, kv: Vec<KeyValue>) -> WriterProperties {
+    /// The default options for features stored as `dtype`: f32 as [`WriteOptions::default`]
+    /// (LZ4_RAW); f16 with zstd(1). Measured on the catsdogs VGG16 features (86% exact zeros; same
+    /// PLAIN encoding, 256-row groups): f16 + LZ4_RAW is 0.629x the f32 + LZ4_RAW cache (LZ4 already
+    /// squeezes f32's zeros), f16 + zstd(1) 0.462x, f16 + BYTE_STREAM_SPLIT 0.54-0.79x
+    /// (docs/BENCHMARKS.md section 13).
+    pub fn for_dtype(dtype: FeatureDtype) -> WriteOptions {
+        WriteOptions {
+            compression: match dtype {
+                FeatureDtype::F32 => WriteOptions::default().compression,
+                FeatureDtype::F16 => Compression::Zstd(1),
+            },
+            feature_dtype: dtype,
+            ..WriteOptions::default()
+        }
+    }
+
+    /// Parquet writer properties for a cache of `dim` features per row stored as `dtype`, with
+    /// `kv` in the footer.
+    pub(crate) fn properties(
+        &self,
+        dim: usize,
+        dtype: FeatureDtype,
+        kv: Vec<KeyValue>,
+    ) -> WriterProperties {
         let mut b = WriterProperties::builder()
             .set_key_value_metadata(Some(kv))
             .set_compression(self.compression.to_parquet())
             .set_max_row_group_row_count(Some(self.row_group_rows.max(1)))
             .set_created_by(format!("vggcache {}", env!("CARGO_PKG_VERSION")));
         let descr = ArrowSchemaConverter::new()
-            .convert(&cache_schema(dim))
+            .convert(&cache_schema_with(dim, dtype))
             .expect("the cache schema converts to Parquet");
         for col in descr.columns() {
             let path = col.path().clone();
@@ -203,15 +289,19 @@ pub(crate) struct Columns<'a> {
     pub hashes: Vec<&'a str>,
     /// `(rows, dim)` row-major.
     pub features: Vec<f32>,
+    /// How `features` is stored.
+    pub dtype: FeatureDtype,
 }
 
 impl<'a> Columns<'a> {
     /// Checks `rows` (each path once, `dim` finite features, label below `classes.len()` and
-    /// agreeing with the class name when given) and packs them into columns.
+    /// agreeing with the class name when given; for f16, every value within f16's range) and
+    /// packs them into columns.
     pub fn from_rows(
         rows: &[FeatureRow<'a>],
         dim: usize,
         classes: &'a [String],
+        dtype: FeatureDtype,
     ) -> Result<Columns<'a>, CacheError> {
         let mut seen = HashSet::with_capacity(rows.len());
         let mut cols = Columns {
@@ -221,7 +311,11 @@ impl<'a> Columns<'a> {
             classes: Vec::with_capacity(rows.len()),
             hashes: Vec::with_capacity(rows.len()),
             features: Vec::with_capacity(rows.len() * dim),
+            dtype,
         };
+        if dtype == FeatureDtype::F16 {
+            check_f16_range(rows)?;
+        }
         for r in rows {
             let bad = |message: String| CacheError::BadRow {
                 row_path: r.path.to_string(),
@@ -269,7 +363,30 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Builds a `RecordBatch` of [`cache_schema`]`(dim)` from columns.
+/// Refuses rows with values beyond f16's range (|x| > 65504 rounds to infinity): counts them
+/// over all `rows` and names the first row and the largest magnitude.
+fn check_f16_range(rows: &[FeatureRow<'_>]) -> Result<(), CacheError> {
+    let (mut count, mut max, mut first) = (0usize, 0f32, None);
+    for r in rows {
+        for &x in r.features {
+            if f16::from_f32(x).is_infinite() {
+                count += 1;
+                max = max.max(x.abs());
+                first.get_or_insert(r.path);
+            }
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some(path) => Err(CacheError::F16Range {
+            count,
+            max,
+            first: path.to_string(),
+        }),
+    }
+}
+
+/// Builds a `RecordBatch` of [`cache_schema_with`]`(dim, cols.dtype)` from columns.
 pub(crate) fn to_batch(cols: Columns<'_>, dim: usize) -> RecordBatch {
     let n = cols.paths.len();
     assert_eq!(
@@ -277,9 +394,17 @@ pub(crate) fn to_batch(cols: Columns<'_>, dim: usize) -> RecordBatch {
         n * dim,
         "features buffer is rows * dim"
     );
-    let values: ArrayRef = Arc::new(Float32Array::from(cols.features));
+    let dtype = cols.dtype;
+    let values: ArrayRef = match dtype {
+        FeatureDtype::F32 => Arc::new(Float32Array::from(cols.features)),
+        FeatureDtype::F16 => {
+            let mut half = vec![f16::ZERO; cols.features.len()];
+            half.convert_from_f32_slice(&cols.features);
+            Arc::new(Float16Array::from(half))
+        }
+    };
     let size = i32::try_from(dim).expect("feature dim fits in i32");
-    let features = FixedSizeListArray::new(item_field(), size, values, None);
+    let features = FixedSizeListArray::new(item_field(dtype), size, values, None);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(cols.paths)),
         Arc::new(StringArray::from(cols.splits)),
@@ -288,7 +413,7 @@ pub(crate) fn to_batch(cols: Columns<'_>, dim: usize) -> RecordBatch {
         Arc::new(StringArray::from(cols.hashes)),
         Arc::new(features),
     ];
-    let batch = RecordBatch::try_new(cache_schema(dim), columns)
+    let batch = RecordBatch::try_new(cache_schema_with(dim, dtype), columns)
         .expect("columns built to match the cache schema");
     debug_assert_eq!(batch.num_rows(), n);
     debug_assert!(batch

@@ -174,7 +174,12 @@ impl CacheWriter {
         for rows in &shards {
             let dim = self.manifest.dim;
             batches.push(to_batch(
-                Columns::from_rows(rows, dim, &self.manifest.classes)?,
+                Columns::from_rows(
+                    rows,
+                    dim,
+                    &self.manifest.classes,
+                    self.manifest.feature_dtype,
+                )?,
                 dim,
             ));
         }
@@ -403,7 +408,8 @@ impl CacheWriter {
         for info in &shards {
             // Rewrite only shards where some row's label changes or the row goes.
             let path = self.places().shard_path(&info.file);
-            let meta = check_shard(path, info, self.manifest.dim)?.read_meta(&old)?;
+            let meta = check_shard(path, info, self.manifest.dim, self.manifest.feature_dtype)?
+                .read_meta(&old)?;
             let mut changes = false;
             for (i, p) in meta.paths.iter().enumerate() {
                 match new_label(meta.classes[i].as_deref(), meta.labels[i]) {

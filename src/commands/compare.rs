@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::features::{load_head, train_val};
+use super::features::{load_head, split_rows, Rows};
 use super::train_head;
 use super::CommandError;
 use crate::baseline::{
@@ -36,6 +36,11 @@ pub struct CompareArgs {
     /// head's own, so it is scored on rows it did not train on; else train-head's 0.2).
     #[arg(long)]
     pub val_fraction: Option<f64>,
+    /// Memory the loaded features may take (bytes, or K, M, G suffix; default half of the RAM).
+    /// Over it, every model is fitted and scored on a seeded sample of rows that fits (said in the
+    /// output and in compare.md), and a head trained here streams.
+    #[arg(long, value_parser = train_head::parse_size)]
+    pub memory_budget: Option<u64>,
     /// Where compare.md, compare.json, predictions.csv and report.html go.
     #[arg(long, default_value = "runs/compare")]
     pub out: PathBuf,
@@ -71,6 +76,7 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
                     val_fraction: args.val_fraction.unwrap_or(defaults.head.val_fraction),
                     ..defaults.head.clone()
                 },
+                memory_budget: args.memory_budget,
                 ..defaults
             };
             let r = train_head::train(&run)?;
@@ -103,7 +109,14 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
         (_, Some(v)) => v,
         (None, None) => own,
     };
-    let (train, val, held_out) = train_val(&cache, val_fraction, head.config().seed)?;
+    let (train, val, held_out) = split_rows(&cache, val_fraction, head.config().seed)?;
+    let budget = train_head::memory_budget(args.memory_budget);
+    let (train, val, sampled) =
+        sample_to_budget(train, val, cache.dim(), budget, head.config().seed);
+    if let Some(s) = &sampled {
+        eprintln!("note: {s}");
+    }
+    let (train, val) = (train.read(&cache)?, val.read(&cache)?);
     let mut rows = Vec::new();
 
     let timed = |m: &dyn Classifier| {
@@ -229,7 +242,10 @@ pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
                 )
             },
             "head fit s: NaN when a trained --head was given".into(),
-        ],
+        ]
+        .into_iter()
+        .chain(sampled)
+        .collect(),
         sections: search.iter().map(c_curve).collect(),
     };
     println!("{}", report.to_text());
@@ -314,6 +330,42 @@ fn c_curve(s: &CSearch) -> Section {
             .to_vec(),
         rows,
     }
+}
+
+/// When the train and val features (`dim` floats a row) exceed `budget` bytes, a seeded uniform
+/// sample of each split, in the same proportion, that fits; with the note saying so. The logistic
+/// regression (L-BFGS over the whole matrix) is not streamed: a sample keeps compare-baselines
+/// usable on a cache bigger than memory, and says that it sampled.
+fn sample_to_budget(
+    train: Rows,
+    val: Rows,
+    dim: usize,
+    budget: u64,
+    seed: u64,
+) -> (Rows, Rows, Option<String>) {
+    let row = dim as u64 * 4;
+    let total = train.rows.len() + val.rows.len();
+    let need = total as u64 * row;
+    if need <= budget {
+        return (train, val, None);
+    }
+    let fraction = (budget / row) as f64 / total as f64;
+    let n_train = ((train.rows.len() as f64 * fraction) as usize).max(2);
+    let n_val = ((val.rows.len() as f64 * fraction) as usize).max(1);
+    let note = format!(
+        "SAMPLED: the train and val features take {:.2} GB, over the memory budget of {:.2} GB \
+         (--memory-budget): every model here is fitted on a seeded sample of {n_train} of {} \
+         train rows and scored on {n_val} of {} val rows",
+        need as f64 / 1e9,
+        budget as f64 / 1e9,
+        train.rows.len(),
+        val.rows.len()
+    );
+    (
+        train.sample(n_train, seed),
+        val.sample(n_val, seed.wrapping_add(1)),
+        Some(note),
+    )
 }
 
 #[cfg(test)]

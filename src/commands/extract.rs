@@ -51,6 +51,10 @@ pub struct ExtractArgs {
     /// Rebuild a cache made by another model or preprocessing (the old one stays until the new one is complete).
     #[arg(long)]
     pub force: bool,
+    /// How the cache stores features: f32, or f16 (Parquet FLOAT16, half the size; values beyond
+    /// f16's range are refused).
+    #[arg(long, default_value_t = ExtractConfig::default().feature_dtype)]
+    pub feature_dtype: crate::cache::FeatureDtype,
     /// Exit with code 3 when any image was skipped.
     #[arg(long)]
     pub strict: bool,
@@ -70,6 +74,7 @@ impl ExtractArgs {
             shard_rows: self.shard_rows,
             val_fraction: self.val_fraction,
             force: self.force,
+            feature_dtype: self.feature_dtype,
         })
     }
 }

@@ -1,9 +1,10 @@
-//! Labelled train/val feature matrices from a cache, as the head and the baselines take them.
+//! Labelled train/val rows of a cache, as the head and the baselines take them: feature matrices
+//! in memory, or the cache's row groups as a stream source ([`crate::head::RowGroups`]).
 
-use ndarray::{Array2, Axis};
+use ndarray::Array2;
 
 use super::CommandError;
-use crate::cache::{FeatureCache, SplitData};
+use crate::cache::FeatureCache;
 use crate::dataset::Split;
 
 /// Labelled rows of one split. `x: (n, d)`, `y: (n,)` class indices.
@@ -14,33 +15,72 @@ pub struct Labelled {
     pub paths: Vec<String>,
 }
 
-impl Labelled {
-    fn from_rows(data: SplitData, keep: &[usize]) -> Self {
-        Labelled {
-            x: data.features.select(Axis(0), keep),
-            y: keep
-                .iter()
-                .map(|&i| data.labels[i].expect("kept rows are labelled") as usize)
-                .collect(),
-            paths: keep.iter().map(|&i| data.paths[i].clone()).collect(),
+/// Labelled rows of one split, as global cache rows (ascending) and their class indices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rows {
+    /// `(n,)` strictly ascending indices into the cache's rows.
+    pub rows: Vec<usize>,
+    /// `(n,)` class of each row.
+    pub labels: Vec<usize>,
+}
+
+impl Rows {
+    fn pick(&self, idx: &[usize]) -> Rows {
+        Rows {
+            rows: idx.iter().map(|&i| self.rows[i]).collect(),
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
         }
+    }
+
+    /// A seeded uniform sample of `n` of these rows (all when `n >= len`), in cache order.
+    pub fn sample(&self, n: usize, seed: u64) -> Rows {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut idx: Vec<usize> = (0..self.rows.len()).collect();
+        idx.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        idx.truncate(n);
+        idx.sort_unstable();
+        self.pick(&idx)
+    }
+
+    /// The features of these rows: `(n, d)`, read row groups in parallel.
+    pub fn read(&self, cache: &FeatureCache) -> Result<Labelled, CommandError> {
+        let data = cache.rows(&self.rows)?;
+        Ok(Labelled {
+            x: data.features,
+            y: self.labels.clone(),
+            paths: data.paths,
+        })
     }
 }
 
-/// Train = labelled rows of split `train`; val = labelled rows of split `val`, or, when the cache
-/// has none, a stratified seeded hold-out of `val_fraction` of train (reported by the bool).
-pub fn train_val(
+/// Which rows train and val are, without reading features: train = labelled rows of split
+/// `train`; val = labelled rows of split `val`, or, when the cache has none, a stratified seeded
+/// hold-out of `val_fraction` of train (reported by the bool). Both in cache order.
+pub fn split_rows(
     cache: &FeatureCache,
     val_fraction: f64,
     seed: u64,
-) -> Result<(Labelled, Labelled, bool), CommandError> {
-    let names = cache.split_names();
+) -> Result<(Rows, Rows, bool), CommandError> {
     let names_text = || {
-        let v: Vec<&str> = names.iter().map(Split::as_str).collect();
+        let v: Vec<&str> = cache.split_names().iter().map(Split::as_str).collect();
         v.join(", ")
     };
-    let labelled_rows =
-        |d: &SplitData| -> Vec<usize> { (0..d.len()).filter(|&i| d.labels[i].is_some()).collect() };
+    let labelled = |split: Split| {
+        let (mut rows, mut labels) = (Vec::new(), Vec::new());
+        for (i, (&s, l)) in cache
+            .row_splits()
+            .iter()
+            .zip(cache.row_labels())
+            .enumerate()
+        {
+            if let (true, Some(l)) = (s == split, l) {
+                rows.push(i);
+                labels.push(*l as usize);
+            }
+        }
+        Rows { rows, labels }
+    };
     if !cache.has_split(Split::Train) {
         return Err(CommandError::Input(format!(
             "cache {} has no `train` split (splits: {}); nothing to train on",
@@ -48,44 +88,53 @@ pub fn train_val(
             names_text()
         )));
     }
-    let train = cache.split(Split::Train)?;
-    let rows = labelled_rows(&train);
-    if rows.is_empty() {
+    let train = labelled(Split::Train);
+    if train.rows.is_empty() {
         return Err(CommandError::Input(format!(
             "cache {}: the train split has no labelled rows",
             cache.dir().display()
         )));
     }
-    let val = if cache.has_split(Split::Val) {
-        Some(cache.split(Split::Val)?)
-    } else {
-        None
-    };
-    match val {
-        Some(v) if v.labels.iter().any(Option::is_some) => {
-            let vrows = labelled_rows(&v);
-            Ok((
-                Labelled::from_rows(train, &rows),
-                Labelled::from_rows(v, &vrows),
-                false,
-            ))
-        }
-        _ => {
-            let all = Labelled::from_rows(train, &rows);
-            let (tr, va) = crate::head::holdout_split(&all.y, val_fraction, seed);
-            if va.is_empty() {
-                return Err(CommandError::Input(format!(
-                    "cache {}: no val split and --val-fraction {val_fraction} holds out no row",
-                    cache.dir().display()
-                )));
-            }
-            let pick = |idx: &[usize]| Labelled {
-                x: all.x.select(Axis(0), idx),
-                y: idx.iter().map(|&i| all.y[i]).collect(),
-                paths: idx.iter().map(|&i| all.paths[i].clone()).collect(),
-            };
-            Ok((pick(&tr), pick(&va), true))
-        }
+    let val = labelled(Split::Val);
+    if !val.rows.is_empty() {
+        return Ok((train, val, false));
+    }
+    let (tr, va) = crate::head::holdout_split(&train.labels, val_fraction, seed);
+    if va.is_empty() {
+        return Err(CommandError::Input(format!(
+            "cache {}: no val split and --val-fraction {val_fraction} holds out no row",
+            cache.dir().display()
+        )));
+    }
+    Ok((train.pick(&tr), train.pick(&va), true))
+}
+
+/// [`split_rows`] with the features read: `(train, val, held_out)`.
+pub fn train_val(
+    cache: &FeatureCache,
+    val_fraction: f64,
+    seed: u64,
+) -> Result<(Labelled, Labelled, bool), CommandError> {
+    let (train, val, held_out) = split_rows(cache, val_fraction, seed)?;
+    Ok((train.read(cache)?, val.read(cache)?, held_out))
+}
+
+/// The cache's row groups as the head's stream source (the head never sees Parquet).
+impl crate::head::RowGroups for FeatureCache {
+    fn dim(&self) -> usize {
+        FeatureCache::dim(self)
+    }
+
+    fn groups(&self) -> usize {
+        self.row_group_count()
+    }
+
+    fn group_rows(&self, g: usize) -> std::ops::Range<usize> {
+        self.row_group_span(g)
+    }
+
+    fn read_group(&self, g: usize, dest: &mut [f32]) -> Result<(), String> {
+        self.read_row_group(g, dest).map_err(|e| e.to_string())
     }
 }
 

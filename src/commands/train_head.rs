@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::features::train_val;
+use super::features::{split_rows, Rows};
 use super::CommandError;
 use crate::cache::FeatureCache;
-use crate::head::{self, HeadConfig, TrainSet};
+use crate::head::stream::MemoryPlan;
+use crate::head::{self, HeadConfig, StreamConfig, StreamFeed, TrainSet};
 
 /// Options of `train-head`. Every default is [`HeadConfig::default`]'s (one source; a test checks
 /// that no flags give exactly that config).
@@ -49,6 +50,45 @@ pub struct TrainHeadArgs {
     /// Hold-out fraction of train when the cache has no val split.
     #[arg(long, default_value_t = HeadConfig::default().val_fraction)]
     pub val_fraction: f64,
+    /// Stream the features from the cache instead of loading them (chosen automatically when the
+    /// train and val features exceed --memory-budget).
+    #[arg(long)]
+    pub stream: bool,
+    /// Memory the features may take when loaded: bytes, or with a K, M, G suffix (powers of
+    /// 1024). Default: half of this machine's RAM.
+    #[arg(long, value_parser = parse_size)]
+    pub memory_budget: Option<u64>,
+    /// Rows the stream's shuffle buffer holds (one VGG16 row is 100 KB).
+    #[arg(long, default_value_t = StreamConfig::default().shuffle_buffer_rows)]
+    pub shuffle_buffer_rows: usize,
+    /// Mini-batches the stream's reader decodes ahead of training.
+    #[arg(long, default_value_t = StreamConfig::default().prefetch_batches)]
+    pub prefetch_batches: usize,
+}
+
+/// `SIZE` as bytes: a number with an optional `K`, `M`, `G` or `T` suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        Some('T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a size like 512M or 8G, got {s:?}"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("a size must be > 0, got {s:?}"));
+    }
+    Ok((v * (1u64 << shift) as f64) as u64)
+}
+
+/// The memory budget of a run: `given`, else half of the machine's RAM (8 GiB when unknown).
+pub fn memory_budget(given: Option<u64>) -> u64 {
+    given.unwrap_or_else(|| crate::sysmem::total_memory().map_or(8 << 30, |m| m / 2))
 }
 
 /// One train-head run: the cache, the head's settings, where the run folder goes. `Default` is
@@ -62,6 +102,12 @@ pub struct TrainRun {
     pub name: Option<String>,
     /// Image folder for the report's thumbnails.
     pub images: Option<PathBuf>,
+    /// Stream even when the features fit the memory budget.
+    pub stream: bool,
+    /// Bytes the loaded features may take; `None` = half of the machine's RAM ([`memory_budget`]).
+    pub memory_budget: Option<u64>,
+    /// The stream's buffer and prefetch.
+    pub stream_cfg: StreamConfig,
 }
 
 impl Default for TrainRun {
@@ -72,6 +118,9 @@ impl Default for TrainRun {
             runs_dir: PathBuf::from("runs"),
             name: None,
             images: None,
+            stream: false,
+            memory_budget: None,
+            stream_cfg: StreamConfig::default(),
         }
     }
 }
@@ -85,6 +134,12 @@ impl TrainHeadArgs {
             runs_dir: self.runs_dir.clone(),
             name: self.name.clone(),
             images: self.images.clone(),
+            stream: self.stream,
+            memory_budget: self.memory_budget,
+            stream_cfg: StreamConfig {
+                shuffle_buffer_rows: self.shuffle_buffer_rows,
+                prefetch_batches: self.prefetch_batches,
+            },
         }
     }
 
@@ -137,9 +192,24 @@ pub fn train(args: &TrainRun) -> Result<TrainHeadResult, CommandError> {
             run_dir.display()
         )));
     }
+    args.stream_cfg.check()?;
     let cache = FeatureCache::open(&args.features)?;
     let classes = cache.classes().to_vec();
-    let (train, val, held_out) = train_val(&cache, cfg.val_fraction, cfg.seed)?;
+    let (train_rows, val_rows, held_out) = split_rows(&cache, cfg.val_fraction, cfg.seed)?;
+    let need = (train_rows.rows.len() + val_rows.rows.len()) as u64 * cache.dim() as u64 * 4;
+    let budget = memory_budget(args.memory_budget);
+    if args.stream || need > budget {
+        if !args.stream {
+            eprintln!(
+                "streaming: the train and val features take {:.2} GB, over the memory budget of \
+                 {:.2} GB (--memory-budget)",
+                need as f64 / 1e9,
+                budget as f64 / 1e9
+            );
+        }
+        return train_streamed(args, &cache, train_rows, val_rows, held_out, run_dir);
+    }
+    let (train, val) = (train_rows.read(&cache)?, val_rows.read(&cache)?);
     eprintln!(
         "train {} rows, val {} rows{}, D = {}, classes: {}",
         train.y.len(),
@@ -208,6 +278,75 @@ pub fn train(args: &TrainRun) -> Result<TrainHeadResult, CommandError> {
         },
     )?;
     println!("report: {}", page.display());
+    Ok(TrainHeadResult { run_dir, outcome })
+}
+
+/// [`train`] reading the features as a stream ([`StreamFeed`]): prints the memory plan, trains,
+/// writes the run and the summary; val predictions are streamed too. No report page (it needs
+/// the features in memory).
+fn train_streamed(
+    args: &TrainRun,
+    cache: &FeatureCache,
+    train_rows: Rows,
+    val_rows: Rows,
+    held_out: bool,
+    run_dir: PathBuf,
+) -> Result<TrainHeadResult, CommandError> {
+    let cfg = &args.head;
+    let classes = cache.classes().to_vec();
+    let val_labels = val_rows.labels.clone();
+    let sc = args.stream_cfg;
+    let mut train = StreamFeed::new(cache, train_rows.rows, train_rows.labels, sc, cfg.seed);
+    let mut val = StreamFeed::new(cache, val_rows.rows, val_rows.labels, sc, cfg.seed);
+    let mut dims = vec![cache.dim()];
+    dims.extend_from_slice(&cfg.hidden);
+    dims.push(classes.len());
+    let plan = MemoryPlan::new(
+        &sc,
+        cache.dim(),
+        cfg.batch_size,
+        train.max_group_rows(),
+        &dims,
+    );
+    eprintln!(
+        "stream: train {} rows, val {} rows{}, D = {}, shuffle buffer {} rows, prefetch {} batches",
+        head::Feed::len(&train),
+        head::Feed::len(&val),
+        if held_out { " (held out of train)" } else { "" },
+        cache.dim(),
+        sc.shuffle_buffer_rows,
+        sc.prefetch_batches
+    );
+    eprintln!("stream memory: {plan}");
+    println!("epoch  train_loss  train_acc  val_loss  val_acc  seconds");
+    let mut on_epoch = |m: &head::EpochMetrics| {
+        println!(
+            "{:>5}  {:>10.4}  {:>9.4}  {:>8.4}  {:>7.4}  {:>7.2}",
+            m.epoch, m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.seconds
+        );
+    };
+    let outcome = head::train_feed_with(cfg, &classes, &mut train, &mut val, &mut on_epoch)?;
+    let m = cache.manifest();
+    let mut meta = BTreeMap::new();
+    meta.insert("trunk_fingerprint".to_string(), m.model.fingerprint.clone());
+    meta.insert("trunk_provenance".to_string(), m.model.provenance.clone());
+    meta.insert("cache".to_string(), args.features.display().to_string());
+    meta.insert("val_held_out".to_string(), held_out.to_string());
+    meta.insert("streamed".to_string(), "true".to_string());
+    head::write_run(&run_dir, &outcome, &meta)?;
+    let mut pred = Vec::with_capacity(val_labels.len());
+    head::Feed::chunks(&mut val, 256, None, &mut |x, _| {
+        let proba = outcome.head.predict_proba(x);
+        pred.extend(crate::metrics::argmax_rows(
+            proba
+                .as_slice()
+                .expect("predict_proba returns a standard-layout array"),
+            classes.len(),
+        ));
+    })?;
+    println!("{}", head::summary_table(&outcome, &val_labels, &pred));
+    println!("run written to {}", run_dir.display());
+    println!("report: not written for a streamed run (the page needs the features in memory)");
     Ok(TrainHeadResult { run_dir, outcome })
 }
 

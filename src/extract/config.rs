@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::ExtractError;
+use crate::cache::FeatureDtype;
 use crate::trunk::TrunkOptions;
 
 /// Settings of one extraction run. `Default` holds every default (the CLI reads its flag defaults
@@ -30,6 +31,8 @@ pub struct ExtractConfig {
     pub val_fraction: f64,
     /// Replace a cache of another model or preprocessing (kept until the new one is complete).
     pub force: bool,
+    /// How the cache stores features. Default f32 (exact); f16 halves the cache.
+    pub feature_dtype: FeatureDtype,
 }
 
 impl Default for ExtractConfig {
@@ -45,6 +48,7 @@ impl Default for ExtractConfig {
             shard_rows: 128,
             val_fraction: 0.2,
             force: false,
+            feature_dtype: FeatureDtype::F32,
         }
     }
 }

@@ -17,7 +17,9 @@ use ndarray::Array2;
 use super::progress::Progress;
 use super::summary::{SessionTiming, TrunkTiming};
 use super::{ExtractConfig, ExtractError, ExtractSummary, Plan};
-use crate::cache::{CacheIdentity, CacheStats, CacheWriter, FeatureRow, ModelIdentity};
+use crate::cache::{
+    CacheIdentity, CacheStats, CacheWriter, FeatureRow, ModelIdentity, WriteOptions,
+};
 use crate::dataset::{self, ImageEntry, PipelineConfig, PipelineMsg, WorkItem};
 use crate::trunk::{Device, Provider, Trunk};
 
@@ -51,7 +53,11 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary, ExtractError> {
     );
 
     let identity = identity_of(&info);
-    let mut writer = CacheWriter::open(&cfg.out, &identity, &ds.classes, cfg.force)?;
+    let options = WriteOptions {
+        feature_dtype: cfg.feature_dtype,
+        ..WriteOptions::default()
+    };
+    let mut writer = CacheWriter::open_with(&cfg.out, &identity, &ds.classes, cfg.force, options)?;
     report_repairs(&writer.stats());
 
     let delta = plan.against(writer.existing());

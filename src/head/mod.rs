@@ -8,12 +8,14 @@
 pub mod adam;
 pub mod checkpoint;
 pub mod dropout;
+pub mod feed;
 pub mod linalg;
 pub mod loss;
 pub mod mlp;
 pub mod plot;
 pub mod run;
 pub mod scaler;
+pub mod stream;
 pub mod train;
 pub mod workspace;
 
@@ -23,10 +25,12 @@ use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 pub use adam::{Adam, AdamConfig};
+pub use feed::{Feed, InMemory};
 pub use mlp::Mlp;
 pub use run::{summary_table, write_run};
 pub use scaler::Standardizer;
-pub use train::{holdout_split, train};
+pub use stream::{RowGroups, StreamConfig, StreamFeed};
+pub use train::{holdout_split, train, train_feed_with};
 pub use workspace::Workspace;
 
 /// Errors of the head: bad settings, bad data, bad checkpoints, I/O.
@@ -155,6 +159,9 @@ pub enum HeadError {
         #[source]
         source: std::io::Error,
     },
+    /// Reading rows from a stream failed (the message names the file).
+    #[error("reading the feature stream: {0}")]
+    Stream(String),
     /// Drawing or encoding the plot failed.
     #[error("plot {path}: {message}")]
     Plot {

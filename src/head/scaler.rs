@@ -15,33 +15,15 @@ pub struct Standardizer {
 impl Standardizer {
     /// Fit on the rows `rows` of `x: (n, d)` (population std, accumulated in f64).
     pub fn fit(x: ArrayView2<f32>, rows: &[usize]) -> Standardizer {
-        let d = x.ncols();
-        let mut sum = vec![0.0f64; d];
-        let mut sq = vec![0.0f64; d];
+        let mut sums = StandardizerSums::new(x.ncols());
         for &r in rows {
-            for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(x.row(r).iter()) {
-                let v = f64::from(v);
-                *s += v;
-                *q += v * v;
+            let row = x.row(r);
+            match row.as_slice() {
+                Some(v) => sums.add_row(v),
+                None => sums.add_row(&row.to_vec()),
             }
         }
-        let n = rows.len().max(1) as f64;
-        let mean: Array1<f32> = sum.iter().map(|s| (s / n) as f32).collect();
-        let std: Array1<f32> = sum
-            .iter()
-            .zip(&sq)
-            .map(|(s, q)| {
-                let m = s / n;
-                let var = (q / n - m * m).max(0.0);
-                let sd = var.sqrt() as f32;
-                if sd > 1e-12 && sd.is_finite() {
-                    sd
-                } else {
-                    1.0
-                }
-            })
-            .collect();
-        Standardizer { mean, std }
+        sums.finish()
     }
 
     /// Feature dimension `d`.
@@ -63,5 +45,61 @@ impl Standardizer {
                 .and(&self.std)
                 .for_each(|v, &m, &s| *v = (*v - m) / s);
         }
+    }
+}
+
+/// Running f64 sums of `x` and `x²` per dimension: [`Standardizer::fit`] in one pass over rows
+/// that arrive one at a time (a stream). Rows added in the same order give the same bits as
+/// [`Standardizer::fit`] over those rows.
+#[derive(Debug, Clone)]
+pub struct StandardizerSums {
+    /// `(d,)`
+    sum: Vec<f64>,
+    /// `(d,)`
+    sq: Vec<f64>,
+    rows: usize,
+}
+
+impl StandardizerSums {
+    /// Empty sums for `d` dimensions.
+    pub fn new(d: usize) -> StandardizerSums {
+        StandardizerSums {
+            sum: vec![0.0; d],
+            sq: vec![0.0; d],
+            rows: 0,
+        }
+    }
+
+    /// Adds one row `(d,)`.
+    pub fn add_row(&mut self, row: &[f32]) {
+        assert_eq!(row.len(), self.sum.len(), "standardizer sums: row width");
+        for ((s, q), &v) in self.sum.iter_mut().zip(self.sq.iter_mut()).zip(row) {
+            let v = f64::from(v);
+            *s += v;
+            *q += v * v;
+        }
+        self.rows += 1;
+    }
+
+    /// Mean and population std of the rows added (std 1 where the variance is zero).
+    pub fn finish(&self) -> Standardizer {
+        let n = self.rows.max(1) as f64;
+        let mean: Array1<f32> = self.sum.iter().map(|s| (s / n) as f32).collect();
+        let std: Array1<f32> = self
+            .sum
+            .iter()
+            .zip(&self.sq)
+            .map(|(s, q)| {
+                let m = s / n;
+                let var = (q / n - m * m).max(0.0);
+                let sd = var.sqrt() as f32;
+                if sd > 1e-12 && sd.is_finite() {
+                    sd
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        Standardizer { mean, std }
     }
 }

@@ -7,6 +7,7 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
 use super::adam::Adam;
+use super::feed::{Feed, InMemory};
 use super::loss::softmax_cross_entropy;
 use super::mlp::{mix, Mlp};
 use super::scaler::Standardizer;
@@ -71,44 +72,31 @@ pub fn holdout_split(y: &[usize], fraction: f64, seed: u64) -> (Vec<usize>, Vec<
 }
 
 /// Fisher–Yates with a `u64` draw per position (modulo bias < 2⁻³² for our sizes).
-fn shuffle(v: &mut [usize], rng: &mut dyn RngCore) {
+pub(crate) fn shuffle(v: &mut [usize], rng: &mut dyn RngCore) {
     for i in (1..v.len()).rev() {
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         v.swap(i, j);
     }
 }
 
-/// Eval-mode mean loss and accuracy of `mlp` on rows `idx` of `x` with labels `y[idx]`.
+/// Eval-mode mean loss and accuracy of `mlp` on every row of `feed`, `EVAL_ROWS` at a time.
 fn evaluate(
     mlp: &Mlp,
     scaler: Option<&Standardizer>,
-    x: ArrayView2<f32>,
-    y: &[usize],
-    idx: &[usize],
-) -> (f64, f64) {
-    let d = x.ncols();
+    feed: &mut dyn Feed,
+) -> Result<(f64, f64), HeadError> {
     let classes = *mlp.dims().last().expect("dims");
-    let mut xb = ndarray::Array2::<f32>::zeros((EVAL_ROWS.min(idx.len()), d));
-    let mut dl = ndarray::Array2::<f32>::zeros((EVAL_ROWS.min(idx.len()), classes));
-    let mut yb = Vec::with_capacity(EVAL_ROWS);
+    let mut dl = ndarray::Array2::<f32>::zeros((EVAL_ROWS.min(feed.len()).max(1), classes));
     let (mut loss, mut correct) = (0.0f64, 0usize);
-    for chunk in idx.chunks(EVAL_ROWS) {
-        let rows = chunk.len();
-        for (mut dst, &i) in xb.axis_iter_mut(Axis(0)).zip(chunk) {
-            dst.assign(&x.row(i));
-        }
-        if let Some(sc) = scaler {
-            sc.apply(xb.slice_mut(s![..rows, ..]));
-        }
-        yb.clear();
-        yb.extend(chunk.iter().map(|&i| y[i]));
-        let logits = mlp.forward_eval(xb.slice(s![..rows, ..]));
-        let (l, c) = softmax_cross_entropy(logits.view(), &yb, dl.slice_mut(s![..rows, ..]));
+    feed.chunks(EVAL_ROWS, scaler, &mut |x, y| {
+        let rows = x.nrows();
+        let logits = mlp.forward_eval(x);
+        let (l, c) = softmax_cross_entropy(logits.view(), y, dl.slice_mut(s![..rows, ..]));
         loss += l * rows as f64;
         correct += c;
-    }
-    let n = idx.len().max(1) as f64;
-    (loss / n, correct as f64 / n)
+    })?;
+    let n = feed.len().max(1) as f64;
+    Ok((loss / n, correct as f64 / n))
 }
 
 /// Train the head on `train`, choosing the epoch with the lowest loss on `val`.
@@ -174,9 +162,56 @@ pub fn train(
             (0..val.y.len()).collect(),
         )
     };
+    let mut train_feed = InMemory::new(train.x, train.y, train_idx);
+    let mut val_feed = InMemory::new(val_set.x, val_set.y, val_idx);
+    train_feed_with(cfg, classes, &mut train_feed, &mut val_feed, on_epoch)
+}
+
+/// [`train`] on any [`Feed`] (a matrix in memory or a stream): the same seeded shuffle, steps
+/// and best-epoch choice. `train: len` rows, `val: len_val` rows, both of D features and labels
+/// below `classes.len()` (an in-memory caller checks finiteness first; a stream's reader refuses
+/// non-finite values). The standardizer comes from one pass over `train`; val is read once per
+/// epoch in `EVAL_ROWS`-row chunks. Same seed and thread count give identical weights whichever
+/// feed delivers the same rows in the same order.
+pub fn train_feed_with(
+    cfg: &HeadConfig,
+    classes: &[String],
+    train: &mut dyn Feed,
+    val: &mut dyn Feed,
+    on_epoch: &mut dyn FnMut(&EpochMetrics),
+) -> Result<TrainOutcome, HeadError> {
+    cfg.check()?;
+    let c = classes.len();
+    if c < 2 {
+        return Err(HeadError::TooFewClasses { found: c });
+    }
+    if train.is_empty() {
+        return Err(HeadError::Empty { split: "train" });
+    }
+    if val.is_empty() {
+        return Err(HeadError::Empty { split: "val" });
+    }
+    let d = train.dim();
+    if val.dim() != d {
+        return Err(HeadError::DimMismatch {
+            what: "val features vs train features".into(),
+            expected: d,
+            found: val.dim(),
+        });
+    }
+    for (split, feed) in [("train", &*train), ("val", &*val)] {
+        if let Some((row, &label)) = feed.labels().iter().enumerate().find(|(_, &l)| l >= c) {
+            return Err(HeadError::LabelOutOfRange {
+                split,
+                row,
+                label,
+                classes: c,
+            });
+        }
+    }
     let mut present = vec![false; c];
-    for &i in &train_idx {
-        present[train.y[i]] = true;
+    for &l in train.labels() {
+        present[l] = true;
     }
     if present.iter().filter(|&&p| p).count() < 2 {
         let only = present.iter().position(|&p| p).unwrap_or(0);
@@ -186,18 +221,22 @@ pub fn train(
         });
     }
 
-    let scaler = cfg
-        .standardize
-        .then(|| Standardizer::fit(train.x, &train_idx));
+    let scaler = if cfg.standardize {
+        Some(train.standardizer()?)
+    } else {
+        None
+    };
+    let n_train = train.len();
     let mut dims = vec![d];
     dims.extend_from_slice(&cfg.hidden);
     dims.push(c);
     let mut mlp = Mlp::new(&dims, cfg.seed);
     let mut adam = Adam::new(cfg.adam(), mlp.n_params());
-    let mut ws = Workspace::new(&dims, cfg.batch_size.min(train_idx.len()));
+    let mut ws = Workspace::new(&dims, cfg.batch_size.min(n_train));
     let mut rng = StdRng::seed_from_u64(mix(cfg.seed, 1, 0));
-    let mut order = train_idx.clone();
-    let mut yb = Vec::with_capacity(cfg.batch_size);
+    // The epoch's permutation is drawn from the same generator as dropout, before the epoch's
+    // steps, whatever the feed: a stream therefore consumes the same draws as memory.
+    let mut order: Vec<usize> = (0..n_train).collect();
     let mut best_params: Vec<f32> = Vec::new();
     let (mut best_epoch, mut best_loss, mut since_best) = (0usize, f64::INFINITY, 0usize);
     let mut history = Vec::with_capacity(cfg.epochs);
@@ -205,17 +244,26 @@ pub fn train(
     for epoch in 1..=cfg.epochs {
         let t0 = Instant::now();
         shuffle(&mut order, &mut rng);
-        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        for batch in order.chunks(cfg.batch_size) {
-            ws.load_rows(train.x, batch, scaler.as_ref());
-            yb.clear();
-            yb.extend(batch.iter().map(|&i| train.y[i]));
-            let (l, k) = mlp.train_step(&mut ws, &yb, cfg.dropout, &mut adam, &mut rng);
-            loss_sum += l * batch.len() as f64;
-            correct += k;
-        }
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        train.epoch(
+            &order,
+            cfg.batch_size,
+            scaler.as_ref(),
+            &mut ws,
+            &mut |ws, yb| {
+                let (l, k) = mlp.train_step(ws, yb, cfg.dropout, &mut adam, &mut rng);
+                loss_sum += l * yb.len() as f64;
+                correct += k;
+                seen += yb.len();
+                Ok(())
+            },
+        )?;
+        assert_eq!(
+            seen, n_train,
+            "the feed delivered every train row once per epoch"
+        );
         let seconds = t0.elapsed().as_secs_f64();
-        let n = order.len() as f64;
+        let n = n_train as f64;
         let train_loss = loss_sum / n;
         if !train_loss.is_finite() {
             return Err(HeadError::Diverged {
@@ -224,7 +272,7 @@ pub fn train(
                 value: train_loss,
             });
         }
-        let (val_loss, val_acc) = evaluate(&mlp, scaler.as_ref(), val_set.x, val_set.y, &val_idx);
+        let (val_loss, val_acc) = evaluate(&mlp, scaler.as_ref(), val)?;
         if !val_loss.is_finite() {
             return Err(HeadError::Diverged {
                 epoch,

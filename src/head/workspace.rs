@@ -63,6 +63,15 @@ impl Workspace {
         }
     }
 
+    /// Load `x: (rows, d)` as the batch, standardized by `scaler` if given (the same arithmetic
+    /// as [`Workspace::load_rows`]).
+    pub fn load_matrix(&mut self, x: ArrayView2<f32>, scaler: Option<&Standardizer>) {
+        self.set_batch(x);
+        if let Some(sc) = scaler {
+            sc.apply(self.x.slice_mut(s![..self.rows, ..]));
+        }
+    }
+
     /// Load `x: (rows, d)` as the batch, as is.
     pub fn set_batch(&mut self, x: ArrayView2<f32>) {
         let rows = x.nrows();

@@ -63,6 +63,46 @@ fn doctor_reports_runtime_and_model() {
     );
 }
 
+/// The flags' documented defaults are the library configs' `Default`s (one source).
+#[test]
+fn stream_and_dtype_flag_defaults_come_from_the_configs() {
+    use vggcache::cache::FeatureDtype;
+    use vggcache::head::StreamConfig;
+    let help = |cmd: &str| {
+        let o = vggcache().args([cmd, "--help"]).output().unwrap();
+        assert!(o.status.success());
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let train = help("train-head");
+    let s = StreamConfig::default();
+    for (flag, v) in [
+        ("--shuffle-buffer-rows", s.shuffle_buffer_rows),
+        ("--prefetch-batches", s.prefetch_batches),
+    ] {
+        let block = train
+            .split(flag)
+            .nth(1)
+            .unwrap_or_else(|| panic!("{flag}: {train}"));
+        let block = block.split("\n  -").next().unwrap();
+        assert!(
+            block.contains(&format!("[default: {v}]")),
+            "{flag}: {block}"
+        );
+    }
+    assert!(
+        train.contains("--stream") && train.contains("--memory-budget"),
+        "{train}"
+    );
+    let extract = help("extract");
+    let block = extract.split("--feature-dtype").nth(1).unwrap();
+    let block = block.split("\n  -").next().unwrap();
+    assert!(
+        block.contains(&format!("[default: {}]", FeatureDtype::default())),
+        "{block}"
+    );
+    assert_eq!(FeatureDtype::default(), FeatureDtype::F32);
+}
+
 /// Runs `vggcache args` in a scratch folder; returns (exit code, stderr).
 fn exit_of(args: &[&str]) -> (Option<i32>, String) {
     let d = tempfile::tempdir().unwrap();
@@ -117,6 +157,38 @@ fn exit_codes_are_the_documented_ones() {
         (
             &["train-head", "--features", "nope", "--name", "../x"][..],
             "--name",
+        ),
+        (
+            &[
+                "train-head",
+                "--features",
+                "nope",
+                "--shuffle-buffer-rows",
+                "0",
+            ][..],
+            "shuffle_buffer_rows",
+        ),
+        (
+            &[
+                "train-head",
+                "--features",
+                "nope",
+                "--memory-budget",
+                "lots",
+            ][..],
+            "--memory-budget",
+        ),
+        (
+            &[
+                "extract",
+                "--images",
+                "nope",
+                "--model",
+                "m.onnx",
+                "--feature-dtype",
+                "f8",
+            ][..],
+            "--feature-dtype",
         ),
     ] {
         let (code, err) = exit_of(args);

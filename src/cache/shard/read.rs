@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Float16Type;
+use half::slice::HalfFloatSliceExt;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
@@ -17,8 +19,8 @@ use super::checksum::{footer_start, sha256_prefix, sha256_prefixes};
 use super::{KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256, KV_FINGERPRINT};
 use crate::cache::manifest::ShardInfo;
 use crate::cache::schema::{
-    check_schema, column_u32, column_utf8, COL_CLASS, COL_FEATURES, COL_HASH, COL_LABEL, COL_PATH,
-    COL_SPLIT,
+    check_schema, column_u32, column_utf8, FeatureDtype, COL_CLASS, COL_FEATURES, COL_HASH,
+    COL_LABEL, COL_PATH, COL_SPLIT,
 };
 use crate::cache::CacheError;
 use crate::dataset::Split;
@@ -44,6 +46,7 @@ pub(crate) fn check_shard(
     path: PathBuf,
     info: &ShardInfo,
     dim: usize,
+    dtype: FeatureDtype,
 ) -> Result<CheckedShard, CacheError> {
     let corrupt = |message: String| CacheError::CorruptShard {
         path: path.clone(),
@@ -76,7 +79,7 @@ pub(crate) fn check_shard(
         ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
             .map_err(|e| corrupt(format!("cannot read the Parquet footer: {e}")))
     })?;
-    check_schema(metadata.schema(), dim).map_err(corrupt)?;
+    check_schema(metadata.schema(), dim, dtype).map_err(corrupt)?;
     let rows = metadata.metadata().file_metadata().num_rows();
     if usize::try_from(rows).ok() != Some(info.rows) {
         return Err(corrupt(format!(
@@ -95,6 +98,7 @@ pub(crate) fn check_unlisted(
     path: PathBuf,
     file_name: &str,
     dim: usize,
+    dtype: FeatureDtype,
 ) -> Result<(CheckedShard, ShardInfo, String, Vec<String>), CacheError> {
     let corrupt = |message: String| CacheError::CorruptShard {
         path: path.clone(),
@@ -144,7 +148,7 @@ pub(crate) fn check_unlisted(
     let fingerprint = get(KV_FINGERPRINT)?;
     let classes: Vec<String> = serde_json::from_str(&get(KV_CLASSES)?)
         .map_err(|e| corrupt(format!("footer class list is not a JSON list: {e}")))?;
-    check_schema(metadata.schema(), dim).map_err(corrupt)?;
+    check_schema(metadata.schema(), dim, dtype).map_err(corrupt)?;
     let rows = usize::try_from(metadata.metadata().file_metadata().num_rows())
         .map_err(|_| corrupt("negative row count".into()))?;
     let info = ShardInfo {
@@ -302,8 +306,12 @@ impl CheckedShard {
                 .get_row_group(rg)
                 .and_then(|g| g.get_column_reader(leaf))
                 .map_err(pq_err)?;
-            let ColumnReader::FloatColumnReader(mut column) = column else {
-                return Err(self.corrupt("features items are not float32".into()));
+            let mut column = match column {
+                ColumnReader::FloatColumnReader(c) => c,
+                ColumnReader::FixedLenByteArrayColumnReader(_) => {
+                    return self.read_features_f16(rg, dim, keep, dest);
+                }
+                _ => return Err(self.corrupt("features items are not float32 or float16".into())),
             };
             // Decode a few rows at a time so the values and level buffers stay in cache; only
             // `dest` streams to memory.
@@ -357,6 +365,74 @@ impl CheckedShard {
             }
             Ok(())
         })
+    }
+}
+
+impl CheckedShard {
+    /// [`CheckedShard::read_features`] for FLOAT16 features (`FixedSizeList<Float16>`): Arrow
+    /// decodes row group `rg` a few rows at a time, each value widened to f32 into `dest`
+    /// (`(kept rows, dim)` row-major); the same checks (row counts, no nulls, finite values).
+    fn read_features_f16(
+        &self,
+        rg: usize,
+        dim: usize,
+        keep: Option<&[bool]>,
+        dest: &mut [f32],
+    ) -> Result<(), CacheError> {
+        let err = |e: &dyn std::fmt::Display| self.corrupt(format!("row group {rg}: {e}"));
+        let col = self
+            .metadata
+            .schema()
+            .index_of(COL_FEATURES)
+            .map_err(|e| err(&e))?;
+        let mask = ProjectionMask::roots(self.metadata.parquet_schema(), [col]);
+        let rows = self.metadata.metadata().row_group(rg).num_rows() as usize;
+        let reader = self
+            .builder()?
+            .with_row_groups(vec![rg])
+            .with_projection(mask)
+            .with_batch_size((CHUNK_VALUES / dim).max(1))
+            .build()
+            .map_err(|e| err(&e))?;
+        let (mut records, mut out) = (0usize, 0usize);
+        for batch in reader {
+            let batch = batch.map_err(|e| err(&e))?;
+            let r = batch.num_rows();
+            let list = batch
+                .column(0)
+                .as_fixed_size_list_opt()
+                .ok_or_else(|| err(&"features is not a fixed-size list"))?;
+            let values = list
+                .values()
+                .as_primitive_opt::<Float16Type>()
+                .ok_or_else(|| err(&"features items are not float16"))?;
+            let vals = values.values();
+            if list.null_count() + values.null_count() > 0 || vals.len() != r * dim {
+                return Err(err(&format!(
+                    "{r} rows gave {} values ({} null), expected {} non-null",
+                    vals.len(),
+                    list.null_count() + values.null_count(),
+                    r * dim
+                )));
+            }
+            for (i, row) in vals.chunks_exact(dim).enumerate() {
+                if keep.is_none_or(|k| k[records + i]) {
+                    let to = &mut dest[out * dim..(out + 1) * dim];
+                    row.convert_to_f32_slice(to);
+                    if !all_finite(to) {
+                        return Err(err(&"holds NaN or infinite features"));
+                    }
+                    out += 1;
+                }
+            }
+            records += r;
+        }
+        if records != rows || out * dim != dest.len() {
+            return Err(err(&format!(
+                "yielded {records} rows, its footer says {rows}"
+            )));
+        }
+        Ok(())
     }
 }
 

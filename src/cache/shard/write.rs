@@ -10,11 +10,11 @@ use parquet::file::metadata::KeyValue;
 use super::checksum::HashingWriter;
 use super::{KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256, KV_FINGERPRINT};
 use crate::cache::manifest::{Manifest, ShardInfo};
-use crate::cache::schema::{cache_schema, WriteOptions};
+use crate::cache::schema::{cache_schema_with, WriteOptions};
 use crate::cache::CacheError;
 use crate::fsutil::write_atomic_with;
 
-/// Writes `batches` (of [`cache_schema`]`(manifest.dim)`) as shard `name` at `path` through
+/// Writes `batches` (of [`cache_schema_with`]`(manifest.dim, manifest.feature_dtype)`) as shard `name` at `path` through
 /// [`write_atomic_with`]. The footer records `manifest`'s fingerprint and class list, then the
 /// sha256 of the data before it; the returned entry holds the whole file's sha256 and size.
 pub(crate) fn write_shard(
@@ -26,13 +26,13 @@ pub(crate) fn write_shard(
 ) -> Result<ShardInfo, CacheError> {
     let folder = path.parent().expect("shard path has a folder");
     fs::create_dir_all(folder).map_err(CacheError::io(folder))?;
-    let schema = cache_schema(manifest.dim);
+    let schema = cache_schema_with(manifest.dim, manifest.feature_dtype);
     let classes = serde_json::to_string(&manifest.classes).expect("class names serialise to JSON");
     let kv = vec![
         KeyValue::new(KV_FINGERPRINT.to_string(), manifest.fingerprint.clone()),
         KeyValue::new(KV_CLASSES.to_string(), classes),
     ];
-    let props = options.properties(manifest.dim, kv);
+    let props = options.properties(manifest.dim, manifest.feature_dtype, kv);
     let (rows, bytes, sha256) = write_atomic_with(path, |tmp, file| {
         let mut w = ArrowWriter::try_new(HashingWriter::new(file), schema, Some(props))
             .map_err(CacheError::pq(tmp))?;
