@@ -315,3 +315,60 @@ fn streaming_a_1gb_cache_stays_under_the_memory_bound() {
     let acc = val_acc_at(&out, 1);
     assert!(acc > 0.7, "val accuracy {acc}\n{out}");
 }
+
+/// Measurement, not a check (`#[ignore]`d; `scripts/bench_stream_synth.sh` runs it): the 1 GB
+/// synthetic cache of the test above, train-head with a hidden-64 head for one epoch, in memory
+/// (`--memory-budget 8G`) and streamed (`--stream`, 1,024-row buffer), alternating for
+/// `VGGCACHE_BENCH_ROUNDS` rounds (default 2); prints each run's epoch line, wall time and peak RSS.
+#[test]
+#[ignore]
+fn bench_synthetic_streamed_vs_in_memory() {
+    let dir = big_tempdir();
+    let cache = dir.path().join("cache");
+    synthetic_cache(&cache, 10_000, 25_088, 10, 1_000, WriteOptions::default());
+    let rounds: usize = std::env::var("VGGCACHE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let common = [
+        "--hidden",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--lr",
+        "1e-3",
+    ];
+    for round in 0..rounds {
+        for (mode, extra) in [
+            ("memory", &["--memory-budget", "8G"][..]),
+            ("stream", &["--stream", "--shuffle-buffer-rows", "1024"][..]),
+        ] {
+            let mut cmd = vggcache();
+            cmd.arg("train-head")
+                .arg("--features")
+                .arg(&cache)
+                .arg("--runs-dir")
+                .arg(dir.path().join("runs"))
+                .args(["--name", &format!("{mode}{round}")])
+                .args(common)
+                .args(extra);
+            let log = dir.path().join(format!("{mode}{round}.log"));
+            let (kib, code, secs) = run_measured(cmd, &log);
+            let out = fs::read_to_string(&log).unwrap();
+            assert_eq!(code, 0, "{out}");
+            let epoch = out
+                .lines()
+                .find(|l| l.trim_start().starts_with('1') && l.split_whitespace().count() >= 6)
+                .unwrap_or("(no epoch line)");
+            let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            println!(
+                "round {round} {mode}: wall {secs:.1} s, peak RSS {} MB, epoch line: {}, load {}",
+                kib * 1024 / 1_000_000,
+                epoch.trim(),
+                load.trim()
+            );
+        }
+    }
+}
