@@ -222,13 +222,8 @@ pub fn train(args: &TrainRun) -> Result<TrainHeadResult, CommandError> {
         cache.dim(),
         classes.join(", ")
     );
-    println!("epoch  train_loss  train_acc  val_loss  val_acc  seconds");
-    let mut on_epoch = |m: &head::EpochMetrics| {
-        println!(
-            "{:>5}  {:>10.4}  {:>9.4}  {:>8.4}  {:>7.4}  {:>7.2}",
-            m.epoch, m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.seconds
-        );
-    };
+    println!("{EPOCH_HEADER}");
+    let mut on_epoch = print_epoch;
     let outcome = head::train(
         &cfg,
         &classes,
@@ -242,12 +237,7 @@ pub fn train(args: &TrainRun) -> Result<TrainHeadResult, CommandError> {
         },
         &mut on_epoch,
     )?;
-    let m = cache.manifest();
-    let mut meta = BTreeMap::new();
-    meta.insert("trunk_fingerprint".to_string(), m.model.fingerprint.clone());
-    meta.insert("trunk_provenance".to_string(), m.model.provenance.clone());
-    meta.insert("cache".to_string(), args.features.display().to_string());
-    meta.insert("val_held_out".to_string(), held_out.to_string());
+    let meta = run_metadata(&cache, args, held_out);
     head::write_run(&run_dir, &outcome, &meta)?;
     let proba = outcome.head.predict_proba(val.x.view());
     let pred = crate::metrics::argmax_rows(
@@ -284,6 +274,28 @@ pub fn train(args: &TrainRun) -> Result<TrainHeadResult, CommandError> {
 /// [`train`] reading the features as a stream ([`StreamFeed`]): prints the memory plan, trains,
 /// writes the run and the summary; val predictions are streamed too. No report page (it needs
 /// the features in memory).
+/// The header of the per-epoch table [`print_epoch`] fills.
+const EPOCH_HEADER: &str = "epoch  train_loss  train_acc  val_loss  val_acc  seconds";
+
+/// One row of the per-epoch table, as training reports it.
+fn print_epoch(m: &head::EpochMetrics) {
+    println!(
+        "{:>5}  {:>10.4}  {:>9.4}  {:>8.4}  {:>7.4}  {:>7.2}",
+        m.epoch, m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.seconds
+    );
+}
+
+/// What `runs/NAME` records about the features a head was trained on.
+fn run_metadata(cache: &FeatureCache, args: &TrainRun, held_out: bool) -> BTreeMap<String, String> {
+    let m = cache.manifest();
+    BTreeMap::from([
+        ("trunk_fingerprint".to_string(), m.model.fingerprint.clone()),
+        ("trunk_provenance".to_string(), m.model.provenance.clone()),
+        ("cache".to_string(), args.features.display().to_string()),
+        ("val_held_out".to_string(), held_out.to_string()),
+    ])
+}
+
 fn train_streamed(
     args: &TrainRun,
     cache: &FeatureCache,
@@ -318,20 +330,10 @@ fn train_streamed(
         sc.prefetch_batches
     );
     eprintln!("stream memory: {plan}");
-    println!("epoch  train_loss  train_acc  val_loss  val_acc  seconds");
-    let mut on_epoch = |m: &head::EpochMetrics| {
-        println!(
-            "{:>5}  {:>10.4}  {:>9.4}  {:>8.4}  {:>7.4}  {:>7.2}",
-            m.epoch, m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.seconds
-        );
-    };
+    println!("{EPOCH_HEADER}");
+    let mut on_epoch = print_epoch;
     let outcome = head::train_feed_with(cfg, &classes, &mut train, &mut val, &mut on_epoch)?;
-    let m = cache.manifest();
-    let mut meta = BTreeMap::new();
-    meta.insert("trunk_fingerprint".to_string(), m.model.fingerprint.clone());
-    meta.insert("trunk_provenance".to_string(), m.model.provenance.clone());
-    meta.insert("cache".to_string(), args.features.display().to_string());
-    meta.insert("val_held_out".to_string(), held_out.to_string());
+    let mut meta = run_metadata(cache, args, held_out);
     meta.insert("streamed".to_string(), "true".to_string());
     head::write_run(&run_dir, &outcome, &meta)?;
     let mut pred = Vec::with_capacity(val_labels.len());
