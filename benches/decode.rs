@@ -1,6 +1,6 @@
 //! Decode + resize + normalise throughput (img/s) on ../shared/data/catsdogs: one thread, and the
-//! pipeline on all cores. Compare with `python ../shared/bench/peers.py decode ../shared/data/catsdogs`
-//! run in the same session (PIL open + convert("RGB") + resize 224 bilinear + float32 CHW).
+//! pipeline on all cores. `scripts/bench_decode.py` runs this beside PIL with the same number of
+//! processes, alternating, and prints the ratios (docs/BENCHMARKS.md section 1).
 
 use std::hint::black_box;
 use std::path::Path;

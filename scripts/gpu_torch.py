@@ -8,7 +8,9 @@
                                        one 32x32/32 conv, ~1% of VGG16's work: `extract` with it measures what
                                        decoding, copies and Parquet writing alone allow (the pipeline's ceiling).
   gpu_torch.py peer DIR IMAGES B...    PyTorch's own VGG16 features on the GPU, one JSON line per measurement:
-                                       trunk-only (input already on the GPU; cudnn.benchmark off = default, and on)
+                                       trunk-only (input already on the GPU; cudnn.benchmark off = default, and on),
+                                       trunk-only with host copies (pageable host input copied in, features
+                                       copied back: what vggcache's trunk bench times)
                                        and end to end (DataLoader(num_workers=W, pin_memory) PIL decode + resize 224
                                        + normalise -> GPU -> features back to host memory), for each batch size B.
   gpu_torch.py agree CACHE_A CACHE_B   per-image relative error max|a-b| / max|b| of two vggcache caches (pyarrow)
@@ -98,19 +100,27 @@ def peer(d, imgdir, batches, workers):
             x = torch.from_numpy(np.asarray(im, dtype=np.float32).transpose(2, 0, 1).copy()) / 255.0
             return (x - mean) / std
 
-    def trunk_only(b, bench, reps=5, n_batches=None):
+    def trunk_only(b, bench, copies, reps=5, n_batches=None):
+        """img/s of the trunk alone. copies=False: input already on the GPU, output left there.
+        copies=True: like vggcache's trunk-only bench, random input in pageable host memory copied to
+        the device for every batch and the features copied back (`.cpu()`)."""
         torch.backends.cudnn.benchmark = bench
-        x = torch.rand(b, 3, 224, 224, device=dev)
+        x = torch.rand(b, 3, 224, 224) if copies else torch.rand(b, 3, 224, 224, device=dev)
         nb = n_batches or max(4, 2048 // b)
+
+        def step():
+            y = f(x.to(dev) if copies else x).flatten(1)
+            return y.cpu() if copies else y
+
         with torch.inference_mode():
             for _ in range(3):
-                f(x).flatten(1)
+                step()
             torch.cuda.synchronize()
             rates = []
             for _ in range(reps):
                 t = time.perf_counter()
                 for _ in range(nb):
-                    y = f(x).flatten(1)
+                    step()
                 torch.cuda.synchronize()
                 rates.append(nb * b / (time.perf_counter() - t))
         return statistics.median(rates)
@@ -128,10 +138,12 @@ def peer(d, imgdir, batches, workers):
         return n / (time.perf_counter() - t), n
 
     for b in batches:
-        for bench in (False, True):
-            r = trunk_only(b, bench)
-            print(json.dumps({"peer": "torch trunk-only", "gpu": name, "batch": b, "cudnn_benchmark": bench,
-                              "img_per_s": round(r, 1)}), flush=True)
+        for copies in (False, True):
+            for bench in (False, True):
+                r = trunk_only(b, bench, copies)
+                print(json.dumps({"peer": "torch trunk-only" + (", host copies" if copies else ""), "gpu": name,
+                                  "batch": b, "cudnn_benchmark": bench, "host_copies": copies,
+                                  "img_per_s": round(r, 1)}), flush=True)
         # One warm pass of the images (page cache, cudnn plans), then the timed one.
         end_to_end(b, True)
         r, n = end_to_end(b, True)
