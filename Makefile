@@ -9,7 +9,8 @@
 #                             torch in its own venv .venv-torch (torch is large; .venv stays small)
 #   make model QUANT=int8 CALIB=../shared/data/catsdogs/train
 #                             opt-in: static int8 (QDQ) copy of TRUNK's model calibrated on CALIB_COUNT (32)
-#                             of your images (CALIB_METHOD=minmax|entropy|percentile, KEEP_FP32=first,last)
+#                             of your images (CALIB_METHOD=minmax|entropy|percentile, KEEP_FP32=first,last,
+#                             REDUCE_RANGE=auto|on|off: 7-bit weights, needed on CPUs without VNNI)
 #                             -> models/vgg16_int8.onnx, used with `--trunk vgg16-int8` (docs/BENCHMARKS.md)
 #   make model QUANT=fp16     fp16 copy (-> models/vgg16_fp16.onnx; measured slower on CPU, not advised)
 #   make demo DATA=./data     set-up + model + extract -> train-head -> compare-baselines (TRUNK= as above)
@@ -50,6 +51,8 @@ CALIB  ?=
 CALIB_COUNT  ?= 32
 CALIB_METHOD ?= minmax
 KEEP_FP32    ?=
+# 7-bit weights (auto: on when this CPU has no VNNI, where 8-bit int8 convs saturate; on|off to choose).
+REDUCE_RANGE ?= auto
 QUANT_MODEL  := models/$(subst -,_,$(TRUNK))_$(QUANT).onnx
 RUN    := cargo run --release --quiet --locked --
 
@@ -72,7 +75,7 @@ model: $(if $(QUANT),quant-model,$(TRUNK_MODEL))
 quant-model: $(STAMP) $(TRUNK_MODEL)
 ifeq ($(QUANT),int8)
 	@test -d "$(CALIB)" || { echo "error: QUANT=int8 needs CALIB=FOLDER, a folder of your own images to calibrate on (e.g. CALIB=../shared/data/catsdogs/train)"; exit 1; }
-	$(PY) models/quantize_trunk.py $(TRUNK_MODEL) $(QUANT_MODEL).tmp --calib "$(CALIB)" --count $(CALIB_COUNT) --method $(CALIB_METHOD) $(if $(KEEP_FP32),--keep-fp32 $(KEEP_FP32)) && mv $(QUANT_MODEL).tmp $(QUANT_MODEL)
+	$(PY) models/quantize_trunk.py $(TRUNK_MODEL) $(QUANT_MODEL).tmp --calib "$(CALIB)" --count $(CALIB_COUNT) --method $(CALIB_METHOD) --reduce-range $(REDUCE_RANGE) $(if $(KEEP_FP32),--keep-fp32 $(KEEP_FP32)) && mv $(QUANT_MODEL).tmp $(QUANT_MODEL)
 else ifeq ($(QUANT),fp16)
 	$(PY) models/quantize_trunk.py $(TRUNK_MODEL) $(QUANT_MODEL).tmp --format fp16 && mv $(QUANT_MODEL).tmp $(QUANT_MODEL)
 else

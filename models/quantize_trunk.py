@@ -50,8 +50,9 @@ def vnni_note():
     found = sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
     if found:
         return True, f"CPU has {', '.join(found)}: ONNX Runtime runs the int8 convs with VNNI dot products"
-    return False, ("CPU has no VNNI (avx512_vnni / avx_vnni not in /proc/cpuinfo): int8 convs run without "
-                   "VNNI and may be no faster than fp32, and U8S8 can saturate; measure before using it")
+    return False, ("CPU has no VNNI (avx512_vnni / avx_vnni not in /proc/cpuinfo): U8S8 convs sum uint8 x int8 "
+                   "pairs in 16 bits here and saturate with 8-bit weights, so --reduce-range auto builds 7-bit "
+                   "weights (vggcache refuses an 8-bit int8 trunk on such a CPU); expect less speed-up than with VNNI")
 
 
 def sha256(path):
@@ -127,6 +128,9 @@ def main():
     ap.add_argument("--count", type=int, default=32, help="calibration images (default 32)")
     ap.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"])
     ap.add_argument("--keep-fp32", default="", help="convs left in fp32: comma list of first, last")
+    ap.add_argument("--reduce-range", default="auto", choices=["auto", "on", "off"],
+                    help="7-bit weights (onnxruntime's reduce_range), which keeps U8S8 convs from saturating on "
+                         "CPUs without VNNI; auto (default): on when this CPU has no VNNI")
     a = ap.parse_args()
 
     src = onnx.load(a.fp32)
@@ -139,6 +143,7 @@ def main():
 
     info["onnxruntime"] = onnxruntime.__version__
     has_vnni, note = vnni_note()
+    reduce_range = {"on": True, "off": False, "auto": not has_vnni}[a.reduce_range]
 
     if a.format == "fp16":
         model = to_fp16(src)
@@ -176,7 +181,7 @@ def main():
             onnx.save(src, named_path)
             quantize_static(named_path, a.out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=method, nodes_to_exclude=exclude,
+                            calibrate_method=method, nodes_to_exclude=exclude, reduce_range=reduce_range,
                             extra_options={"CalibTensorRangeSymmetric": False})
         model = onnx.load(a.out)
         info["scheme"] = ("static QDQ int8: per-channel symmetric int8 weights, per-tensor asymmetric uint8 "
@@ -185,7 +190,9 @@ def main():
                                "sample": "evenly spaced over the sorted image paths"}
         info["kept_fp32"] = keep
         info["cpu_vnni_at_build"] = has_vnni
-        what = f"int8 (static QDQ, {len(paths)} {a.method} calibration images{', ' + '+'.join(keep) + ' conv fp32' if keep else ''})"
+        info["reduce_range"] = reduce_range
+        what = (f"int8 (static QDQ, {len(paths)} {a.method} calibration images"
+                f"{', ' + '+'.join(keep) + ' conv fp32' if keep else ''}{', 7-bit weights' if reduce_range else ''})")
 
     meta["vggcache.provenance"] = f"{what} quantization of {info['from_model']} (sha256 {info['from_sha256'][:12]}…): " \
         + meta.get("vggcache.provenance", "")

@@ -76,7 +76,7 @@ pub fn run(args: &DoctorArgs) -> Result<(), super::CommandError> {
             if let Some(q) = i.metadata.get("vggcache.quantization") {
                 println!("  quantization:   {q}");
                 if !trunk::CpuFeatures::detect().has_vnni() && q.contains("\"int8\"") {
-                    println!("  warning:        int8 trunk on a CPU without VNNI: expect little or no speed-up over fp32");
+                    println!("  note:           int8 trunk with 7-bit weights on a CPU without VNNI: correct features, less speed-up than with VNNI");
                 }
             }
             println!(

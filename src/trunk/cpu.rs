@@ -51,16 +51,57 @@ impl CpuFeatures {
                 found.join(", ")
             )
         } else {
-            "no VNNI (avx512_vnni / avx_vnni not detected): an int8 trunk runs without 8-bit dot \
-             products and may be no faster than fp32; keep the fp32 trunk or measure first"
+            "no VNNI (avx512_vnni / avx_vnni not detected): an int8 trunk needs 7-bit weights here \
+             (`make model QUANT=int8` builds them on such a CPU; 8-bit ones are refused) and gains \
+             less than with VNNI"
                 .to_string()
         }
     }
 }
 
+/// Why an int8 trunk must not run on this CPU, or `None` when it may.
+///
+/// `quantization` is the model's `vggcache.quantization` metadata (JSON, written by
+/// `models/quantize_trunk.py`). Without VNNI, ONNX Runtime's U8S8 conv kernels add pairs of
+/// uint8 x int8 products in 16 bits, which saturates with 8-bit weights and gives wrong features
+/// (docs/BENCHMARKS.md section 10); 7-bit weights (`"reduce_range": true`) cannot saturate. A model
+/// without the key (built before it existed) has 8-bit weights. Not int8, or not parseable: `None`.
+pub fn int8_refusal(cpu: CpuFeatures, quantization: &str) -> Option<String> {
+    let q: serde_json::Value = serde_json::from_str(quantization).ok()?;
+    let eight_bit = q["format"] == "int8" && q["reduce_range"] != true;
+    (eight_bit && !cpu.has_vnni()).then(|| {
+        "it is an int8 trunk with 8-bit weights and this CPU has no VNNI (avx512_vnni / avx_vnni): \
+         ONNX Runtime's int8 convs saturate here and the features come out wrong. Rebuild it on this \
+         machine with 7-bit weights (`make model QUANT=int8 CALIB=FOLDER REDUCE_RANGE=on`; `auto`, the \
+         default, picks it on a CPU without VNNI), run it on a CPU with VNNI, or use the fp32 trunk"
+            .to_string()
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::CpuFeatures;
+    use super::{int8_refusal, CpuFeatures};
+
+    #[test]
+    fn eight_bit_int8_is_refused_only_without_vnni() {
+        let none = CpuFeatures::default();
+        let vnni = CpuFeatures {
+            avx512_vnni: true,
+            ..Default::default()
+        };
+        let old = r#"{"format": "int8", "calibration": {}}"#;
+        let eight = r#"{"format": "int8", "reduce_range": false}"#;
+        let seven = r#"{"format": "int8", "reduce_range": true}"#;
+        let fp16 = r#"{"format": "fp16"}"#;
+        assert!(int8_refusal(none, old).is_some_and(|w| w.contains("REDUCE_RANGE=on")));
+        assert!(int8_refusal(none, eight).is_some());
+        assert_eq!(int8_refusal(none, seven), None);
+        assert_eq!(int8_refusal(none, fp16), None);
+        assert_eq!(int8_refusal(none, "not json"), None);
+        for q in [old, eight, seven, fp16] {
+            assert_eq!(int8_refusal(vnni, q), None, "{q}");
+        }
+    }
 
     #[test]
     fn summary_names_what_was_found_and_warns_without_vnni() {

@@ -47,6 +47,8 @@ pub enum TrunkError {
         key: String,
         cause: String,
     },
+    #[error("model {path} cannot run on this CPU: {cause}")]
+    Int8WithoutVnni { path: PathBuf, cause: String },
     #[error("--device cuda: the CUDA execution provider cannot be used: {0}")]
     CudaUnavailable(String),
     #[error("batch for model {path}: expected {expected} floats ({n} x 3 x {h} x {w}), got {got}")]

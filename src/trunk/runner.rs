@@ -8,6 +8,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
 
+use super::cpu;
 use super::model::ModelInfo;
 use super::runtime::{self, environment};
 use super::TrunkError;
@@ -93,6 +94,18 @@ impl Trunk {
             },
         };
         let info = ModelInfo::from_session(model, &session)?;
+        if provider == Provider::Cpu {
+            let refusal = info
+                .metadata
+                .get("vggcache.quantization")
+                .and_then(|q| cpu::int8_refusal(cpu::CpuFeatures::detect(), q));
+            if let Some(cause) = refusal {
+                return Err(TrunkError::Int8WithoutVnni {
+                    path: model.to_path_buf(),
+                    cause,
+                });
+            }
+        }
         Ok(Self {
             session,
             info,

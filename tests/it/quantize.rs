@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vggcache::trunk::{Device, Trunk, TrunkOptions};
+use vggcache::trunk::{CpuFeatures, Device, Trunk, TrunkError, TrunkOptions};
 
 use crate::common;
 
@@ -127,8 +127,55 @@ fn int8_tiny_trunk_runs_close_to_fp32_and_says_what_it_is() {
     );
     assert_eq!(meta["calibration"]["count"], 6);
     assert_eq!(meta["calibration"]["method"], "minmax");
+    assert_eq!(
+        meta["reduce_range"],
+        !CpuFeatures::detect().has_vnni(),
+        "auto: 7-bit weights exactly when this CPU has no VNNI"
+    );
     assert!(i.provenance.starts_with("int8") && i.provenance.contains("make_tiny_trunk.py"));
     assert_eq!(i.source, "tests", "the fp32 model's keys are kept");
+}
+
+/// 8-bit int8 weights saturate ONNX Runtime's U8S8 convs on a CPU without VNNI: such a trunk is
+/// refused there (with the fix in the message) and runs where VNNI is; 7-bit weights run everywhere.
+#[test]
+fn eight_bit_int8_is_refused_without_vnni_and_seven_bit_runs() {
+    let test = "eight_bit_int8_is_refused_without_vnni_and_seven_bit_runs";
+    let vnni = CpuFeatures::detect().has_vnni();
+    for (range, seven_bit) in [("off", false), ("on", true)] {
+        let d = tempfile::tempdir().unwrap();
+        let mut args = calib();
+        args.extend(["--reduce-range".into(), range.into()]);
+        let Some(q) = quantized(
+            test,
+            d.path(),
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        ) else {
+            return;
+        };
+        match Trunk::load(&q, &cpu()) {
+            Err(TrunkError::Int8WithoutVnni { cause, .. }) => {
+                assert!(
+                    !vnni && !seven_bit,
+                    "refused with VNNI or 7-bit weights: {cause}"
+                );
+                assert!(cause.contains("REDUCE_RANGE=on"), "says the fix: {cause}");
+            }
+            Err(e) => panic!("--reduce-range {range}: {e}"),
+            Ok(t) => {
+                assert!(vnni || seven_bit, "8-bit int8 ran on a CPU without VNNI");
+                let meta: serde_json::Value =
+                    serde_json::from_str(&t.info().metadata["vggcache.quantization"]).unwrap();
+                assert_eq!(meta["reduce_range"], seven_bit);
+                let (fp32, int8) = features_of(&q);
+                let cos = cosines(&fp32, &int8);
+                assert!(
+                    cos.iter().all(|c| *c > 0.98),
+                    "--reduce-range {range}: {cos:?}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
