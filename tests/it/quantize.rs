@@ -49,6 +49,17 @@ fn calib() -> Vec<String> {
     ]
 }
 
+/// [`quantized`] as int8 calibrated by [`calib`], with `extra` arguments after those.
+fn quantized_int8(test: &str, dir: &Path, extra: &[&str]) -> Option<PathBuf> {
+    let mut args = calib();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    quantized(
+        test,
+        dir,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+}
+
 /// Per-row cosine similarity of two `(n, d)` feature matrices.
 fn cosines(a: &ndarray::Array2<f32>, b: &ndarray::Array2<f32>) -> Vec<f64> {
     a.outer_iter()
@@ -86,11 +97,7 @@ fn features_of(q: &Path) -> (ndarray::Array2<f32>, ndarray::Array2<f32>) {
 fn int8_tiny_trunk_runs_close_to_fp32_and_says_what_it_is() {
     let test = "int8_tiny_trunk_runs_close_to_fp32_and_says_what_it_is";
     let d = tempfile::tempdir().unwrap();
-    let Some(q) = quantized(
-        test,
-        d.path(),
-        &calib().iter().map(String::as_str).collect::<Vec<_>>(),
-    ) else {
+    let Some(q) = quantized_int8(test, d.path(), &[]) else {
         return;
     };
     let bytes = std::fs::read(&q).unwrap();
@@ -144,13 +151,7 @@ fn eight_bit_int8_is_refused_without_vnni_and_seven_bit_runs() {
     let vnni = CpuFeatures::detect().has_vnni();
     for (range, seven_bit) in [("off", false), ("on", true)] {
         let d = tempfile::tempdir().unwrap();
-        let mut args = calib();
-        args.extend(["--reduce-range".into(), range.into()]);
-        let Some(q) = quantized(
-            test,
-            d.path(),
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        ) else {
+        let Some(q) = quantized_int8(test, d.path(), &["--reduce-range", range]) else {
             return;
         };
         match Trunk::load(&q, &cpu()) {
@@ -187,13 +188,7 @@ fn calibration_methods_and_fp32_convs_give_working_trunks() {
         &["--keep-fp32", "first,last"][..],
     ] {
         let d = tempfile::tempdir().unwrap();
-        let mut args: Vec<String> = calib();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let Some(q) = quantized(
-            test,
-            d.path(),
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        ) else {
+        let Some(q) = quantized_int8(test, d.path(), extra) else {
             return;
         };
         let (fp32, int8) = features_of(&q);
@@ -228,11 +223,7 @@ fn fp16_tiny_trunk_matches_fp32() {
 fn int8_trunk_is_refused_by_an_fp32_cache() {
     let test = "int8_trunk_is_refused_by_an_fp32_cache";
     let d = tempfile::tempdir().unwrap();
-    let Some(q) = quantized(
-        test,
-        d.path(),
-        &calib().iter().map(String::as_str).collect::<Vec<_>>(),
-    ) else {
+    let Some(q) = quantized_int8(test, d.path(), &[]) else {
         return;
     };
     // A class-folder layout of the fixture images (extract wants split/class folders or class folders).
@@ -280,11 +271,7 @@ fn int8_trunk_is_refused_by_an_fp32_cache() {
 fn doctor_says_what_the_cpu_offers_and_what_the_trunk_is() {
     let test = "doctor_says_what_the_cpu_offers_and_what_the_trunk_is";
     let d = tempfile::tempdir().unwrap();
-    let Some(q) = quantized(
-        test,
-        d.path(),
-        &calib().iter().map(String::as_str).collect::<Vec<_>>(),
-    ) else {
+    let Some(q) = quantized_int8(test, d.path(), &[]) else {
         return;
     };
     let o = Command::new(env!("CARGO_BIN_EXE_vggcache"))
