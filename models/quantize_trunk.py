@@ -51,8 +51,8 @@ def vnni_note():
     if found:
         return True, f"CPU has {', '.join(found)}: ONNX Runtime runs the int8 convs with VNNI dot products"
     return False, ("CPU has no VNNI (avx512_vnni / avx_vnni not in /proc/cpuinfo): U8S8 convs sum uint8 x int8 "
-                   "pairs in 16 bits here and saturate with 8-bit weights, so --reduce-range auto builds 7-bit "
-                   "weights (vggcache refuses an 8-bit int8 trunk on such a CPU); expect less speed-up than with VNNI")
+                   "pairs in 16 bits here and saturate with 8-bit weights (vggcache refuses an 8-bit int8 trunk "
+                   "on such a CPU); expect less speed-up than with VNNI")
 
 
 def sha256(path):
@@ -144,6 +144,7 @@ def main():
     info["onnxruntime"] = onnxruntime.__version__
     has_vnni, note = vnni_note()
     reduce_range = {"on": True, "off": False, "auto": not has_vnni}[a.reduce_range]
+    note += f"; weights: {'7' if reduce_range else '8'}-bit (--reduce-range {a.reduce_range})"
 
     if a.format == "fp16":
         model = to_fp16(src)
