@@ -1,19 +1,31 @@
-//! Choosing the logistic regression's `C` as the linear-probe protocol does (CLIP, appendix A.3):
-//! L-BFGS fits over a log grid of `C`, each scored on a validation split carved from the training
-//! rows, the path warm-started. The caller refits on all training rows at the chosen `C`; the split
-//! it reports accuracy on is never seen here.
+//! Choosing the logistic regression's `C` by cross-validation on the training rows only, as
+//! scikit-learn's `LogisticRegressionCV` does: the split that is reported is never seen here.
 //!
-//! Coarse to fine: one `C` per decade in ascending order (each fit warm-started from the previous),
-//! stopping once the validation score has not improved for `patience` decades, then
-//! `steps_per_decade` steps per decade within `fine_half_width` decades of the best coarse `C`, each
-//! warm-started from the nearest fitted `C`. Best = lowest validation log loss, ties broken by
-//! higher accuracy: on a split of a few hundred rows accuracy moves in steps of several tenths of a
-//! point and ties over decades of `C` (measured on catsdogs, docs/BENCHMARKS.md), where log loss
-//! still ranks them.
+//! - **Folds.** Stratified k-fold (default 5, `LogisticRegressionCV(cv=5)`) when the train split has
+//!   at most [`CSearchParams::kfold_max_rows`] rows; above that, one stratified hold-out of
+//!   [`CSearchParams::holdout_fraction`] (k fits per `C` would cost more than they tell). Seeded.
+//! - **Every fit converges at its own `C`.** Each (C, fold) fit starts from zero, as the refit does,
+//!   so a warm start can never meet the gradient tolerance before the fit has moved (a warm-started
+//!   path did exactly that: from C = 10 up every fit ran 0 iterations and scored the C = 10 model).
+//!   The iterations of every fit are reported, and the report flags any 0 (the starting point
+//!   already met the tolerance: only possible when the data's own gradient at zero is that small).
+//! - **Grid.** One `C` per decade in ascending order from `10^lo`, stopping once the mean
+//!   validation log loss has not improved for `patience` decades, then `steps_per_decade` steps per
+//!   decade within `fine_half_width` decades of the best coarse `C`.
+//! - **Choice.** The one-standard-error rule (Hastie et al., *Elements of Statistical Learning*
+//!   §7.10): among the `C`s whose mean log loss over folds is within one standard error of the
+//!   lowest mean, the smallest `C` (the strongest penalty); ties go the same way. With one hold-out
+//!   there is no standard error: the lowest loss, ties to the smaller `C`.
+//! - **Features.** Standardised once with the statistics of all the rows given (no labels are
+//!   involved), which is also the scaler of the refit on all rows; the search and the refit therefore
+//!   fit the same design's rows.
+//!
+//! Deterministic: fixed folds, cold starts, and the patched linfa objective sums in a fixed order,
+//! so the same rows give the same choice bit for bit whatever the thread count.
 
 use std::time::Instant;
 
-use ndarray::{ArrayD, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2, Axis};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -27,15 +39,20 @@ use crate::metrics;
 /// Settings of [`search_c`]; the defaults are `compare-baselines`'.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CSearchParams {
-    /// Fraction of each class's training rows held out to score each `C`. Default 0.2.
-    pub val_fraction: f64,
-    /// Seed of the hold-out's shuffle. Default 0.
+    /// Folds of the cross-validation. Default 5 (`LogisticRegressionCV`'s `cv=5`). Must be ≥ 2.
+    pub folds: usize,
+    /// Train rows up to which k-fold is used; above, one hold-out. Default 10,000.
+    pub kfold_max_rows: usize,
+    /// Fraction of each class's rows held out when the train split is larger than
+    /// `kfold_max_rows`. Default 0.2.
+    pub holdout_fraction: f64,
+    /// Seed of the folds' shuffle. Default 0.
     pub seed: u64,
     /// Coarse grid `10^lo ..= 10^hi`, one per decade. Default (-6, 6), CLIP's range.
     pub decades: (i32, i32),
-    /// Coarse decades in a row without a better validation score before the sweep stops. Default 2.
+    /// Coarse decades in a row without a better mean loss before the sweep stops. Default 2.
     pub patience: usize,
-    /// Fine grid density. Default 8 (CLIP's 96 steps over 12 decades).
+    /// Fine grid density. Default 4.
     pub steps_per_decade: u32,
     /// Fine grid half width around the best coarse `C`, in decades. Default 1.
     pub fine_half_width: f64,
@@ -44,55 +61,73 @@ pub struct CSearchParams {
 impl Default for CSearchParams {
     fn default() -> Self {
         Self {
-            val_fraction: 0.2,
+            folds: 5,
+            kfold_max_rows: 10_000,
+            holdout_fraction: 0.2,
             seed: 0,
             decades: (-6, 6),
             patience: 2,
-            steps_per_decade: 8,
+            steps_per_decade: 4,
             fine_half_width: 1.0,
         }
     }
 }
 
-/// One fitted `C` and its validation score.
+/// One `C`: its scores over the folds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CPoint {
+    /// scikit-learn's `C` (linfa `alpha = 1 / C`).
     pub c: f64,
+    /// Mean validation accuracy over the folds.
     pub val_accuracy: f64,
+    /// Standard deviation of the folds' accuracies (0 with one hold-out).
+    pub val_accuracy_sd: f64,
+    /// Mean validation log loss over the folds (the criterion).
     pub val_log_loss: f64,
-    pub n_iter: u64,
+    /// Standard deviation of the folds' log losses (0 with one hold-out).
+    pub val_log_loss_sd: f64,
+    /// L-BFGS iterations of each fold's fit, in fold order.
+    pub n_iter: Vec<u64>,
+    /// Whether every fold's fit met its tolerance.
     pub converged: bool,
+    /// Wall seconds of this `C`'s fits and scoring, all folds.
     pub fit_seconds: f64,
 }
 
 /// What [`search_c`] tried and chose.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CSearch {
+    /// The `C` of the one-standard-error rule (module doc).
     pub chosen_c: f64,
+    /// The `C` with the lowest mean validation log loss (equal to `chosen_c` or larger).
+    pub best_c: f64,
     /// Every fitted `C`, ascending.
     pub curve: Vec<CPoint>,
-    /// Rows the fits trained on and were scored on.
-    pub n_fit: usize,
+    /// Folds (1 = one hold-out).
+    pub folds: usize,
+    /// Rows scored per fold (the largest fold).
     pub n_val: usize,
-    /// Wall time of the whole search (split, standardisation, every fit and score).
+    /// Rows fitted per fold (the smallest fit set).
+    pub n_fit: usize,
+    /// Wall time of the whole search (folds, standardisation, every fit and score).
     pub seconds: f64,
 }
 
-impl CPoint {
-    /// Better validation score: lower log loss, then higher accuracy.
-    fn beats(&self, other: &CPoint) -> bool {
-        if self.val_log_loss != other.val_log_loss {
-            return self.val_log_loss < other.val_log_loss;
+impl CSearch {
+    /// How the folds were made, for reports: "5-fold" or "one 20% hold-out".
+    pub fn scheme(&self) -> String {
+        if self.folds > 1 {
+            format!("stratified {}-fold cross-validation", self.folds)
+        } else {
+            format!("one stratified hold-out of {} rows", self.n_val)
         }
-        self.val_accuracy > other.val_accuracy
     }
 }
 
-/// Searches `C` for `p` (its `l2` ignored) on `x: (n, d)`, `y: (n,)` in `0..n_classes`: fits on
-/// a stratified `1 - val_fraction` of the rows, scores on the rest (module doc).
+/// Searches `C` for `p` (its `l2` ignored) on `x: (n, d)`, `y: (n,)` in `0..n_classes` (module doc).
 ///
-/// Errors: those of [`super::fit_logistic`], an invalid `val_fraction`, or a hold-out that leaves
-/// fewer than two classes (or no rows) on either side.
+/// Errors: those of [`super::fit_logistic`], invalid search settings, or a fold without rows to
+/// score or with fewer than two classes to fit.
 pub fn search_c(
     p: &LogisticParams,
     s: &CSearchParams,
@@ -102,62 +137,72 @@ pub fn search_c(
 ) -> Result<CSearch, BaselineError> {
     let t0 = Instant::now();
     check_fit(p, x, y, n_classes)?;
-    if !(s.val_fraction > 0.0 && s.val_fraction < 1.0) || s.steps_per_decade == 0 {
-        return Err(BaselineError::InvalidParam {
-            name: "val_fraction",
-            value: s.val_fraction,
-            expected: "expected a fraction in (0, 1) and steps_per_decade >= 1",
-        });
+    check_search(s)?;
+    let folds = if y.len() <= s.kfold_max_rows {
+        stratified_folds(y, n_classes, s.folds, s.seed)
+    } else {
+        vec![stratified_holdout(y, n_classes, s.holdout_fraction, s.seed)]
+    };
+    for (fit, val) in &folds {
+        if val.is_empty() || fit.iter().all(|&i| y[i] == y[fit[0]]) {
+            return Err(BaselineError::InvalidParam {
+                name: "folds",
+                value: s.folds as f64,
+                expected: "too few rows: every fold needs rows to score and two classes to fit",
+            });
+        }
     }
-    let (fit_rows, val_rows) = stratified_split(y, n_classes, s.val_fraction, s.seed);
-    let y_fit: Vec<usize> = fit_rows.iter().map(|&i| y[i]).collect();
-    let y_val: Vec<usize> = val_rows.iter().map(|&i| y[i]).collect();
-    if val_rows.is_empty() || y_fit.iter().all(|&l| l == y_fit[0]) {
-        return Err(BaselineError::InvalidParam {
-            name: "val_fraction",
-            value: s.val_fraction,
-            expected: "a hold-out leaving rows to score and two classes to fit",
-        });
-    }
-    let x_fit = x.select(Axis(0), &fit_rows);
-    let scaler = p.standardize.then(|| Standardizer::fit(x_fit.view()));
-    let d_fit = design(x_fit.view(), scaler.as_ref());
-    let d_val = design(x.select(Axis(0), &val_rows).view(), scaler.as_ref());
-    drop(x_fit);
+    let scaler = p.standardize.then(|| Standardizer::fit(x));
+    let all = design(x, scaler.as_ref());
 
-    // Fitted points: (log10 C, score, parameters for warm starts).
-    let mut done: Vec<(f64, CPoint, ArrayD<f64>)> = Vec::new();
-    let fit_at = |log_c: f64, done: &mut Vec<(f64, CPoint, ArrayD<f64>)>| {
-        let warm = done
-            .iter()
-            .min_by(|a, b| (a.0 - log_c).abs().total_cmp(&(b.0 - log_c).abs()))
-            .map(|w| w.2.clone());
+    let fit_at = |log_c: f64| -> Result<CPoint, BaselineError> {
         let c = 10f64.powf(log_c);
         let params = LogisticParams {
             l2: LogisticParams::l2_from_sklearn_c(c),
             ..p.clone()
         };
         let t = Instant::now();
-        let m = fit_design(
-            &params,
-            d_fit.clone(),
-            scaler.clone(),
-            &y_fit,
-            n_classes,
-            warm.as_ref(),
-        )?;
-        let fit_seconds = t.elapsed().as_secs_f64();
-        let point = score(&m, &d_val, &y_val, n_classes, c, fit_seconds);
-        done.push((log_c, point.clone(), m.warm_start()));
-        Ok::<CPoint, BaselineError>(point)
+        let (mut acc, mut loss, mut n_iter, mut converged) = (vec![], vec![], vec![], true);
+        for (fit, val) in &folds {
+            let y_fit: Vec<usize> = fit.iter().map(|&i| y[i]).collect();
+            let y_val: Vec<usize> = val.iter().map(|&i| y[i]).collect();
+            let m = fit_design(
+                &params,
+                all.select(Axis(0), fit),
+                scaler.clone(),
+                &y_fit,
+                n_classes,
+            )?;
+            let (a, l) = score(&m, &all.select(Axis(0), val), &y_val, n_classes);
+            acc.push(a);
+            loss.push(l);
+            n_iter.push(m.n_iter());
+            converged &= m.converged();
+        }
+        let (val_accuracy, val_accuracy_sd) = mean_sd(&acc);
+        let (val_log_loss, val_log_loss_sd) = mean_sd(&loss);
+        Ok(CPoint {
+            c,
+            val_accuracy,
+            val_accuracy_sd,
+            val_log_loss,
+            val_log_loss_sd,
+            n_iter,
+            converged,
+            fit_seconds: t.elapsed().as_secs_f64(),
+        })
     };
 
-    let mut best: Option<(f64, CPoint)> = None;
+    // (log10 C, point), in the order fitted.
+    let mut done: Vec<(f64, CPoint)> = Vec::new();
+    let mut best: Option<(f64, f64)> = None; // (log10 C, mean loss)
     let mut stale = 0;
     for e in s.decades.0..=s.decades.1 {
-        let point = fit_at(f64::from(e), &mut done)?;
-        if best.as_ref().is_none_or(|(_, b)| point.beats(b)) {
-            best = Some((f64::from(e), point));
+        let point = fit_at(f64::from(e))?;
+        let loss = point.val_log_loss;
+        done.push((f64::from(e), point));
+        if best.is_none_or(|(_, b)| loss < b) {
+            best = Some((f64::from(e), loss));
             stale = 0;
         } else {
             stale += 1;
@@ -166,67 +211,149 @@ pub fn search_c(
             }
         }
     }
-    let (centre, _) = best.clone().expect("at least one coarse decade");
+    let (centre, _) = best.expect("at least one coarse decade");
     let step = 1.0 / f64::from(s.steps_per_decade);
     let half = (s.fine_half_width / step).round() as i64;
     for j in -half..=half {
         let log_c = centre + j as f64 * step;
-        if done.iter().any(|(l, _, _)| (l - log_c).abs() < 1e-9) {
+        if done.iter().any(|(l, _)| (l - log_c).abs() < 1e-9) {
             continue;
         }
-        let point = fit_at(log_c, &mut done)?;
-        if best.as_ref().is_none_or(|(_, b)| point.beats(b)) {
-            best = Some((log_c, point));
-        }
+        let point = fit_at(log_c)?;
+        done.push((log_c, point));
     }
-    let mut curve: Vec<CPoint> = done.into_iter().map(|(_, p, _)| p).collect();
+    let mut curve: Vec<CPoint> = done.into_iter().map(|(_, p)| p).collect();
     curve.sort_by(|a, b| a.c.total_cmp(&b.c));
+    let (best_c, chosen_c) = one_standard_error(&curve, folds.len());
     Ok(CSearch {
-        chosen_c: best.expect("fitted").1.c,
+        chosen_c,
+        best_c,
         curve,
-        n_fit: fit_rows.len(),
-        n_val: val_rows.len(),
+        folds: folds.len(),
+        n_val: folds.iter().map(|(_, v)| v.len()).max().unwrap_or(0),
+        n_fit: folds.iter().map(|(f, _)| f.len()).min().unwrap_or(0),
         seconds: t0.elapsed().as_secs_f64(),
     })
 }
 
-/// Validation accuracy and log loss of `m` on the prepared design `d_val`.
-fn score(
-    m: &FittedLogistic,
-    d_val: &ndarray::Array2<f64>,
-    y_val: &[usize],
-    n_classes: usize,
-    c: f64,
-    fit_seconds: f64,
-) -> CPoint {
+/// `(best C, chosen C)` of an ascending `curve` scored over `folds` folds: best = lowest mean log
+/// loss (the first, i.e. smallest, C on ties); chosen = the smallest C whose mean is within one
+/// standard error (`sd / √folds`) of the best's. One fold has no standard error: chosen = best.
+fn one_standard_error(curve: &[CPoint], folds: usize) -> (f64, f64) {
+    let best = curve
+        .iter()
+        .fold(None::<&CPoint>, |b, q| match b {
+            Some(b) if b.val_log_loss <= q.val_log_loss => Some(b),
+            _ => Some(q),
+        })
+        .expect("a non-empty curve");
+    let se = if folds > 1 {
+        best.val_log_loss_sd / (folds as f64).sqrt()
+    } else {
+        0.0
+    };
+    let chosen = curve
+        .iter()
+        .find(|q| q.val_log_loss <= best.val_log_loss + se)
+        .expect("best is within its own standard error");
+    (best.c, chosen.c)
+}
+
+fn check_search(s: &CSearchParams) -> Result<(), BaselineError> {
+    let bad = |name, value: f64, expected| {
+        Err(BaselineError::InvalidParam {
+            name,
+            value,
+            expected,
+        })
+    };
+    if s.folds < 2 {
+        return bad("folds", s.folds as f64, "expected at least 2 folds");
+    }
+    if !(s.holdout_fraction > 0.0 && s.holdout_fraction < 1.0) {
+        return bad(
+            "holdout_fraction",
+            s.holdout_fraction,
+            "expected a fraction in (0, 1)",
+        );
+    }
+    if s.steps_per_decade == 0 {
+        return bad("steps_per_decade", 0.0, "expected at least 1");
+    }
+    if s.decades.0 > s.decades.1 {
+        return bad(
+            "decades",
+            f64::from(s.decades.0),
+            "expected lo <= hi in (lo, hi)",
+        );
+    }
+    Ok(())
+}
+
+/// Mean and sample standard deviation (`n - 1`; 0 for one value).
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// Validation `(accuracy, log loss)` of `m` on the prepared design `d_val: (n_val, d)`.
+fn score(m: &FittedLogistic, d_val: &Array2<f64>, y_val: &[usize], n_classes: usize) -> (f64, f64) {
     let proba = m.predict_design(d_val);
     let flat: Vec<f32> = proba.iter().copied().collect();
     let pred = metrics::argmax_rows(&flat, n_classes);
-    CPoint {
-        c,
-        val_accuracy: metrics::accuracy(y_val, &pred),
-        val_log_loss: metrics::log_loss(y_val, &flat, n_classes),
-        n_iter: m.n_iter(),
-        converged: m.converged(),
-        fit_seconds,
-    }
+    (
+        metrics::accuracy(y_val, &pred),
+        metrics::log_loss(y_val, &flat, n_classes),
+    )
 }
 
-/// Row indices `(fit, val)`: `round(val_fraction · count)` of each class's rows, shuffled with
-/// `seed`, go to val (at most `count - 1`, so every present class stays in fit).
-fn stratified_split(
+/// Each class's rows, shuffled with `seed` (one generator, classes in order).
+fn shuffled_by_class(y: &[usize], n_classes: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n_classes)
+        .map(|class| {
+            let mut rows: Vec<usize> = (0..y.len()).filter(|&i| y[i] == class).collect();
+            rows.shuffle(&mut rng);
+            rows
+        })
+        .collect()
+}
+
+/// `k` stratified folds as `(fit, val)` row indices, each sorted: each class's shuffled rows are
+/// dealt round-robin to the folds, so fold sizes differ by at most one row per class.
+fn stratified_folds(
     y: &[usize],
     n_classes: usize,
-    val_fraction: f64,
+    k: usize,
+    seed: u64,
+) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let mut fold_of = vec![0usize; y.len()];
+    for rows in shuffled_by_class(y, n_classes, seed) {
+        for (j, &i) in rows.iter().enumerate() {
+            fold_of[i] = j % k;
+        }
+    }
+    (0..k)
+        .map(|f| (0..y.len()).partition(|&i| fold_of[i] != f))
+        .collect()
+}
+
+/// One stratified hold-out `(fit, val)`: `round(fraction · count)` of each class's shuffled rows
+/// (at most `count - 1`, so every present class stays in fit) go to val.
+fn stratified_holdout(
+    y: &[usize],
+    n_classes: usize,
+    fraction: f64,
     seed: u64,
 ) -> (Vec<usize>, Vec<usize>) {
-    let mut rng = StdRng::seed_from_u64(seed);
     let (mut fit, mut val) = (Vec::new(), Vec::new());
-    for class in 0..n_classes {
-        let mut rows: Vec<usize> = (0..y.len()).filter(|&i| y[i] == class).collect();
-        rows.shuffle(&mut rng);
-        let k =
-            ((val_fraction * rows.len() as f64).round() as usize).min(rows.len().saturating_sub(1));
+    for rows in shuffled_by_class(y, n_classes, seed) {
+        let k = ((fraction * rows.len() as f64).round() as usize).min(rows.len().saturating_sub(1));
         val.extend_from_slice(&rows[..k]);
         fit.extend_from_slice(&rows[k..]);
     }
@@ -240,12 +367,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn split_is_stratified_disjoint_and_complete() {
+    fn holdout_is_stratified_disjoint_and_complete() {
         let y: Vec<usize> = (0..50).map(|i| usize::from(i % 5 == 0)).collect();
-        let (fit, val) = stratified_split(&y, 2, 0.2, 3);
+        let (fit, val) = stratified_holdout(&y, 2, 0.2, 3);
         assert_eq!(fit.len() + val.len(), 50);
         assert!(fit.iter().all(|i| !val.contains(i)));
         let ones = val.iter().filter(|&&i| y[i] == 1).count();
         assert_eq!((val.len(), ones), (10, 2));
+    }
+
+    #[test]
+    fn folds_partition_the_rows_and_are_stratified() {
+        let y: Vec<usize> = (0..53).map(|i| usize::from(i % 4 == 0)).collect();
+        let folds = stratified_folds(&y, 2, 5, 7);
+        let mut seen = vec![0; y.len()];
+        for (fit, val) in &folds {
+            assert_eq!(fit.len() + val.len(), y.len());
+            for &i in val {
+                seen[i] += 1;
+            }
+            let ones = val.iter().filter(|&&i| y[i] == 1).count();
+            assert!((2..=3).contains(&ones), "{ones} positives in a fold");
+        }
+        assert!(seen.iter().all(|&s| s == 1), "each row scored exactly once");
+    }
+
+    fn point(c: f64, loss: f64, sd: f64) -> CPoint {
+        CPoint {
+            c,
+            val_accuracy: 0.9,
+            val_accuracy_sd: 0.0,
+            val_log_loss: loss,
+            val_log_loss_sd: sd,
+            n_iter: vec![3; 4],
+            converged: true,
+            fit_seconds: 0.0,
+        }
+    }
+
+    /// The one-standard-error rule picks the strongest penalty within one SE of the best mean;
+    /// exact ties go to the smaller C, and one fold means the plain minimum.
+    #[test]
+    fn one_standard_error_rule() {
+        // SE of the best (C = 1) = 0.04 / √4 = 0.02: C = 0.1 (0.215) is within, C = 0.01 is not.
+        let curve = [
+            point(0.01, 0.30, 0.05),
+            point(0.1, 0.215, 0.05),
+            point(1.0, 0.20, 0.04),
+            point(10.0, 0.25, 0.05),
+        ];
+        assert_eq!(one_standard_error(&curve, 4), (1.0, 0.1));
+        assert_eq!(one_standard_error(&curve, 1), (1.0, 1.0));
+        let tie = [point(0.1, 0.2, 0.0), point(1.0, 0.2, 0.0)];
+        assert_eq!(one_standard_error(&tie, 5), (0.1, 0.1));
     }
 }

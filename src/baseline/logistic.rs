@@ -33,7 +33,7 @@ use linfa_logistic::{
     FitInfo, FittedLogisticRegression, LogisticRegression, MultiFittedLogisticRegression,
     MultiLogisticRegression,
 };
-use ndarray::{Array1, Array2, ArrayD, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use super::standardize::{design, Standardizer};
 use super::{check_labels, BaselineError, Classifier};
@@ -91,9 +91,10 @@ impl Fitted {
         }
     }
 
-    /// linfa's parameter layout, to warm-start another fit on the same design and labels:
-    /// `(d + 1,)` binary, `(d + 1, present classes)` multinomial, intercepts last.
-    fn warm_start(&self) -> ArrayD<f64> {
+    /// linfa's parameter layout: `(d + 1,)` binary, `(d + 1, present classes)` multinomial,
+    /// intercepts last.
+    #[cfg(test)]
+    fn coefficients(&self) -> ndarray::ArrayD<f64> {
         match self {
             Fitted::Binary(m) => {
                 let mut p = m.params().to_vec();
@@ -138,7 +139,7 @@ pub fn fit_logistic(
     check_fit(p, x, y, n_classes)?;
     let scaler = p.standardize.then(|| Standardizer::fit(x));
     let records = design(x, scaler.as_ref());
-    fit_design(p, records, scaler, y, n_classes, None)
+    fit_design(p, records, scaler, y, n_classes)
 }
 
 /// The checks of [`fit_logistic`]: labels against `x: (n, d)` and `n_classes`, `l2`, `tol`,
@@ -174,37 +175,29 @@ pub(super) fn check_fit(
 }
 
 /// Fits on a prepared design `records: (n, d)` (row-major `f64`, standardised by `scaler` if
-/// any); `warm` is [`FittedLogistic::warm_start`] of an earlier fit on the same design and
-/// labels. Checks of [`fit_logistic`] on `x` are the caller's.
+/// any), starting from zero. Checks of [`fit_logistic`] on `x` are the caller's.
 pub(super) fn fit_design(
     p: &LogisticParams,
     records: Array2<f64>,
     scaler: Option<Standardizer>,
     y: &[usize],
     n_classes: usize,
-    warm: Option<&ArrayD<f64>>,
 ) -> Result<FittedLogistic, BaselineError> {
     let (n, d) = records.dim();
     let targets = Array1::from(y.to_vec());
     let dataset = DatasetBase::new(records, targets);
     let tol = p.tol * n as f64;
     let fitted = if n_classes == 2 {
-        let mut params = LogisticRegression::<f64>::default()
+        let params = LogisticRegression::<f64>::default()
             .alpha(p.l2)
             .max_iterations(p.max_iter)
             .gradient_tolerance(tol);
-        if let Some(w) = warm.and_then(|w| w.clone().into_dimensionality().ok()) {
-            params = params.initial_params(w);
-        }
         Fitted::Binary(params.fit(&dataset)?)
     } else {
-        let mut params = MultiLogisticRegression::<f64>::default()
+        let params = MultiLogisticRegression::<f64>::default()
             .alpha(p.l2)
             .max_iterations(p.max_iter)
             .gradient_tolerance(tol);
-        if let Some(w) = warm.and_then(|w| w.clone().into_dimensionality().ok()) {
-            params = params.initial_params(w);
-        }
         Fitted::Multi(params.fit(&dataset)?)
     };
     Ok(FittedLogistic {
@@ -242,10 +235,10 @@ impl FittedLogistic {
         &self.fitted.fit_info().termination
     }
 
-    /// Parameters in linfa's layout on the fitted (possibly standardised) design, for a
-    /// warm-started fit on the same design and labels.
-    pub(super) fn warm_start(&self) -> ArrayD<f64> {
-        self.fitted.warm_start()
+    /// Parameters in linfa's layout on the fitted (possibly standardised) design.
+    #[cfg(test)]
+    fn coefficients(&self) -> ndarray::ArrayD<f64> {
+        self.fitted.coefficients()
     }
 
     /// Probabilities on an already prepared design `x64: (n, d)` (standardised as this model's
@@ -408,9 +401,9 @@ mod tests {
             let rows = design(x.view(), Some(&scaler));
             let cols = rows.t().as_standard_layout().into_owned().reversed_axes();
             assert!(!cols.is_standard_layout() && cols == rows);
-            let fused = fit_design(&p, rows, Some(scaler.clone()), &y, k, None).unwrap();
-            let upstream = fit_design(&p, cols, Some(scaler), &y, k, None).unwrap();
-            let (a, b) = (fused.warm_start(), upstream.warm_start());
+            let fused = fit_design(&p, rows, Some(scaler.clone()), &y, k).unwrap();
+            let upstream = fit_design(&p, cols, Some(scaler), &y, k).unwrap();
+            let (a, b) = (fused.coefficients(), upstream.coefficients());
             let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
             let gap = a
                 .iter()

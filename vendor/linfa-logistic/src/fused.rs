@@ -24,6 +24,43 @@ use crate::float::Float;
 /// (`z = x_i · w`) and backward (`g += r_i x_i`) use of each row.
 const BLOCK_ROWS: usize = 8;
 
+/// Groups the rows are split into for [`ordered_sum`]: a constant, so the summation order (and
+/// hence every bit of the cost and gradient) does not depend on the thread count or on rayon's
+/// work stealing. 16 groups keep two to sixteen cores busy.
+const GROUPS: usize = 16;
+
+/// A deterministic parallel fold over row blocks of `x: (n, d)` and `y: (n, ..)`: the rows are cut
+/// into at most [`GROUPS`] contiguous groups (whole [`BLOCK_ROWS`] blocks), each group is folded
+/// block by block from `zero()` on some thread, and the group results are combined in group order.
+/// (rayon's `fold`/`reduce` split where work stealing happens to split, so the float sums, and
+/// after many L-BFGS steps the fitted model, changed from run to run.)
+fn ordered_sum<F, D, T>(
+    x: ArrayView2<F>,
+    y: ndarray::ArrayView<F, D>,
+    zero: impl Fn() -> T + Sync,
+    fold: impl Fn(T, ArrayView2<F>, ndarray::ArrayView<F, D>) -> T + Sync,
+    combine: impl Fn(T, T) -> T,
+) -> T
+where
+    F: Float,
+    D: ndarray::RemoveAxis,
+    T: Send,
+{
+    let blocks = x.nrows().div_ceil(BLOCK_ROWS).max(1);
+    let group_rows = blocks.div_ceil(GROUPS) * BLOCK_ROWS;
+    let parts: Vec<T> = x
+        .axis_chunks_iter(Axis(0), group_rows)
+        .into_par_iter()
+        .zip(y.axis_chunks_iter(Axis(0), group_rows).into_par_iter())
+        .map(|(xg, yg)| {
+            xg.axis_chunks_iter(Axis(0), BLOCK_ROWS)
+                .zip(yg.axis_chunks_iter(Axis(0), BLOCK_ROWS))
+                .fold(zero(), |acc, (xb, yb)| fold(acc, xb, yb))
+        })
+        .collect();
+    parts.into_iter().fold(zero(), combine)
+}
+
 /// The last parameters an objective was evaluated at, with its cost and gradient.
 #[derive(Debug, Default)]
 pub(crate) struct Memo<F, D: Dimension>(Mutex<Option<(Array<F, D>, F, Array<F, D>)>>);
@@ -60,11 +97,11 @@ pub(crate) fn logistic_cost_grad<F: Float>(
     let params = w.slice(s![..d]);
     let b = if w.len() == d + 1 { w[d] } else { F::zero() };
     let zero = || (F::zero(), Array1::<F>::zeros(d), F::zero());
-    let (loss, mut gw, gb) = x
-        .axis_chunks_iter(Axis(0), BLOCK_ROWS)
-        .into_par_iter()
-        .zip(y.axis_chunks_iter(Axis(0), BLOCK_ROWS).into_par_iter())
-        .fold(zero, |(mut loss, mut gw, mut gb), (xb, yb)| {
+    let (loss, mut gw, gb) = ordered_sum(
+        x,
+        y.view(),
+        zero,
+        |(mut loss, mut gw, mut gb), xb, yb| {
             for (row, &yi) in xb.rows().into_iter().zip(yb) {
                 let yz = yi * (row.dot(&params) + b);
                 loss -= crate::log_logistic(yz);
@@ -74,8 +111,9 @@ pub(crate) fn logistic_cost_grad<F: Float>(
                 gw.scaled_add(r, &row);
             }
             (loss, gw, gb)
-        })
-        .reduce(zero, |a, b| (a.0 + b.0, a.1 + &b.1, a.2 + b.2));
+        },
+        |a, b| (a.0 + b.0, a.1 + &b.1, a.2 + b.2),
+    );
     gw.scaled_add(alpha, &params);
     let cost = loss + F::cast(0.5) * alpha * params.dot(&params);
     let grad = if w.len() == d + 1 {
@@ -107,11 +145,11 @@ pub(crate) fn multi_logistic_cost_grad<F: Float>(
     // Class-major weights (k, d): each class's weights contiguous, as each row of x.
     let wt = params.t().as_standard_layout().into_owned();
     let zero = || (F::zero(), Array2::<F>::zeros((k, d)), Array1::<F>::zeros(k));
-    let (loss, gt, gb) = x
-        .axis_chunks_iter(Axis(0), BLOCK_ROWS)
-        .into_par_iter()
-        .zip(y.axis_chunks_iter(Axis(0), BLOCK_ROWS).into_par_iter())
-        .fold(zero, |(mut loss, mut gt, mut gb), (xb, yb)| {
+    let (loss, gt, gb) = ordered_sum(
+        x,
+        y.view(),
+        zero,
+        |(mut loss, mut gt, mut gb), xb, yb: ArrayView2<F>| {
             let mut z = Array1::<F>::zeros(k);
             for (row, yi) in xb.rows().into_iter().zip(yb.rows()) {
                 for (j, zj) in z.iter_mut().enumerate() {
@@ -125,8 +163,9 @@ pub(crate) fn multi_logistic_cost_grad<F: Float>(
                 }
             }
             (loss, gt, gb)
-        })
-        .reduce(zero, |a, b| (a.0 + b.0, a.1 + &b.1, a.2 + &b.2));
+        },
+        |a, b| (a.0 + b.0, a.1 + &b.1, a.2 + &b.2),
+    );
     let mut grad = Array2::zeros(w.raw_dim());
     let mut gw = grad.slice_mut(s![..d, ..]);
     gw.assign(&gt.t());
