@@ -25,7 +25,8 @@ pub struct Rows {
 }
 
 impl Rows {
-    fn pick(&self, idx: &[usize]) -> Rows {
+    /// The rows at positions `idx` of these rows.
+    pub(crate) fn pick(&self, idx: &[usize]) -> Rows {
         Rows {
             rows: idx.iter().map(|&i| self.rows[i]).collect(),
             labels: idx.iter().map(|&i| self.labels[i]).collect(),

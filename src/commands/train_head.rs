@@ -40,9 +40,15 @@ pub struct TrainHeadArgs {
     pub weight_decay: f32,
     #[arg(long, default_value_t = HeadConfig::default().seed)]
     pub seed: u64,
-    /// Stop after this many epochs without a better val loss.
+    /// Stop after this many epochs without a better loss on the selection split
+    /// (--select-fraction); the reported val split is never used.
     #[arg(long)]
     pub patience: Option<usize>,
+    /// Fraction of the train rows carved out (stratified, seeded by --seed) to choose the kept
+    /// epoch: the one with the lowest loss there. 0 keeps the last epoch. The val split is only
+    /// reported, never used to choose.
+    #[arg(long, default_value_t = HeadConfig::default().select_fraction)]
+    pub select_fraction: f64,
     /// Standardize features (train mean/std, stored with the head); `--standardize false` trains on
     /// raw features as the seed recipe does.
     #[arg(long, default_value_t = HeadConfig::default().standardize, action = clap::ArgAction::Set)]
@@ -155,6 +161,7 @@ impl TrainHeadArgs {
             patience: self.patience,
             standardize: self.standardize,
             val_fraction: self.val_fraction,
+            select_fraction: self.select_fraction,
             ..HeadConfig::default()
         }
     }
@@ -275,13 +282,22 @@ pub fn train(args: &TrainRun) -> Result<TrainHeadResult, CommandError> {
 /// writes the run and the summary; val predictions are streamed too. No report page (it needs
 /// the features in memory).
 /// The header of the per-epoch table [`print_epoch`] fills.
-const EPOCH_HEADER: &str = "epoch  train_loss  train_acc  val_loss  val_acc  seconds";
+const EPOCH_HEADER: &str =
+    "epoch  train_loss  train_acc  select_loss  select_acc  val_loss  val_acc  seconds";
 
-/// One row of the per-epoch table, as training reports it.
+/// One row of the per-epoch table, as training reports it (`-` where there is no selection split).
 fn print_epoch(m: &head::EpochMetrics) {
+    let opt = |v: Option<f64>, w: usize| v.map_or(format!("{:>w$}", "-"), |v| format!("{v:>w$.4}"));
     println!(
-        "{:>5}  {:>10.4}  {:>9.4}  {:>8.4}  {:>7.4}  {:>7.2}",
-        m.epoch, m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.seconds
+        "{:>5}  {:>10.4}  {:>9.4}  {}  {}  {:>8.4}  {:>7.4}  {:>7.2}",
+        m.epoch,
+        m.train_loss,
+        m.train_acc,
+        opt(m.select_loss, 11),
+        opt(m.select_acc, 10),
+        m.val_loss,
+        m.val_acc,
+        m.seconds
     );
 }
 
@@ -308,7 +324,12 @@ fn train_streamed(
     let classes = cache.classes().to_vec();
     let val_labels = val_rows.labels.clone();
     let sc = args.stream_cfg;
-    let mut train = StreamFeed::new(cache, train_rows.rows, train_rows.labels, sc, cfg.seed);
+    let (fit_rows, select_rows) = match head::selection_split(&train_rows.labels, cfg) {
+        Some((fit, select)) => (train_rows.pick(&fit), Some(train_rows.pick(&select))),
+        None => (train_rows, None),
+    };
+    let mut train = StreamFeed::new(cache, fit_rows.rows, fit_rows.labels, sc, cfg.seed);
+    let mut select = select_rows.map(|r| StreamFeed::new(cache, r.rows, r.labels, sc, cfg.seed));
     let mut val = StreamFeed::new(cache, val_rows.rows, val_rows.labels, sc, cfg.seed);
     let mut dims = vec![cache.dim()];
     dims.extend_from_slice(&cfg.hidden);
@@ -332,7 +353,14 @@ fn train_streamed(
     eprintln!("stream memory: {plan}");
     println!("{EPOCH_HEADER}");
     let mut on_epoch = print_epoch;
-    let outcome = head::train_feed_with(cfg, &classes, &mut train, &mut val, &mut on_epoch)?;
+    let outcome = head::train_feed_with(
+        cfg,
+        &classes,
+        &mut train,
+        select.as_mut().map(|s| s as &mut dyn head::Feed),
+        &mut val,
+        &mut on_epoch,
+    )?;
     let mut meta = run_metadata(cache, args, held_out);
     meta.insert("streamed".to_string(), "true".to_string());
     head::write_run(&run_dir, &outcome, &meta)?;

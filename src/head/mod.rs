@@ -30,7 +30,7 @@ pub use mlp::Mlp;
 pub use run::{summary_table, write_run};
 pub use scaler::Standardizer;
 pub use stream::{RowGroups, StreamConfig, StreamFeed};
-pub use train::{holdout_split, train, train_feed_with};
+pub use train::{holdout_split, selection_split, train, train_feed_with};
 pub use workspace::Workspace;
 
 /// Errors of the head: bad settings, bad data, bad checkpoints, I/O.
@@ -198,12 +198,18 @@ pub struct HeadConfig {
     pub weight_decay: f32,
     /// Seed of initialisation, shuffling, dropout and hold-out (default 0).
     pub seed: u64,
-    /// Stop after this many epochs without a better val loss (default: never).
+    /// Stop after this many epochs without a better loss on the selection split (default: never;
+    /// needs `select_fraction > 0`).
     pub patience: Option<usize>,
     /// Standardize features with train mean/std (default true; see docs/BENCHMARKS.md).
     pub standardize: bool,
     /// Fraction of train held out for validation when no val split is given (default 0.2).
     pub val_fraction: f64,
+    /// Fraction of the train rows carved out (stratified, seeded) as the selection split: the kept
+    /// epoch is the one with the lowest loss on it, and `patience` counts on it. 0 = no selection:
+    /// the last epoch is kept. The reported val split is never used to choose anything.
+    #[serde(default)]
+    pub select_fraction: f64,
 }
 
 impl Default for HeadConfig {
@@ -223,9 +229,13 @@ impl Default for HeadConfig {
             patience: None,
             standardize: true,
             val_fraction: 0.2,
+            select_fraction: SELECT_FRACTION,
         }
     }
 }
+
+/// Default [`HeadConfig::select_fraction`] (docs/BENCHMARKS.md, model selection).
+const SELECT_FRACTION: f64 = 0.1;
 
 fn bad(field: &'static str, message: String) -> HeadError {
     HeadError::Config { field, message }
@@ -278,6 +288,20 @@ impl HeadConfig {
         if self.patience == Some(0) {
             return Err(bad("patience", "must be >= 1 when given, got 0".into()));
         }
+        if !(self.select_fraction.is_finite() && (0.0..1.0).contains(&self.select_fraction)) {
+            return Err(bad(
+                "select_fraction",
+                format!("must be in [0, 1), got {}", self.select_fraction),
+            ));
+        }
+        if self.patience.is_some() && self.select_fraction == 0.0 {
+            return Err(bad(
+                "patience",
+                "early stopping needs a selection split: give select_fraction > 0 \
+                 (--select-fraction), or leave patience out"
+                    .into(),
+            ));
+        }
         if !(self.val_fraction.is_finite() && (0.0..1.0).contains(&self.val_fraction)) {
             return Err(bad(
                 "val_fraction",
@@ -321,6 +345,13 @@ pub struct EpochMetrics {
     pub val_loss: f64,
     /// val accuracy in eval mode after the epoch
     pub val_acc: f64,
+    /// loss on the selection split carved from train (eval mode), when there is one: the kept
+    /// epoch's criterion
+    #[serde(default)]
+    pub select_loss: Option<f64>,
+    /// accuracy on the selection split, when there is one
+    #[serde(default)]
+    pub select_acc: Option<f64>,
     /// wall seconds of the epoch's training steps (val evaluation excluded, as in the PyTorch peer)
     pub seconds: f64,
 }
@@ -328,12 +359,14 @@ pub struct EpochMetrics {
 /// Result of [`train`].
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
-    /// the head at the epoch with the lowest val loss
+    /// the head at the kept epoch: the lowest loss on the selection split, or the last epoch
     pub head: FittedHead,
     /// one entry per epoch run
     pub history: Vec<EpochMetrics>,
     /// 1-based epoch of `head`
     pub best_epoch: usize,
+    /// rows of the selection split the kept epoch was chosen on (0: the last epoch was kept)
+    pub select_rows: usize,
 }
 
 /// A trained head: parameters, optional standardizer, class names and the config it came from.

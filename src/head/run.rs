@@ -14,7 +14,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HeadError + '_ {
     }
 }
 
-/// `metrics.csv`: one row per epoch, with a `best` column (1 on the kept epoch).
+/// `metrics.csv`: one row per epoch, with a `best` column (1 on the kept epoch) and the selection
+/// split's loss and accuracy (empty without one).
 fn metrics_csv(outcome: &TrainOutcome) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let header = [
@@ -25,6 +26,8 @@ fn metrics_csv(outcome: &TrainOutcome) -> Vec<u8> {
         "val_acc",
         "seconds",
         "best",
+        "select_loss",
+        "select_acc",
     ];
     w.write_record(header).expect("writing to memory");
     for m in &outcome.history {
@@ -36,6 +39,8 @@ fn metrics_csv(outcome: &TrainOutcome) -> Vec<u8> {
             format!("{:.6}", m.val_acc),
             format!("{:.3}", m.seconds),
             u8::from(m.epoch == outcome.best_epoch).to_string(),
+            m.select_loss.map_or(String::new(), |v| format!("{v:.6}")),
+            m.select_acc.map_or(String::new(), |v| format!("{v:.6}")),
         ])
         .expect("writing to memory");
     }
@@ -79,10 +84,12 @@ pub fn write_run(
         )?;
         let readme = tmp.join("README.txt");
         let text = format!(
-            "head.safetensors: the head at the best epoch ({}), weights (d_out, d_in) as PyTorch, config, \
-             classes and scaler inside.\nmetrics.csv: one row per epoch; best=1 marks the kept \
-             epoch; seconds = training steps only.\n{}\n",
+            "head.safetensors: the head at the kept epoch ({}, {}), weights (d_out, d_in) as PyTorch, \
+             config, classes and scaler inside.\nmetrics.csv: one row per epoch; best=1 marks the \
+             kept epoch; select_* are the selection split's (carved from train; val is never used \
+             to choose); seconds = training steps only.\n{}\n",
             outcome.best_epoch,
+            kept_how(outcome),
             plot::LEGEND
         );
         std::fs::write(&readme, text).map_err(io(&readme))?;
@@ -95,6 +102,18 @@ pub fn write_run(
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result
+}
+
+/// How the kept epoch was chosen, in words.
+fn kept_how(outcome: &TrainOutcome) -> String {
+    if outcome.select_rows > 0 {
+        format!(
+            "lowest loss on a selection split of {} rows carved from train",
+            outcome.select_rows
+        )
+    } else {
+        "the last epoch: no selection split".into()
+    }
 }
 
 /// A plain-text summary: best epoch, its val accuracy and loss, the confusion matrix of
@@ -110,12 +129,13 @@ pub fn summary_table(outcome: &TrainOutcome, val_y: &[usize], val_pred: &[usize]
     let mean_secs = secs.iter().sum::<f64>() / secs.len().max(1) as f64;
     let _ = writeln!(
         s,
-        "best epoch       {} of {}",
+        "best epoch       {} of {} ({})",
         outcome.best_epoch,
-        outcome.history.len()
+        outcome.history.len(),
+        kept_how(outcome)
     );
     if let Some(b) = best {
-        let _ = writeln!(s, "val accuracy     {:.4}", b.val_acc);
+        let _ = writeln!(s, "val accuracy     {:.4} (not used to choose)", b.val_acc);
         let _ = writeln!(s, "val loss         {:.4}", b.val_loss);
         let _ = writeln!(s, "train loss       {:.4}", b.train_loss);
     }

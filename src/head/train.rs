@@ -1,4 +1,5 @@
-//! The training loop: input checks, seeded shuffling, per-epoch metrics, early stopping, best epoch by val loss.
+//! The training loop: input checks, seeded shuffling, per-epoch metrics, and the kept epoch chosen
+//! on a selection split carved from train (never on the reported val split), with early stopping.
 
 use std::time::Instant;
 
@@ -56,8 +57,20 @@ fn check_split(set: &TrainSet, split: &'static str, classes: usize) -> Result<()
 /// `round(n_c · fraction)` (at most `n_c - 1`) go to validation. Returns `(train, val)` row
 /// indices, each sorted.
 pub fn holdout_split(y: &[usize], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    stratified(y, fraction, mix(seed, 2, 0))
+}
+
+/// The selection split of `cfg` ([`HeadConfig::select_fraction`]) carved from training rows with
+/// labels `y`: `Some((fit, select))` row indices into `y`, each sorted, stratified as
+/// [`holdout_split`] but drawn from another stream of `cfg.seed`; `None` when `select_fraction`
+/// is 0 (the last epoch is kept).
+pub fn selection_split(y: &[usize], cfg: &HeadConfig) -> Option<(Vec<usize>, Vec<usize>)> {
+    (cfg.select_fraction > 0.0).then(|| stratified(y, cfg.select_fraction, mix(cfg.seed, 3, 0)))
+}
+
+fn stratified(y: &[usize], fraction: f64, stream: u64) -> (Vec<usize>, Vec<usize>) {
     let classes = y.iter().copied().max().map_or(0, |m| m + 1);
-    let mut rng = StdRng::seed_from_u64(mix(seed, 2, 0));
+    let mut rng = StdRng::seed_from_u64(stream);
     let (mut train, mut val) = (Vec::new(), Vec::new());
     for c in 0..classes {
         let mut rows: Vec<usize> = (0..y.len()).filter(|&i| y[i] == c).collect();
@@ -99,7 +112,8 @@ fn evaluate(
     Ok((loss / n, correct as f64 / n))
 }
 
-/// Train the head on `train`, choosing the epoch with the lowest loss on `val`.
+/// Train the head on `train` and report on `val`; the kept epoch is chosen on a selection split
+/// carved from `train` ([`selection_split`]), never on `val`.
 ///
 /// `train.x: (n, d)`, `val.x: (n_val, d)`; labels index `classes`. When `val` has no rows, a
 /// stratified `cfg.val_fraction` of `train` is held out ([`holdout_split`]). Checks first: the
@@ -162,13 +176,33 @@ pub fn train(
             (0..val.y.len()).collect(),
         )
     };
-    let mut train_feed = InMemory::new(train.x, train.y, train_idx);
+    let train_labels: Vec<usize> = train_idx.iter().map(|&i| train.y[i]).collect();
     let mut val_feed = InMemory::new(val_set.x, val_set.y, val_idx);
-    train_feed_with(cfg, classes, &mut train_feed, &mut val_feed, on_epoch)
+    match selection_split(&train_labels, cfg) {
+        Some((fit, select)) => {
+            let pick = |v: &[usize]| -> Vec<usize> { v.iter().map(|&i| train_idx[i]).collect() };
+            let mut train_feed = InMemory::new(train.x, train.y, pick(&fit));
+            let mut select_feed = InMemory::new(train.x, train.y, pick(&select));
+            train_feed_with(
+                cfg,
+                classes,
+                &mut train_feed,
+                Some(&mut select_feed),
+                &mut val_feed,
+                on_epoch,
+            )
+        }
+        None => {
+            let mut train_feed = InMemory::new(train.x, train.y, train_idx);
+            train_feed_with(cfg, classes, &mut train_feed, None, &mut val_feed, on_epoch)
+        }
+    }
 }
 
 /// [`train`] on any [`Feed`] (a matrix in memory or a stream): the same seeded shuffle, steps
-/// and best-epoch choice. `train: len` rows, `val: len_val` rows, both of D features and labels
+/// and kept-epoch choice. `select` is the selection split carved from train (the caller carves
+/// it with [`selection_split`]; `None` keeps the last epoch); `val` is only reported, never used
+/// to choose. `train: len` rows, `val: len_val` rows, all of D features and labels
 /// below `classes.len()` (an in-memory caller checks finiteness first; a stream's reader refuses
 /// non-finite values). The standardizer comes from one pass over `train`; val is read once per
 /// epoch in `EVAL_ROWS`-row chunks. Same seed and thread count give identical weights whichever
@@ -177,6 +211,7 @@ pub fn train_feed_with(
     cfg: &HeadConfig,
     classes: &[String],
     train: &mut dyn Feed,
+    mut select: Option<&mut dyn Feed>,
     val: &mut dyn Feed,
     on_epoch: &mut dyn FnMut(&EpochMetrics),
 ) -> Result<TrainOutcome, HeadError> {
@@ -191,15 +226,31 @@ pub fn train_feed_with(
     if val.is_empty() {
         return Err(HeadError::Empty { split: "val" });
     }
-    let d = train.dim();
-    if val.dim() != d {
-        return Err(HeadError::DimMismatch {
-            what: "val features vs train features".into(),
-            expected: d,
-            found: val.dim(),
+    if select.as_ref().is_some_and(|s| s.is_empty()) {
+        return Err(HeadError::Empty { split: "selection" });
+    }
+    if select.is_none() && cfg.patience.is_some() {
+        return Err(HeadError::Config {
+            field: "patience",
+            message: "early stopping needs a selection split carved from train".into(),
         });
     }
-    for (split, feed) in [("train", &*train), ("val", &*val)] {
+    let d = train.dim();
+    for (what, other) in [("val", Some(&*val)), ("selection", select.as_deref())] {
+        if let Some(f) = other.filter(|f| f.dim() != d) {
+            return Err(HeadError::DimMismatch {
+                what: format!("{what} features vs train features"),
+                expected: d,
+                found: f.dim(),
+            });
+        }
+    }
+    for (split, feed) in [
+        ("train", Some(&*train)),
+        ("val", Some(&*val)),
+        ("selection", select.as_deref()),
+    ] {
+        let Some(feed) = feed else { continue };
         if let Some((row, &label)) = feed.labels().iter().enumerate().find(|(_, &l)| l >= c) {
             return Err(HeadError::LabelOutOfRange {
                 split,
@@ -273,12 +324,17 @@ pub fn train_feed_with(
             });
         }
         let (val_loss, val_acc) = evaluate(&mlp, scaler.as_ref(), val)?;
-        if !val_loss.is_finite() {
-            return Err(HeadError::Diverged {
-                epoch,
-                what: "val loss",
-                value: val_loss,
-            });
+        let selected = match select.as_deref_mut() {
+            Some(f) => Some(evaluate(&mlp, scaler.as_ref(), f)?),
+            None => None,
+        };
+        for (what, value) in [
+            ("val loss", Some(val_loss)),
+            ("selection loss", selected.map(|s| s.0)),
+        ] {
+            if let Some(value) = value.filter(|v| !v.is_finite()) {
+                return Err(HeadError::Diverged { epoch, what, value });
+            }
         }
         let m = EpochMetrics {
             epoch,
@@ -286,16 +342,20 @@ pub fn train_feed_with(
             train_acc: correct as f64 / n,
             val_loss,
             val_acc,
+            select_loss: selected.map(|s| s.0),
+            select_acc: selected.map(|s| s.1),
             seconds,
         };
         on_epoch(&m);
         history.push(m);
-        if val_loss < best_loss {
-            best_loss = val_loss;
+        // Without a selection split every epoch is "better": the last one is kept.
+        let criterion = selected.map_or(f64::NEG_INFINITY, |s| s.0);
+        if criterion < best_loss || selected.is_none() {
+            best_loss = criterion;
             best_epoch = epoch;
             since_best = 0;
             // the last epoch's parameters stay in `mlp`: no copy needed
-            if epoch < cfg.epochs {
+            if epoch < cfg.epochs && selected.is_some() {
                 best_params.clear();
                 best_params.extend_from_slice(mlp.params());
             }
@@ -317,5 +377,6 @@ pub fn train_feed_with(
         head,
         history,
         best_epoch,
+        select_rows: select.map_or(0, |f| f.len()),
     })
 }

@@ -261,41 +261,52 @@ fn sklearn_parity() {
 
 // ---- C search ----------------------------------------------------------------------------------
 
-/// The search fits an ascending log grid on a split carved from the rows it is given, picks the
-/// best validation score it saw (lowest log loss), and refines around it at `steps_per_decade`;
-/// with many noisy features neither the strongest nor the weakest penalty wins.
+/// The search scores an ascending log grid by stratified 5-fold cross-validation of the rows it is
+/// given, each fit from zero (no 0-iteration fit), picks by the one-standard-error rule, and
+/// refines around the best coarse C at `steps_per_decade`; with many noisy features neither the
+/// strongest nor the weakest penalty wins. Deterministic: the same rows give the same search.
 #[test]
-fn c_search_picks_the_best_point_of_its_curve() {
+fn c_search_cross_validates_and_picks_by_the_one_standard_error_rule() {
     // 3 informative axes among 60 noisy ones, 150 rows: overfitting is easy, so C matters.
     let (x, y) = blobs(5, 150, 60, 1.2, |i| i % 3);
     let p = LogisticParams::default();
     let s = CSearchParams::default();
     let r = search_c(&p, &s, x.view(), &y, 3).expect("search");
-    assert_eq!((r.n_fit, r.n_val), (120, 30));
+    assert_eq!((r.folds, r.n_fit, r.n_val), (5, 120, 30));
     assert!(r.curve.windows(2).all(|w| w[0].c < w[1].c), "ascending C");
+    for q in &r.curve {
+        assert_eq!(q.n_iter.len(), 5, "one fit per fold");
+        assert!(q.n_iter.iter().all(|&n| n > 0), "a 0-iteration fit: {q:?}");
+    }
     let best = r
         .curve
         .iter()
-        .min_by(|a, b| {
-            a.val_log_loss
-                .total_cmp(&b.val_log_loss)
-                .then(b.val_accuracy.total_cmp(&a.val_accuracy))
+        .fold(None::<&vggcache::baseline::CPoint>, |b, q| match b {
+            Some(b) if b.val_log_loss <= q.val_log_loss => Some(b),
+            _ => Some(q),
         })
         .expect("points");
-    assert_eq!(best.c, r.chosen_c, "chosen C is the curve's best");
-    // The fine grid: 8 steps a decade within one decade of the best coarse C.
+    assert_eq!(best.c, r.best_c, "best C is the curve's lowest mean loss");
+    let limit = best.val_log_loss + best.val_log_loss_sd / 5f64.sqrt();
+    let chosen = r
+        .curve
+        .iter()
+        .find(|q| q.val_log_loss <= limit)
+        .expect("within one SE");
+    assert_eq!(chosen.c, r.chosen_c, "the smallest C within one SE");
+    assert!(r.chosen_c <= r.best_c);
+    // The fine grid: 4 steps a decade within one decade of the best coarse C.
     let step = 10f64.powf(1.0 / f64::from(s.steps_per_decade));
     let near = r
         .curve
         .iter()
-        .filter(|q| (q.c / r.chosen_c).log10().abs() <= 1.0 + 1e-9)
+        .filter(|q| (q.c / r.best_c).log10().abs() <= 1.0 + 1e-9)
         .count();
-    assert!(near >= 9, "{near} points within a decade of the pick");
+    assert!(near >= 5, "{near} points within a decade of the best");
     assert!(r
         .curve
-        .iter()
-        .any(|q| ((q.c / r.chosen_c) - step).abs() < 1e-6
-            || ((r.chosen_c / q.c) - step).abs() < 1e-6));
+        .windows(2)
+        .any(|w| ((w[1].c / w[0].c) - step).abs() < 1e-6));
     let worst = r.curve.iter().map(|q| q.val_log_loss).fold(0.0, f64::max);
     assert!(
         best.val_log_loss < worst,
@@ -303,12 +314,19 @@ fn c_search_picks_the_best_point_of_its_curve() {
         r.curve
     );
     assert!(
-        r.chosen_c > r.curve[0].c && r.chosen_c < r.curve[r.curve.len() - 1].c,
+        r.chosen_c > r.curve[0].c && r.best_c < r.curve[r.curve.len() - 1].c,
         "an interior C: {:?}",
         r.curve
     );
     // Refit at the chosen C on all rows, as compare-baselines does; deterministic search.
     let again = search_c(&p, &s, x.view(), &y, 3).expect("search again");
+    let scores = |r: &vggcache::baseline::CSearch| -> Vec<(f64, f64, f64, Vec<u64>)> {
+        r.curve
+            .iter()
+            .map(|q| (q.c, q.val_log_loss, q.val_log_loss_sd, q.n_iter.clone()))
+            .collect()
+    };
+    assert_eq!(scores(&again), scores(&r), "bit-identical scores");
     assert_eq!(again.chosen_c, r.chosen_c);
     let refit = LogisticParams {
         l2: LogisticParams::l2_from_sklearn_c(r.chosen_c),
@@ -316,6 +334,20 @@ fn c_search_picks_the_best_point_of_its_curve() {
     };
     let m = fit_logistic(&refit, x.view(), &y, 3).expect("refit");
     assert!(m.converged(), "{}", m.termination());
+}
+
+/// Above `kfold_max_rows` the search scores one stratified hold-out instead of k folds.
+#[test]
+fn c_search_uses_one_holdout_on_large_train_splits() {
+    let (x, y) = blobs(6, 100, 20, 1.5, |i| i % 2);
+    let s = CSearchParams {
+        kfold_max_rows: 99,
+        ..CSearchParams::default()
+    };
+    let r = search_c(&LogisticParams::default(), &s, x.view(), &y, 2).expect("search");
+    assert_eq!((r.folds, r.n_val, r.n_fit), (1, 20, 80));
+    assert_eq!(r.chosen_c, r.best_c, "no standard error with one hold-out");
+    assert!(r.curve.iter().all(|q| q.n_iter.len() == 1));
 }
 
 // ---- parity on a small real cache ---------------------------------------------------------------

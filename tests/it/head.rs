@@ -9,8 +9,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use vggcache::head::dropout::dropout_in_place;
 use vggcache::head::{
-    holdout_split, summary_table, train, write_run, Adam, AdamConfig, EpochMetrics, FittedHead,
-    HeadConfig, HeadError, Mlp, TrainOutcome, TrainSet, Workspace,
+    holdout_split, selection_split, summary_table, train, write_run, Adam, AdamConfig,
+    EpochMetrics, FittedHead, HeadConfig, HeadError, Mlp, TrainOutcome, TrainSet, Workspace,
 };
 use vggcache::metrics::argmax_rows;
 
@@ -322,9 +322,11 @@ fn same_seed_same_metrics_and_weights() {
     assert_ne!(history_without_time(&a), history_without_time(&c));
 }
 
+/// The kept epoch is the one with the lowest loss on the selection split carved from train, and
+/// patience counts on that split; the val split only reports (issue 29).
 #[test]
-fn early_stopping_keeps_the_best_epoch() {
-    // random labels: val loss soon rises, patience 2 stops the run
+fn early_stopping_keeps_the_best_epoch_of_the_selection_split() {
+    // random labels: the selection loss soon rises, patience 2 stops the run
     let x = randn(64, 8, 1);
     let y: Vec<usize> = (0..64).map(|i| (i * 7 + i / 3) % 2).collect();
     let xv = randn(32, 8, 2);
@@ -333,37 +335,87 @@ fn early_stopping_keeps_the_best_epoch() {
         epochs: 60,
         patience: Some(2),
         lr: 3e-2,
+        select_fraction: 0.25,
         ..small_cfg()
     };
-    let mut seen = 0;
+    let run = |yv: &[usize]| {
+        let mut seen = 0;
+        let out = train(
+            &cfg,
+            &names(2),
+            TrainSet { x: x.view(), y: &y },
+            TrainSet {
+                x: xv.view(),
+                y: yv,
+            },
+            &mut |_| seen += 1,
+        )
+        .expect("trains");
+        assert_eq!(seen, out.history.len());
+        out
+    };
+    let out = run(&yv);
+    assert!(out.history.len() < 60, "patience never triggered");
+    let best = out
+        .history
+        .iter()
+        .min_by(|a, b| {
+            a.select_loss
+                .expect("a selection split")
+                .total_cmp(&b.select_loss.expect("a selection split"))
+        })
+        .expect("epochs");
+    assert_eq!(out.best_epoch, best.epoch);
+    assert_eq!(out.history.len(), out.best_epoch + 2);
+    let (fit, select) = selection_split(&y, &cfg).expect("select_fraction > 0");
+    assert_eq!((fit.len(), select.len(), out.select_rows), (48, 16, 16));
+    // the kept head is the best epoch's: its selection loss is reproduced on the selection rows
+    let xs = x.select(ndarray::Axis(0), &select);
+    let ys: Vec<usize> = select.iter().map(|&i| y[i]).collect();
+    let proba = out.head.predict_proba(xs.view());
+    let ll = vggcache::metrics::log_loss(&ys, proba.as_slice().expect("contiguous"), 2);
+    let want = best.select_loss.expect("selection loss");
+    assert!(
+        (ll - want).abs() < 1e-4,
+        "kept head loss {ll} vs best {want}"
+    );
+    // The val labels change nothing that is chosen: same epochs run, same kept epoch, same weights.
+    let flipped: Vec<usize> = yv.iter().map(|&l| 1 - l).collect();
+    let other = run(&flipped);
+    assert_eq!(
+        (other.best_epoch, other.history.len()),
+        (out.best_epoch, out.history.len())
+    );
+    assert_eq!(other.head, out.head);
+    assert_ne!(other.history[0].val_loss, out.history[0].val_loss);
+}
+
+/// Without a selection split the last epoch is kept and early stopping is refused.
+#[test]
+fn no_selection_keeps_the_last_epoch() {
+    let (x, y) = blobs(20, 2, 6, 3.0, 4);
+    let cfg = HeadConfig {
+        epochs: 4,
+        select_fraction: 0.0,
+        ..small_cfg()
+    };
     let out = train(
         &cfg,
         &names(2),
         TrainSet { x: x.view(), y: &y },
-        TrainSet {
-            x: xv.view(),
-            y: &yv,
-        },
-        &mut |_| seen += 1,
+        TrainSet { x: x.view(), y: &y },
+        &mut no_op,
     )
     .expect("trains");
-    assert!(out.history.len() < 60, "patience never triggered");
-    assert_eq!(seen, out.history.len());
-    let best = out
-        .history
-        .iter()
-        .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
-        .expect("epochs");
-    assert_eq!(out.best_epoch, best.epoch);
-    assert_eq!(out.history.len(), out.best_epoch + 2);
-    // the kept head is the best epoch's: its val loss is reproduced
-    let proba = out.head.predict_proba(xv.view());
-    let ll = vggcache::metrics::log_loss(&yv, proba.as_slice().expect("contiguous"), 2);
-    assert!(
-        (ll - best.val_loss).abs() < 1e-4,
-        "kept head val loss {ll} vs best {}",
-        best.val_loss
-    );
+    assert_eq!((out.best_epoch, out.select_rows), (4, 0));
+    assert!(out.history.iter().all(|m| m.select_loss.is_none()));
+    let err = HeadConfig {
+        patience: Some(2),
+        ..cfg
+    }
+    .check()
+    .expect_err("patience without a selection split");
+    assert!(err.to_string().contains("select"), "{err}");
 }
 
 #[test]
@@ -414,8 +466,10 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 fn standardized_checkpoint_round_trips() {
     let (mut x, y) = blobs(20, 2, 6, 3.0, 8);
     x.mapv_inplace(|v| v * 300.0 + 50.0);
+    // Every train row trained on (no selection split), so the scaler holds all of train's statistics.
     let cfg = HeadConfig {
         standardize: true,
+        select_fraction: 0.0,
         ..small_cfg()
     };
     let out = train(

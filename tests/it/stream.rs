@@ -125,12 +125,22 @@ fn same_weights(a: &FittedHead, b: &FittedHead) -> bool {
     bits(a) == bits(b)
 }
 
-/// Val accuracy printed on the line of `epoch` (`epoch train_loss train_acc val_loss val_acc s`).
+/// Val accuracy printed on the line of `epoch`, in the `val_acc` column of the epoch table.
 fn val_acc_at(out: &str, epoch: usize) -> f64 {
+    let header: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("epoch "))
+        .unwrap_or_else(|| panic!("no epoch table in {out}"))
+        .split_whitespace()
+        .collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "val_acc")
+        .expect("a val_acc column");
     out.lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|w| w.len() == 6 && w[0] == epoch.to_string())
-        .and_then(|w| w[4].parse().ok())
+        .find(|w| w.len() == header.len() && w[0] == epoch.to_string())
+        .and_then(|w| w[col].parse().ok())
         .unwrap_or_else(|| panic!("no epoch {epoch} line in {out}"))
 }
 

@@ -852,3 +852,186 @@ fn predict_with_an_unknown_format_is_a_usage_error() {
         text(&o)
     );
 }
+
+/// Model selection never reads the reported val split (issue 29): the same train images with the
+/// val folder's classes swapped give the same chosen C, the same kept epoch and the same head
+/// weights; and two runs of compare-baselines on one cache write the same compare.json apart from
+/// timings and the trained head's timestamped run folder.
+#[test]
+fn model_selection_ignores_the_val_labels_and_is_reproducible() {
+    let Some(w) = World::new("model_selection_ignores_the_val_labels_and_is_reproducible") else {
+        return;
+    };
+    let data = w.path("data");
+    image_folder(&data, &["cat", "dog"], 20, 8, 1);
+    // The same images with the val labels swapped: val/cat holds the dogs and val/dog the cats.
+    let swapped = w.path("swapped");
+    for (from, to) in [
+        ("train/cat", "train/cat"),
+        ("train/dog", "train/dog"),
+        ("val/cat", "val/dog"),
+        ("val/dog", "val/cat"),
+    ] {
+        let dst = swapped.join(to);
+        std::fs::create_dir_all(&dst).expect("mkdir");
+        for e in std::fs::read_dir(data.join(from)).expect("ls") {
+            let e = e.expect("entry");
+            std::fs::copy(e.path(), dst.join(e.file_name())).expect("copy");
+        }
+    }
+    let cache_a = w.extract(&data, "cache_a", &trunk_a(), &[]);
+    let cache_b = w.extract(&swapped, "cache_b", &trunk_a(), &[]);
+    let fa = FeatureCache::open(&cache_a).expect("cache a");
+    let (_, val_a, _) = train_val(&fa, 0.2, 0).expect("split a");
+    let fb = FeatureCache::open(&cache_b).expect("cache b");
+    let (_, val_b, _) = train_val(&fb, 0.2, 0).expect("split b");
+    // Rows pair up by file name: every val label differs, the features do not.
+    let by_name =
+        |v: &vggcache::commands::features::Labelled| -> BTreeMap<String, (usize, Vec<u32>)> {
+            v.paths
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let name = Path::new(p)
+                        .file_name()
+                        .expect("file")
+                        .to_string_lossy()
+                        .into_owned();
+                    (
+                        name,
+                        (v.y[i], v.x.row(i).iter().map(|f| f.to_bits()).collect()),
+                    )
+                })
+                .collect()
+        };
+    let (na, nb) = (by_name(&val_a), by_name(&val_b));
+    assert_eq!(na.len(), 16);
+    for (name, (label, x)) in &na {
+        let (lb, xb) = &nb[name];
+        assert!(label != lb && x == xb, "{name}: label {label} vs {lb}");
+    }
+
+    // The head: kept epoch, selection losses and weights do not depend on the val labels.
+    let head_args = |cache: &Path, name: &str| {
+        let s = w.ok(args![
+            "train-head",
+            "--features",
+            cache,
+            "--name",
+            name,
+            "--lr",
+            "1e-3",
+            "--hidden",
+            "16,16",
+            "--epochs",
+            "10",
+            "--batch-size",
+            "8",
+            "--dropout",
+            "0.1",
+            "--select-fraction",
+            "0.25"
+        ]);
+        assert!(s.contains("selection split of"), "{s}");
+        let run = w.path("runs").join(name);
+        let csv = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics.csv");
+        let (header, rows) = parse_csv(&csv);
+        let col = |n: &str| header.iter().position(|h| h == n).expect(n);
+        let kept: Vec<(String, String, String)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r[col("best")].clone(),
+                    r[col("select_loss")].clone(),
+                    r[col("val_acc")].clone(),
+                )
+            })
+            .collect();
+        (kept, load_head(&run))
+    };
+    let (ka, ha) = head_args(&cache_a, "a");
+    let (kb, hb) = head_args(&cache_b, "b");
+    let strip = |k: &[(String, String, String)]| -> Vec<(String, String)> {
+        k.iter().map(|(b, s, _)| (b.clone(), s.clone())).collect()
+    };
+    assert_eq!(strip(&ka), strip(&kb), "kept epoch and selection losses");
+    assert_ne!(
+        ka.iter().map(|k| &k.2).collect::<Vec<_>>(),
+        kb.iter().map(|k| &k.2).collect::<Vec<_>>(),
+        "the val accuracies do differ (labels swapped)"
+    );
+    assert_eq!(ha.mlp().params(), hb.mlp().params(), "the same weights");
+
+    // compare-baselines: the same chosen C on both caches; the same report twice on one cache.
+    let compare = |cache: &Path, out: &str| -> serde_json::Value {
+        let o = w.path(out);
+        w.ok(args!["compare-baselines", "--features", cache, "--out", o]);
+        let json = std::fs::read_to_string(o.join("compare.json")).expect("compare.json");
+        serde_json::from_str(&json).expect("json")
+    };
+    // A second of wall clock between the runs: the trained heads' run folders are timestamps.
+    let a1 = compare(&cache_a, "cmp_a1");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let a2 = compare(&cache_a, "cmp_a2");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let b = compare(&cache_b, "cmp_b");
+    let table = |v: &serde_json::Value| -> Vec<Vec<String>> {
+        let s = &v["sections"][0];
+        let fit_s = s["header"]
+            .as_array()
+            .expect("header")
+            .iter()
+            .position(|h| h == "fit s")
+            .expect("a fit s column");
+        s["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                r.as_array()
+                    .expect("row")
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != fit_s)
+                    .map(|(_, c)| c.as_str().expect("cell").to_string())
+                    .collect()
+            })
+            .collect()
+    };
+    let chosen = |v: &serde_json::Value| -> String {
+        table(v)
+            .into_iter()
+            .find(|r| r.last().is_some_and(|m| m.starts_with("chosen")))
+            .expect("a chosen C")[0]
+            .clone()
+    };
+    assert_eq!(
+        chosen(&a1),
+        chosen(&b),
+        "chosen C with the val labels swapped"
+    );
+    for row in table(&a1) {
+        let iters = &row[3];
+        assert!(
+            !iters.split(' ').any(|n| n == "0"),
+            "a scored C ran 0 iterations: {row:?}"
+        );
+    }
+    let normalised = |v: &serde_json::Value| -> serde_json::Value {
+        let mut v = v.clone();
+        let head_dir = v["rows"][2]["name"]
+            .as_str()
+            .expect("head name")
+            .to_string();
+        for row in v["rows"].as_array_mut().expect("rows") {
+            row["fit_seconds"] = serde_json::Value::Null;
+            row["predict_ms_per_image"] = serde_json::Value::Null;
+            if row["name"] == head_dir.as_str() {
+                row["name"] = "mlp head".into();
+            }
+        }
+        v["sections"][0]["rows"] = serde_json::json!(table(&v));
+        v
+    };
+    assert_eq!(normalised(&a1), normalised(&a2), "two runs, one report");
+}
