@@ -5,6 +5,8 @@
 //! [`extract`] is the engine of the first three stages; [`commands`] turn flags into configs,
 //! call the library and print.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod baseline;
 pub mod cache;
 pub mod commands;

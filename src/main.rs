@@ -1,5 +1,7 @@
 //! `vggcache` binary: parse the command line, run the subcommand, map errors to exit codes.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use clap::{Parser, Subcommand};
 use vggcache::commands::{self, exit};
 

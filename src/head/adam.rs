@@ -86,6 +86,10 @@ impl AdamStep {
         self.update_portable(p, m, v, g);
     }
 
+    /// [`Adam::update`]'s loop compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 (the caller checks `is_x86_feature_detected!("avx2")`).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn update_avx2(&self, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]) {

@@ -165,10 +165,13 @@ pub fn available_providers() -> Result<Vec<String>, TrunkError> {
     }
     let mut out = Vec::with_capacity(n as usize);
     for i in 0..n as usize {
+        // SAFETY: `i < n`, and the API filled `list[..n]` with valid NUL-terminated strings that
+        // live until the release below.
         let s = unsafe { CStr::from_ptr(*list.add(i)) };
         out.push(s.to_string_lossy().into_owned());
     }
     // The status of a release is not actionable.
+    // SAFETY: `list` and `n` are exactly what GetAvailableProviders returned, released once.
     let _ = unsafe { (api.ReleaseAvailableProviders)(list, n) };
     Ok(out)
 }
@@ -251,6 +254,7 @@ fn dlopen(name: &str, keep: bool) -> bool {
         return false;
     }
     if !keep {
+        // SAFETY: `h` is the non-null handle dlopen returned just above, closed once.
         unsafe { libc::dlclose(h) };
     }
     true
