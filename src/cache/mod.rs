@@ -185,9 +185,11 @@ or rebuild the cache with `vggcache extract --force` on the same images";
 
 /// [`CacheError::UnsafeEntry`] for a shard name of a manifest, with the way out that fits.
 pub(crate) fn unsafe_shard(source: crate::safe_path::UnsafePath) -> CacheError {
-    use crate::safe_path::UnsafePath as U;
+    use crate::safe_path::UnsafePath;
     let fix = match source {
-        U::Escapes { .. } | U::DanglingLink { .. } | U::Io { .. } => FIX_SHARD_LINK,
+        UnsafePath::Escapes { .. } | UnsafePath::DanglingLink { .. } | UnsafePath::Io { .. } => {
+            FIX_SHARD_LINK
+        }
         _ => FIX_MANIFEST_ENTRY,
     };
     CacheError::UnsafeEntry { source, fix }
