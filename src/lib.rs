@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod paths;
 pub mod protobuf;
 pub mod report;
+pub mod safe_path;
 pub mod spec;
 pub mod storage;
 pub mod sysmem;

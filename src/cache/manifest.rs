@@ -227,6 +227,14 @@ impl Manifest {
                 message: "dim is 0".into(),
             });
         }
+        let root = path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .display()
+            .to_string();
+        for s in &m.shards {
+            crate::safe_path::check_name(&s.file, &root).map_err(super::unsafe_shard)?;
+        }
         Ok(m)
     }
 

@@ -80,7 +80,7 @@ pub use schema::{
 pub use shard::{KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256, KV_FINGERPRINT};
 pub use writer::CacheWriter;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// File name of the manifest inside a cache folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -94,6 +94,44 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 pub const LOCK_FILE: &str = "vggcache.lock";
 /// File name of the skipped-files report inside a cache folder.
 pub const SKIPPED_FILE: &str = "skipped.csv";
+
+/// The feature cache that `path` is, or is inside of, if any: the nearest of `path` and its
+/// ancestors up to the filesystem root (as written, and with symlinks resolved) that holds a
+/// vggcache `manifest.json` or a sharded root's `plan.json`. Commands refuse output paths there.
+pub fn enclosing_cache(path: &Path) -> Option<PathBuf> {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // The deepest existing ancestor with symlinks resolved, plus the part not yet created.
+    let resolved = absolute.ancestors().find_map(|a| {
+        let real = a.canonicalize().ok()?;
+        let rest = absolute.strip_prefix(a).ok()?;
+        Some(real.join(rest))
+    });
+    [Some(absolute), resolved]
+        .into_iter()
+        .flatten()
+        .find_map(|p| {
+            p.ancestors()
+                .find(|d| holds_cache(d))
+                .map(Path::to_path_buf)
+        })
+}
+
+/// True when `dir` holds a vggcache manifest or sharded plan (parsed just enough to tell).
+fn holds_cache(dir: &Path) -> bool {
+    let json = |name: &str| -> Option<serde_json::Value> {
+        let bytes = std::fs::read(dir.join(name)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    let manifest = json(MANIFEST_FILE).is_some_and(|v| {
+        v.get("format_version").is_some() && v.get("shards").is_some() && v.get("dim").is_some()
+    });
+    manifest
+        || json(parts::PLAN_KEY).is_some_and(|v| {
+            v.get("format")
+                .and_then(|f| f.as_str())
+                .is_some_and(|f| f.starts_with("vggcache-shard-plan"))
+        })
+}
 
 /// What a writer did, returned by [`CacheWriter::finish`] and readable during the run.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -134,6 +172,28 @@ pub const REPAIR: &str =
     "Way out: re-run `vggcache extract` on the same images and model (it moves \
 damaged shards to quarantine/, rebuilds the manifest from intact shards and extracts only the \
 missing images again), or pass --force to rebuild the cache from scratch";
+
+/// The way out when a manifest lists a shard name that breaks the path rule.
+pub const FIX_MANIFEST_ENTRY: &str = "The manifest was edited (its checksum recomputed) or \
+written by another tool; nothing outside the cache was touched. Rebuild the cache with \
+`vggcache extract --force` on the same images (or pull it again from a trusted copy)";
+
+/// The way out when a listed shard's file resolves outside the cache through a symlink.
+pub const FIX_SHARD_LINK: &str = "Nothing was read through it. Put the shard file itself in the \
+cache folder instead of a symlink leading out of it (e.g. `cp --remove-destination TARGET LINK`), \
+or rebuild the cache with `vggcache extract --force` on the same images";
+
+/// [`CacheError::UnsafeEntry`] for a shard name of a manifest, with the way out that fits.
+pub(crate) fn unsafe_shard(source: crate::safe_path::UnsafePath) -> CacheError {
+    use crate::safe_path::UnsafePath;
+    let fix = match source {
+        UnsafePath::Escapes { .. } | UnsafePath::DanglingLink { .. } | UnsafePath::Io { .. } => {
+            FIX_SHARD_LINK
+        }
+        _ => FIX_MANIFEST_ENTRY,
+    };
+    CacheError::UnsafeEntry { source, fix }
+}
 
 /// Errors of the feature cache. Messages name the path and what was expected vs found.
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +295,15 @@ pub enum CacheError {
     },
     #[error("{url}: {message}")]
     BadRecord { url: String, message: String },
+    /// A name recorded in a manifest, plan or record breaks the path rule ([`crate::safe_path`]);
+    /// nothing was read, written or moved for it.
+    #[error("{source}. {fix}")]
+    UnsafeEntry {
+        #[source]
+        source: crate::safe_path::UnsafePath,
+        /// The one way out, for the file the entry came from.
+        fix: &'static str,
+    },
     #[error("split '{split}' has no rows in cache {path} (splits present: {present})")]
     NoSuchSplit {
         path: PathBuf,

@@ -200,6 +200,10 @@ impl Opened {
         let mut kept = Vec::with_capacity(self.manifest.shards.len());
         for mut info in std::mem::take(&mut self.manifest.shards) {
             let path = self.places().locate(&info.file);
+            // A listed name leading out of the cache (through a symlink) is refused, never
+            // read or quarantined: the file it points to is not the cache's.
+            crate::safe_path::ensure_under(&self.dir, &path, &info.file)
+                .map_err(super::unsafe_shard)?;
             let meta = check_shard(path.clone(), &info, dim, self.manifest.feature_dtype)
                 .and_then(|s| s.read_meta(&classes));
             let meta = match meta {

@@ -39,6 +39,11 @@ pub const PARTS_DIR: &str = "parts";
 /// Folder of part and shard records.
 pub const RECORDS_DIR: &str = "records";
 
+/// The way out when a part record names a file that breaks the path rule.
+const FIX_RECORD_ENTRY: &str = "The record under records/ was not written by vggcache as it is; \
+delete that shard's records (records/shard-K/) and run `vggcache extract --plan ROOT --shard \
+K/N` for it again, then commit";
+
 /// Key of part `part` of shard `shard` written by `attempt`.
 pub fn part_key(shard: u32, part: u32, attempt: &str) -> String {
     format!("{PARTS_DIR}/shard-{shard:05}/part-{part:05}-{attempt}.parquet")
@@ -171,10 +176,21 @@ pub fn publish(
         .flat_map(|c| &c.parts)
         .filter_map(|p| p.file.as_ref())
     {
+        crate::safe_path::check_name(&info.file, &store.url()).map_err(|source| {
+            CacheError::UnsafeEntry {
+                source,
+                fix: FIX_RECORD_ENTRY,
+            }
+        })?;
         let bad = |message: String| CacheError::BadRecord {
             url: crate::storage::join(&store.url(), &info.file),
             message,
         };
+        if !info.file.starts_with(&format!("{PARTS_DIR}/")) {
+            return Err(bad(format!(
+                "a part record names a file outside {PARTS_DIR}/. {FIX_RECORD_ENTRY}"
+            )));
+        }
         match present.get(&info.file) {
             Some(&b) if b == info.bytes => {}
             Some(&b) => {
@@ -279,7 +295,8 @@ pub fn pull(store: &dyn Storage, dir: &Path) -> Result<Manifest, CacheError> {
     let m = Manifest::parse(Path::new(&url), bytes.clone())?;
     std::fs::create_dir_all(dir).map_err(CacheError::io(dir))?;
     for s in &m.shards {
-        let to = dir.join(&s.file);
+        // The names were checked by `parse`; symlinks already in `dir` are checked here.
+        let to = crate::safe_path::resolve_under(dir, &s.file).map_err(super::unsafe_shard)?;
         if s.sha256.is_some() && file_sha256(&to).as_ref() == s.sha256.as_ref() {
             continue;
         }

@@ -100,7 +100,12 @@ impl FeatureCache {
         let checked: Vec<CheckedShard> = manifest
             .shards
             .par_iter()
-            .map(|info| check_shard(places.locate(&info.file), info, dim, manifest.feature_dtype))
+            .map(|info| -> Result<CheckedShard, CacheError> {
+                let path = places.locate(&info.file);
+                crate::safe_path::ensure_under(dir, &path, &info.file)
+                    .map_err(super::unsafe_shard)?;
+                check_shard(path, info, dim, manifest.feature_dtype)
+            })
             .collect::<Result<_, _>>()?;
         let metas: Vec<ShardMeta> = checked
             .par_iter()

@@ -52,6 +52,7 @@ pub struct CompareArgs {
 
 /// Fits the baselines, scores every model on the val split, prints and writes the report.
 pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
+    super::refuse_out_in_cache("--out", &args.out)?;
     if let Some(c) = args.c.filter(|c| !(c.is_finite() && *c > 0.0)) {
         return Err(CommandError::Usage(format!("--C must be > 0, got {c}")));
     }

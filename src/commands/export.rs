@@ -25,6 +25,7 @@ pub struct ExportArgs {
 
 /// Writes the ONNX file; returns its size in bytes.
 pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
+    super::refuse_out_in_cache("--out", &args.out)?;
     let (head, meta) = load_head(&args.head, None)?;
     let scaler = head.scaler().map(|(m, s)| (m.view(), s.view()));
     // The run's metadata under `vggcache.` (e.g. `vggcache.trunk_fingerprint`), except `classes`,

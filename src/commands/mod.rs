@@ -70,6 +70,21 @@ impl CommandError {
     }
 }
 
+/// Refuses an output path (`flag`'s value `out`) inside a feature cache: an output written there
+/// could replace `manifest.json` or a shard (exit 2).
+pub(crate) fn refuse_out_in_cache(flag: &str, out: &std::path::Path) -> Result<(), CommandError> {
+    match crate::cache::enclosing_cache(out) {
+        Some(cache) => Err(CommandError::Usage(format!(
+            "{flag} {}: that is inside the feature cache {} (it holds the cache's manifest or \
+             plan, which an output there could overwrite); write the output outside the cache, \
+             e.g. {flag} reports/",
+            out.display(),
+            cache.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A config value the library rejects is a bad flag: its field is the flag's name.
 impl From<crate::extract::ExtractError> for CommandError {
     fn from(e: crate::extract::ExtractError) -> Self {

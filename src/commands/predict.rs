@@ -9,6 +9,7 @@ use super::features::{check_model_file, load_head};
 use super::{CommandError, TrunkArgs};
 use crate::cache::FeatureCache;
 use crate::extract::{self, ExtractConfig};
+use crate::report::formula_safe;
 
 /// Output format of `predict`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -55,6 +56,9 @@ fn default_cache(images: &Path) -> PathBuf {
 
 /// Runs `predict`; returns the number of images written.
 pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
+    if let Some(out) = &args.out {
+        super::refuse_out_in_cache("--out", out)?;
+    }
     let (head, meta) = load_head(&args.head, None)?;
     let model = args.trunk.model_path()?;
     if !model.is_file() {
@@ -161,7 +165,11 @@ fn predictions_csv(
             header.extend(classes.iter().map(|c| format!("prob_{c}")));
             w.write_record(&header)?;
             for &i in order {
-                let mut rec = vec![paths[i].clone(), classes[best[i]].clone()];
+                // Names and paths are text from data: made inert for spreadsheets.
+                let mut rec = vec![
+                    formula_safe(&paths[i]).into_owned(),
+                    formula_safe(&classes[best[i]]).into_owned(),
+                ];
                 rec.extend(proba.row(i).iter().map(|p| format!("{p:.6}")));
                 w.write_record(&rec)?;
             }
@@ -172,7 +180,8 @@ fn predictions_csv(
                 let stem = Path::new(&paths[i])
                     .file_stem()
                     .map_or(String::new(), |s| s.to_string_lossy().into_owned());
-                w.write_record([stem, format!("{:.6}", proba[[i, 1]])])?;
+                let id = formula_safe(&stem).into_owned();
+                w.write_record([id, format!("{:.6}", proba[[i, 1]])])?;
             }
         }
     }

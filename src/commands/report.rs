@@ -122,6 +122,11 @@ pub struct PageInputs<'a> {
 /// and `args.compare`; returns the page's path.
 pub fn write(args: &ReportConfig) -> Result<PathBuf, CommandError> {
     args.check()?; // before anything is read
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.run.join("report.html"));
+    super::refuse_out_in_cache("--out", &out)?;
     let (head, meta) = load_head(&args.run, None)?;
     let features = match (&args.features, meta.get("cache")) {
         (Some(f), _) => f.clone(),

@@ -297,7 +297,10 @@ fn cases_section(h: &mut String, p: &Page, id: &str, title: &str, cases: &[Case]
     }
     for c in cases {
         let img = match p.images {
-            Some(root) => thumbnail_uri(&root.join(&c.path)),
+            // Row paths come from the cache: read only under the given image folder.
+            Some(root) => crate::safe_path::resolve_under(root, &c.path)
+                .map_err(|e| e.to_string())
+                .and_then(|p| thumbnail_uri(&p)),
             None => Err("no image folder given (--images)".into()),
         };
         h.push_str("<figure>");

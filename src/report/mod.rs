@@ -342,12 +342,15 @@ pub fn write_predictions(
         let scores: Vec<f32> = proba.iter().copied().collect();
         let predicted = metrics::argmax_rows(&scores, classes.len());
         for (i, row) in proba.rows().into_iter().enumerate() {
-            let mut record = vec![
-                model.clone(),
-                paths[i].clone(),
-                classes[labels[i]].clone(),
-                classes[predicted[i]].clone(),
-            ];
+            // Names and paths are text from data: made inert for spreadsheets.
+            let mut record: Vec<String> = [
+                &model,
+                &paths[i],
+                &classes[labels[i]],
+                &classes[predicted[i]],
+            ]
+            .map(|t| formula_safe(t).into_owned())
+            .into();
             record.extend(row.iter().map(|p| p.to_string()));
             w.write_record(&record).map_err(csv_err)?;
         }
@@ -374,6 +377,19 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError>
 /// `|` escaped for a Markdown table cell.
 fn esc(s: &str) -> String {
     s.replace('|', "\\|")
+}
+
+/// A text cell made inert for spreadsheets (OWASP's CSV-injection advice): a cell starting with
+/// `=`, `+`, `-`, `@`, tab or carriage return gets a leading `'`, so a spreadsheet opening the
+/// CSV or a pasted table shows it as text instead of evaluating it. A cell that is a number
+/// (`-0.5`, `1e-3`) or a lone `-` is returned as it is.
+pub fn formula_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && cell != "-" && cell.trim().parse::<f64>().is_err() {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
 }
 
 /// Aligned plain-text table: first column left-aligned, the others right-aligned, a rule under
@@ -416,7 +432,7 @@ fn text_table(header: &[String], rows: &[Vec<String>]) -> String {
 /// GitHub-flavoured Markdown table, first column left-aligned, the others right-aligned.
 fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {
     let row = |cells: &[String]| {
-        let cells: Vec<String> = cells.iter().map(|c| esc(c)).collect();
+        let cells: Vec<String> = cells.iter().map(|c| esc(&formula_safe(c))).collect();
         format!("| {} |\n", cells.join(" | "))
     };
     let align: Vec<String> = (0..header.len())

@@ -96,3 +96,67 @@ fn predictions_csv_quotes_class_names_and_paths() {
         ["m, 1", "b.jpg", "cat, tabby", "dog \"pug\"", "0.25", "0.75"]
     );
 }
+
+/// Names and paths that a spreadsheet would evaluate (`=`, `+`, `-`, `@`, tab, CR first) get a
+/// leading `'` in predictions.csv and compare.md; numbers the tool formats, negative ones
+/// included, and a lone `-` stay as they are.
+#[test]
+fn formula_leading_cells_are_neutralized() {
+    let dir = tempfile::tempdir().unwrap();
+    let cls = vec![
+        "=HYPERLINK(\"http://x\",\"c\")".to_string(),
+        "@dog".to_string(),
+    ];
+    let paths = vec!["+1+cmd.jpg".to_string(), "-2.jpg".to_string()];
+    let p = array![[0.9f32, 0.1], [0.25, 0.75]];
+    let file = write_predictions(dir.path(), &cls, &paths, &[0, 1], &[("\tm", p.view())]).unwrap();
+    let mut r = csv::Reader::from_path(&file).unwrap();
+    let rows: Vec<Vec<String>> = r
+        .records()
+        .map(|rec| rec.unwrap().iter().map(String::from).collect())
+        .collect();
+    assert_eq!(
+        rows[0][..4],
+        [
+            "'\tm",
+            "'+1+cmd.jpg",
+            "'=HYPERLINK(\"http://x\",\"c\")",
+            "'=HYPERLINK(\"http://x\",\"c\")"
+        ]
+    );
+    assert_eq!(rows[1][..4], ["'\tm", "'-2.jpg", "'@dog", "'@dog"]);
+
+    let row = |name: &str| ModelRow {
+        name: name.into(),
+        accuracy: 0.5,
+        log_loss: 0.7,
+        per_class: Vec::new(),
+        fit_seconds: f64::NAN,
+        predict_ms_per_image: 0.1,
+        iterations: None,
+        converged: None,
+    };
+    let report = CompareReport {
+        classes: Vec::new(),
+        n_train: 1,
+        n_val: 1,
+        feature_dim: 2,
+        rows: vec![row("=HYPERLINK(\"http://x\")"), row("-cmd")],
+        notes: Vec::new(),
+        sections: vec![Section {
+            title: "s".into(),
+            header: vec!["C".into(), "x".into()],
+            rows: vec![
+                vec!["-0.5".into(), "-".into()],
+                vec!["@SUM(A1)".into(), "1e-3".into()],
+            ],
+        }],
+    };
+    let md = report.to_markdown();
+    assert!(md.contains("| '=HYPERLINK(\"http://x\") |"), "{md}");
+    assert!(md.contains("| '-cmd |"), "{md}");
+    assert!(md.contains("| -0.5 | - |"), "{md}");
+    assert!(md.contains("| '@SUM(A1) | 1e-3 |"), "{md}");
+    assert_eq!(formula_safe("-1.25"), "-1.25");
+    assert_eq!(formula_safe("\rx"), "'\rx");
+}

@@ -20,9 +20,15 @@ impl LocalStore {
         Ok(LocalStore { root: root.into() })
     }
 
+    /// The file of `key` under the root, checked against the path rule ([`crate::safe_path`]):
+    /// keys come from records and manifests too.
+    fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
+        Ok(crate::safe_path::resolve_under(&self.root, key)?)
+    }
+
     /// The file of `key`, its folder created.
     fn file(&self, key: &str) -> Result<PathBuf, StorageError> {
-        let path = self.root.join(key);
+        let path = self.path_of(key)?;
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(FsError::at(dir))?;
         }
@@ -75,7 +81,7 @@ impl Storage for LocalStore {
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let path = self.root.join(key);
+        let path = self.path_of(key)?;
         match fs::read(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -97,7 +103,7 @@ impl Storage for LocalStore {
     }
 
     fn get_file(&self, key: &str, to: &Path) -> Result<bool, StorageError> {
-        let from = self.root.join(key);
+        let from = self.path_of(key)?;
         if !from.exists() {
             return Ok(false);
         }
@@ -112,7 +118,11 @@ impl Storage for LocalStore {
 
     fn list(&self, prefix: &str) -> Result<Vec<Listed>, StorageError> {
         let mut out = Vec::new();
-        let start = self.root.join(prefix);
+        let start = if prefix.is_empty() {
+            self.root.clone()
+        } else {
+            self.path_of(prefix)?
+        };
         let mut stack = vec![start];
         while let Some(dir) = stack.pop() {
             let entries = match fs::read_dir(&dir) {
@@ -144,7 +154,7 @@ impl Storage for LocalStore {
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
-        Ok(fsutil::remove_if_exists(&self.root.join(key))?)
+        Ok(fsutil::remove_if_exists(&self.path_of(key)?)?)
     }
 }
 

@@ -34,6 +34,9 @@ pub enum StorageError {
     Fs(#[from] crate::fsutil::FsError),
     #[error("{url}: {message}")]
     Backend { url: String, message: String },
+    /// A key that would lead outside a local root ([`crate::safe_path`]).
+    #[error(transparent)]
+    UnsafeKey(#[from] crate::safe_path::UnsafePath),
     #[error(
         "{url}: not a storage location vggcache can use (a local folder, or s3://bucket/prefix \
          in a build with the `s3` feature)"

@@ -18,6 +18,7 @@ mod f16;
 mod head;
 mod imagenet_trunk;
 mod integrity;
+mod paths;
 mod quantize;
 mod ray;
 mod report;

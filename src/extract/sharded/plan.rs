@@ -53,6 +53,10 @@ pub struct ShardPlan {
     pub entries: Vec<PlannedImage>,
     /// Images discovery or hashing could not use, with the reason.
     pub skipped: Vec<(String, String)>,
+    /// sha256 (hex) of this plan serialised as compact JSON with `checksum` null, as a
+    /// manifest's: a hand edit or a damaged byte is caught by [`ShardPlan::load`].
+    #[serde(default)]
+    pub checksum: Option<String>,
 }
 
 /// The shard of `rel_path` among `shards`: the first 8 bytes of sha256("vggcache-shard\0" +
@@ -80,7 +84,22 @@ impl ShardPlan {
             .collect()
     }
 
-    /// The plan stored at `store`'s root.
+    /// sha256 (hex) of the plan as compact JSON with `checksum` set to null.
+    pub fn compute_checksum(&self) -> String {
+        let mut p = self.clone();
+        p.checksum = None;
+        let bytes = serde_json::to_vec(&p).expect("the plan serialises to JSON");
+        hex::encode(Sha256::digest(&bytes))
+    }
+
+    /// Stamps the checksum; the bytes to store.
+    pub fn seal(&mut self) -> Vec<u8> {
+        self.checksum = Some(self.compute_checksum());
+        serde_json::to_vec_pretty(self).expect("the plan serialises to JSON")
+    }
+
+    /// The plan stored at `store`'s root, checked: its format, its checksum, and every entry's
+    /// path against the path rule ([`crate::safe_path::check_name`], relative to `images`).
     pub fn load(store: &dyn storage::Storage) -> Result<ShardPlan, ExtractError> {
         let url = storage::join(&store.url(), PLAN_KEY);
         let plan: ShardPlan = read_json(store, PLAN_KEY)?.ok_or_else(|| ExtractError::Config {
@@ -100,9 +119,36 @@ impl ShardPlan {
             }
             .into());
         }
+        let want = plan.compute_checksum();
+        if plan.checksum.as_deref() != Some(want.as_str()) {
+            return Err(CacheError::BadRecord {
+                url,
+                message: format!(
+                    "plan fails its checksum (recorded {}, content hashes to {want}): it was \
+                     edited by hand or damaged; make a new plan with `vggcache plan --images \
+                     DIR --out NEW_ROOT` (a plan cannot be changed once shards ran from it)",
+                    plan.checksum.as_deref().unwrap_or("none")
+                ),
+            }
+            .into());
+        }
+        let images = plan.images.display().to_string();
+        for e in &plan.entries {
+            crate::safe_path::check_name(&e.path, &images).map_err(|source| {
+                CacheError::UnsafeEntry {
+                    source,
+                    fix: FIX_PLAN_ENTRY,
+                }
+            })?;
+        }
         Ok(plan)
     }
 }
+
+/// The way out when a plan lists an image that breaks the path rule.
+pub(crate) const FIX_PLAN_ENTRY: &str = "A plan lists only images under its images folder; \
+nothing was read for this entry. Make a new plan with `vggcache plan --images DIR --out \
+NEW_ROOT`";
 
 /// Settings of `vggcache plan`. `Default` holds the defaults the CLI shows.
 #[derive(Debug, Clone, PartialEq)]
@@ -184,6 +230,12 @@ pub fn make_plan(cfg: &PlanConfig) -> Result<PlanSummary, ExtractError> {
         if wanted.as_ref().is_some_and(|w| !w.contains(&e.rel_path)) {
             continue;
         }
+        // A shard run reads an entry only under the images folder: one that resolves outside it
+        // (a symlink leading out) is a reported skip here, never planned.
+        if let Err(e2) = crate::safe_path::resolve_under(&ds.root, &e.rel_path) {
+            skipped.push((e.rel_path.clone(), format!("not planned: {e2}")));
+            continue;
+        }
         match h {
             Ok(hash) => entries.push(PlannedImage {
                 path: e.rel_path.clone(),
@@ -202,7 +254,7 @@ pub fn make_plan(cfg: &PlanConfig) -> Result<PlanSummary, ExtractError> {
             format!("{}: no usable image to plan", cfg.images.display()),
         );
     }
-    let plan = ShardPlan {
+    let mut plan = ShardPlan {
         format: PLAN_FORMAT.into(),
         images: ds.root.canonicalize().unwrap_or_else(|_| ds.root.clone()),
         layout: ds.layout,
@@ -214,9 +266,10 @@ pub fn make_plan(cfg: &PlanConfig) -> Result<PlanSummary, ExtractError> {
         part_rows: cfg.part_rows,
         entries,
         skipped,
+        checksum: None,
     };
     let store = storage::open(&cfg.out).map_err(CacheError::from)?;
-    let bytes = serde_json::to_vec_pretty(&plan).expect("the plan serialises to JSON");
+    let bytes = plan.seal();
     let created = store
         .put_if_absent(PLAN_KEY, &bytes)
         .map_err(CacheError::from)?;

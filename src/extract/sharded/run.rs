@@ -210,7 +210,14 @@ fn run_part(
     let mut entries = Vec::with_capacity(images.len());
     let mut hashes = Vec::with_capacity(images.len());
     for im in images {
-        let abs_path = root.join(&im.path);
+        // Read only under the images folder, symlinks resolved (the plan's names were checked
+        // when it was loaded; the folder may have changed since).
+        let abs_path = crate::safe_path::resolve_under(root, &im.path).map_err(|source| {
+            CacheError::UnsafeEntry {
+                source,
+                fix: super::plan::FIX_PLAN_ENTRY,
+            }
+        })?;
         match dataset::content_hash(&abs_path) {
             Ok(h) if h == im.content_hash => {
                 entries.push(ImageEntry {
