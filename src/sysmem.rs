@@ -1,5 +1,5 @@
-//! Process memory tuning for reading large feature caches: glibc malloc thresholds and
-//! transparent huge pages.
+//! Process memory: glibc malloc tuning and transparent huge pages for reading large feature
+//! caches, and how much memory a run can use (sizes from flags are checked against it).
 //!
 //! Why it is its own module: these knobs change how the whole process allocates, not how the cache
 //! is laid out; the cache reader calls them, but they belong to no file format. Both are best
@@ -55,4 +55,54 @@ pub fn total_memory() -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Memory a run can still use, in bytes: `MemAvailable` of `/proc/meminfo`, lowered to the
+/// room left under this process's cgroup (v2 `memory.max`) where one is set; `None` where
+/// neither is known.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok();
+    let avail = text.as_deref().and_then(|t| {
+        let line = t.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    });
+    let avail = avail.map(|kb| kb * 1024).or_else(total_memory);
+    let read = |f: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{f}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let cgroup =
+        read("memory.max").map(|max| max.saturating_sub(read("memory.current").unwrap_or(0)));
+    match (avail, cgroup) {
+        (Some(a), Some(c)) => Some(a.min(c)),
+        (a, c) => a.or(c),
+    }
+}
+
+/// The memory a config's sizes are checked against before anything is allocated:
+/// [`available_memory`], or 8 GiB where it is unknown.
+pub fn usable_memory() -> u64 {
+    available_memory().unwrap_or(8 << 30)
+}
+
+/// `bytes` as gigabytes for messages (`12.35 GB`).
+pub fn gb(bytes: u64) -> String {
+    format!("{:.2} GB", bytes as f64 / 1e9)
+}
+
+/// Refuses `need` bytes beyond [`usable_memory`]: `Err` holds what to say (the need, what this
+/// machine has, and `what` the bytes are for).
+pub fn fits(need: u64, what: &str) -> Result<(), String> {
+    let have = usable_memory();
+    if need > have {
+        return Err(format!(
+            "{what} need {}, more than the {} this machine has available",
+            gb(need),
+            gb(have)
+        ));
+    }
+    Ok(())
 }

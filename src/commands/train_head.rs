@@ -337,10 +337,11 @@ fn train_streamed(
     let plan = MemoryPlan::new(
         &sc,
         cache.dim(),
-        cfg.batch_size,
+        cfg.batch_size.min(head::Feed::len(&train).max(1)),
         train.max_group_rows(),
         &dims,
     );
+    plan.check()?;
     eprintln!(
         "stream: train {} rows, val {} rows{}, D = {}, shuffle buffer {} rows, prefetch {} batches",
         head::Feed::len(&train),

@@ -75,9 +75,114 @@ impl ExtractConfig {
                 format!("must be in [0, 1), got {}", self.val_fraction),
             );
         }
+        self.validate_sizes()
+    }
+
+    /// Checks the size-like settings alone (a shard run has no images folder or output of its
+    /// own to check): workers and sessions at least 1 and at most what a machine can run, and
+    /// batch, shard and thread counts whose buffers, at the least any trunk needs (one pixel per
+    /// image, one feature per row), fit in the memory this machine has available.
+    /// [`ExtractConfig::check_memory`] checks the real sizes once the trunk is loaded.
+    pub fn validate_sizes(&self) -> Result<(), ExtractError> {
+        let bad = |field, reason: String| Err(ExtractError::Config { field, reason });
+        for (field, v, max) in [
+            ("workers", self.workers, MAX_WORKERS),
+            ("sessions", self.sessions, MAX_SESSIONS),
+        ] {
+            match v {
+                Some(0) => {
+                    return bad(
+                        field,
+                        format!("must be at least 1, got 0 (leave --{field} out for the default)"),
+                    )
+                }
+                Some(n) if n > max => {
+                    return bad(field, format!("at most {max} can run at once, got {n}"))
+                }
+                _ => {}
+            }
+        }
+        if let Some(sessions) = self.sessions {
+            // Every session holds the model's weights.
+            if let Ok(m) = std::fs::metadata(&self.model) {
+                crate::sysmem::fits(
+                    m.len().saturating_mul(sessions as u64),
+                    &format!("{sessions} sessions of {}", self.model.display()),
+                )
+                .or_else(|m| bad("sessions", format!("{m}; use fewer --sessions")))?;
+            }
+        }
+        let (batch, shard) = (self.batch_size as u64, self.shard_rows as u64);
+        crate::sysmem::fits(
+            batch.saturating_mul(4 * 4),
+            &format!("a batch of {batch} images, at one pixel and one feature each,"),
+        )
+        .or_else(|m| bad("batch_size", format!("{m}; lower --batch-size")))?;
+        crate::sysmem::fits(
+            shard.saturating_mul(2 * 4),
+            &format!("shards of {shard} rows, at one feature each,"),
+        )
+        .or_else(|m| bad("shard_rows", format!("{m}; lower --shard-rows")))?;
         Ok(())
     }
+
+    /// Refuses a run whose buffers exceed the memory this machine has available, now that the
+    /// trunk's input (`pixels` per image, 3 channels) and feature width `dim` are known, with
+    /// `parallel_shards` shards encoded at once. Counts the decode pipeline's tensors, the
+    /// batches waiting for the writer and a write round of rows (held twice while encoded).
+    pub fn check_memory(
+        &self,
+        pixels: u64,
+        dim: usize,
+        parallel_shards: usize,
+    ) -> Result<(), ExtractError> {
+        let bad = |field, reason: String| Err(ExtractError::Config { field, reason });
+        let image = pixels.saturating_mul(3 * 4);
+        let row = (dim as u64).saturating_mul(4);
+        let workers = self.workers.unwrap_or(1) as u64;
+        let batch = self.batch_size as u64;
+        // Decoded tensors: the pipeline's queue (2 batches), one being built, one per session
+        // and one per worker; features: the writer's queue of two batches.
+        let sessions = self.sessions.unwrap_or(1) as u64;
+        let batch_bytes = batch
+            .saturating_mul(4 + sessions)
+            .saturating_add(workers)
+            .saturating_mul(image)
+            .saturating_add(batch.saturating_mul(2).saturating_mul(row));
+        crate::sysmem::fits(
+            batch_bytes,
+            &format!("batches of {batch} images ({pixels} pixels, {dim} features each)"),
+        )
+        .or_else(|m| bad("batch_size", format!("{m}; lower --batch-size")))?;
+        let round = (self.shard_rows as u64)
+            .saturating_mul(parallel_shards as u64)
+            .saturating_mul(row)
+            .saturating_mul(3);
+        crate::sysmem::fits(
+            round,
+            &format!(
+                "write rounds of {parallel_shards} shards of {} rows ({dim} features each)",
+                self.shard_rows
+            ),
+        )
+        .or_else(|m| bad("shard_rows", format!("{m}; lower --shard-rows")))?;
+        crate::sysmem::fits(
+            round.saturating_add(batch_bytes),
+            "the decode pipeline and the writer together",
+        )
+        .or_else(|m| {
+            bad(
+                "batch_size",
+                format!("{m}; lower --batch-size or --shard-rows"),
+            )
+        })
+    }
 }
+
+/// The most decoding threads a run starts (far more than any machine has cores).
+pub const MAX_WORKERS: usize = 1024;
+/// The most trunk sessions a run loads.
+pub const MAX_SESSIONS: usize = 64;
 
 #[cfg(test)]
 mod tests {

@@ -188,6 +188,9 @@ pub(crate) fn extract_rows(
     let entries = &plan.dataset.entries;
     let total = todo.len();
     let preprocess = trunks[0].info().preprocess.clone();
+    let pixels = u64::from(preprocess.width) * u64::from(preprocess.height);
+    let parallel_shards = rayon::current_num_threads().clamp(1, 8);
+    cfg.check_memory(pixels, trunks[0].info().dim, parallel_shards)?;
     let (recycle_tx, recycle_rx) = crossbeam_channel::unbounded::<Vec<f32>>();
     let pipeline = PipelineConfig {
         batch_size: cfg.batch_size,
@@ -208,7 +211,7 @@ pub(crate) fn extract_rows(
     let rx = dataset::spawn_pipeline(items, preprocess, pipeline);
     let rounds = WriteRounds {
         shard_rows: cfg.shard_rows,
-        parallel_shards: rayon::current_num_threads().clamp(1, 8),
+        parallel_shards,
     };
     // Finished batches that may wait for the writer: one whole write round plus two, so inference
     // runs on while the writer encodes the previous round. Memory: about two rounds of features

@@ -98,8 +98,9 @@ impl Feed for InMemory<'_> {
         ws: &mut Workspace,
         step: &mut Step<'_>,
     ) -> Result<(), HeadError> {
-        let mut rows = Vec::with_capacity(batch);
-        let mut y = Vec::with_capacity(batch);
+        let cap = batch.min(order.len());
+        let mut rows = Vec::with_capacity(cap);
+        let mut y = Vec::with_capacity(cap);
         for b in order.chunks(batch) {
             rows.clear();
             rows.extend(b.iter().map(|&k| self.idx[k]));

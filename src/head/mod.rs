@@ -6,6 +6,7 @@
 //! (`predict_proba`, `save`/`load`), written out by [`write_run`].
 
 pub mod adam;
+mod bounds;
 pub mod checkpoint;
 pub mod dropout;
 pub mod feed;
@@ -308,7 +309,7 @@ impl HeadConfig {
                 format!("must be in [0, 1), got {}", self.val_fraction),
             ));
         }
-        Ok(())
+        self.check_memory(1, 2, None) // the smallest model these widths give
     }
 
     /// The Adam part of the config.

@@ -63,11 +63,22 @@ impl Default for StreamConfig {
 }
 
 impl StreamConfig {
-    /// Validates the settings.
+    /// Validates the settings: each at least 1, and each small enough that its buffer, at
+    /// one 4-byte feature per row and one row per batch (the least any cache needs), fits in
+    /// the memory this machine has available. [`MemoryPlan::check`] checks the real sizes once
+    /// the cache is known.
     pub fn check(&self) -> Result<(), HeadError> {
-        for (field, v) in [
-            ("shuffle_buffer_rows", self.shuffle_buffer_rows),
-            ("prefetch_batches", self.prefetch_batches),
+        for (field, v, rows) in [
+            (
+                "shuffle_buffer_rows",
+                self.shuffle_buffer_rows,
+                self.shuffle_buffer_rows as u64,
+            ),
+            (
+                "prefetch_batches",
+                self.prefetch_batches,
+                (self.prefetch_batches as u64).saturating_add(2),
+            ),
         ] {
             if v == 0 {
                 return Err(HeadError::Config {
@@ -75,6 +86,15 @@ impl StreamConfig {
                     message: "must be >= 1, got 0".into(),
                 });
             }
+            let flag = format!("--{}", field.replace('_', "-"));
+            crate::sysmem::fits(
+                rows.saturating_mul(4),
+                &format!("{flag} {v}: its rows alone, at one feature each,"),
+            )
+            .map_err(|m| HeadError::Config {
+                field,
+                message: format!("{m}; lower {flag}"),
+            })?;
         }
         Ok(())
     }
@@ -105,22 +125,44 @@ impl MemoryPlan {
         group_rows: usize,
         dims: &[usize],
     ) -> Self {
-        let f = 4u64;
-        let row = dim as u64 * f;
-        let params: u64 = dims.windows(2).map(|w| (w[0] * w[1] + w[1]) as u64).sum();
-        let widths: u64 = dims[1..].iter().map(|&w| w as u64).sum();
+        // Saturating: flags can ask for more than a u64 counts; `check` refuses those.
+        let row = (dim as u64).saturating_mul(4);
         MemoryPlan {
-            buffer: cfg.shuffle_buffer_rows as u64 * row,
-            prefetch: (cfg.prefetch_batches as u64 + 2) * batch as u64 * row,
-            decode: 2 * group_rows as u64 * row,
-            model: 4 * params * f,
-            activations: batch as u64 * (dim as u64 + 2 * widths) * f,
+            buffer: (cfg.shuffle_buffer_rows as u64).saturating_mul(row),
+            prefetch: (cfg.prefetch_batches as u64)
+                .saturating_add(2)
+                .saturating_mul(batch as u64)
+                .saturating_mul(row),
+            decode: (group_rows as u64).saturating_mul(row).saturating_mul(2),
+            model: super::bounds::model_bytes(dims),
+            activations: super::bounds::step_bytes(dims, batch),
         }
     }
 
     /// Sum of the parts.
     pub fn total(&self) -> u64 {
-        self.buffer + self.prefetch + self.decode + self.model + self.activations
+        [self.prefetch, self.decode, self.model, self.activations]
+            .into_iter()
+            .fold(self.buffer, u64::saturating_add)
+    }
+
+    /// Refuses a plan beyond the memory this machine has available, naming the setting whose
+    /// part is the largest.
+    pub fn check(&self) -> Result<(), HeadError> {
+        crate::sysmem::fits(self.total(), &format!("the stream ({self})")).map_err(|m| {
+            let parts = [
+                (self.buffer, "shuffle_buffer_rows", "--shuffle-buffer-rows"),
+                (self.prefetch, "prefetch_batches", "--prefetch-batches"),
+                (self.model, "hidden", "--hidden"),
+                (self.activations, "batch_size", "--batch-size"),
+                (self.decode, "shuffle_buffer_rows", "the cache's row groups"),
+            ];
+            let (_, field, flag) = parts.into_iter().max_by_key(|p| p.0).unwrap_or(parts[0]);
+            HeadError::Config {
+                field,
+                message: format!("{m}; the largest part comes from {flag}: lower it"),
+            }
+        })
     }
 }
 
@@ -256,14 +298,19 @@ impl<'a, R: RowGroups> StreamFeed<'a, R> {
         // The buffer: `keys[i]` is the feed row in slot i, `slab[i*d..(i+1)*d]` its features.
         let mut slab: Vec<f32> = Vec::with_capacity(cap * d);
         let mut keys: Vec<usize> = Vec::with_capacity(cap);
-        let (mut xb, mut yb) = (Vec::with_capacity(batch * d), Vec::with_capacity(batch));
+        // A batch never holds more rows than the feed has (`batch` may be far larger).
+        let batch_cap = batch.min(self.rows.len()).max(1);
+        let (mut xb, mut yb) = (
+            Vec::with_capacity(batch_cap * d),
+            Vec::with_capacity(batch_cap),
+        );
         let mut open = true;
         let mut push_out = |x: &[f32], k: usize, open: &mut bool| {
             xb.extend_from_slice(x);
             yb.push(self.labels[k]);
             if yb.len() == batch {
-                let x = std::mem::replace(&mut xb, Vec::with_capacity(batch * d));
-                let y = std::mem::replace(&mut yb, Vec::with_capacity(batch));
+                let x = std::mem::replace(&mut xb, Vec::with_capacity(batch_cap * d));
+                let y = std::mem::replace(&mut yb, Vec::with_capacity(batch_cap));
                 *open = emit(x, y);
             }
         };

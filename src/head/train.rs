@@ -281,6 +281,7 @@ pub fn train_feed_with(
     let mut dims = vec![d];
     dims.extend_from_slice(&cfg.hidden);
     dims.push(c);
+    cfg.check_memory(d, c, Some(n_train))?;
     let mut mlp = Mlp::new(&dims, cfg.seed);
     let mut adam = Adam::new(cfg.adam(), mlp.n_params());
     let mut ws = Workspace::new(&dims, cfg.batch_size.min(n_train));
@@ -290,7 +291,7 @@ pub fn train_feed_with(
     let mut order: Vec<usize> = (0..n_train).collect();
     let mut best_params: Vec<f32> = Vec::new();
     let (mut best_epoch, mut best_loss, mut since_best) = (0usize, f64::INFINITY, 0usize);
-    let mut history = Vec::with_capacity(cfg.epochs);
+    let mut history = Vec::new(); // grows per epoch: --epochs may be far more than are run
 
     for epoch in 1..=cfg.epochs {
         let t0 = Instant::now();

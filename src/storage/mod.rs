@@ -12,6 +12,7 @@
 mod local;
 #[cfg(feature = "s3")]
 mod object;
+pub mod staging;
 
 use std::path::Path;
 
@@ -42,6 +43,36 @@ pub enum StorageError {
          in a build with the `s3` feature)"
     )]
     Unsupported { url: String },
+    /// An object-store setting (an `AWS_*` variable or the root URL) that no client can use;
+    /// checked before the client is built.
+    #[error("{name}={value}: {problem}. Fix: {fix}")]
+    Setting {
+        /// The variable (`AWS_ENDPOINT`, …) or `root` for the URL itself.
+        name: String,
+        /// Its value as given (credentials in a URL are replaced by `***`).
+        value: String,
+        problem: String,
+        fix: String,
+    },
+    /// A key the object store cannot address (an empty, `.` or `..` segment, a control character).
+    #[error("{url}: key {key:?} cannot be stored: {reason}")]
+    BadKey {
+        url: String,
+        key: String,
+        reason: String,
+    },
+    /// An upload that failed on every try (the object is absent or keeps its old bytes).
+    #[error(
+        "{url}: upload of {} failed after {attempts} attempt(s): {cause}. Nothing was listed \
+         under this key; re-run the same command to retry",
+        file.display()
+    )]
+    Upload {
+        url: String,
+        file: std::path::PathBuf,
+        attempts: u32,
+        cause: String,
+    },
 }
 
 /// A root under which keys are read and written. Every write is all-or-nothing: a reader sees

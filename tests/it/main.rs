@@ -8,6 +8,7 @@
 mod common;
 
 mod baseline;
+mod bounds;
 mod cache;
 mod cli;
 mod dataset;

@@ -3,8 +3,6 @@
 //! attempt reuses the claimed parts; a duplicate or zombie attempt finds the records taken and
 //! exits without listing anything twice.
 
-use std::path::PathBuf;
-
 use arrow::array::RecordBatch;
 
 use super::super::engine::{extract_rows, identity_of, sessions, RowSink};
@@ -16,6 +14,7 @@ use crate::cache::parts::{
 };
 use crate::cache::{CacheError, FeatureRow};
 use crate::dataset::{self, Dataset, ImageEntry};
+use crate::storage::staging::Staging;
 use crate::storage::{self, Storage};
 use crate::trunk::Trunk;
 
@@ -61,6 +60,7 @@ pub struct ShardSummary {
 
 /// Runs shard `cfg.shard` of the plan at `cfg.plan` (see the module docs).
 pub fn run_shard(cfg: &ShardRunConfig) -> Result<ShardSummary, ExtractError> {
+    cfg.extract.validate_sizes()?; // impossible flags fail before the root is opened
     let store = storage::open(&cfg.plan).map_err(CacheError::from)?;
     let store = &*store;
     let plan = ShardPlan::load(store)?;
@@ -114,6 +114,12 @@ pub fn run_shard(cfg: &ShardRunConfig) -> Result<ShardSummary, ExtractError> {
     } else {
         cfg.extract.images.clone()
     };
+    // Parts bound for an object store are written locally first, in a folder removed when this
+    // run ends, however it ends.
+    let staging = match store.local_root() {
+        Some(_) => None,
+        None => Some(Staging::new(&attempt).map_err(CacheError::from)?),
+    };
     let mut records = Vec::new();
     for (j, images) in plan.parts(cfg.shard).into_iter().enumerate() {
         let j = j as u32;
@@ -123,7 +129,17 @@ pub fn run_shard(cfg: &ShardRunConfig) -> Result<ShardSummary, ExtractError> {
             records.push(r);
             continue;
         }
-        let ours = run_part(cfg, &plan, store, &root, j, &images, &attempt, &mut trunks)?;
+        let ours = run_part(
+            cfg,
+            &plan,
+            store,
+            staging.as_ref(),
+            &root,
+            j,
+            &images,
+            &attempt,
+            &mut trunks,
+        )?;
         let bytes = serde_json::to_vec_pretty(&ours).expect("a part record serialises");
         if store
             .put_if_absent(&key, &bytes)
@@ -200,6 +216,7 @@ fn run_part(
     cfg: &ShardRunConfig,
     plan: &ShardPlan,
     store: &dyn Storage,
+    staging: Option<&Staging>,
     root: &std::path::Path,
     j: u32,
     images: &[&PlannedImage],
@@ -263,20 +280,35 @@ fn run_part(
         None
     } else {
         let name = part_key(cfg.shard, j, attempt);
-        let info = match store.local_root() {
-            Some(dir) => write_part(
+        let info = match (store.local_root(), staging) {
+            (Some(dir), _) => write_part(
                 &dir.join(&name),
                 &name,
                 &plan.identity,
                 &plan.classes,
                 sink.batches,
             )?,
-            None => {
-                let tmp = local_copy_path(attempt, cfg.shard, j);
-                let info = write_part(&tmp, &name, &plan.identity, &plan.classes, sink.batches)?;
-                let sent = store.put_file(&name, &tmp);
-                let _ = std::fs::remove_file(&tmp);
-                sent.map_err(CacheError::from)?;
+            (None, staging) => {
+                let owned;
+                let staging = match staging {
+                    Some(s) => s,
+                    None => {
+                        owned = Staging::new(attempt).map_err(CacheError::from)?;
+                        &owned
+                    }
+                };
+                // Removed when `tmp` drops: after the upload, or on any error before it.
+                let tmp = staging.file(&format!("part-{:05}-{j:05}.parquet", cfg.shard));
+                let info = write_part(
+                    tmp.path(),
+                    &name,
+                    &plan.identity,
+                    &plan.classes,
+                    sink.batches,
+                )?;
+                store
+                    .put_file(&name, tmp.path())
+                    .map_err(CacheError::from)?;
                 info
             }
         };
@@ -292,9 +324,4 @@ fn run_part(
         file,
         skipped,
     })
-}
-
-/// Where a part bound for an object store is written first.
-fn local_copy_path(attempt: &str, shard: u32, part: u32) -> PathBuf {
-    std::env::temp_dir().join(format!("vggcache-part-{attempt}-{shard}-{part}.parquet"))
 }
