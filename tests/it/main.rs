@@ -16,6 +16,7 @@ mod efficientnet;
 mod export;
 mod extract;
 mod f16;
+mod faults;
 mod head;
 mod imagenet_trunk;
 mod integrity;
