@@ -53,10 +53,8 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary, ExtractError> {
     );
 
     let identity = identity_of(&info);
-    let options = WriteOptions {
-        feature_dtype: cfg.feature_dtype,
-        ..WriteOptions::default()
-    };
+    // f16 shards are written with zstd(1), f32 with LZ4_RAW (see `WriteOptions::for_dtype`).
+    let options = WriteOptions::for_dtype(cfg.feature_dtype);
     let mut writer = CacheWriter::open_with(&cfg.out, &identity, &ds.classes, cfg.force, options)?;
     report_repairs(&writer.stats());
 
