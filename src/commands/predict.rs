@@ -57,6 +57,9 @@ fn default_cache(images: &Path) -> PathBuf {
 pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
     let (head, meta) = load_head(&args.head, None)?;
     let model = args.trunk.model_path()?;
+    if model.is_dir() {
+        return Err(crate::trunk::TrunkError::ModelIsFolder { path: model }.into());
+    }
     if !model.is_file() {
         return Err(crate::trunk::TrunkError::ModelMissing { path: model }.into());
     }

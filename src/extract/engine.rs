@@ -463,6 +463,13 @@ fn report_repairs(s: &CacheStats) {
     for d in &s.dropped_shards {
         eprintln!("warning: {d}");
     }
+    if !s.cleaned.is_empty() {
+        eprintln!(
+            "deleted {} file(s) left by interrupted runs:\n  {}",
+            s.cleaned.len(),
+            s.cleaned.join("\n  ")
+        );
+    }
     if !s.quarantined.is_empty() {
         eprintln!(
             "warning: {} file(s) moved to quarantine/ (kept, not deleted; delete them once you no \

@@ -315,9 +315,12 @@ fn f16_extract_writes_zstd_shards_on_real_vgg16_features() {
     assert_eq!(x.manifest().feature_dtype, FeatureDtype::F16);
     let all = x.all().unwrap();
     assert_eq!(all.paths.len(), 12);
-    let zeros = all.features.iter().filter(|v| **v == 0.0).count() as f64
-        / all.features.len() as f64;
-    assert!(zeros > 0.5, "real VGG16 ReLU features are sparse, got {zeros:.2} zeros");
+    let zeros =
+        all.features.iter().filter(|v| **v == 0.0).count() as f64 / all.features.len() as f64;
+    assert!(
+        zeros > 0.5,
+        "real VGG16 ReLU features are sparse, got {zeros:.2} zeros"
+    );
     drop(x);
     let codecs = feature_codecs(&cache);
     assert!(
