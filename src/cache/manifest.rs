@@ -86,6 +86,15 @@ pub struct ShardInfo {
     pub sha256: Option<String>,
 }
 
+/// A change of the shard list recorded before its files move: the list the manifest will hold
+/// (new files may still wait under `pending/` or as `*.staged`) and the listed files it retires
+/// (already dropped from [`Manifest::shards`], deleted next).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingCommit {
+    pub shards: Vec<ShardInfo>,
+    pub retire: Vec<String>,
+}
+
 /// The cache's manifest: the single source of truth about which shards hold which rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -113,6 +122,10 @@ pub struct Manifest {
     pub feature_dtype: FeatureDtype,
     pub created: String,
     pub updated: String,
+    /// A change in progress (absent otherwise): readers follow `shards`, which lists only files
+    /// in place; the writer's next open completes the change (see [`PendingCommit`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committing: Option<PendingCommit>,
     /// sha256 (hex) of this manifest serialised as compact JSON with `checksum` null: a hand
     /// edit or a damaged byte is caught on load. `None` only in a version-1 manifest.
     #[serde(default)]
@@ -145,6 +158,7 @@ impl Manifest {
             feature_dtype: FeatureDtype::F32,
             created: now.clone(),
             updated: now,
+            committing: None,
             checksum: None,
         }
     }

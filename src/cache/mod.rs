@@ -13,11 +13,13 @@
 //! ```
 //! Every change (a new shard, rows removed, shards rewritten or merged) follows one order: new
 //! Parquet files are written under `pending/` via a `.tmp` name, fsynced, renamed; then the
-//! manifest is replaced atomically (temp, fsync, rename, fsync folder) in ONE step that lists the
-//! new files and drops the old; then the old files are deleted; only then are the new ones moved
-//! up into the cache folder. A `*.parquet` glob therefore never sees a row twice (at worst it
-//! misses the rows of an interrupted commit until the next [`CacheWriter::open`] completes it),
-//! and a run killed at any point loses at most its in-flight shard.
+//! manifest is replaced atomically (temp, fsync, rename, fsync folder) by one that drops the old
+//! files and records the change in `committing` (the new list, the files it retires); then the
+//! old files are deleted; then the new ones are moved up into the cache folder; only then does
+//! the manifest list them. A `*.parquet` glob therefore never sees a row twice, a reader
+//! following the manifest (pyarrow, DuckDB) finds every file it lists at every moment (at worst
+//! it misses the rows of an interrupted change until the next [`CacheWriter::open`] completes
+//! it), and a run killed at any point loses at most its in-flight shard.
 //!
 //! Integrity: [`FeatureCache::open`] checks the manifest's checksum and every shard's size and
 //! sha256 before decoding anything, validates decoded columns (no panics on malformed data) and
@@ -72,7 +74,9 @@ mod writer;
 
 pub use index::Existing;
 pub use lock::CacheLock;
-pub use manifest::{CacheIdentity, Manifest, ModelIdentity, ShardInfo, FORMAT_VERSION};
+pub use manifest::{
+    CacheIdentity, Manifest, ModelIdentity, PendingCommit, ShardInfo, FORMAT_VERSION,
+};
 pub use reader::{FeatureCache, SplitData, VerifyReport};
 pub use schema::{
     cache_schema, cache_schema_with, Compression, FeatureDtype, FeatureRow, WriteOptions,
@@ -150,6 +154,8 @@ pub struct CacheStats {
     /// Leftovers of an interrupted run deleted by `open`: temp files, uncommitted shards under
     /// `pending/`, and unlisted shards whose every row is also in a listed shard (duplicates).
     pub cleaned_files: usize,
+    /// Each of the [`CacheStats::cleaned_files`], with why it was deleted.
+    pub cleaned: Vec<String>,
     /// Shards listed in the manifest but missing or damaged, dropped by `open` (damaged ones are
     /// moved to `quarantine/`; their images are no longer in [`CacheWriter::existing`], so they
     /// are extracted again), with the reason.
@@ -165,6 +171,14 @@ pub struct CacheStats {
     pub adopted_shards: usize,
     /// Shards merged away by `finish`.
     pub compacted_shards: usize,
+}
+
+impl CacheStats {
+    /// Counts the deleted file `path` in [`CacheStats::cleaned_files`] and notes why.
+    pub(crate) fn note_cleaned(&mut self, path: &std::path::Path, why: &str) {
+        self.cleaned_files += 1;
+        self.cleaned.push(format!("{} ({why})", path.display()));
+    }
 }
 
 /// The way out named by every corruption message.
@@ -223,6 +237,33 @@ pub enum CacheError {
          rebuilds a lost manifest from the shards it finds)"
     )]
     NotACache { path: PathBuf },
+    /// The root of a sharded cache whose shards are not published yet.
+    #[error(
+        "{path}: a sharded cache (it holds {plan}) that is not committed yet (no \
+         {MANIFEST_FILE}); once every shard has run, publish it with `vggcache cache commit {path}`"
+    )]
+    UncommittedRoot { path: String, plan: &'static str },
+    /// A storage root with neither a manifest nor a plan (a wrong bucket or prefix, or a
+    /// sharded cache not planned yet).
+    #[error(
+        "{url}: nothing published here (no {MANIFEST_FILE}, no plan.json): check the bucket and \
+         prefix; a sharded cache appears here after `vggcache cache commit {url}`"
+    )]
+    NothingPublished { url: String },
+    /// `cache commit` on a folder or prefix without a plan.
+    #[error(
+        "{url}: no plan.json, so not the root of a sharded cache: nothing to commit (a \
+         one-machine `vggcache extract --out` cache needs no commit); a sharded cache starts with \
+         `vggcache plan --images DIR --out {url} --shards N`"
+    )]
+    NotShardedRoot { url: String },
+    /// A one-machine write aimed at the root of a sharded cache.
+    #[error(
+        "{path}: the root of a sharded cache (it holds {plan}); a one-machine extract would \
+         replace its manifest and orphan its parts. Run its shards with `vggcache extract --plan \
+         {path} --shard K/N`, then `vggcache cache commit {path}`; or extract into another --out"
+    )]
+    ShardedRoot { path: String, plan: &'static str },
     #[error(
         "{path}: cache format version {found} is not supported (this vggcache reads version \
          {expected}); re-run `vggcache extract` on the same images to upgrade a version-1 cache \
@@ -256,6 +297,12 @@ pub enum CacheError {
         expected: String,
         found: String,
     },
+    /// A top-level shard file the manifest does not list.
+    #[error(
+        "{path}: shard file not listed by the manifest, yet a `*.parquet` glob reads it (a shard \
+         dropped from an edited manifest, or a leftover of an interrupted run). {REPAIR}"
+    )]
+    UnlistedShard { path: PathBuf },
     #[error("{path}: shard listed in the manifest is missing. {REPAIR}")]
     MissingShard { path: PathBuf },
     #[error("{path}: shard is corrupt: {message}. {REPAIR}")]

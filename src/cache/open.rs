@@ -48,12 +48,30 @@ pub(crate) fn open(
     force: bool,
     options: &WriteOptions,
 ) -> Result<Opened, CacheError> {
+    if dir.join(super::parts::PLAN_KEY).is_file() {
+        return Err(CacheError::ShardedRoot {
+            path: dir.display().to_string(),
+            plan: super::parts::PLAN_KEY,
+        });
+    }
     let main_path = dir.join(MANIFEST_FILE);
     let staged_path = dir.join(REBUILD_MANIFEST_FILE);
     let mut stats = CacheStats::default();
-    let main = match Manifest::load(&main_path) {
+    let mut main = match Manifest::load(&main_path) {
         Ok(None) if has_top_level_shards(dir)? => {
             stats.manifest_rebuilt = Some(format!("{MANIFEST_FILE} was missing"));
+            None
+        }
+        // A manifest whose fingerprint is not its recorded identity's was edited: damaged.
+        Ok(Some(m)) if m.fingerprint != m.identity().fingerprint() => {
+            let moved = quarantine(dir, &main_path)?;
+            stats.quarantined.push(moved);
+            stats.manifest_rebuilt = Some(format!(
+                "{MANIFEST_FILE} records fingerprint {} but its model, preprocessing and dim \
+                 make {} (edited by hand?)",
+                m.fingerprint,
+                m.identity().fingerprint()
+            ));
             None
         }
         Ok(m) => m,
@@ -68,7 +86,13 @@ pub(crate) fn open(
         Err(_) if force => None,
         Err(e) => return Err(e),
     };
-    let staged = Manifest::load(&staged_path).ok().flatten();
+    let mut staged = Manifest::load(&staged_path).ok().flatten();
+    if let Some(m) = main.as_mut() {
+        complete_change(dir, m, false, &mut stats)?;
+    }
+    if let Some(m) = staged.as_mut() {
+        complete_change(dir, m, true, &mut stats)?;
+    }
     let fingerprint = identity.fingerprint();
     let dtype = options.feature_dtype;
     let matches =
@@ -183,7 +207,12 @@ impl Opened {
                     || (ours && uncommitted && !live.contains(&entry.path()));
                 if leftover && entry.file_type().is_ok_and(|t| t.is_file()) {
                     fsutil::remove_if_exists(&entry.path())?;
-                    self.stats.cleaned_files += 1;
+                    let why = if name.ends_with(".tmp") {
+                        "temporary file of an interrupted write"
+                    } else {
+                        "shard written but never committed"
+                    };
+                    self.stats.note_cleaned(&entry.path(), why);
                 }
             }
         }
@@ -204,7 +233,9 @@ impl Opened {
             // read or quarantined: the file it points to is not the cache's.
             crate::safe_path::ensure_under(&self.dir, &path, &info.file)
                 .map_err(super::unsafe_shard)?;
+            let fingerprint = &self.manifest.fingerprint;
             let meta = check_shard(path.clone(), &info, dim, self.manifest.feature_dtype)
+                .and_then(|s| s.check_identity(fingerprint).map(|()| s))
                 .and_then(|s| s.read_meta(&classes));
             let meta = match meta {
                 Ok(m) => m,
@@ -232,7 +263,11 @@ impl Opened {
                 if let Some(other) = self.rows.insert(p.clone(), row) {
                     return Err(CacheError::CorruptShard {
                         path: self.places().shard_path(&info.file),
-                        message: format!("row '{p}' is also in shard {}", other.shard),
+                        message: if other.shard == info.file {
+                            format!("row '{p}' appears twice in this shard")
+                        } else {
+                            format!("row '{p}' is also in shard {}", other.shard)
+                        },
                     });
                 }
             }
@@ -308,7 +343,10 @@ impl Opened {
                 .all(|(p, h)| self.rows.get(p).is_some_and(|r| r.hash == *h));
             if ours && duplicate && !meta.paths.is_empty() {
                 fsutil::remove_if_exists(&path)?;
-                self.stats.cleaned_files += 1;
+                self.stats.note_cleaned(
+                    &path,
+                    "unlisted duplicate: each of its rows is in a listed shard",
+                );
             } else if ours && rebuild && !meta.paths.iter().any(|p| self.rows.contains_key(p)) {
                 match groups.iter_mut().find(|(c, _)| *c == cls) {
                     Some((_, g)) => g.push((info, meta)),
@@ -351,6 +389,31 @@ impl Opened {
         }
         Ok(())
     }
+}
+
+/// Completes the change an interrupted commit recorded in `m.committing`, in memory (the writer
+/// stores the manifest): deletes the listed files it retires and lists its shards (those still
+/// under `pending/` or named `*.staged` are found there and moved up by `clean_leftovers`).
+fn complete_change(
+    dir: &Path,
+    m: &mut Manifest,
+    staged: bool,
+    stats: &mut CacheStats,
+) -> Result<(), CacheError> {
+    let Some(change) = m.committing.take() else {
+        return Ok(());
+    };
+    let places = Places { dir, staged };
+    let keep: HashSet<&str> = change.shards.iter().map(|s| s.file.as_str()).collect();
+    for f in change.retire.iter().filter(|f| !keep.contains(f.as_str())) {
+        let path = places.shard_path(f);
+        if path.is_file() {
+            fsutil::remove_if_exists(&path)?;
+            stats.note_cleaned(&path, "retired by an interrupted commit, completed now");
+        }
+    }
+    m.shards = change.shards;
+    Ok(())
 }
 
 /// True when `dir` holds a top-level `shard-*.parquet` file.

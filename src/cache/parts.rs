@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{CacheIdentity, Manifest, ShardInfo};
 use super::schema::{to_batch, Columns, FeatureDtype, FeatureRow, WriteOptions};
-use super::shard::write_shard;
+use super::shard::{check_shard, write_shard};
 use super::{CacheError, MANIFEST_FILE, SKIPPED_FILE};
 use crate::fsutil;
 use crate::storage::{Listed, Storage};
@@ -103,7 +103,7 @@ pub fn write_part(
     classes: &[String],
     batches: Vec<RecordBatch>,
 ) -> Result<ShardInfo, CacheError> {
-    let opts = WriteOptions::default();
+    let opts = WriteOptions::for_dtype(FeatureDtype::F32);
     let m = Manifest::new(
         identity,
         classes,
@@ -112,6 +112,39 @@ pub fn write_part(
         opts.row_group_rows,
     );
     write_shard(path, name, &m, &opts, batches.into_iter().map(Ok))
+}
+
+/// The image paths the part file of `info` holds, in row order, read from the file after its
+/// size, sha256, schema (`dim` float32 features) and labels (against `classes`) are checked: a
+/// local root's file in place, an object store's through a temporary copy (deleted after).
+pub fn part_paths(
+    store: &dyn Storage,
+    info: &ShardInfo,
+    dim: usize,
+    classes: &[String],
+) -> Result<Vec<String>, CacheError> {
+    let (path, tmp) = match store.local_root() {
+        Some(root) => (root.join(&info.file), None),
+        None => {
+            let tmp = std::env::temp_dir().join(format!(
+                "vggcache-commit-{:016x}.parquet",
+                rand::random::<u64>()
+            ));
+            if !store.get_file(&info.file, &tmp)? {
+                return Err(CacheError::MissingShard {
+                    path: crate::storage::join(&store.url(), &info.file).into(),
+                });
+            }
+            (tmp.clone(), Some(tmp))
+        }
+    };
+    let paths = check_shard(path, info, dim, FeatureDtype::F32)
+        .and_then(|s| s.read_meta(classes))
+        .map(|m| m.paths);
+    if let Some(tmp) = tmp {
+        let _ = std::fs::remove_file(tmp);
+    }
+    paths
 }
 
 /// Reads the JSON value at `key`; `None` when absent.
@@ -163,7 +196,7 @@ pub fn publish(
         .into_iter()
         .map(|l| (l.key, l.bytes))
         .collect();
-    let opts = WriteOptions::default();
+    let opts = WriteOptions::for_dtype(FeatureDtype::F32);
     let mut m = Manifest::new(
         identity,
         classes,
@@ -240,24 +273,22 @@ fn same_commit(
     }
 }
 
-/// Files under `parts/` that nothing lists: not the manifest once committed, before that not a
-/// part record. Sorted by key.
+/// Files under `parts/` that nothing lists: neither the manifest (once committed) nor a part
+/// record (a claimed part is never an orphan, even when a manifest that is not this root's
+/// commit fails to list it). Sorted by key.
 pub fn orphans(store: &dyn Storage) -> Result<Vec<Listed>, CacheError> {
-    let live: HashSet<String> = match read_manifest(store)? {
+    let mut live: HashSet<String> = match read_manifest(store)? {
         Some(m) => m.shards.into_iter().map(|s| s.file).collect(),
-        None => {
-            let mut live = HashSet::new();
-            for l in store.list(RECORDS_DIR)? {
-                if l.key.ends_with("commit.json") || !l.key.ends_with(".json") {
-                    continue;
-                }
-                if let Some(r) = read_json::<PartRecord>(store, &l.key)? {
-                    live.extend(r.file.map(|f| f.file));
-                }
-            }
-            live
-        }
+        None => HashSet::new(),
     };
+    for l in store.list(RECORDS_DIR)? {
+        if l.key.ends_with("commit.json") || !l.key.ends_with(".json") {
+            continue;
+        }
+        if let Some(r) = read_json::<PartRecord>(store, &l.key)? {
+            live.extend(r.file.map(|f| f.file));
+        }
+    }
     Ok(store
         .list(PARTS_DIR)?
         .into_iter()
@@ -289,8 +320,12 @@ pub fn pull(store: &dyn Storage, dir: &Path) -> Result<Manifest, CacheError> {
     let url = crate::storage::join(&store.url(), MANIFEST_FILE);
     let bytes = store
         .get(MANIFEST_FILE)?
-        .ok_or_else(|| CacheError::NotACache {
-            path: store.url().into(),
+        .ok_or_else(|| match store.get(PLAN_KEY) {
+            Ok(Some(_)) => CacheError::UncommittedRoot {
+                path: store.url(),
+                plan: PLAN_KEY,
+            },
+            _ => CacheError::NothingPublished { url: store.url() },
         })?;
     let m = Manifest::parse(Path::new(&url), bytes.clone())?;
     std::fs::create_dir_all(dir).map_err(CacheError::io(dir))?;

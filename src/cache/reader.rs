@@ -84,9 +84,30 @@ impl FeatureCache {
     pub fn open(dir: &Path) -> Result<FeatureCache, CacheError> {
         crate::sysmem::tune_allocator();
         let manifest_path = dir.join(MANIFEST_FILE);
-        let manifest = Manifest::load(&manifest_path)?.ok_or_else(|| CacheError::NotACache {
-            path: dir.to_path_buf(),
+        let manifest = Manifest::load(&manifest_path)?.ok_or_else(|| {
+            if dir.join(super::parts::PLAN_KEY).is_file() {
+                CacheError::UncommittedRoot {
+                    path: dir.display().to_string(),
+                    plan: super::parts::PLAN_KEY,
+                }
+            } else {
+                CacheError::NotACache {
+                    path: dir.to_path_buf(),
+                }
+            }
         })?;
+        if manifest.fingerprint != manifest.identity().fingerprint() {
+            return Err(CacheError::BadManifest {
+                path: manifest_path,
+                message: format!(
+                    "its fingerprint {} is not the one of the model, preprocessing and dim it \
+                     records ({}): edited by hand?",
+                    manifest.fingerprint,
+                    manifest.identity().fingerprint()
+                ),
+            });
+        }
+        unlisted_shard(dir, &manifest)?;
         if manifest.format_version != super::FORMAT_VERSION {
             return Err(CacheError::UnsupportedFormat {
                 path: manifest_path,
@@ -104,7 +125,9 @@ impl FeatureCache {
                 let path = places.locate(&info.file);
                 crate::safe_path::ensure_under(dir, &path, &info.file)
                     .map_err(super::unsafe_shard)?;
-                check_shard(path, info, dim, manifest.feature_dtype)
+                let shard = check_shard(path, info, dim, manifest.feature_dtype)?;
+                shard.check_identity(&manifest.fingerprint)?;
+                Ok(shard)
             })
             .collect::<Result<_, _>>()?;
         let metas: Vec<ShardMeta> = checked
@@ -142,10 +165,11 @@ impl FeatureCache {
                 if let Some(other) = seen.insert(p.clone(), s) {
                     return Err(CacheError::CorruptShard {
                         path: shard.path.clone(),
-                        message: format!(
-                            "row '{p}' is also in shard {}",
-                            manifest.shards[other].file
-                        ),
+                        message: if other == s {
+                            format!("row '{p}' appears twice in this shard")
+                        } else {
+                            format!("row '{p}' is also in shard {}", manifest.shards[other].file)
+                        },
                     });
                 }
             }
@@ -419,4 +443,26 @@ impl Iterator for Batches<'_> {
         self.used += n;
         Some(Ok(self.cache.select(&rows, features)))
     }
+}
+
+/// Refuses a top-level `shard-*.parquet` the manifest neither lists nor names in a change in
+/// progress: a `*.parquet` glob would read rows vggcache does not (a shard dropped from an edited
+/// manifest, or a duplicate an interrupted run left).
+fn unlisted_shard(dir: &Path, manifest: &Manifest) -> Result<(), CacheError> {
+    let mut known: std::collections::HashSet<&str> =
+        manifest.shards.iter().map(|s| s.file.as_str()).collect();
+    if let Some(c) = &manifest.committing {
+        known.extend(c.shards.iter().map(|s| s.file.as_str()));
+        known.extend(c.retire.iter().map(String::as_str));
+    }
+    let entries = std::fs::read_dir(dir).map_err(CacheError::io(dir))?;
+    for entry in entries {
+        let entry = entry.map_err(CacheError::io(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("shard-") && name.ends_with(".parquet") && !known.contains(name) {
+            return Err(CacheError::UnlistedShard { path: entry.path() });
+        }
+    }
+    Ok(())
 }

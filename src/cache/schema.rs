@@ -140,7 +140,7 @@ pub(crate) fn check_schema(found: &Schema, dim: usize, dtype: FeatureDtype) -> R
         let Ok(got) = found.field_with_name(want.name()) else {
             return Err(format!("column '{}' is missing", want.name()));
         };
-        if got.data_type() != want.data_type() {
+        if !same_type(got.data_type(), want.data_type()) {
             return Err(format!(
                 "column '{}' has type {}, expected {}",
                 want.name(),
@@ -150,6 +150,18 @@ pub(crate) fn check_schema(found: &Schema, dim: usize, dtype: FeatureDtype) -> R
         }
     }
     Ok(())
+}
+
+/// `a` and `b` are the same type, a fixed-size list's item field compared by type only: its
+/// name (`item` from Arrow, `element` from pyarrow's default Parquet-compliant lists) and
+/// nullability do not change the values, and the reader refuses a null value anyway.
+fn same_type(a: &DataType, b: &DataType) -> bool {
+    match (a, b) {
+        (DataType::FixedSizeList(fa, na), DataType::FixedSizeList(fb, nb)) => {
+            na == nb && fa.data_type() == fb.data_type()
+        }
+        _ => a == b,
+    }
 }
 
 /// Parquet compression codec of the shards.

@@ -13,13 +13,13 @@ use rayon::prelude::*;
 
 use super::index::{CachedRow, Existing, RowIndex};
 use super::lock::CacheLock;
-use super::manifest::{CacheIdentity, Manifest, ShardInfo};
+use super::manifest::{CacheIdentity, Manifest, PendingCommit, ShardInfo};
 use super::open::{self, Opened};
 use super::rewrite::{
     apply_rewrites, class_fate, compaction_groups, filter_shard, Rewrites, RowFate,
 };
 use super::schema::{to_batch, Columns, FeatureRow, WriteOptions};
-use super::shard::{self, check_shard, read_all, shard_name, staged_path, Places};
+use super::shard::{self, check_shard, read_all, shard_name, Places};
 use super::{CacheError, CacheStats, MANIFEST_FILE, REBUILD_MANIFEST_FILE};
 use crate::dataset::Split;
 use crate::fsutil;
@@ -247,31 +247,36 @@ impl CacheWriter {
     pub fn finish(mut self) -> Result<CacheStats, CacheError> {
         self.compact()?;
         if self.manifest_file == REBUILD_MANIFEST_FILE {
-            // The manifest first (it lists the new shards, still named `*.staged`; `open` finishes
-            // their renames after a crash), then the old shards go, then the new ones appear: a
-            // kill never leaves both the old and the new rows visible to `*.parquet` readers.
-            let staged = self.dir.join(REBUILD_MANIFEST_FILE);
-            let main = self.dir.join(MANIFEST_FILE);
-            fs::rename(&staged, &main).map_err(CacheError::io(&main))?;
-            fsutil::sync_dir(&self.dir)?;
-            self.manifest_file = MANIFEST_FILE;
-            let live: HashSet<&str> = self
+            // The main manifest first, listing nothing and recording the change (the new shards
+            // are still named `*.staged`, the old ones still listed nowhere else), then the
+            // staging manifest goes, then the change runs as any other (`publish`): a kill never
+            // leaves both the old and the new rows visible to `*.parquet` readers, nor a manifest
+            // listing a file not in place; `open` completes the change after a crash.
+            let live: HashSet<String> = self
                 .manifest
                 .shards
                 .iter()
-                .map(|s| s.file.as_str())
+                .map(|s| s.file.clone())
                 .collect();
-            for old in self.old_main.take().unwrap_or_default() {
-                if !live.contains(old.file.as_str()) {
-                    fsutil::remove_if_exists(&self.dir.join(&old.file))?;
-                }
-            }
-            fsutil::sync_dir(&self.dir)?;
-            for s in &self.manifest.shards {
-                let path = self.dir.join(&s.file);
-                fs::rename(staged_path(&path), &path).map_err(CacheError::io(&path))?;
-            }
-            fsutil::sync_dir(&self.dir)?;
+            let retire: Vec<String> = self
+                .old_main
+                .take()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| s.file)
+                .filter(|f| !live.contains(f))
+                .collect();
+            let shards = std::mem::take(&mut self.manifest.shards);
+            self.manifest_file = MANIFEST_FILE;
+            self.manifest.committing = Some(PendingCommit {
+                shards: shards.clone(),
+                retire: retire.clone(),
+            });
+            crate::failpoint::hit("rebuild-main");
+            self.store()?;
+            let staged = self.dir.join(REBUILD_MANIFEST_FILE);
+            fsutil::remove_if_exists(&staged)?;
+            self.publish(shards, retire, "rebuild")?;
         }
         Ok(self.stats())
     }
@@ -370,10 +375,7 @@ impl CacheWriter {
         }
     }
 
-    /// Lists `rewrites` in place of `old_files` and `added` at the end, in one atomic manifest
-    /// store; deletes `old_files`; then moves the new shards from `pending/` into the cache
-    /// folder. In that order a kill leaves rows missing from a `*.parquet` glob for a moment,
-    /// never twice in it; `open` completes the moves.
+    /// Lists `rewrites` in place of `old_files` and `added` at the end through [`Self::publish`].
     fn commit(
         &mut self,
         rewrites: Rewrites,
@@ -382,12 +384,41 @@ impl CacheWriter {
     ) -> Result<(), CacheError> {
         let mut shards = apply_rewrites(&self.manifest.shards, rewrites, old_files);
         shards.extend(added);
-        self.manifest.shards = shards;
+        self.publish(shards, old_files.to_vec(), "commit")
+    }
+
+    /// Makes `shards` the manifest's list, retiring the listed files `retire`, in four steps:
+    /// a manifest without `retire` that records the change in `committing`; `retire` deleted; the
+    /// new shards moved up from `pending/` (or `*.staged`); the manifest listing `shards`. Every
+    /// manifest stored lists only files in place, and a `*.parquet` glob never sees a row twice;
+    /// a kill leaves one of the two manifests, and `open` completes the change. `step` names
+    /// the [`crate::failpoint`]s on the way (`{step}-intent`, `-retire`, `-promote`, `-list`).
+    fn publish(
+        &mut self,
+        shards: Vec<ShardInfo>,
+        retire: Vec<String>,
+        step: &str,
+    ) -> Result<(), CacheError> {
+        let retired: HashSet<&str> = retire.iter().map(String::as_str).collect();
+        self.manifest
+            .shards
+            .retain(|s| !retired.contains(s.file.as_str()));
+        self.manifest.committing = Some(PendingCommit {
+            shards: shards.clone(),
+            retire: retire.clone(),
+        });
+        crate::failpoint::hit(&format!("{step}-intent"));
         self.store()?;
-        for f in old_files {
+        crate::failpoint::hit(&format!("{step}-retire"));
+        for f in &retire {
             fsutil::remove_if_exists(&self.places().shard_path(f))?;
         }
-        self.places().promote(&self.manifest.shards)
+        crate::failpoint::hit(&format!("{step}-promote"));
+        self.places().promote(&shards)?;
+        crate::failpoint::hit(&format!("{step}-list"));
+        self.manifest.shards = shards;
+        self.manifest.committing = None;
+        self.store()
     }
 
     fn store(&mut self) -> Result<(), CacheError> {

@@ -111,9 +111,11 @@ pub fn run(args: &ExtractArgs) -> Result<usize, CommandError> {
         })?;
         let how = match &s.outcome {
             ShardOutcome::Committed => format!("committed by this attempt ({})", s.attempt),
-            ShardOutcome::AlreadyCommitted { attempt } => {
-                format!("already committed by attempt {attempt}; this attempt listed nothing")
-            }
+            ShardOutcome::AlreadyCommitted { attempt, ours } => format!(
+                "already committed by attempt {attempt}; {ours} of its {} parts are files this \
+                 attempt wrote (the shard is done, nothing to repeat)",
+                s.parts
+            ),
         };
         println!(
             "shard {}/{}: {} parts ({} extracted now, {} reused, {} lost to another attempt),              {} rows, {} skipped; {how}",

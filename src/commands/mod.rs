@@ -62,7 +62,9 @@ impl CommandError {
     /// The process exit code for this error (see [`exit`]).
     pub fn exit_code(&self) -> i32 {
         match self {
-            CommandError::Usage(_) | CommandError::Head(crate::head::HeadError::Config { .. }) => {
+            CommandError::Usage(_)
+            | CommandError::Head(crate::head::HeadError::Config { .. })
+            | CommandError::Extract(crate::extract::ExtractError::Unreconciled { .. }) => {
                 exit::USAGE
             }
             _ => exit::FAILURE,

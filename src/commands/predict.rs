@@ -61,6 +61,9 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
     }
     let (head, meta) = load_head(&args.head, None)?;
     let model = args.trunk.model_path()?;
+    if model.is_dir() {
+        return Err(crate::trunk::TrunkError::ModelIsFolder { path: model }.into());
+    }
     if !model.is_file() {
         return Err(crate::trunk::TrunkError::ModelMissing { path: model }.into());
     }

@@ -53,10 +53,8 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary, ExtractError> {
     );
 
     let identity = identity_of(&info);
-    let options = WriteOptions {
-        feature_dtype: cfg.feature_dtype,
-        ..WriteOptions::default()
-    };
+    // f16 shards are written with zstd(1), f32 with LZ4_RAW (see `WriteOptions::for_dtype`).
+    let options = WriteOptions::for_dtype(cfg.feature_dtype);
     let mut writer = CacheWriter::open_with(&cfg.out, &identity, &ds.classes, cfg.force, options)?;
     report_repairs(&writer.stats());
 
@@ -467,6 +465,13 @@ fn report_repairs(s: &CacheStats) {
     }
     for d in &s.dropped_shards {
         eprintln!("warning: {d}");
+    }
+    if !s.cleaned.is_empty() {
+        eprintln!(
+            "deleted {} file(s) left by interrupted runs:\n  {}",
+            s.cleaned.len(),
+            s.cleaned.join("\n  ")
+        );
     }
     if !s.quarantined.is_empty() {
         eprintln!(

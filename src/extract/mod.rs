@@ -33,6 +33,30 @@ pub enum ExtractError {
     Cache(#[from] crate::cache::CacheError),
     #[error("writing {0}")]
     Write(#[from] crate::fsutil::FsError),
+    /// A shard run's trunk is not the one its plan was made with.
+    #[error(
+        "{plan} was planned with {planned}, but this run's trunk is {given}: every shard must \
+         use the plan's model; run the shard with `--model {model}` (or that file's copy on \
+         this machine)"
+    )]
+    PlanModel {
+        plan: String,
+        planned: String,
+        given: String,
+        model: String,
+    },
+    /// `cache commit` refused: the shards' rows and recorded skips do not account for every
+    /// planned image exactly once (`details` names the missing, doubled or unplanned images).
+    #[error(
+        "{url}: not committed, the shards' rows and skips do not match the plan ({planned} \
+         images): {details}. Nothing was published. {fix}"
+    )]
+    Unreconciled {
+        url: String,
+        planned: usize,
+        details: String,
+        fix: String,
+    },
     /// Nothing in the folder could be cached (every image skipped, reasons in `skipped_csv`).
     #[error("no image of {} could be used ({skipped} skipped, reasons in {})", images.display(), skipped_csv.display())]
     NothingUsable {

@@ -37,6 +37,12 @@ pub enum TrunkError {
     Runtime(String),
     #[error("model file {path} not found; build it with `make model` (see models/README.md)")]
     ModelMissing { path: PathBuf },
+    /// `--model` names a folder, not a model file.
+    #[error(
+        "--model {path} is a folder, not an ONNX model file; pass the file, e.g. --model \
+         {path}/vgg16_trunk.onnx"
+    )]
+    ModelIsFolder { path: PathBuf },
     #[error("cannot load model {path}: {cause}")]
     ModelLoad { path: PathBuf, cause: String },
     #[error("model {path} breaks the trunk contract (input [N,3,H,W] float32 -> output [N,D] float32): {cause}")]

@@ -64,6 +64,11 @@ pub struct Trunk {
 impl Trunk {
     /// Loads the runtime (once per process) and the model; checks the contract.
     pub fn load(model: &Path, opts: &TrunkOptions) -> Result<Self, TrunkError> {
+        if model.is_dir() {
+            return Err(TrunkError::ModelIsFolder {
+                path: model.to_path_buf(),
+            });
+        }
         if !model.is_file() {
             return Err(TrunkError::ModelMissing {
                 path: model.to_path_buf(),

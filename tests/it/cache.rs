@@ -862,3 +862,45 @@ fn python_readers_agree() {
         "pyarrow sees FixedSizeList"
     );
 }
+
+/// Issue 30: what `extract` deletes when it opens a cache (an unlisted duplicate shard, a
+/// never-committed `pending/` shard, an unlisted `*.parquet.staged`, a `manifest*.tmp`) is
+/// printed: the count, each file, and why.
+#[test]
+fn extract_prints_every_leftover_it_deletes() {
+    if crate::common::ort("cache::extract_prints_every_leftover_it_deletes").is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let imgs = crate::sharded::images(tmp.path());
+    let dir = tmp.path().join("cache");
+    let tiny = crate::common::tiny_trunk();
+    let o = crate::common::extract(&tiny, &imgs, &dir, &[]);
+    assert!(o.status.success(), "{}", crate::common::text(&o));
+    let listed = FeatureCache::open(&dir).expect("open").manifest().shards[0]
+        .file
+        .clone();
+    let planted = [
+        "shard-g0001-000777.parquet",
+        "shard-g0001-000778.parquet.staged",
+        "pending/shard-g0001-000779.parquet.pending",
+        "manifest.json.tmp",
+    ];
+    fs::create_dir_all(dir.join("pending")).expect("mkdir");
+    for p in &planted {
+        fs::copy(dir.join(&listed), dir.join(p)).expect("copy");
+    }
+    let o = crate::common::extract(&tiny, &imgs, &dir, &[]);
+    let t = crate::common::text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("deleted 4 file(s)"), "{t}");
+    for p in &planted {
+        let name = Path::new(p).file_name().unwrap().to_str().unwrap();
+        let line = t
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} not named: {t}"));
+        assert!(line.contains('('), "no reason for {name}: {line}");
+        assert!(!dir.join(p).exists(), "{p} still there");
+    }
+}

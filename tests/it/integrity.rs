@@ -1113,3 +1113,296 @@ fn label_flips_in_a_600_row_shard_never_panic() {
     println!("600-row label chunk: {tried} flips, {refused} quarantined, 0 panics escaped");
     assert!(refused > 0);
 }
+
+/// Reads, with pyarrow, every file `dir/manifest.json` lists (each with its listed row count)
+/// and every top-level `*.parquet` a glob sees; asserts no path twice in either. Returns the
+/// paths the manifest's files hold.
+fn pyarrow_follow(py: &Path, dir: &Path, what: &str) -> usize {
+    let code = r#"
+import glob, json, os, sys
+import pyarrow.parquet as pq
+d = sys.argv[1]
+m = json.load(open(os.path.join(d, "manifest.json")))
+paths = []
+for s in m["shards"]:
+    t = pq.read_table(os.path.join(d, s["file"]))
+    assert t.num_rows == s["rows"], (s, t.num_rows)
+    paths += t.column("path").to_pylist()
+assert len(paths) == len(set(paths)), "a row twice through the manifest"
+seen = []
+for f in glob.glob(os.path.join(d, "*.parquet")):
+    seen += pq.read_table(f, columns=["path"]).column("path").to_pylist()
+assert len(seen) == len(set(seen)), "a row twice through a *.parquet glob"
+print(len(paths))
+"#;
+    let o = Command::new(py)
+        .arg("-c")
+        .arg(code)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{what}: pyarrow following the manifest: {}",
+        text(&o)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+}
+
+/// Copies the files of `from` (one level of subfolders) into `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            fs::create_dir_all(&dest).unwrap();
+            copy_tree(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Issue 30: a SIGKILL at each step of a commit of the one-machine writer (a rewrite that
+/// retires a shard, the compaction, a `--force` rebuild's switch) leaves a `manifest.json` whose
+/// every listed file pyarrow reads (no file still under `pending/` or `*.staged`), no row twice
+/// through the manifest or a `*.parquet` glob; the next `extract` completes the commit.
+#[test]
+fn a_kill_at_each_commit_step_leaves_a_manifest_pyarrow_can_follow() {
+    let test = "integrity::a_kill_at_each_commit_step_leaves_a_manifest_pyarrow_can_follow";
+    if common::ort(test).is_none() {
+        return;
+    }
+    let Some(py) = common::python_with(test, &["pyarrow"]) else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let tiny = common::tiny_trunk();
+    let all = crate::sharded::images(&d.path().join("all"));
+    // Two images fewer: the next run rewrites the shard holding them (a commit that retires it).
+    let fewer = d.path().join("fewer");
+    fs::create_dir_all(&fewer).unwrap();
+    copy_tree(&all, &fewer);
+    fs::remove_file(fewer.join("train/cat/cat.0.jpg")).unwrap();
+    fs::remove_file(fewer.join("train/dog/dog.3.jpg")).unwrap();
+    let mut bases = Vec::new();
+    for (name, images, rows) in [("base24", &all, 24), ("base22", &fewer, 22)] {
+        let base = d.path().join(name);
+        let o = extract(
+            &tiny,
+            images,
+            &base,
+            &["--shard-rows", "6", "--batch-size", "6"],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(pyarrow_follow(&py, &base, name), rows);
+        bases.push(base);
+    }
+    let (base24, base22) = (&bases[0], &bases[1]);
+    // (failpoint, cache before, images, flags, rows after the next run)
+    let cases: [(&str, &Path, &Path, &[&str], usize); 12] = [
+        // Two images gone: their shard is rewritten (a commit that retires it).
+        ("commit-intent", base24, &fewer, &[], 22),
+        ("commit-retire", base24, &fewer, &[], 22),
+        ("commit-promote", base24, &fewer, &[], 22),
+        ("commit-list", base24, &fewer, &[], 22),
+        // Two new images: appended (commit 1), then merged with the old shard (commit 2).
+        ("commit-promote", base22, &all, &[], 24),
+        ("commit-list", base22, &all, &[], 24),
+        ("commit-retire#2", base22, &all, &[], 24),
+        ("commit-list#2", base22, &all, &[], 24),
+        // A rebuild from scratch replaces every shard.
+        ("rebuild-main", base24, &all, &["--force"], 24),
+        ("rebuild-retire", base24, &all, &["--force"], 24),
+        ("rebuild-promote", base24, &all, &["--force"], 24),
+        ("rebuild-list", base24, &all, &["--force"], 24),
+    ];
+    for (n, (point, base, images, extra, rows)) in cases.into_iter().enumerate() {
+        let cache = d.path().join(format!("case{n}"));
+        fs::create_dir_all(&cache).unwrap();
+        copy_tree(base, &cache);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vggcache"))
+            .args(["extract", "--device", "cpu", "--threads", "1", "--model"])
+            .arg(&tiny)
+            .arg("--images")
+            .arg(images)
+            .arg("--out")
+            .arg(&cache)
+            .args(extra)
+            .env(vggcache::failpoint::ENV, format!("{point}:pause"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let name = point.split('#').next().unwrap();
+        crate::sharded::wait_for_line(&mut child, &format!("failpoint {name} reached"));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let seen = pyarrow_follow(&py, &cache, point);
+        assert!(seen <= 24, "{point}: {seen} rows");
+        // The next run (without --force) completes or abandons the interrupted commit.
+        let o = extract(&tiny, images, &cache, &[]);
+        assert!(o.status.success(), "{point}: {}", text(&o));
+        assert_eq!(pyarrow_follow(&py, &cache, point), rows, "{point}");
+        assert!(
+            !cache.join("pending").exists()
+                || fs::read_dir(cache.join("pending"))
+                    .unwrap()
+                    .next()
+                    .is_none(),
+            "{point}: files left under pending/"
+        );
+    }
+}
+
+/// Issue 30: a listed shard rewritten by pyarrow with default settings (its Parquet list child
+/// is then named `element`, its items nullable) is valid Parquet of the cache's schema: read,
+/// not called corrupt, once the manifest records its new size and sha256.
+#[test]
+fn a_shard_rewritten_by_pyarrow_with_default_settings_is_read() {
+    let test = "integrity::a_shard_rewritten_by_pyarrow_with_default_settings_is_read";
+    let Some(py) = common::python_with(test, &["pyarrow"]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let all = build(dir);
+    let mpath = dir.join("manifest.json");
+    let mut m: vggcache::cache::Manifest =
+        serde_json::from_slice(&fs::read(&mpath).unwrap()).unwrap();
+    let shard = dir.join(&m.shards[0].file);
+    let code = r#"
+import sys
+import pyarrow as pa, pyarrow.parquet as pq
+f, dim = sys.argv[1], int(sys.argv[2])
+t = pq.read_table(f)
+i = t.schema.get_field_index("features")
+flat = pa.array(t.column("features").combine_chunks().flatten(), pa.float32())
+t = t.set_column(i, "features", pa.FixedSizeListArray.from_arrays(flat, dim))
+pq.write_table(t, f)
+print(pq.ParquetFile(f).schema)
+"#;
+    let o = Command::new(&py)
+        .arg("-c")
+        .arg(code)
+        .arg(&shard)
+        .arg(DIM.to_string())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("element"), "{}", text(&o));
+    let bytes = fs::read(&shard).unwrap();
+    m.shards[0].bytes = bytes.len() as u64;
+    m.shards[0].sha256 = Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+    m.checksum = Some(m.compute_checksum());
+    fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    assert_eq!(read(dir).unwrap(), expected(&all));
+}
+
+/// Issue 30: a manifest whose `dim` was edited (checksum recomputed) is refused by readers with
+/// the way out "re-run `vggcache extract`", and that way out works without `--force`: the writer
+/// treats the edited manifest as damaged and rebuilds it from the intact shards.
+#[test]
+fn an_edited_dim_is_refused_and_extract_repairs_it_without_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let all = build(dir);
+    let mpath = dir.join("manifest.json");
+    let mut m: vggcache::cache::Manifest =
+        serde_json::from_slice(&fs::read(&mpath).unwrap()).unwrap();
+    m.dim = DIM * 2;
+    m.checksum = Some(m.compute_checksum());
+    fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let e = FeatureCache::open(dir).map(|_| ()).unwrap_err();
+    assert!(says_way_out(&e), "{e}");
+    let w = CacheWriter::open_with(dir, &identity("m1"), &classes(), false, opts())
+        .expect("the way out the reader named works without --force");
+    assert_eq!(w.existing().len(), all.len());
+    w.finish().unwrap();
+    assert_eq!(read(dir).unwrap(), expected(&all));
+}
+
+/// Issue 30: a shard holding one path twice is named as such, not as "also in shard" itself.
+#[test]
+fn a_path_twice_in_one_shard_is_named_as_such() {
+    let test = "integrity::a_path_twice_in_one_shard_is_named_as_such";
+    let Some(py) = common::python_with(test, &["pyarrow"]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    build(dir);
+    let mpath = dir.join("manifest.json");
+    let mut m: vggcache::cache::Manifest =
+        serde_json::from_slice(&fs::read(&mpath).unwrap()).unwrap();
+    let shard = dir.join(&m.shards[0].file);
+    let code = r#"
+import sys
+import pyarrow as pa, pyarrow.parquet as pq
+f = sys.argv[1]
+t = pq.read_table(f)
+pq.write_table(pa.concat_tables([t, t.slice(0, 1)]), f)
+"#;
+    let o = Command::new(&py)
+        .arg("-c")
+        .arg(code)
+        .arg(&shard)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let bytes = fs::read(&shard).unwrap();
+    m.shards[0].bytes = bytes.len() as u64;
+    m.shards[0].rows += 1;
+    m.shards[0].sha256 = Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+    m.checksum = Some(m.compute_checksum());
+    fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let e = FeatureCache::open(dir).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("appears twice in this shard"), "{e}");
+}
+
+/// `dir/manifest.json` changed by `edit`, its checksum recomputed (an edit that passes it).
+fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut vggcache::cache::Manifest)) {
+    let mpath = dir.join("manifest.json");
+    let mut m: vggcache::cache::Manifest =
+        serde_json::from_slice(&fs::read(&mpath).unwrap()).unwrap();
+    edit(&mut m);
+    m.checksum = Some(m.compute_checksum());
+    fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+/// Issue 30: readers check the manifest against the shards themselves: a manifest edited (its
+/// checksum recomputed) to drop a shard that a `*.parquet` glob still reads is refused naming
+/// that file; one listing a shard of another identity (its footer fingerprint) is refused.
+#[test]
+fn an_edited_manifest_cannot_drop_or_swap_a_shard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    build(&a);
+    let dropped = {
+        let m = FeatureCache::open(&a).unwrap();
+        m.manifest().shards[2].file.clone()
+    };
+    let pristine = tmp.path().join("pristine");
+    copy_dir(&a, &pristine);
+    edit_manifest(&a, |m| {
+        m.shards.remove(2);
+    });
+    let e = FeatureCache::open(&a).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains(&dropped) && e.contains("not listed"), "{e}");
+
+    // Shard 0 replaced by a shard of another model (same width and classes).
+    let _ = fs::remove_dir_all(&a);
+    copy_dir(&pristine, &a);
+    let other = rows("img/", 20, 23);
+    let mut w = CacheWriter::open_with(&b, &identity("m2"), &classes(), false, opts()).unwrap();
+    append(&mut w, &other);
+    w.finish().unwrap();
+    let theirs = FeatureCache::open(&b).unwrap().manifest().shards[0].clone();
+    edit_manifest(&a, |m| {
+        let file = m.shards[0].file.clone();
+        fs::copy(b.join(&theirs.file), a.join(&file)).unwrap();
+        m.shards[0] = vggcache::cache::ShardInfo { file, ..theirs };
+    });
+    let e = FeatureCache::open(&a).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("footer records cache identity"), "{e}");
+}

@@ -323,7 +323,7 @@ pub fn equivalence(root: &Root, root2: &Root, dir: &Path) {
 }
 
 /// Reads `child`'s stderr until a line contains `needle` (or 120 s pass); the lines read.
-fn wait_for_line(child: &mut std::process::Child, needle: &str) -> String {
+pub fn wait_for_line(child: &mut std::process::Child, needle: &str) -> String {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let needle = needle.to_string();
@@ -532,5 +532,248 @@ fn bad_shard_and_missing_plan_are_clear_errors() {
         !o.status.success() && text(&o).contains("another plan"),
         "{}",
         text(&o)
+    );
+}
+
+/// `plan.json` of `root` (a local folder) edited by `edit`.
+/// Edits `plan.json` and reseals it (its checksum recomputed), as a deliberate hand edit would:
+/// what is tested is what the edited plan asks, not the checksum.
+fn edit_plan(root: &Root, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = Path::new(&root.url).join("plan.json");
+    let mut plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut plan);
+    let mut typed: vggcache::extract::sharded::ShardPlan = serde_json::from_value(plan).unwrap();
+    std::fs::write(&path, typed.seal()).unwrap();
+}
+
+/// `cache commit` on `root`: must refuse with exit 2, naming each of `names`, and publish nothing.
+fn commit_refused(root: &Root, names: &[&str], what: &str) {
+    let o = root.cmd(&["cache", "commit", &root.url]).output().unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{what}: {t}");
+    for n in names {
+        assert!(t.contains(n), "{what}: {n:?} not named: {t}");
+    }
+    assert!(
+        !Path::new(&root.url).join("manifest.json").exists(),
+        "{what}: published anyway"
+    );
+}
+
+/// Issue 30: `cache commit` reconciles the committed rows and recorded skips with the plan:
+/// a plan edited to fewer shards, to 0 shards, or listing one image in two shards is refused
+/// (exit 2, naming the missing or doubled images) and nothing is published; restored, it commits
+/// every image once.
+#[test]
+fn commit_refuses_a_plan_its_shards_do_not_account_for() {
+    if common::ort("sharded::commit_refuses_a_plan_its_shards_do_not_account_for").is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let imgs = images(d.path());
+    let root = Root::local(&d.path().join("root"));
+    root.plan(&imgs, 4, 4);
+    let plan_path = Path::new(&root.url).join("plan.json");
+    let original = std::fs::read(&plan_path).unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    let in_shard = |k: u64| -> Vec<String> {
+        plan["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["shard"] == k)
+            .map(|e| e["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for k in 0..4 {
+        let o = root.shard(k, 4, &[]).output().unwrap();
+        assert!(o.status.success(), "shard {k}: {}", text(&o));
+    }
+    // "shards": 2 of 4: the images of shards 2 and 3 are in no committed shard.
+    edit_plan(&root, |p| p["shards"] = 2.into());
+    let lost = [in_shard(2), in_shard(3)].concat();
+    commit_refused(
+        &root,
+        &[&format!("{} planned image(s)", lost.len()), &lost[0]],
+        "shards 2",
+    );
+    edit_plan(&root, |p| p["shards"] = 0.into());
+    commit_refused(&root, &["24 planned image(s)"], "shards 0");
+    // One image listed in two shards: both extract it.
+    std::fs::write(&plan_path, &original).unwrap();
+    let twice = in_shard(0)[0].clone();
+    let root2 = Root::local(&d.path().join("root2"));
+    root2.plan(&imgs, 4, 4);
+    edit_plan(&root2, |p| {
+        let mut e = p["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == twice.as_str())
+            .unwrap()
+            .clone();
+        e["shard"] = 1.into();
+        p["entries"].as_array_mut().unwrap().push(e);
+    });
+    for k in 0..4 {
+        let o = root2.shard(k, 4, &[]).output().unwrap();
+        assert!(o.status.success(), "shard {k}: {}", text(&o));
+    }
+    commit_refused(
+        &root2,
+        &["accounted for twice", &twice],
+        "one image in two shards",
+    );
+    // The plan as made: every image committed once.
+    let t = root.ok(&["cache", "commit", &root.url]);
+    assert!(t.contains("24 rows"), "{t}");
+    assert_eq!(table(Path::new(&root.url)).len(), 24);
+}
+
+/// Issue 30: on a sharded root whose shards ran but which is not committed, `train-head` and
+/// `verify` name `vggcache cache commit ROOT`; `extract --out ROOT` (the old advice) refuses to
+/// write a one-machine manifest there; `gc` deletes no claimed part; the commit then publishes
+/// every row.
+#[test]
+fn advice_on_an_uncommitted_root_keeps_it_repairable() {
+    if common::ort("sharded::advice_on_an_uncommitted_root_keeps_it_repairable").is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let imgs = images(d.path());
+    let root = Root::local(&d.path().join("root"));
+    root.plan(&imgs, 2, 4);
+    for k in 0..2 {
+        let o = root.shard(k, 2, &[]).output().unwrap();
+        assert!(o.status.success(), "shard {k}: {}", text(&o));
+    }
+    let advice = format!("vggcache cache commit {}", root.url);
+    let o = root
+        .cmd(&["train-head", "--features", &root.url, "--epochs", "1"])
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && text(&o).contains(&advice),
+        "{}",
+        text(&o)
+    );
+    let o = root
+        .cmd(&["cache", "verify", "--features", &root.url])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && text(&o).contains(&advice),
+        "{}",
+        text(&o)
+    );
+    // The old advice: a one-machine extract into the root.
+    let o = common::extract(&tiny_trunk(), &imgs, Path::new(&root.url), &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("--plan"), "{}", text(&o));
+    assert!(!Path::new(&root.url).join("manifest.json").exists());
+    // gc before the commit refuses; after it, no claimed part is deleted.
+    let o = root.cmd(&["cache", "gc", &root.url]).output().unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    let t = root.ok(&["cache", "commit", &root.url]);
+    assert!(t.contains("24 rows"), "{t}");
+    let t = root.ok(&["cache", "gc", &root.url]);
+    assert!(t.contains("deleted 0 orphaned part"), "{t}");
+    // A manifest that lists fewer parts than the records claim (checksum recomputed): gc still
+    // deletes no claimed part.
+    let mpath = Path::new(&root.url).join("manifest.json");
+    let good = std::fs::read(&mpath).unwrap();
+    let mut m: vggcache::cache::Manifest = serde_json::from_slice(&good).unwrap();
+    assert!(m.shards.len() > 1);
+    m.shards.truncate(1);
+    m.checksum = Some(m.compute_checksum());
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let t = root.ok(&["cache", "gc", &root.url]);
+    assert!(t.contains("deleted 0 orphaned part"), "{t}");
+    std::fs::write(&mpath, &good).unwrap();
+    assert_rows(
+        &root.rows(d.path()),
+        &one_machine(d.path(), &imgs, "1"),
+        Some(1e-6),
+        "after the advice path",
+    );
+}
+
+/// Issue 30: the errors of a sharded run say what happened and the one command that fixes it:
+/// a trunk other than the plan's names the plan's model (not `--force`); a plan edited to 0
+/// shards says so (not "K in 0..0"); `cache commit` on a folder without a plan says it is no
+/// sharded root (exit 1, not "--plan: no plan here"); `plan --file-list` of a missing file says
+/// it cannot read it (not "writing"); `--model` naming a folder says so.
+#[test]
+fn sharded_errors_name_what_happened_and_the_fix() {
+    if common::ort("sharded::sharded_errors_name_what_happened_and_the_fix").is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let imgs = images(d.path());
+    let root = Root::local(&d.path().join("root"));
+    root.plan(&imgs, 2, 4);
+    // The same trunk plus one unknown protobuf field (tag 100, varint 1): loads, other sha256.
+    let other = d.path().join("other.onnx");
+    let mut bytes = std::fs::read(tiny_trunk()).unwrap();
+    bytes.extend([0xa0, 0x06, 0x01]);
+    std::fs::write(&other, bytes).unwrap();
+    let mut c = root.cmd(&[
+        "extract", "--device", "cpu", "--plan", &root.url, "--shard", "0/2", "--model",
+    ]);
+    let o = c.arg(&other).output().unwrap();
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("--model {}", tiny_trunk().display())) && !t.contains("--force"),
+        "{t}"
+    );
+    // --model naming a folder.
+    let mut c = root.cmd(&[
+        "extract", "--device", "cpu", "--plan", &root.url, "--shard", "0/2", "--model",
+    ]);
+    let o = c.arg(d.path()).output().unwrap();
+    assert!(
+        !o.status.success() && text(&o).contains("is a folder"),
+        "{}",
+        text(&o)
+    );
+    // A plan edited to 0 shards.
+    edit_plan(&root, |p| p["shards"] = 0.into());
+    let o = root.shard(0, 2, &[]).output().unwrap();
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("\"shards\": 0"), "{t}");
+    assert!(!t.contains("0..0"), "{t}");
+    // `cache commit` where no plan is.
+    let empty = d.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = root
+        .cmd(&[OsStr::new("cache"), OsStr::new("commit"), empty.as_os_str()])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("not the root of a sharded cache"), "{t}");
+    // `plan --file-list` of a missing file.
+    let o = root
+        .cmd(&[
+            OsStr::new("plan"),
+            OsStr::new("--model"),
+            tiny_trunk().as_os_str(),
+            OsStr::new("--images"),
+            imgs.as_os_str(),
+            OsStr::new("--out"),
+            d.path().join("root3").as_os_str(),
+            OsStr::new("--file-list"),
+            OsStr::new("/no/such/list.txt"),
+        ])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("cannot read /no/such/list.txt") && !t.contains("writing"),
+        "{t}"
     );
 }

@@ -161,6 +161,30 @@ pub(crate) fn check_unlisted(
 }
 
 impl CheckedShard {
+    /// The footer's value of `key` (e.g. [`super::KV_FINGERPRINT`]), if it records one.
+    pub fn footer_value(&self, key: &str) -> Option<String> {
+        self.metadata
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()?
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone())
+    }
+
+    /// Checks the identity fingerprint the footer records (when it records one) against the
+    /// manifest's `fingerprint`: a shard of another model, preprocessing or width, or a manifest
+    /// edited to list it, is refused.
+    pub fn check_identity(&self, fingerprint: &str) -> Result<(), CacheError> {
+        match self.footer_value(super::KV_FINGERPRINT) {
+            Some(found) if found != fingerprint => Err(self.corrupt(format!(
+                "its footer records cache identity {found}, the manifest says {fingerprint} \
+                 (features of another model, preprocessing or width, or an edited manifest)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn builder(&self) -> Result<ParquetRecordBatchReaderBuilder<File>, CacheError> {
         let file = File::open(&self.path).map_err(CacheError::io(&self.path))?;
         Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(

@@ -301,7 +301,13 @@ pub fn make_plan(cfg: &PlanConfig) -> Result<PlanSummary, ExtractError> {
 /// The relative paths listed in `list` (one per line, blank lines and `#` comments ignored;
 /// absolute paths under the images root are made relative). Every one must be a discovered image.
 fn read_file_list(list: &Path, found: &Plan) -> Result<HashSet<String>, ExtractError> {
-    let text = std::fs::read_to_string(list).map_err(crate::fsutil::FsError::at(list))?;
+    let text = std::fs::read_to_string(list).map_err(|e| ExtractError::Config {
+        field: "file_list",
+        reason: format!(
+            "cannot read {}: {e}; pass a text file of image paths, one per line",
+            list.display()
+        ),
+    })?;
     let root = found
         .dataset
         .root

@@ -35,8 +35,9 @@ pub struct ShardRunConfig {
 pub enum ShardOutcome {
     /// This attempt created the shard's commit record.
     Committed,
-    /// Another attempt (`attempt`) had committed the shard, before or while this one ran.
-    AlreadyCommitted { attempt: String },
+    /// Another attempt (`attempt`) had committed the shard, before or while this one ran;
+    /// `ours` of its parts are files this attempt wrote and claimed.
+    AlreadyCommitted { attempt: String, ours: usize },
 }
 
 /// What a shard run did.
@@ -64,6 +65,15 @@ pub fn run_shard(cfg: &ShardRunConfig) -> Result<ShardSummary, ExtractError> {
     let store = storage::open(&cfg.plan).map_err(CacheError::from)?;
     let store = &*store;
     let plan = ShardPlan::load(store)?;
+    if plan.shards == 0 {
+        return Err(CacheError::BadRecord {
+            url: storage::join(&store.url(), crate::cache::parts::PLAN_KEY),
+            message: "the plan says \"shards\": 0 (edited after planning?); restore it, or plan \
+                      again into a new root with `vggcache plan --shards N`"
+                .into(),
+        }
+        .into());
+    }
     if cfg.shards != plan.shards || cfg.shard >= cfg.shards {
         return Err(ExtractError::Config {
             field: "shard",
@@ -95,18 +105,19 @@ pub fn run_shard(cfg: &ShardRunConfig) -> Result<ShardSummary, ExtractError> {
         count(&mut summary, &done.parts);
         summary.outcome = ShardOutcome::AlreadyCommitted {
             attempt: done.attempt,
+            ours: 0,
         };
         return Ok(summary);
     }
     let trunk = Trunk::load(&cfg.extract.model, &cfg.extract.trunk)?;
     let identity = identity_of(trunk.info());
     if identity.fingerprint() != plan.fingerprint {
-        return Err(CacheError::IdentityMismatch {
-            path: storage::join(&store.url(), crate::cache::parts::PLAN_KEY).into(),
-            expected: identity.describe(),
-            found: plan.identity.describe(),
-        }
-        .into());
+        return Err(ExtractError::PlanModel {
+            plan: storage::join(&store.url(), crate::cache::parts::PLAN_KEY),
+            planned: plan.identity.describe(),
+            given: identity.describe(),
+            model: plan.identity.model.path.clone(),
+        });
     }
     let mut trunks = sessions(&cfg.extract, trunk)?;
     let root = if cfg.extract.images.as_os_str().is_empty() {
@@ -173,8 +184,10 @@ pub fn run_shard(cfg: &ShardRunConfig) -> Result<ShardSummary, ExtractError> {
         let winner = read_json::<ShardCommit>(store, &commit_key(cfg.shard))?
             .expect("put-if-absent refused: the commit record exists");
         count(&mut summary, &winner.parts);
+        let ours = winner.parts.iter().filter(|p| p.attempt == attempt).count();
         summary.outcome = ShardOutcome::AlreadyCommitted {
             attempt: winner.attempt,
+            ours,
         };
     }
     Ok(summary)
