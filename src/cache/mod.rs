@@ -303,6 +303,17 @@ pub enum CacheError {
          dropped from an edited manifest, or a leftover of an interrupted run). {REPAIR}"
     )]
     UnlistedShard { path: PathBuf },
+    /// A part a shard's commit record claims, left out of the manifest.
+    #[error(
+        "{record}: its shard committed part {part}, which manifest.json does not list (a manifest \
+         edited by hand?): the cache would read fewer rows than it holds. Publish the manifest \
+         again from the records: delete {root}/manifest.json and run `vggcache cache commit {root}`"
+    )]
+    UnlistedPart {
+        record: PathBuf,
+        part: String,
+        root: PathBuf,
+    },
     #[error("{path}: shard listed in the manifest is missing. {REPAIR}")]
     MissingShard { path: PathBuf },
     #[error("{path}: shard is corrupt: {message}. {REPAIR}")]

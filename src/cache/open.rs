@@ -13,7 +13,8 @@ use super::index::{CachedRow, RowIndex};
 use super::manifest::{CacheIdentity, Manifest, ShardInfo};
 use super::schema::WriteOptions;
 use super::shard::{
-    check_shard, check_unlisted, parse_shard_name, sha256_prefix, Places, ShardMeta,
+    check_shard, check_unlisted, footer_fingerprint, parse_shard_name, sha256_prefix, Places,
+    ShardMeta,
 };
 use super::{
     CacheError, CacheStats, MANIFEST_FILE, PENDING_DIR, QUARANTINE_DIR, REBUILD_MANIFEST_FILE,
@@ -57,7 +58,31 @@ pub(crate) fn open(
     let main_path = dir.join(MANIFEST_FILE);
     let staged_path = dir.join(REBUILD_MANIFEST_FILE);
     let mut stats = CacheStats::default();
-    let mut main = match Manifest::load(&main_path) {
+    let loaded = Manifest::load(&main_path);
+    // A self-consistent manifest whose identity is not the one its shards' footers record was
+    // edited (fingerprint and checksum recomputed): the shards are the truth, as below.
+    let disowned = match &loaded {
+        Ok(Some(m)) => m.shards.iter().find_map(|info| {
+            let path = Places { dir, staged: false }.locate(&info.file);
+            crate::safe_path::ensure_under(dir, &path, &info.file).ok()?;
+            footer_fingerprint(&path)
+                .filter(|found| *found != m.fingerprint)
+                .map(|found| (info.file.clone(), found))
+        }),
+        _ => None,
+    };
+    let mut main = match loaded {
+        Ok(Some(m)) if disowned.is_some() => {
+            let (file, found) = disowned.expect("checked by the guard");
+            let moved = quarantine(dir, &main_path)?;
+            stats.quarantined.push(moved);
+            stats.manifest_rebuilt = Some(format!(
+                "{MANIFEST_FILE} records cache identity {} but the footer of its shard {file} \
+                 records {found} (edited by hand?)",
+                m.fingerprint
+            ));
+            None
+        }
         Ok(None) if has_top_level_shards(dir)? => {
             stats.manifest_rebuilt = Some(format!("{MANIFEST_FILE} was missing"));
             None

@@ -108,6 +108,7 @@ impl FeatureCache {
             });
         }
         unlisted_shard(dir, &manifest)?;
+        unlisted_part(dir, &manifest)?;
         if manifest.format_version != super::FORMAT_VERSION {
             return Err(CacheError::UnsupportedFormat {
                 path: manifest_path,
@@ -443,6 +444,43 @@ impl Iterator for Batches<'_> {
         self.used += n;
         Some(Ok(self.cache.select(&rows, features)))
     }
+}
+
+/// In the root of a sharded cache: refuses a manifest that leaves out a part one of the shards'
+/// commit records (`records/shard-K/commit.json`) says it committed: rows the cache holds, and a
+/// `parts/**/*.parquet` glob reads, that vggcache would silently not (a manifest edited and
+/// resealed). A folder without `records/` (a one-machine cache, a pulled copy) has nothing to check.
+fn unlisted_part(dir: &Path, manifest: &Manifest) -> Result<(), CacheError> {
+    let records = dir.join(super::parts::RECORDS_DIR);
+    let Ok(shards) = std::fs::read_dir(&records) else {
+        return Ok(());
+    };
+    let listed: std::collections::HashSet<&str> =
+        manifest.shards.iter().map(|s| s.file.as_str()).collect();
+    for shard in shards {
+        let commit = shard
+            .map_err(CacheError::io(&records))?
+            .path()
+            .join("commit.json");
+        let Ok(bytes) = std::fs::read(&commit) else {
+            continue;
+        };
+        let record: super::parts::ShardCommit =
+            serde_json::from_slice(&bytes).map_err(|e| CacheError::BadRecord {
+                url: commit.display().to_string(),
+                message: e.to_string(),
+            })?;
+        for part in record.parts.iter().filter_map(|p| p.file.as_ref()) {
+            if !listed.contains(part.file.as_str()) {
+                return Err(CacheError::UnlistedPart {
+                    record: commit,
+                    part: part.file.clone(),
+                    root: dir.to_path_buf(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a top-level `shard-*.parquet` the manifest neither lists nor names in a change in

@@ -63,9 +63,14 @@ pub fn holdout_split(y: &[usize], fraction: f64, seed: u64) -> (Vec<usize>, Vec<
 /// The selection split of `cfg` ([`HeadConfig::select_fraction`]) carved from training rows with
 /// labels `y`: `Some((fit, select))` row indices into `y`, each sorted, stratified as
 /// [`holdout_split`] but drawn from another stream of `cfg.seed`; `None` when `select_fraction`
-/// is 0 (the last epoch is kept).
+/// is 0, or when the train split is too small for the fraction to hold out a single row (then the
+/// last epoch is kept, and early stopping, which needs the split, is refused).
 pub fn selection_split(y: &[usize], cfg: &HeadConfig) -> Option<(Vec<usize>, Vec<usize>)> {
-    (cfg.select_fraction > 0.0).then(|| stratified(y, cfg.select_fraction, mix(cfg.seed, 3, 0)))
+    if cfg.select_fraction <= 0.0 {
+        return None;
+    }
+    let (fit, select) = stratified(y, cfg.select_fraction, mix(cfg.seed, 3, 0));
+    (!select.is_empty()).then_some((fit, select))
 }
 
 fn stratified(y: &[usize], fraction: f64, stream: u64) -> (Vec<usize>, Vec<usize>) {
@@ -232,7 +237,13 @@ pub fn train_feed_with(
     if select.is_none() && cfg.patience.is_some() {
         return Err(HeadError::Config {
             field: "patience",
-            message: "early stopping needs a selection split carved from train".into(),
+            message: format!(
+                "early stopping needs a selection split carved from train, and \
+                 select_fraction {} of these {} train rows holds out none: give a larger \
+                 --select-fraction or leave --patience out",
+                cfg.select_fraction,
+                train.len()
+            ),
         });
     }
     let d = train.dim();

@@ -16,7 +16,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub(crate) use checksum::sha256_prefix;
-pub(crate) use read::{check_shard, check_unlisted, read_all, CheckedShard, ShardMeta};
+pub(crate) use read::{
+    check_shard, check_unlisted, footer_fingerprint, read_all, CheckedShard, ShardMeta,
+};
 pub(crate) use write::write_shard;
 
 use super::manifest::ShardInfo;

@@ -90,6 +90,28 @@ pub(crate) fn check_shard(
     Ok(CheckedShard { path, metadata })
 }
 
+/// The cache identity fingerprint a shard's footer records, read without checking anything
+/// else (`None`: no such file, an unreadable footer, or a footer without one).
+pub(crate) fn footer_fingerprint(path: &Path) -> Option<String> {
+    let file = File::open(path).ok()?;
+    let metadata = no_panic(path, || {
+        ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
+            CacheError::CorruptShard {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }
+        })
+    })
+    .ok()?;
+    metadata
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()?
+        .iter()
+        .find(|kv| kv.key == KV_FINGERPRINT)
+        .and_then(|kv| kv.value.clone())
+}
+
 /// A shard no manifest lists, checked against its own footer: the sha256 of its data matches
 /// the one it recorded, its schema has `dim` features. Returns the shard, its manifest entry
 /// (whole-file sha256 computed now), and the identity fingerprint and class list it was written
