@@ -1,9 +1,9 @@
 //! ONNX export of a trained head (Gemm/Relu/.../Gemm/Softmax), alone or appended to a trunk model.
 //!
-//! No ONNX crate is used: [`proto`] writes the protobuf wire format, and this module lays out the
-//! ONNX messages (field numbers from `onnx/onnx.proto`, ONNX 1.x). The head model is opset 17,
-//! IR version 8: input `[N, D]` float, output [`OUTPUT_NAME`] `[N, C]` float, dropout gone (it is
-//! the identity at inference), feature scaling folded into the first Gemm.
+//! No ONNX crate is used: the private `proto` module writes the protobuf wire format, and this
+//! module lays out the ONNX messages (field numbers from `onnx/onnx.proto`, ONNX 1.x). The head
+//! model is opset 17, IR version 8: input `[N, D]` float, output [`OUTPUT_NAME`] `[N, C]` float,
+//! dropout gone (it is the identity at inference), feature scaling folded into the first Gemm.
 //!
 //! [`with_trunk_model_bytes`] relies on protobuf merge semantics: parsing a serialized `ModelProto`
 //! followed by another parses as their merge: embedded messages (`graph`) merge field by field,
