@@ -342,7 +342,8 @@ pub enum CacheError {
     },
     #[error("{url}: {message}")]
     BadRecord { url: String, message: String },
-    /// A name recorded in a manifest, plan or record breaks the path rule ([`crate::safe_path`]);
+    /// A name recorded in a manifest, plan or record breaks the path rule
+    /// ([`UnsafePath`](crate::storage::UnsafePath));
     /// nothing was read, written or moved for it.
     #[error("{source}. {fix}")]
     UnsafeEntry {
