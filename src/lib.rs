@@ -9,12 +9,10 @@
 #![warn(missing_docs)]
 
 pub mod baseline;
-#[allow(missing_docs)] // TODO(issue 31)
 pub mod cache;
 #[allow(missing_docs)] // TODO(issue 31): documented by the helpers that move it
 pub mod commands;
 pub mod dataset;
-#[allow(missing_docs)] // TODO(issue 31)
 pub mod export;
 #[allow(missing_docs)] // TODO(issue 31): documented by the helpers that move it
 pub mod extract;
@@ -27,7 +25,6 @@ pub mod metrics;
 #[doc(hidden)] // for the vggcache binary and tests only (finding the project's models)
 pub mod paths;
 pub(crate) mod protobuf;
-#[allow(missing_docs)] // TODO(issue 31)
 pub mod report;
 pub(crate) mod safe_path;
 pub mod spec;
