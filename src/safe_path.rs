@@ -18,37 +18,74 @@ const RULE: &str = "vggcache reads and writes only under the root it was given, 
 /// A name from data that would lead outside its root.
 #[derive(Debug, thiserror::Error)]
 pub enum UnsafePath {
+    /// The name is empty.
     #[error("entry {entry:?} under {root} is empty; {RULE}")]
-    Empty { entry: String, root: String },
+    Empty {
+        /// The name as recorded in the data.
+        entry: String,
+        /// The root the name is joined onto.
+        root: String,
+    },
+    /// The name holds a NUL byte.
     #[error("entry {entry:?} under {root} contains a NUL byte; {RULE}")]
-    Nul { entry: String, root: String },
+    Nul {
+        /// The name as recorded in the data.
+        entry: String,
+        /// The root the name is joined onto.
+        root: String,
+    },
+    /// The name is an absolute path.
     #[error("entry {entry:?} under {root} is an absolute path; {RULE}")]
-    Absolute { entry: String, root: String },
+    Absolute {
+        /// The name as recorded in the data.
+        entry: String,
+        /// The root the name is joined onto.
+        root: String,
+    },
+    /// The name has a `..` component.
     #[error("entry {entry:?} under {root} has a `..` component; {RULE}")]
-    ParentDir { entry: String, root: String },
+    ParentDir {
+        /// The name as recorded in the data.
+        entry: String,
+        /// The root the name is joined onto.
+        root: String,
+    },
+    /// The name resolves outside the root through a symlink.
     #[error(
         "entry {entry:?} under {root} resolves to {resolved}, outside the root (through a \
          symlink); {RULE}"
     )]
     Escapes {
+        /// The name as recorded in the data.
         entry: String,
+        /// The root the name is joined onto.
         root: String,
+        /// Where it resolves to.
         resolved: PathBuf,
     },
+    /// A component is a symlink whose target does not exist.
     #[error(
         "entry {entry:?} under {root}: {at} is a symlink whose target does not exist (it could \
          lead outside the root); remove it or make it point inside the root"
     )]
     DanglingLink {
+        /// The name as recorded in the data.
         entry: String,
+        /// The root the name is joined onto.
         root: String,
+        /// The path that could not be resolved or is the dangling link.
         at: PathBuf,
     },
+    /// The name could not be resolved (an I/O error).
     #[error("entry {entry:?} under {root}: cannot resolve {at}: {source}")]
     Io {
+        /// The name as recorded in the data.
         entry: String,
+        /// The root the name is joined onto.
         root: String,
+        /// The path that could not be resolved or is the dangling link.
         at: PathBuf,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelOrder {
+    /// Red, green, blue (torchvision).
     Rgb,
+    /// Blue, green, red (Caffe, Keras `caffe` mode).
     Bgr,
 }
 
@@ -20,12 +22,17 @@ pub enum ChannelOrder {
 /// Invariant: `mean` and `std` are given in the model's channel order; every `std[c] > 0`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PreprocessSpec {
+    /// Input width in pixels.
     pub width: u32,
+    /// Input height in pixels.
     pub height: u32,
+    /// Channel order of the tensor.
     pub channel_order: ChannelOrder,
     /// Multiplier applied to 0..=255 pixel values first (1.0 for caffe-style, 1/255 for torchvision).
     pub scale: f32,
+    /// Per-channel mean subtracted after scaling, in the model's channel order.
     pub mean: [f32; 3],
+    /// Per-channel divisor (each > 0), in the model's channel order.
     pub std: [f32; 3],
     /// Resize filter name; "bilinear-antialias" matches PIL's `Image.resize(BILINEAR)`.
     pub resize: String,

@@ -32,28 +32,54 @@ pub trait Classifier {
 /// Errors from fitting a baseline on given data.
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
+    /// Features and labels differ in length.
     #[error("features have {rows} rows but there are {labels} labels")]
-    RowMismatch { rows: usize, labels: usize },
+    RowMismatch {
+        /// Number of rows.
+        rows: usize,
+        /// Number of labels.
+        labels: usize,
+    },
+    /// No training rows.
     #[error("cannot fit on an empty training set (0 rows)")]
     Empty,
+    /// Fewer than two classes declared.
     #[error("need at least 2 classes, got n_classes = {0}")]
     TooFewClasses(usize),
+    /// A label not below the number of classes.
     #[error("label {label} at row {row} is out of range: expected < {n_classes}")]
     LabelOutOfRange {
+        /// Row index (0-based).
         row: usize,
+        /// The label as given.
         label: usize,
+        /// Number of classes.
         n_classes: usize,
     },
+    /// The training labels hold a single class.
     #[error("training labels hold only class {0}: logistic regression needs at least 2 distinct classes")]
     SingleClass(usize),
+    /// A feature value is NaN or infinite.
     #[error("feature value at row {row}, column {col} is not finite ({value})")]
-    NonFinite { row: usize, col: usize, value: f32 },
+    NonFinite {
+        /// Row index (0-based).
+        row: usize,
+        /// Column index (0-based).
+        col: usize,
+        /// The value as given.
+        value: f32,
+    },
+    /// A parameter outside its valid range.
     #[error("invalid parameter {name} = {value}: {expected}")]
     InvalidParam {
+        /// The parameter.
         name: &'static str,
+        /// The value as given.
         value: f64,
+        /// Its valid range.
         expected: &'static str,
     },
+    /// linfa-logistic failed.
     #[error("linfa-logistic failed: {0}")]
     Linfa(#[from] linfa_logistic::error::Error),
 }

@@ -6,7 +6,9 @@ use ndarray::{Array1, Array2, ArrayView2};
 /// std, a zero std replaced by 1 (constant columns are centred, not scaled).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Standardizer {
+    /// Per-feature mean of the training rows.
     pub mean: Array1<f64>,
+    /// Per-feature standard deviation (constant features get 1).
     pub std: Array1<f64>,
 }
 

@@ -34,8 +34,11 @@ pub struct ModelIdentity {
 /// What makes cached features reusable: the model's bytes, the preprocessing and the feature width.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheIdentity {
+    /// The trunk model (its fingerprint and name).
     pub model: ModelIdentity,
+    /// How images became the trunk input.
     pub preprocess: PreprocessSpec,
+    /// Feature dimension D.
     pub dim: usize,
 }
 
@@ -77,6 +80,7 @@ impl CacheIdentity {
 pub struct ShardInfo {
     /// File name relative to the cache folder.
     pub file: String,
+    /// Rows in the shard.
     pub rows: usize,
     /// File size in bytes (a truncated shard is caught before Parquet parses it).
     pub bytes: u64,
@@ -91,22 +95,30 @@ pub struct ShardInfo {
 /// (already dropped from [`Manifest::shards`], deleted next).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingCommit {
+    /// The shard list the manifest will hold once the change completes.
     pub shards: Vec<ShardInfo>,
+    /// Listed files this change retires (deleted once it completes).
     pub retire: Vec<String>,
 }
 
 /// The cache's manifest: the single source of truth about which shards hold which rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Version of the cache format (the reader checks it).
     pub format_version: u32,
+    /// vggcache version that wrote the manifest.
     pub tool_version: String,
     /// [`CacheIdentity::fingerprint`] of `model`, `preprocess`, `dim`.
     pub fingerprint: String,
+    /// The trunk model (its fingerprint and name).
     pub model: ModelIdentity,
+    /// How images became the trunk input.
     pub preprocess: PreprocessSpec,
+    /// Feature dimension D.
     pub dim: usize,
     /// Class names; `label` i is `classes[i]`.
     pub classes: Vec<String>,
+    /// The shards in place; readers read exactly these.
     pub shards: Vec<ShardInfo>,
     /// Shard file names are `shard-g{generation:04}-{seq:06}.parquet`; a `force` rebuild bumps it.
     pub generation: u32,
@@ -120,7 +132,9 @@ pub struct Manifest {
     /// existed, and still omitted for f32, so an f32 manifest and its checksum are unchanged.
     #[serde(default, skip_serializing_if = "FeatureDtype::is_f32")]
     pub feature_dtype: FeatureDtype,
+    /// When the cache was created (RFC 3339, UTC).
     pub created: String,
+    /// When the manifest was last written (RFC 3339, UTC).
     pub updated: String,
     /// A change in progress (absent otherwise): readers follow `shards`, which lists only files
     /// in place; the writer's next open completes the change (see [`PendingCommit`]).

@@ -142,6 +142,7 @@ fn holds_cache(dir: &Path) -> bool {
 pub struct CacheStats {
     /// Rows in the cache at the end.
     pub rows: usize,
+    /// Shards listed at the end.
     pub shards: usize,
     /// Bytes of all listed shards.
     pub bytes: u64,
@@ -212,89 +213,142 @@ pub(crate) fn unsafe_shard(source: crate::safe_path::UnsafePath) -> CacheError {
 /// Errors of the feature cache. Messages name the path and what was expected vs found.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
+    /// An I/O error.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// Parquet could not read or write a shard.
     #[error("{path}: Parquet error: {source}")]
     Parquet {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: parquet::errors::ParquetError,
     },
+    /// Arrow could not build or read a batch.
     #[error("{path}: Arrow error: {source}")]
     Arrow {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: arrow::error::ArrowError,
     },
+    /// The manifest cannot be parsed or breaks its invariants.
     #[error("{path}: manifest is not valid: {message}. {REPAIR}")]
-    BadManifest { path: PathBuf, message: String },
+    BadManifest {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// No manifest under the path.
     #[error(
         "{path}: no feature cache here (no {MANIFEST_FILE}); run `vggcache extract` first (it \
          rebuilds a lost manifest from the shards it finds)"
     )]
-    NotACache { path: PathBuf },
+    NotACache {
+        /// The file or folder concerned.
+        path: PathBuf,
+    },
     /// The root of a sharded cache whose shards are not published yet.
     #[error(
         "{path}: a sharded cache (it holds {plan}) that is not committed yet (no \
          {MANIFEST_FILE}); once every shard has run, publish it with `vggcache cache commit {path}`"
     )]
-    UncommittedRoot { path: String, plan: &'static str },
+    UncommittedRoot {
+        /// The file or folder concerned.
+        path: String,
+        /// The plan file that marks the root.
+        plan: &'static str,
+    },
     /// A storage root with neither a manifest nor a plan (a wrong bucket or prefix, or a
     /// sharded cache not planned yet).
     #[error(
         "{url}: nothing published here (no {MANIFEST_FILE}, no plan.json): check the bucket and \
          prefix; a sharded cache appears here after `vggcache cache commit {url}`"
     )]
-    NothingPublished { url: String },
+    NothingPublished {
+        /// The storage URL concerned.
+        url: String,
+    },
     /// `cache commit` on a folder or prefix without a plan.
     #[error(
         "{url}: no plan.json, so not the root of a sharded cache: nothing to commit (a \
          one-machine `vggcache extract --out` cache needs no commit); a sharded cache starts with \
          `vggcache plan --images DIR --out {url} --shards N`"
     )]
-    NotShardedRoot { url: String },
+    NotShardedRoot {
+        /// The storage URL concerned.
+        url: String,
+    },
     /// A one-machine write aimed at the root of a sharded cache.
     #[error(
         "{path}: the root of a sharded cache (it holds {plan}); a one-machine extract would \
          replace its manifest and orphan its parts. Run its shards with `vggcache extract --plan \
          {path} --shard K/N`, then `vggcache cache commit {path}`; or extract into another --out"
     )]
-    ShardedRoot { path: String, plan: &'static str },
+    ShardedRoot {
+        /// The file or folder concerned.
+        path: String,
+        /// The plan file that marks the root.
+        plan: &'static str,
+    },
+    /// A cache format version this build cannot read.
     #[error(
         "{path}: cache format version {found} is not supported (this vggcache reads version \
          {expected}); re-run `vggcache extract` on the same images to upgrade a version-1 cache \
          (it adds checksums), or pass --force to rebuild it"
     )]
     UnsupportedFormat {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The format version this build reads.
         expected: u32,
+        /// The version the manifest records.
         found: u32,
     },
+    /// The cache was made with another trunk, preprocessing or D.
     #[error(
         "{path}: cache was made with {found}, but this run uses {expected}; \
          pass --force to rebuild it (the old cache is kept until the rebuild completes)"
     )]
     IdentityMismatch {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The identity of this run (trunk, preprocessing, D).
         expected: String,
+        /// The identity the cache was made with.
         found: String,
     },
+    /// Another process holds the cache lock.
     #[error(
         "{path}: cache is locked by another vggcache process ({holder}); \
          wait for it to finish or stop it (two runs cannot write one cache)"
     )]
-    Locked { path: PathBuf, holder: String },
+    Locked {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// Who holds the lock (host and pid).
+        holder: String,
+    },
+    /// The manifest does not match its recorded checksum.
     #[error(
         "{path}: manifest fails its checksum (recorded {found}, content hashes to {expected}): \
          it was edited by hand or damaged. {REPAIR}"
     )]
     ManifestChecksum {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// What the manifest content hashes to.
         expected: String,
+        /// The checksum the manifest records.
         found: String,
     },
     /// A top-level shard file the manifest does not list.
@@ -302,7 +356,10 @@ pub enum CacheError {
         "{path}: shard file not listed by the manifest, yet a `*.parquet` glob reads it (a shard \
          dropped from an edited manifest, or a leftover of an interrupted run). {REPAIR}"
     )]
-    UnlistedShard { path: PathBuf },
+    UnlistedShard {
+        /// The file or folder concerned.
+        path: PathBuf,
+    },
     /// A part a shard's commit record claims, left out of the manifest.
     #[error(
         "{record}: its shard committed part {part}, which manifest.json does not list (a manifest \
@@ -310,62 +367,106 @@ pub enum CacheError {
          again from the records: delete {root}/manifest.json and run `vggcache cache commit {root}`"
     )]
     UnlistedPart {
+        /// The commit record that claims the part.
         record: PathBuf,
+        /// The part's file.
         part: String,
+        /// The cache root.
         root: PathBuf,
     },
+    /// A listed shard file is missing.
     #[error("{path}: shard listed in the manifest is missing. {REPAIR}")]
-    MissingShard { path: PathBuf },
+    MissingShard {
+        /// The file or folder concerned.
+        path: PathBuf,
+    },
+    /// A shard fails its size, checksum or schema check.
     #[error("{path}: shard is corrupt: {message}. {REPAIR}")]
-    CorruptShard { path: PathBuf, message: String },
+    CorruptShard {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Feature values beyond the range of f16.
     #[error(
         "{count} feature value(s) are beyond float16's range (|x| > 65504; the largest is {max}), \
          first in the row for {first}: this cache cannot store them as f16; extract with \
          --feature-dtype f32"
     )]
     F16Range {
+        /// Values out of range.
         count: usize,
+        /// The largest magnitude.
         max: f32,
+        /// Path of the first row holding one.
         first: String,
     },
+    /// The cache stores another feature dtype than the run asks for.
     #[error(
         "{path}: the cache stores {found} features, this run asks for {expected}; pass --force to \
          rebuild it as {expected} (the old cache is kept until the rebuild completes), or use \
          --feature-dtype {found}"
     )]
     DtypeMismatch {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The dtype this run asks for.
         expected: &'static str,
+        /// The dtype the cache stores.
         found: &'static str,
     },
+    /// A row that cannot be written (bad label, wrong width, duplicate path).
     #[error("row for {row_path}: {message}")]
-    BadRow { row_path: String, message: String },
+    BadRow {
+        /// Path of the row.
+        row_path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The storage backend failed.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    /// Shards of a plan without a commit record yet.
     #[error(
         "{url}: shard(s) {missing} of {shards} have no commit record yet; run `vggcache extract \
          --plan {url} --shard K/{shards}` for each (a finished shard exits 0 at once), then commit"
     )]
     Uncommitted {
+        /// The storage URL concerned.
         url: String,
+        /// The shards without a record.
         missing: String,
+        /// Shards in the plan.
         shards: u32,
     },
+    /// A commit record that cannot be parsed or does not match the plan.
     #[error("{url}: {message}")]
-    BadRecord { url: String, message: String },
-    /// A name recorded in a manifest, plan or record breaks the path rule ([`crate::safe_path`]);
+    BadRecord {
+        /// The storage URL concerned.
+        url: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A name recorded in a manifest, plan or record breaks the path rule
+    /// ([`UnsafePath`](crate::storage::UnsafePath));
     /// nothing was read, written or moved for it.
     #[error("{source}. {fix}")]
     UnsafeEntry {
+        /// The underlying error.
         #[source]
         source: crate::safe_path::UnsafePath,
         /// The one way out, for the file the entry came from.
         fix: &'static str,
     },
+    /// A split with no rows in the cache.
     #[error("split '{split}' has no rows in cache {path} (splits present: {present})")]
     NoSuchSplit {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The split asked for.
         split: String,
+        /// The splits the cache holds.
         present: String,
     },
 }

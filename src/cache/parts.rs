@@ -63,21 +63,29 @@ pub fn commit_key(shard: u32) -> String {
 /// not be used (so a resumed attempt that reuses the part still reports them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartRecord {
+    /// Shard index (0-based, of the plan).
     pub shard: u32,
+    /// Part index within the shard.
     pub part: u32,
+    /// Id of the attempt that wrote the part.
     pub attempt: String,
     /// The part file as the manifest will list it (`file` is its key); `None` when no image of
     /// the part could be used.
     pub file: Option<ShardInfo>,
+    /// `(path, reason)` of each image of the part that could not be used.
     pub skipped: Vec<(String, String)>,
 }
 
 /// A shard's commit record: the attempt that completed it and its parts in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardCommit {
+    /// Shard index (0-based, of the plan).
     pub shard: u32,
+    /// Id of the attempt that completed the shard.
     pub attempt: String,
+    /// The parts of the shard, in order.
     pub parts: Vec<PartRecord>,
+    /// When the record was written (RFC 3339, UTC).
     pub created: String,
 }
 
@@ -175,6 +183,7 @@ pub fn read_manifest(store: &dyn Storage) -> Result<Option<Manifest>, CacheError
 /// What [`publish`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Published {
+    /// The manifest now published.
     pub manifest: Manifest,
     /// False when an identical commit was already there (a repeated commit is a no-op).
     pub created: bool,

@@ -18,6 +18,7 @@ use crate::dataset::Split;
 pub struct SplitData {
     /// Image paths relative to the images folder, one per row.
     pub paths: Vec<String>,
+    /// The split of each row.
     pub splits: Vec<Split>,
     /// Class index into [`FeatureCache::classes`]; `None` for unlabelled images.
     pub labels: Vec<Option<u32>>,
@@ -40,8 +41,11 @@ impl SplitData {
 /// What [`FeatureCache::verify`] checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// Shards checked.
     pub shards: usize,
+    /// Rows in them.
     pub rows: usize,
+    /// Bytes read and hashed.
     pub bytes: u64,
 }
 

@@ -34,8 +34,10 @@ pub const COL_FEATURES: &str = "features";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FeatureDtype {
+    /// 32-bit floats (the default).
     #[default]
     F32,
+    /// 16-bit floats: half the bytes; values beyond ±65504 are an error.
     F16,
 }
 
@@ -167,9 +169,13 @@ fn same_type(a: &DataType, b: &DataType) -> bool {
 /// Parquet compression codec of the shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
+    /// No compression.
     None,
+    /// Snappy.
     Snappy,
+    /// LZ4 (Parquet LZ4_RAW).
     Lz4,
+    /// Zstandard at the given level.
     Zstd(i32),
 }
 
@@ -202,6 +208,7 @@ impl Compression {
 /// than zstd(1), which is 15% smaller; BYTE_STREAM_SPLIT made both bigger and slower.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WriteOptions {
+    /// Codec of the shards.
     pub compression: Compression,
     /// BYTE_STREAM_SPLIT encoding for the feature values instead of PLAIN.
     pub byte_stream_split: bool,
@@ -281,6 +288,7 @@ impl WriteOptions {
 pub struct FeatureRow<'a> {
     /// Path relative to the images folder; unique within the cache.
     pub path: &'a str,
+    /// The split of the image.
     pub split: Split,
     /// Index into the writer's class list; `None` for unlabelled images.
     pub label: Option<u32>,

@@ -53,6 +53,7 @@ pub enum ResizeFilter {
 }
 
 impl ResizeFilter {
+    /// The filter named `name` in a preprocessing spec.
     pub fn parse(name: &str) -> Result<Self, DatasetError> {
         match name {
             "bilinear-antialias" => Ok(Self::BilinearAntialias),

@@ -29,6 +29,7 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// The layout's name as shown and stored (`image_folder`, …).
     pub fn as_str(&self) -> &'static str {
         match self {
             Layout::ImageFolder => "image_folder",
@@ -44,24 +45,31 @@ impl Layout {
 pub struct ImageEntry {
     /// Path relative to the dataset root, with `/` separators.
     pub rel_path: String,
+    /// Absolute path of the file.
     pub abs_path: PathBuf,
+    /// The split the image belongs to.
     pub split: Split,
     /// Index of `class` in [`Dataset::classes`]; `None` for unlabelled images.
     pub label: Option<u32>,
+    /// Class name; `None` for unlabelled images.
     pub class: Option<String>,
 }
 
 /// A path that discovery could not use, with the reason.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
+    /// Path relative to the dataset root, with `/` separators.
     pub rel_path: String,
+    /// Why, in one line.
     pub reason: String,
 }
 
 /// Everything [`discover`] found under one root.
 #[derive(Clone, Debug)]
 pub struct Dataset {
+    /// The dataset root, as given.
     pub root: PathBuf,
+    /// The folder layout that was recognised.
     pub layout: Layout,
     /// Class names, sorted; a label is an index into this list.
     pub classes: Vec<String>,

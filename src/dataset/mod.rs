@@ -31,8 +31,11 @@ pub use pipeline::{spawn_pipeline, PipelineConfig, PipelineMsg, WorkItem};
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
+    /// Training images.
     Train,
+    /// Validation images.
     Val,
+    /// Unlabelled test images (prediction only).
     Test,
 }
 
@@ -73,25 +76,54 @@ impl std::fmt::Display for Split {
 /// Errors that stop discovery or preprocessing set-up as a whole (single bad images are skips).
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
+    /// The image folder does not exist.
     #[error("image folder {path} does not exist")]
-    NotFound { path: PathBuf },
+    NotFound {
+        /// The file or folder concerned.
+        path: PathBuf,
+    },
+    /// The image folder is a file.
     #[error("image folder {path} is not a directory")]
-    NotADirectory { path: PathBuf },
+    NotADirectory {
+        /// The file or folder concerned.
+        path: PathBuf,
+    },
+    /// The image folder cannot be listed.
     #[error("cannot read image folder {path}: {source}")]
     Unreadable {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// No image files under the folder.
     #[error(
         "no images found in {path} (expected files ending in .jpg, .jpeg, .png, .gif, .webp or .bmp; \
          {skipped} entries skipped)"
     )]
-    NoImages { path: PathBuf, skipped: usize },
+    NoImages {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// Entries skipped while looking.
+        skipped: usize,
+    },
+    /// A validation fraction outside `[0, 1)`.
     #[error("val fraction must be in [0, 1), got {value}")]
-    BadValFraction { value: f64 },
+    BadValFraction {
+        /// The value as given.
+        value: f64,
+    },
+    /// A resize filter this crate does not implement.
     #[error("unsupported resize filter {name:?} in the preprocessing spec (expected \"bilinear-antialias\" or \"bilinear-antialias-fir\")")]
-    UnknownResize { name: String },
+    UnknownResize {
+        /// The name concerned.
+        name: String,
+    },
+    /// A preprocessing spec that breaks its invariants.
     #[error("preprocessing spec is invalid: {reason}")]
-    BadSpec { reason: String },
+    BadSpec {
+        /// Why, in one line.
+        reason: String,
+    },
 }

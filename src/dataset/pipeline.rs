@@ -22,6 +22,7 @@ pub struct PipelineConfig {
     /// Finished batches that may wait for the consumer; with the images in flight this bounds
     /// memory to about `(queue_batches + 2) * batch_size + workers` image tensors.
     pub queue_batches: usize,
+    /// Limits on the size of an image file and its decoded pixels.
     pub limits: DecodeLimits,
     /// Batch tensors the consumer hands back once it is done with them: the batcher refills
     /// them instead of allocating (a batch-256 tensor is 154 MB, whose fresh pages would be
@@ -45,7 +46,9 @@ impl Default for PipelineConfig {
 /// One file to decode; `id` is the caller's (e.g. an index into its entry list).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkItem {
+    /// The caller's id of the item.
     pub id: usize,
+    /// The image file.
     pub path: PathBuf,
 }
 
@@ -53,9 +56,19 @@ pub struct WorkItem {
 #[derive(Debug)]
 pub enum PipelineMsg {
     /// `tensor: (ids.len(), 3, H, W)`; row `i` is the image of `ids[i]`.
-    Batch { ids: Vec<usize>, tensor: Vec<f32> },
+    Batch {
+        /// Item ids, one per row of `tensor`.
+        ids: Vec<usize>,
+        /// Row-major `(ids.len(), 3, H, W)` float32.
+        tensor: Vec<f32>,
+    },
     /// The item could not be decoded; `reason` is one line for the skip list.
-    Skip { id: usize, reason: String },
+    Skip {
+        /// The caller's id of the item.
+        id: usize,
+        /// Why, in one line.
+        reason: String,
+    },
 }
 
 /// Result of one item from a worker: its position in `items` and its tensor or skip reason.

@@ -1,9 +1,9 @@
 //! ONNX export of a trained head (Gemm/Relu/.../Gemm/Softmax), alone or appended to a trunk model.
 //!
-//! No ONNX crate is used: [`proto`] writes the protobuf wire format, and this module lays out the
-//! ONNX messages (field numbers from `onnx/onnx.proto`, ONNX 1.x). The head model is opset 17,
-//! IR version 8: input `[N, D]` float, output [`OUTPUT_NAME`] `[N, C]` float, dropout gone (it is
-//! the identity at inference), feature scaling folded into the first Gemm.
+//! No ONNX crate is used: the private `proto` module writes the protobuf wire format, and this
+//! module lays out the ONNX messages (field numbers from `onnx/onnx.proto`, ONNX 1.x). The head
+//! model is opset 17, IR version 8: input `[N, D]` float, output [`OUTPUT_NAME`] `[N, C]` float,
+//! dropout gone (it is the identity at inference), feature scaling folded into the first Gemm.
 //!
 //! [`with_trunk_model_bytes`] relies on protobuf merge semantics: parsing a serialized `ModelProto`
 //! followed by another parses as their merge: embedded messages (`graph`) merge field by field,
@@ -52,13 +52,17 @@ pub struct HeadGraph<'a> {
 /// What an existing ONNX model holds, read by [`inspect`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ModelSummary {
+    /// ONNX IR version of the model.
     pub ir_version: i64,
     /// `(domain, version)`; the default domain is `""`.
     pub opsets: Vec<(String, i64)>,
+    /// Names of the graph's inputs.
     pub graph_inputs: Vec<String>,
+    /// Names of the graph's outputs.
     pub graph_outputs: Vec<String>,
     /// Every value name in the graph: inputs, outputs, node outputs, initializers.
     pub tensor_names: BTreeSet<String>,
+    /// The `metadata_props` entries, in file order.
     pub metadata: Vec<(String, String)>,
     /// Some initializer keeps its data in an external file (`data_location = EXTERNAL`): the model
     /// only loads where that file sits at the recorded relative path.
@@ -78,57 +82,114 @@ impl ModelSummary {
 /// Errors from exporting a head or reading a trunk model.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// A head with no layers.
     #[error("head has no layers")]
     EmptyHead,
+    /// A layer whose weight or bias shape does not chain.
     #[error("head layer {layer}: {what}: expected {expected}, found {found}")]
     LayerShape {
+        /// Layer index (0-based).
         layer: usize,
+        /// Which tensor or dimension was checked.
         what: &'static str,
+        /// What was expected.
         expected: usize,
+        /// What was found.
         found: usize,
     },
+    /// Class names and output width differ.
     #[error("head has {found} class names but its last layer has {expected} outputs")]
-    ClassCount { expected: usize, found: usize },
+    ClassCount {
+        /// What was expected.
+        expected: usize,
+        /// What was found.
+        found: usize,
+    },
+    /// A scaler vector of the wrong length.
     #[error("feature scaler {what} has length {found}, expected the head input size {expected}")]
     ScalerShape {
+        /// Which tensor or dimension was checked.
         what: &'static str,
+        /// What was expected.
         expected: usize,
+        /// What was found.
         found: usize,
     },
+    /// A scaler std that is not finite and > 0.
     #[error("feature scaler std[{index}] = {value}: expected a finite value > 0")]
-    BadStd { index: usize, value: f32 },
+    BadStd {
+        /// Index of the value.
+        index: usize,
+        /// The value found.
+        value: f32,
+    },
+    /// A weight or bias that is NaN or infinite.
     #[error("head layer {layer} {what} holds a non-finite value at flat index {index}")]
     NonFinite {
+        /// Layer index (0-based).
         layer: usize,
+        /// Which tensor or dimension was checked.
         what: &'static str,
+        /// Index of the value.
         index: usize,
     },
+    /// A metadata key the exporter writes itself.
     #[error("metadata key {key:?} is written by the exporter; choose another key")]
-    ReservedMetadata { key: String },
+    ReservedMetadata {
+        /// The metadata key.
+        key: String,
+    },
+    /// A metadata key the trunk already has with another value.
     #[error(
         "metadata key {key:?} is already in the trunk with value {existing:?}, head gives {new:?}"
     )]
     MetadataConflict {
+        /// The metadata key.
         key: String,
+        /// The trunk's value.
         existing: String,
+        /// The head's value.
         new: String,
     },
+    /// The trunk file is not a valid ModelProto.
     #[error("trunk ONNX is not a valid ModelProto: {what} at byte {offset} of a {message}")]
     Malformed {
+        /// The protobuf message being read.
         message: &'static str,
+        /// What is wrong.
         what: &'static str,
+        /// Byte offset of the problem.
         offset: usize,
     },
+    /// The trunk has no graph.
     #[error("trunk ONNX has no graph")]
     NoGraph,
+    /// The trunk has no tensor of that name.
     #[error("trunk has no tensor named {name:?}; its graph outputs are {outputs:?}")]
-    MissingTensor { name: String, outputs: Vec<String> },
+    MissingTensor {
+        /// The tensor name.
+        name: String,
+        /// The trunk graph's outputs.
+        outputs: Vec<String>,
+    },
+    /// A name the head would add already exists in the trunk.
     #[error("trunk already has a value named {name:?}; the head's names would clash")]
-    NameClash { name: String },
+    NameClash {
+        /// The tensor name.
+        name: String,
+    },
+    /// The trunk IR version is too old.
     #[error("trunk IR version {found} is too old: expected >= {MIN_TRUNK_IR}")]
-    OldIr { found: i64 },
+    OldIr {
+        /// What was found.
+        found: i64,
+    },
+    /// The trunk default-domain opset is missing or too old.
     #[error("trunk default-domain opset is {found:?}: expected a version >= {MIN_TRUNK_OPSET}")]
-    Opset { found: Option<i64> },
+    Opset {
+        /// What was found.
+        found: Option<i64>,
+    },
 }
 
 #[cfg(test)]

@@ -181,7 +181,7 @@ impl Mlp {
     }
 
     /// Per layer, `(W: (d_out, d_in), b: (d_out,))` as stored (contiguous, PyTorch's order).
-    pub fn layers_out_in(&self) -> Vec<(ArrayView2<'_, f32>, ArrayView1<'_, f32>)> {
+    pub(crate) fn layers_out_in(&self) -> Vec<(ArrayView2<'_, f32>, ArrayView1<'_, f32>)> {
         (0..self.slots.len())
             .map(|l| (self.w(l), self.b(l)))
             .collect()

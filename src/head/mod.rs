@@ -2,7 +2,7 @@
 //!
 //! `Linear(D→4096), ReLU, Dropout(.5), Linear(4096→4096), ReLU, Dropout(.5), Linear(4096→C)`,
 //! softmax cross-entropy, Adam as PyTorch's; forward, backward and optimizer written on ndarray.
-//! [`HeadConfig`] (unchecked, `check()`) → [`train`] → [`TrainOutcome`] holding a [`FittedHead`]
+//! [`HeadConfig`] (unchecked, `check()`) → [`train()`] → [`TrainOutcome`] holding a [`FittedHead`]
 //! (`predict_proba`, `save`/`load`), written out by [`write_run`].
 
 pub mod adam;
@@ -357,7 +357,7 @@ pub struct EpochMetrics {
     pub seconds: f64,
 }
 
-/// Result of [`train`].
+/// Result of [`train()`].
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
     /// the head at the kept epoch: the lowest loss on the selection split, or the last epoch

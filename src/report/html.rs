@@ -20,6 +20,7 @@ pub const THUMB_SIDE: u32 = 128;
 
 /// Everything the page shows; built by the `report` command from a run and its cache.
 pub struct Page<'a> {
+    /// Title of the page.
     pub title: String,
     /// `(name, value)` lines of the header: trunk, cache, counts.
     pub facts: Vec<(String, String)>,
@@ -27,7 +28,9 @@ pub struct Page<'a> {
     pub classes: &'a [String],
     /// The run's learning-curve plot (PNG bytes), if any.
     pub curves_png: Option<Vec<u8>>,
+    /// The review of the validation predictions: mistakes, label issues, leakage.
     pub review: &'a Review,
+    /// The comparison of models, if one was run.
     pub compare: Option<&'a CompareReport>,
     /// The out-of-fold label review of the train images; `None` when it was not run.
     pub labels: Option<&'a LabelReview>,

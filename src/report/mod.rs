@@ -21,8 +21,11 @@ use serde::{Deserialize, Serialize};
 /// Precision and recall of one class on the evaluated split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassScore {
+    /// Class name.
     pub class: String,
+    /// Precision: correct predictions of the class over all predictions of it.
     pub precision: f64,
+    /// Recall: correct predictions of the class over its rows.
     pub recall: f64,
     /// Rows of this class in the evaluated split.
     pub support: usize,
@@ -31,7 +34,9 @@ pub struct ClassScore {
 /// One model's results on the evaluated split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelRow {
+    /// Model name as shown in the table.
     pub name: String,
+    /// Accuracy on the evaluated split.
     pub accuracy: f64,
     /// Mean negative log-likelihood of the true class (natural log), clipped as in the module doc.
     pub log_loss: f64,
@@ -54,7 +59,9 @@ pub struct ModelRow {
 /// An extra table under the comparison (e.g. accuracy against the logistic regression's `C`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Section {
+    /// Heading of the table.
     pub title: String,
+    /// Column names.
     pub header: Vec<String>,
     /// Cells, one `Vec` per row, as long as `header`.
     pub rows: Vec<Vec<String>>,
@@ -71,10 +78,13 @@ fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 pub struct CompareReport {
     /// Class names, index = label.
     pub classes: Vec<String>,
+    /// Training rows.
     pub n_train: usize,
+    /// Evaluated rows.
     pub n_val: usize,
     /// Feature dimension `d` of the cached vectors.
     pub feature_dim: usize,
+    /// One row per model.
     pub rows: Vec<ModelRow>,
     /// Free-form lines shown under the table (settings, feature source, machine).
     pub notes: Vec<String>,
@@ -86,39 +96,65 @@ pub struct CompareReport {
 /// Errors from evaluating predictions or writing a report.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// No rows to evaluate on.
     #[error("cannot evaluate {model}: the evaluated split is empty (0 rows)")]
-    EmptySplit { model: String },
+    EmptySplit {
+        /// The model (row of the comparison) concerned.
+        model: String,
+    },
+    /// Probabilities and labels differ in length.
     #[error("{model}: probabilities have {rows} rows but there are {labels} labels")]
     RowMismatch {
+        /// The model (row of the comparison) concerned.
         model: String,
+        /// Rows of probabilities.
         rows: usize,
+        /// Number of labels.
         labels: usize,
     },
+    /// Probabilities and classes differ in width.
     #[error("{model}: probabilities have {cols} columns but there are {classes} classes")]
     ClassMismatch {
+        /// The model (row of the comparison) concerned.
         model: String,
+        /// Number of columns.
         cols: usize,
+        /// Number of classes.
         classes: usize,
     },
+    /// A label not below the number of classes.
     #[error("{model}: label {label} at row {row} is out of range: expected < {classes}")]
     LabelOutOfRange {
+        /// The model (row of the comparison) concerned.
         model: String,
+        /// Row index (0-based).
         row: usize,
+        /// The label given.
         label: usize,
+        /// Number of classes.
         classes: usize,
     },
+    /// A probability that is NaN or infinite.
     #[error("{model}: probability at row {row}, column {col} is not finite ({value})")]
     NonFinite {
+        /// The model (row of the comparison) concerned.
         model: String,
+        /// Row index (0-based).
         row: usize,
+        /// Column index (0-based).
         col: usize,
+        /// The value found.
         value: f32,
     },
+    /// Writing a file failed.
     #[error("writing {path}: {source}")]
     Io {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The report could not be serialised.
     #[error("serialising the report to JSON: {0}")]
     Json(#[from] serde_json::Error),
 }

@@ -19,10 +19,15 @@ use crate::metrics;
 /// the model gave the predicted and the given class.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Case {
+    /// Image path relative to the images folder.
     pub path: String,
+    /// The given label.
     pub label: usize,
+    /// The predicted class.
     pub predicted: usize,
+    /// Probability of the predicted class.
     pub p_predicted: f32,
+    /// Probability of the given class.
     pub p_label: f32,
 }
 

@@ -16,6 +16,7 @@ pub mod staging;
 
 use std::path::Path;
 
+pub use crate::safe_path::UnsafePath;
 pub use local::LocalStore;
 
 /// Files at least this large are uploaded in parts of this size (S3's minimum part is 5 MiB).
@@ -24,25 +25,38 @@ pub const MULTIPART_BYTES: usize = 8 << 20;
 /// One listed object: its key under the root and its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
+    /// Key relative to the storage root.
     pub key: String,
+    /// Size in bytes.
     pub bytes: u64,
 }
 
 /// Errors of a storage backend, naming the URL or path concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// A local file-system error.
     #[error(transparent)]
     Fs(#[from] crate::fsutil::FsError),
+    /// The object store or its client failed.
     #[error("{url}: {message}")]
-    Backend { url: String, message: String },
-    /// A key that would lead outside a local root ([`crate::safe_path`]).
+    Backend {
+        /// The storage URL concerned.
+        url: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A key that would lead outside a local root (the path rule, [`UnsafePath`]).
     #[error(transparent)]
     UnsafeKey(#[from] crate::safe_path::UnsafePath),
+    /// A URL no backend of this build can use.
     #[error(
         "{url}: not a storage location vggcache can use (a local folder, or s3://bucket/prefix \
          in a build with the `s3` feature)"
     )]
-    Unsupported { url: String },
+    Unsupported {
+        /// The storage URL concerned.
+        url: String,
+    },
     /// An object-store setting (an `AWS_*` variable or the root URL) that no client can use;
     /// checked before the client is built.
     #[error("{name}={value}: {problem}. Fix: {fix}")]
@@ -51,14 +65,19 @@ pub enum StorageError {
         name: String,
         /// Its value as given (credentials in a URL are replaced by `***`).
         value: String,
+        /// What is wrong with it.
         problem: String,
+        /// How to fix it.
         fix: String,
     },
     /// A key the object store cannot address (an empty, `.` or `..` segment, a control character).
     #[error("{url}: key {key:?} cannot be stored: {reason}")]
     BadKey {
+        /// The storage URL concerned.
         url: String,
+        /// Key relative to the storage root.
         key: String,
+        /// Why, in one line.
         reason: String,
     },
     /// An upload that failed on every try (the object is absent or keeps its old bytes).
@@ -68,9 +87,13 @@ pub enum StorageError {
         file.display()
     )]
     Upload {
+        /// The storage URL concerned.
         url: String,
+        /// The local file being uploaded.
         file: std::path::PathBuf,
+        /// Tries made.
         attempts: u32,
+        /// What went wrong, as the underlying library put it.
         cause: String,
     },
 }

@@ -22,55 +22,112 @@ use std::path::PathBuf;
 /// Errors of the trunk: runtime library, model file, contract, inference.
 #[derive(Debug, thiserror::Error)]
 pub enum TrunkError {
+    /// No ONNX Runtime library found.
     #[error(
         "ONNX Runtime library not found (looked in: {searched}). Install it with `make setup` \
          (pip wheel onnxruntime==1.31.1 into .venv), or pass --ort-lib PATH / set ORT_DYLIB_PATH \
          to a libonnxruntime.so"
     )]
-    RuntimeNotFound { searched: String },
+    RuntimeNotFound {
+        /// The places looked in.
+        searched: String,
+    },
+    /// The ONNX Runtime library could not be loaded.
     #[error(
         "cannot load ONNX Runtime from {path}: {cause}. vggcache needs ONNX Runtime >= 1.17 \
          (`make setup` installs 1.31.1); pass --ort-lib PATH or set ORT_DYLIB_PATH to another library"
     )]
-    RuntimeLoad { path: PathBuf, cause: String },
+    RuntimeLoad {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// What went wrong, as the underlying library put it.
+        cause: String,
+    },
+    /// ONNX Runtime reported an error.
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
+    /// The model file does not exist.
     #[error("model file {path} not found; build it with `make model` (see models/README.md)")]
-    ModelMissing { path: PathBuf },
+    ModelMissing {
+        /// The file or folder concerned.
+        path: PathBuf,
+    },
     /// `--model` names a folder, not a model file.
     #[error(
         "--model {path} is a folder, not an ONNX model file; pass the file, e.g. --model \
          {path}/vgg16_trunk.onnx"
     )]
-    ModelIsFolder { path: PathBuf },
-    #[error("cannot load model {path}: {cause}")]
-    ModelLoad { path: PathBuf, cause: String },
-    #[error("model {path} breaks the trunk contract (input [N,3,H,W] float32 -> output [N,D] float32): {cause}")]
-    Contract { path: PathBuf, cause: String },
-    #[error("model {path}: metadata `{key}` {cause}")]
-    Metadata {
+    ModelIsFolder {
+        /// The file or folder concerned.
         path: PathBuf,
-        key: String,
+    },
+    /// ONNX Runtime could not load the model.
+    #[error("cannot load model {path}: {cause}")]
+    ModelLoad {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// What went wrong, as the underlying library put it.
         cause: String,
     },
+    /// The model breaks the trunk contract (`[N,3,H,W]` float32 → `[N,D]` float32).
+    #[error("model {path} breaks the trunk contract (input [N,3,H,W] float32 -> output [N,D] float32): {cause}")]
+    Contract {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// What went wrong, as the underlying library put it.
+        cause: String,
+    },
+    /// A metadata entry of the model is missing or invalid.
+    #[error("model {path}: metadata `{key}` {cause}")]
+    Metadata {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// The metadata key.
+        key: String,
+        /// What went wrong, as the underlying library put it.
+        cause: String,
+    },
+    /// An int8 model this CPU cannot run correctly.
     #[error("model {path} cannot run on this CPU: {cause}")]
-    Int8WithoutVnni { path: PathBuf, cause: String },
+    Int8WithoutVnni {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// What went wrong, as the underlying library put it.
+        cause: String,
+    },
+    /// CUDA was asked for and cannot be used.
     #[error("--device cuda: the CUDA execution provider cannot be used: {0}")]
     CudaUnavailable(String),
+    /// A batch tensor of the wrong length.
     #[error("batch for model {path}: expected {expected} floats ({n} x 3 x {h} x {w}), got {got}")]
     BatchShape {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// Images in the batch.
         n: usize,
+        /// Input height.
         h: usize,
+        /// Input width.
         w: usize,
+        /// What was expected.
         expected: usize,
+        /// What was found.
         got: usize,
     },
+    /// A run of the model failed.
     #[error("inference with model {path} failed: {cause}")]
-    Inference { path: PathBuf, cause: String },
+    Inference {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// What went wrong, as the underlying library put it.
+        cause: String,
+    },
+    /// Reading a file failed.
     #[error("reading {path}: {source}")]
     Io {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
 }

@@ -14,17 +14,23 @@ use crate::spec::PreprocessSpec;
 /// What vggcache knows about a loaded trunk model.
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
+    /// The model file.
     pub path: PathBuf,
     /// [`fingerprint_file`]: `sha256:<hex>` of the model's bytes and its external-data files.
     pub fingerprint: String,
+    /// The model's input tensor name.
     pub input_name: String,
+    /// The model's output tensor name.
     pub output_name: String,
     /// Input height and width from the model's declared shape.
     pub input_hw: (usize, usize),
     /// Feature dimension D from the model's declared output shape.
     pub dim: usize,
+    /// How an image becomes the input tensor (from the model metadata).
     pub preprocess: PreprocessSpec,
+    /// Where the weights come from (metadata `vggcache.provenance`).
     pub provenance: String,
+    /// How the model file was built (metadata `vggcache.source`).
     pub source: String,
     /// Every metadata_props entry of the model.
     pub metadata: BTreeMap<String, String>,

@@ -21,17 +21,21 @@ pub enum Device {
     Auto,
     /// CUDA or an error, never a silent CPU run.
     Cuda,
+    /// The CPU execution provider.
     Cpu,
 }
 
 /// The execution provider actually in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
+    /// The CUDA execution provider.
     Cuda,
+    /// The CPU execution provider.
     Cpu,
 }
 
 impl Provider {
+    /// ONNX Runtime's name of the provider.
     pub fn name(self) -> &'static str {
         match self {
             Self::Cuda => "CUDAExecutionProvider",
@@ -43,7 +47,9 @@ impl Provider {
 /// How to build the trunk session.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TrunkOptions {
+    /// ONNX Runtime library to load; `None`: the usual search (see `runtime`).
     pub ort_lib: Option<PathBuf>,
+    /// Which execution provider to use.
     pub device: Device,
     /// Intra-op threads for the CPU provider; 0 = ONNX Runtime's default (one per core).
     pub threads: usize,
@@ -119,6 +125,7 @@ impl Trunk {
         })
     }
 
+    /// The loaded model.
     pub fn info(&self) -> &ModelInfo {
         &self.info
     }

@@ -13,12 +13,16 @@ use crate::paths;
 /// Where the library was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LibrarySource {
+    /// Given with `--ort-lib`.
     Flag,
+    /// From `ORT_DYLIB_PATH`.
     EnvVar,
+    /// From the project's `.venv` (`make setup`).
     ProjectVenv,
 }
 
 impl LibrarySource {
+    /// Where it came from, as shown to the user.
     pub fn describe(self) -> &'static str {
         match self {
             Self::Flag => "--ort-lib",
@@ -31,8 +35,11 @@ impl LibrarySource {
 /// The loaded runtime.
 #[derive(Debug, Clone)]
 pub struct RuntimeInfo {
+    /// The library file.
     pub path: PathBuf,
+    /// Where it was found.
     pub source: LibrarySource,
+    /// ONNX Runtime's version string.
     pub version: String,
 }
 
@@ -179,6 +186,7 @@ pub fn available_providers() -> Result<Vec<String>, TrunkError> {
 /// One CUDA/cuDNN library the CUDA provider of the `onnxruntime-gpu` wheel loads.
 #[derive(Debug, Clone)]
 pub struct CudaLib {
+    /// File name of the library (`libcudnn.so.9`, …).
     pub name: &'static str,
     /// Where it resolved: an absolute path (pip's nvidia packages), `system` (the loader's search path),
     /// or None when it cannot be loaded.

@@ -99,7 +99,7 @@ impl ShardPlan {
     }
 
     /// The plan stored at `store`'s root, checked: its format, its checksum, and every entry's
-    /// path against the path rule ([`crate::safe_path::check_name`], relative to `images`).
+    /// path against the path rule (the crate's one path rule, relative to `images`).
     pub fn load(store: &dyn storage::Storage) -> Result<ShardPlan, ExtractError> {
         let url = storage::join(&store.url(), PLAN_KEY);
         let plan: ShardPlan = read_json(store, PLAN_KEY)?.ok_or_else(|| ExtractError::Config {
