@@ -11,6 +11,7 @@ pub mod baseline;
 pub mod cache;
 pub mod commands;
 pub mod dataset;
+pub mod events;
 pub mod export;
 pub mod extract;
 pub mod failpoint;
