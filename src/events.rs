@@ -51,8 +51,9 @@ pub enum Event {
         moved: usize,
     },
     /// A step of the extraction phase: `images` more images done (extracted or skipped), `done`
-    /// of `total` so far. A phase's steps add up to its `total`; its first step has
-    /// `done == images`. A sharded run has one phase per part.
+    /// of `total` so far. A phase opens with a step of `done: 0, images: 0` (when it starts,
+    /// before any image is decoded); its steps add up to its `total`. A sharded run has one
+    /// phase per part it extracts.
     Batch {
         /// Images done in this phase so far, this step included.
         done: usize,

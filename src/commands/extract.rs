@@ -129,7 +129,6 @@ pub fn run(args: &ExtractArgs) -> Result<usize, CommandError> {
         return Ok(s.skipped);
     }
     let summary = extract::run(&cfg, &events)?;
-    drop(events); // ends the progress display before the summary
     println!("{}", summary.render(&cfg.out));
     Ok(summary.skipped)
 }

@@ -8,8 +8,8 @@ use std::time::Instant;
 use crate::events::{Event, Events, Repair};
 
 /// Renders events on stderr. Progress: an indicatif bar when stderr is a terminal, otherwise
-/// `done/total images, rate, ETA` lines; a phase ends at the next phase, [`Event::Finished`] or
-/// when the renderer is dropped.
+/// `done/total images, rate, ETA` lines. A phase starts at its opening step (`done: 0`) and
+/// ends at the next phase, [`Event::Finished`] or when the renderer is dropped.
 #[derive(Default)]
 pub struct Render {
     phase: Mutex<Option<Phase>>,
@@ -156,11 +156,11 @@ impl Events for Render {
                 total,
                 images,
             } => {
-                if done == images || phase.is_none() {
+                if *done == 0 || phase.is_none() {
                     Self::end_phase(&mut phase);
                     *phase = Some(Phase::new(*total));
                 }
-                if let Some(p) = phase.as_mut() {
+                if let Some(p) = phase.as_mut().filter(|_| *images > 0) {
                     p.tick(*images);
                 }
             }

@@ -13,8 +13,13 @@ pub(crate) struct Progress<'a> {
 }
 
 impl<'a> Progress<'a> {
-    /// Progress over `total` images, reported to `events`.
+    /// Progress over `total` images, reported to `events`; reports the phase's opening step.
     pub fn new(total: usize, events: &'a dyn Events) -> Self {
+        events.event(&Event::Batch {
+            done: 0,
+            total,
+            images: 0,
+        });
         Self {
             events,
             total,
