@@ -13,6 +13,7 @@ pub mod cache;
 #[allow(missing_docs)] // TODO(issue 31): documented by the helpers that move it
 pub mod commands;
 pub mod dataset;
+pub mod events;
 pub mod export;
 #[allow(missing_docs)] // TODO(issue 31): documented by the helpers that move it
 pub mod extract;

@@ -1,8 +1,9 @@
 //! `vggcache extract`: flags → [`ExtractConfig`] → [`extract::run`] (or, with `--plan`, one shard
-//! → [`sharded::run_shard`]); prints the summary.
+//! → [`sharded::run_shard`]), with progress and notices rendered by [`Render`]; prints the summary.
 
 use std::path::PathBuf;
 
+use super::render::Render;
 use super::{CommandError, TrunkArgs};
 use crate::extract::sharded::{self, ShardOutcome, ShardRunConfig};
 use crate::extract::{self, ExtractConfig};
@@ -102,13 +103,17 @@ fn parse_shard(s: &str) -> Result<(u32, u32), String> {
 /// into the exit code). The summary lines are the command's result, so they go to standard output.
 pub fn run(args: &ExtractArgs) -> Result<usize, CommandError> {
     let cfg = args.config()?;
+    let events = Render::default();
     if let (Some(plan), Some((shard, shards))) = (&args.plan, args.shard) {
-        let s = sharded::run_shard(&ShardRunConfig {
-            plan: plan.clone(),
-            shard,
-            shards,
-            extract: cfg,
-        })?;
+        let s = sharded::run_shard(
+            &ShardRunConfig {
+                plan: plan.clone(),
+                shard,
+                shards,
+                extract: cfg,
+            },
+            &events,
+        )?;
         let how = match &s.outcome {
             ShardOutcome::Committed => format!("committed by this attempt ({})", s.attempt),
             ShardOutcome::AlreadyCommitted { attempt, ours } => format!(
@@ -123,7 +128,7 @@ pub fn run(args: &ExtractArgs) -> Result<usize, CommandError> {
         );
         return Ok(s.skipped);
     }
-    let summary = extract::run(&cfg)?;
+    let summary = extract::run(&cfg, &events)?;
     println!("{}", summary.render(&cfg.out));
     Ok(summary.skipped)
 }

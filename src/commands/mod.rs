@@ -8,6 +8,7 @@ pub mod extract;
 pub mod features;
 pub mod plan;
 pub mod predict;
+pub mod render;
 pub mod report;
 pub mod train_head;
 

@@ -88,7 +88,7 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
         ..ExtractConfig::default()
     };
     // Standard output is the CSV: the extraction summary goes to stderr.
-    let summary = extract::run(&cfg)?;
+    let summary = extract::run(&cfg, &super::render::Render::default())?;
     eprintln!("{}", summary.render(&cfg.out));
     let cache = FeatureCache::open(&cache_dir)?;
     if cache.dim() != head.dim() {

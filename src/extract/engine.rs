@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -21,42 +20,39 @@ use crate::cache::{
     CacheIdentity, CacheStats, CacheWriter, FeatureRow, ModelIdentity, WriteOptions,
 };
 use crate::dataset::{self, ImageEntry, PipelineConfig, PipelineMsg, WorkItem};
+use crate::events::{Event, Events, Repair};
 use crate::trunk::{Device, Provider, Trunk};
 
 /// Runs one extraction: discovers `cfg.images`, opens (or creates) the cache `cfg.out` for the
 /// trunk `cfg.model`, drops stale rows, extracts new and changed images, records skips.
-/// Status lines and progress go to stderr; the result is the summary.
-pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary, ExtractError> {
+/// What it finds, plans, skips and repairs, and its progress, go to `events` (see
+/// [`crate::events`]); the result is the summary.
+pub fn run(cfg: &ExtractConfig, events: &dyn Events) -> Result<ExtractSummary, ExtractError> {
     cfg.validate()?;
     let start = Instant::now();
     let plan = Plan::discover(&cfg.images, cfg.val_fraction)?;
     let trunk = Trunk::load(&cfg.model, &cfg.trunk)?;
     let provider = trunk.provider();
     let info = trunk.info().clone();
-    eprintln!("execution provider: {}", provider.name());
-    if let Some(why) = &trunk.fallback_reason {
-        eprintln!("note: CUDA not used ({why})");
-    }
+    events.event(&Event::Provider {
+        name: provider.name().to_string(),
+        cuda_fallback: trunk.fallback_reason.clone(),
+    });
     dataset::check_spec(&info.preprocess)?;
     let ds = &plan.dataset;
-    eprintln!(
-        "{} images in {} ({} layout, classes: {}); {} skipped while scanning",
-        ds.entries.len(),
-        ds.root.display(),
-        ds.layout.as_str(),
-        if ds.classes.is_empty() {
-            "none".to_string()
-        } else {
-            ds.classes.join(", ")
-        },
-        ds.skipped.len()
-    );
+    events.event(&Event::Scanned {
+        images: ds.entries.len(),
+        root: ds.root.clone(),
+        layout: ds.layout.as_str().to_string(),
+        classes: ds.classes.clone(),
+        skipped: ds.skipped.len(),
+    });
 
     let identity = identity_of(&info);
     // f16 shards are written with zstd(1), f32 with LZ4_RAW (see `WriteOptions::for_dtype`).
     let options = WriteOptions::for_dtype(cfg.feature_dtype);
     let mut writer = CacheWriter::open_with(&cfg.out, &identity, &ds.classes, cfg.force, options)?;
-    report_repairs(&writer.stats());
+    report_repairs(&writer.stats(), events);
 
     let delta = plan.against(writer.existing());
     let removed = if delta.stale.is_empty() {
@@ -65,23 +61,25 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary, ExtractError> {
         writer.remove_paths(&delta.stale)?
     };
     let moved = writer.set_splits(&delta.splits)?;
-    if moved > 0 {
-        eprintln!(
-            "{moved} cached rows moved to another split (the split options or folders changed)"
-        );
+    events.event(&Event::Planned {
+        images: delta.todo.len(),
+        reused: delta.reused,
+        removed,
+        moved,
+    });
+    for (path, reason) in &delta.skipped {
+        events.event(&Event::Skipped {
+            path: path.clone(),
+            reason: reason.clone(),
+        });
     }
-    eprintln!(
-        "{} to extract, {} cached and unchanged, {removed} stale rows dropped",
-        delta.todo.len(),
-        delta.reused
-    );
 
     let mut skipped = delta.skipped;
     let mut extracted = 0;
     let mut timing = TrunkTiming::default();
     if !delta.todo.is_empty() {
         let mut trunks = sessions(cfg, trunk)?;
-        let done = extract_rows(cfg, &plan, delta.todo, &mut trunks, &mut writer)?;
+        let done = extract_rows(cfg, &plan, delta.todo, &mut trunks, &mut writer, events)?;
         extracted = done.extracted;
         timing = done.timing;
         skipped.extend(done.skipped);
@@ -96,6 +94,10 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary, ExtractError> {
             skipped_csv: cfg.out.join(crate::cache::SKIPPED_FILE),
         });
     }
+    events.event(&Event::Finished {
+        extracted,
+        skipped: skipped.len(),
+    });
     Ok(ExtractSummary {
         extracted,
         reused: delta.reused,
@@ -175,13 +177,14 @@ pub(crate) fn sessions(cfg: &ExtractConfig, trunk: Trunk) -> Result<Vec<Trunk>, 
 }
 
 /// Runs the entries `todo` (indices into `plan.dataset.entries`) through the trunk sessions
-/// `trunks` and hands their rows to `sink`.
+/// `trunks` and hands their rows to `sink`; reports progress and skips to `events`.
 pub(crate) fn extract_rows(
     cfg: &ExtractConfig,
     plan: &Plan,
     todo: Vec<usize>,
     trunks: &mut [Trunk],
     sink: &mut dyn RowSink,
+    events: &dyn Events,
 ) -> Result<Extracted, ExtractError> {
     let entries = &plan.dataset.entries;
     let total = todo.len();
@@ -218,14 +221,14 @@ pub(crate) fn extract_rows(
     let (feat_tx, feat_rx) = crossbeam_channel::bounded::<Inferred>(write_queue);
     let (work_tx, work_rx) = crossbeam_channel::bounded::<Work>(trunks.len());
     let failed = AtomicBool::new(false);
-    let progress = Mutex::new(Progress::new(total));
+    let progress = Progress::new(total, events);
     let mut skipped = Vec::new();
     let phase_start = Instant::now();
     let (infer_results, written) = std::thread::scope(|scope| {
         let write_thread = std::thread::Builder::new()
             .name("vggcache-writer".into())
             .spawn_scoped(scope, || {
-                write_features(sink, feat_rx, plan, rounds, &progress)
+                write_features(sink, feat_rx, plan, rounds, &progress, events)
             })
             .expect("cannot spawn the cache writer thread");
         let infer_threads: Vec<_> = trunks
@@ -252,8 +255,13 @@ pub(crate) fn extract_rows(
             }
             match msg {
                 PipelineMsg::Skip { id, reason } => {
-                    skipped.push((entries[id].rel_path.clone(), reason));
-                    tick(&progress, 1);
+                    let path = entries[id].rel_path.clone();
+                    events.event(&Event::Skipped {
+                        path: path.clone(),
+                        reason: reason.clone(),
+                    });
+                    skipped.push((path, reason));
+                    progress.tick(1);
                 }
                 PipelineMsg::Batch { ids, tensor } => {
                     if work_tx.send(Work { seq, ids, tensor }).is_err() {
@@ -272,10 +280,6 @@ pub(crate) fn extract_rows(
         (infer_results, written)
     });
     let written_seconds = phase_start.elapsed().as_secs_f64();
-    progress
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .finish();
     // Rows already written stay valid whichever side failed.
     let written = written?;
     let sessions = infer_results.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -348,11 +352,6 @@ struct Written {
     skipped: Vec<(String, String)>,
 }
 
-/// Advances the shared progress display by `n` images.
-fn tick(progress: &Mutex<Progress>, n: usize) {
-    progress.lock().unwrap_or_else(|p| p.into_inner()).tick(n);
-}
-
 /// A batch waiting to be written: entry indices, features `(ids.len(), D)`, the rows kept.
 type Pending = (Vec<usize>, Array2<f32>, Vec<usize>);
 
@@ -366,7 +365,8 @@ fn write_features(
     rx: Receiver<Inferred>,
     plan: &Plan,
     rounds: WriteRounds,
-    progress: &Mutex<Progress>,
+    progress: &Progress,
+    events: &dyn Events,
 ) -> Result<Written, ExtractError> {
     let entries = &plan.dataset.entries;
     let mut out = Written {
@@ -382,18 +382,23 @@ fn write_features(
         early.insert(seq, (ids, feats));
         while let Some((ids, feats)) = early.remove(&next_seq) {
             next_seq += 1;
-            tick(progress, ids.len());
             let mut keep = Vec::with_capacity(ids.len());
             for (r, row) in feats.rows().into_iter().enumerate() {
                 if let Some(v) = row.iter().find(|v| !v.is_finite()) {
-                    out.skipped.push((
+                    let (path, reason) = (
                         entries[ids[r]].rel_path.clone(),
                         format!("trunk produced a non-finite feature ({v})"),
-                    ));
+                    );
+                    events.event(&Event::Skipped {
+                        path: path.clone(),
+                        reason: reason.clone(),
+                    });
+                    out.skipped.push((path, reason));
                 } else {
                     keep.push(r);
                 }
             }
+            progress.tick(ids.len());
             out.extracted += keep.len();
             pending_rows += keep.len();
             pending.push((ids, feats, keep));
@@ -455,40 +460,30 @@ fn feature_row<'a>(
     }
 }
 
-/// Says on stderr what opening the cache repaired: nothing is dropped or moved without a word.
-fn report_repairs(s: &CacheStats) {
+/// Tells `events` what opening the cache repaired: nothing is dropped or moved without a word.
+fn report_repairs(s: &CacheStats, events: &dyn Events) {
     if let Some(why) = &s.manifest_rebuilt {
-        eprintln!(
-            "warning: manifest rebuilt from the intact shards ({} adopted) because: {why}",
-            s.adopted_shards
-        );
+        events.event(&Event::Repaired(Repair::ManifestRebuilt {
+            adopted: s.adopted_shards,
+            why: why.clone(),
+        }));
     }
     for d in &s.dropped_shards {
-        eprintln!("warning: {d}");
+        events.event(&Event::Repaired(Repair::ShardDropped { detail: d.clone() }));
     }
     if !s.cleaned.is_empty() {
-        eprintln!(
-            "deleted {} file(s) left by interrupted runs:\n  {}",
-            s.cleaned.len(),
-            s.cleaned.join("\n  ")
-        );
+        events.event(&Event::Deleted {
+            files: s.cleaned.clone(),
+        });
     }
     if !s.quarantined.is_empty() {
-        eprintln!(
-            "warning: {} file(s) moved to quarantine/ (kept, not deleted; delete them once you no \
-             longer need them): {}",
-            s.quarantined.len(),
-            s.quarantined
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        events.event(&Event::Repaired(Repair::Quarantined {
+            files: s.quarantined.clone(),
+        }));
     }
     if s.rows_to_redo > 0 {
-        eprintln!(
-            "warning: {} image(s) of damaged or missing shards will be extracted again",
-            s.rows_to_redo
-        );
+        events.event(&Event::Repaired(Repair::Redo {
+            images: s.rows_to_redo,
+        }));
     }
 }

@@ -1,66 +1,44 @@
-//! Progress of the extraction phase on stderr: a bar on a terminal, a plain line every ~10% otherwise.
+//! Progress of the extraction phase, sent as [`Event::Batch`] steps to the caller's [`Events`].
 
-use std::io::IsTerminal;
-use std::time::Instant;
+use std::sync::Mutex;
 
-pub(crate) struct Progress {
-    bar: Option<indicatif::ProgressBar>,
+use crate::events::{Event, Events};
+
+/// Counts the images of one extraction phase and reports each step; shared by the thread that
+/// hands out batches (skips) and the writer (written batches).
+pub(crate) struct Progress<'a> {
+    events: &'a dyn Events,
     total: usize,
-    done: usize,
-    next_line: usize,
-    /// `done` at the last plain line.
-    printed: usize,
-    start: Instant,
+    done: Mutex<usize>,
 }
 
-impl Progress {
-    /// Progress over `total` images.
-    pub fn new(total: usize) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = indicatif::ProgressBar::new(total as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} ETA {eta}")
-                    .expect("static template"),
-            );
-            b
+impl<'a> Progress<'a> {
+    /// Progress over `total` images, reported to `events`; reports the phase's opening step.
+    pub fn new(total: usize, events: &'a dyn Events) -> Self {
+        events.event(&Event::Batch {
+            done: 0,
+            total,
+            images: 0,
         });
         Self {
-            bar,
+            events,
             total,
-            done: 0,
-            next_line: 0,
-            printed: 0,
-            start: Instant::now(),
+            done: Mutex::new(0),
         }
     }
 
-    /// `n` more images done (written or skipped).
-    pub fn tick(&mut self, n: usize) {
-        self.done += n;
-        if let Some(b) = &self.bar {
-            b.inc(n as u64);
-        } else if self.done >= self.next_line {
-            self.line();
-            self.next_line = self.done + self.total.div_ceil(10).max(1);
-            self.printed = self.done;
+    /// `n` more images done (written or skipped). Steps are reported in the order they are
+    /// counted, so `done` only grows.
+    pub fn tick(&self, n: usize) {
+        if n == 0 {
+            return;
         }
-    }
-
-    /// Clears the bar; in plain mode prints the final count and rate if the last line did not.
-    pub fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        } else if self.done > 0 && self.printed != self.done {
-            self.line();
-        }
-    }
-
-    fn line(&self) {
-        let rate = self.done as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
-        let eta = (self.total - self.done) as f64 / rate.max(1e-9);
-        eprintln!(
-            "{}/{} images, {rate:.2} img/s, ETA {eta:.0} s",
-            self.done, self.total
-        );
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        *done += n;
+        self.events.event(&Event::Batch {
+            done: *done,
+            total: self.total,
+            images: n,
+        });
     }
 }

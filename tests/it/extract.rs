@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use vggcache::cache::FeatureCache;
 use vggcache::dataset::Split;
+use vggcache::events::{Event, Events, Silent};
+use vggcache::extract::ExtractConfig;
+use vggcache::trunk::{Device, TrunkOptions};
 
 use crate::common;
 
@@ -464,4 +467,127 @@ fn several_trunk_sessions_write_the_same_cache_in_the_same_order() {
     // Batches finish out of order across sessions; the writer restores the pipeline's order.
     assert_eq!(a.paths, b.paths, "rows in the same order");
     assert_eq!(a.features, b.features, "the same features");
+}
+
+/// Records every event of a job, in order.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<Event>>);
+
+impl Events for Recorder {
+    fn event(&self, e: &Event) {
+        self.0.lock().unwrap().push(e.clone());
+    }
+}
+
+impl Recorder {
+    fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// Checks a run's progress steps: one phase over `planned` images, opened by a step of 0 images,
+/// `done` growing by each later step's `images` up to the total.
+fn assert_batches(ev: &[Event], planned: usize) {
+    let mut done = 0;
+    let steps = ev.iter().filter_map(|e| match e {
+        Event::Batch {
+            done,
+            total,
+            images,
+        } => Some((*done, *total, *images)),
+        _ => None,
+    });
+    for (i, (d, total, images)) in steps.enumerate() {
+        assert_eq!(total, planned, "{ev:#?}");
+        assert_eq!(
+            i == 0,
+            images == 0,
+            "only the opening step is empty: {ev:#?}"
+        );
+        done += images;
+        assert_eq!(d, done, "steps add up: {ev:#?}");
+    }
+    assert_eq!(
+        done, planned,
+        "the steps cover every planned image: {ev:#?}"
+    );
+}
+
+#[test]
+fn extract_reports_its_work_as_events_in_process() {
+    if common::ort("extract::extract_reports_its_work_as_events_in_process").is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let (imgs, out) = (d.path().join("data"), d.path().join("cache"));
+    image_folder(&imgs, 5); // 14 images
+    std::fs::write(imgs.join("train/cat/empty.jpg"), b"").unwrap();
+    std::fs::write(imgs.join("train/dog/text.jpg"), b"this is not an image").unwrap();
+    let cfg = ExtractConfig {
+        images: imgs.clone(),
+        out: out.clone(),
+        model: tiny(),
+        trunk: TrunkOptions {
+            device: Device::Cpu,
+            threads: 1,
+            ..TrunkOptions::default()
+        },
+        batch_size: 4,
+        ..ExtractConfig::default()
+    };
+    let rec = Recorder::default();
+    let summary = vggcache::extract::run(&cfg, &rec).unwrap();
+    let ev = rec.take();
+    assert_eq!((summary.extracted, summary.skipped), (14, 2));
+    assert!(
+        matches!(&ev[0], Event::Provider { name, .. } if name == "CPUExecutionProvider"),
+        "{ev:#?}"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Scanned { images: 16, .. })),
+        "{ev:#?}"
+    );
+    let planned: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Planned {
+                images,
+                reused,
+                removed,
+                moved,
+            } => Some((*images, *reused, *removed, *moved)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(planned, [(16, 0, 0, 0)], "{ev:#?}");
+    assert_batches(&ev, 16);
+    let mut skipped: Vec<&str> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Skipped { path, reason } => {
+                assert!(!reason.is_empty());
+                Some(path.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    skipped.sort();
+    assert_eq!(
+        skipped,
+        ["train/cat/empty.jpg", "train/dog/text.jpg"],
+        "one Skipped per bad file: {ev:#?}"
+    );
+    assert_eq!(
+        ev.last(),
+        Some(&Event::Finished {
+            extracted: 14,
+            skipped: 2
+        }),
+        "{ev:#?}"
+    );
+
+    // A rerun reuses every row; a silent sink takes the same run without a word.
+    let again = vggcache::extract::run(&cfg, &Silent).unwrap();
+    assert_eq!((again.extracted, again.reused), (0, 14));
 }

@@ -14,6 +14,7 @@ use crate::cache::parts::{
 };
 use crate::cache::{CacheError, FeatureRow};
 use crate::dataset::{self, Dataset, ImageEntry};
+use crate::events::{Event, Events};
 use crate::storage::staging::Staging;
 use crate::storage::{self, Storage};
 use crate::trunk::Trunk;
@@ -59,8 +60,9 @@ pub struct ShardSummary {
     pub outcome: ShardOutcome,
 }
 
-/// Runs shard `cfg.shard` of the plan at `cfg.plan` (see the module docs).
-pub fn run_shard(cfg: &ShardRunConfig) -> Result<ShardSummary, ExtractError> {
+/// Runs shard `cfg.shard` of the plan at `cfg.plan` (see the module docs); its progress (one
+/// phase per part it extracts), skips and end go to `events`.
+pub fn run_shard(cfg: &ShardRunConfig, events: &dyn Events) -> Result<ShardSummary, ExtractError> {
     cfg.extract.validate_sizes()?; // impossible flags fail before the root is opened
     let store = storage::open(&cfg.plan).map_err(CacheError::from)?;
     let store = &*store;
@@ -107,6 +109,10 @@ pub fn run_shard(cfg: &ShardRunConfig) -> Result<ShardSummary, ExtractError> {
             attempt: done.attempt,
             ours: 0,
         };
+        events.event(&Event::Finished {
+            extracted: 0,
+            skipped: summary.skipped,
+        });
         return Ok(summary);
     }
     let trunk = Trunk::load(&cfg.extract.model, &cfg.extract.trunk)?;
@@ -132,6 +138,7 @@ pub fn run_shard(cfg: &ShardRunConfig) -> Result<ShardSummary, ExtractError> {
         None => Some(Staging::new(&attempt).map_err(CacheError::from)?),
     };
     let mut records = Vec::new();
+    let mut extracted = 0;
     for (j, images) in plan.parts(cfg.shard).into_iter().enumerate() {
         let j = j as u32;
         let key = part_record_key(cfg.shard, j);
@@ -150,7 +157,9 @@ pub fn run_shard(cfg: &ShardRunConfig) -> Result<ShardSummary, ExtractError> {
             &images,
             &attempt,
             &mut trunks,
+            events,
         )?;
+        extracted += ours.file.as_ref().map_or(0, |f| f.rows);
         let bytes = serde_json::to_vec_pretty(&ours).expect("a part record serialises");
         if store
             .put_if_absent(&key, &bytes)
@@ -190,6 +199,10 @@ pub fn run_shard(cfg: &ShardRunConfig) -> Result<ShardSummary, ExtractError> {
             ours,
         };
     }
+    events.event(&Event::Finished {
+        extracted,
+        skipped: summary.skipped,
+    });
     Ok(summary)
 }
 
@@ -235,6 +248,7 @@ fn run_part(
     images: &[&PlannedImage],
     attempt: &str,
     trunks: &mut [Trunk],
+    events: &dyn Events,
 ) -> Result<PartRecord, ExtractError> {
     let mut skipped = Vec::new();
     let mut entries = Vec::with_capacity(images.len());
@@ -248,7 +262,7 @@ fn run_part(
                 fix: super::plan::FIX_PLAN_ENTRY,
             }
         })?;
-        match dataset::content_hash(&abs_path) {
+        let reason: String = match dataset::content_hash(&abs_path) {
             Ok(h) if h == im.content_hash => {
                 entries.push(ImageEntry {
                     rel_path: im.path.clone(),
@@ -258,13 +272,18 @@ fn run_part(
                     class: im.class.clone(),
                 });
                 hashes.push(Ok(h));
+                continue;
             }
-            Ok(_) => skipped.push((
-                im.path.clone(),
-                "changed since the plan was made (content hash differs); make a new plan".into(),
-            )),
-            Err(e) => skipped.push((im.path.clone(), format!("unreadable: {e}"))),
-        }
+            Ok(_) => {
+                "changed since the plan was made (content hash differs); make a new plan".into()
+            }
+            Err(e) => format!("unreadable: {e}"),
+        };
+        events.event(&Event::Skipped {
+            path: im.path.clone(),
+            reason: reason.clone(),
+        });
+        skipped.push((im.path.clone(), reason));
     }
     let part_plan = Plan {
         dataset: Dataset {
@@ -286,7 +305,7 @@ fn run_part(
         let todo = (0..part_plan.dataset.entries.len()).collect();
         let mut shape = cfg.extract.clone();
         shape.shard_rows = plan.part_rows.max(1);
-        let done = extract_rows(&shape, &part_plan, todo, trunks, &mut sink)?;
+        let done = extract_rows(&shape, &part_plan, todo, trunks, &mut sink, events)?;
         skipped.extend(done.skipped);
     }
     let file = if sink.rows == 0 {
