@@ -16,6 +16,7 @@ pub mod extract;
 pub mod failpoint;
 pub mod fsutil;
 pub mod head;
+pub mod jobs;
 pub mod metrics;
 pub mod paths;
 pub mod protobuf;

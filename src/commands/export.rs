@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::features::{check_model_file, load_head};
+use crate::jobs::rows::{check_model_file, load_head};
 use super::{CommandError, TrunkArgs};
 use crate::export::{head_model_bytes, inspect, with_trunk_model_bytes, HeadGraph};
 

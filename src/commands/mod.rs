@@ -5,7 +5,6 @@ pub mod compare;
 pub mod doctor;
 pub mod export;
 pub mod extract;
-pub mod features;
 pub mod plan;
 pub mod predict;
 pub mod report;
@@ -13,6 +12,7 @@ pub mod train_head;
 
 use std::path::PathBuf;
 
+use crate::jobs::{JobError, JobEvent, TrainRunOutcome};
 use crate::trunk::{Device, TrunkOptions};
 
 /// Errors a command reports to the user (rendered by `main`, which maps them to exit codes).
@@ -34,6 +34,9 @@ pub enum CommandError {
     Export(#[from] crate::export::ExportError),
     #[error(transparent)]
     Extract(crate::extract::ExtractError),
+    /// A job's own error (its module errors are unwrapped into the variants above).
+    #[error(transparent)]
+    Job(JobError),
     /// A flag value no run can use (exit code 2, like clap's own errors).
     #[error("{0}")]
     Usage(String),
@@ -67,24 +70,109 @@ impl CommandError {
             | CommandError::Extract(crate::extract::ExtractError::Unreconciled { .. }) => {
                 exit::USAGE
             }
+            CommandError::Job(e) if e.is_usage() => exit::USAGE,
             _ => exit::FAILURE,
         }
     }
 }
 
-/// Refuses an output path (`flag`'s value `out`) inside a feature cache: an output written there
-/// could replace `manifest.json` or a shard (exit 2).
-pub(crate) fn refuse_out_in_cache(flag: &str, out: &std::path::Path) -> Result<(), CommandError> {
-    match crate::cache::enclosing_cache(out) {
-        Some(cache) => Err(CommandError::Usage(format!(
-            "{flag} {}: that is inside the feature cache {} (it holds the cache's manifest or \
-             plan, which an output there could overwrite); write the output outside the cache, \
-             e.g. {flag} reports/",
-            out.display(),
-            cache.display()
-        ))),
-        None => Ok(()),
+/// Refuses an output path (`flag`'s value `out`) inside a feature cache (exit 2).
+pub(crate) fn refuse_out_in_cache(
+    flag: &'static str,
+    out: &std::path::Path,
+) -> Result<(), CommandError> {
+    Ok(crate::jobs::refuse_out_in_cache(flag, out)?)
+}
+
+/// A job's error as the CLI reports it: the module errors as before, its own as [`JobError`].
+impl From<JobError> for CommandError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Trunk(e) => e.into(),
+            JobError::Dataset(e) => e.into(),
+            JobError::Cache(e) => e.into(),
+            JobError::Head(e) => e.into(),
+            JobError::Baseline(e) => e.into(),
+            JobError::Report(e) => e.into(),
+            JobError::Extract(e) => e.into(),
+            e => CommandError::Job(e),
+        }
     }
+}
+
+/// The CLI's rendering of a job's events: notices on stderr, epochs as a table on stdout.
+#[derive(Debug, Default)]
+pub(crate) struct Printer {
+    header_done: bool,
+}
+
+impl Printer {
+    /// Prints one event.
+    pub(crate) fn event(&mut self, e: JobEvent) {
+        match e {
+            JobEvent::Notice(text) => eprintln!("{text}"),
+            JobEvent::Epoch(m) => {
+                if !self.header_done {
+                    println!("{EPOCH_HEADER}");
+                    self.header_done = true;
+                }
+                print_epoch(m);
+            }
+            JobEvent::Trained(r) => print_trained(r),
+        }
+    }
+}
+
+/// The header of the per-epoch table [`print_epoch`] fills.
+const EPOCH_HEADER: &str =
+    "epoch  train_loss  train_acc  select_loss  select_acc  val_loss  val_acc  seconds";
+
+/// One row of the per-epoch table, as training reports it (`-` where there is no selection split).
+fn print_epoch(m: &crate::head::EpochMetrics) {
+    let opt = |v: Option<f64>, w: usize| v.map_or(format!("{:>w$}", "-"), |v| format!("{v:>w$.4}"));
+    println!(
+        "{:>5}  {:>10.4}  {:>9.4}  {}  {}  {:>8.4}  {:>7.4}  {:>7.2}",
+        m.epoch,
+        m.train_loss,
+        m.train_acc,
+        opt(m.select_loss, 11),
+        opt(m.select_acc, 10),
+        m.val_loss,
+        m.val_acc,
+        m.seconds
+    );
+}
+
+/// A trained run's summary, folder and page, as train-head prints them.
+pub(crate) fn print_trained(r: &TrainRunOutcome) {
+    println!("{}", r.summary);
+    println!("run written to {}", r.run_dir.display());
+    match &r.page {
+        Some(page) => println!("report: {}", page.display()),
+        None => println!(
+            "report: not written for a streamed run (the page needs the features in memory)"
+        ),
+    }
+}
+
+/// `SIZE` as bytes: a number with an optional `K`, `M`, `G` or `T` suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        Some('T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a size like 512M or 8G, got {s:?}"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("a size must be > 0, got {s:?}"));
+    }
+    Ok((v * (1u64 << shift) as f64) as u64)
 }
 
 /// A config value the library rejects is a bad flag: its field is the flag's name.

@@ -24,7 +24,7 @@ use vggcache::baseline::{
     fit_logistic, fit_majority, search_c, CSearchParams, Classifier, LogisticParams,
 };
 use vggcache::cache::FeatureCache;
-use vggcache::commands::features::train_val;
+use vggcache::jobs::train_val;
 use vggcache::dataset::{decode_rgb8, preprocess_into, DecodeLimits};
 use vggcache::export::{inspect, OUTPUT_NAME};
 use vggcache::head::FittedHead;
@@ -887,7 +887,7 @@ fn model_selection_ignores_the_val_labels_and_is_reproducible() {
     let (_, val_b, _) = train_val(&fb, 0.2, 0).expect("split b");
     // Rows pair up by file name: every val label differs, the features do not.
     let by_name =
-        |v: &vggcache::commands::features::Labelled| -> BTreeMap<String, (usize, Vec<u32>)> {
+        |v: &vggcache::jobs::Labelled| -> BTreeMap<String, (usize, Vec<u32>)> {
             v.paths
                 .iter()
                 .enumerate()
