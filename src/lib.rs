@@ -2,14 +2,13 @@
 //!
 //! Data flows one way: images → tensors ([`dataset`]) → frozen trunk ([`trunk`]) → Parquet feature
 //! cache ([`cache`]) → trained head ([`head`]) or logistic baseline ([`baseline`]) → [`report`].
-//! [`extract`] is the engine of the first three stages; [`commands`] turn flags into configs,
-//! call the library and print.
+//! [`extract`] is the engine of the first three stages; [`jobs`] are the one-call tasks (train,
+//! compare, report, predict) the `vggcache` binary's commands run.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod baseline;
 pub mod cache;
-pub mod commands;
 pub mod dataset;
 pub mod export;
 pub mod extract;

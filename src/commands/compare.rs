@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{CommandError, Printer};
+use super::{print_event, CommandError};
 use crate::jobs::{CompareConfig, CompareOutcome};
 
 /// Options of `compare-baselines`; defaults from [`CompareConfig::default`].
@@ -64,8 +64,7 @@ impl CompareArgs {
 
 /// Runs `compare-baselines`: prints the report table and the files written.
 pub fn run(args: &CompareArgs) -> Result<CompareOutcome, CommandError> {
-    let mut printer = Printer::default();
-    let r = crate::jobs::compare(&args.config(), &mut |e| printer.event(e))?;
+    let r = crate::jobs::compare(&args.config(), &mut print_event)?;
     println!("{}", r.report.to_text());
     println!(
         "written: {}, {} and {}",
@@ -93,7 +92,10 @@ mod tests {
         }
         let args = Wrap::parse_from(["compare-baselines"]).a;
         assert_eq!(args.config(), CompareConfig::default());
-        assert_eq!(args.config().logistic_params(1.0), LogisticParams::default());
+        assert_eq!(
+            args.config().logistic_params(1.0),
+            LogisticParams::default()
+        );
         let raw = Wrap::parse_from(["compare-baselines", "--logistic-raw", "--C", "0.5"]).a;
         let p = raw.config().logistic_params(raw.c.expect("--C"));
         assert!(!p.standardize);

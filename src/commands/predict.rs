@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::{CommandError, Printer, TrunkArgs};
+use super::{print_event, CommandError, TrunkArgs};
 use crate::jobs::{PredictConfig, PredictFormat};
 
 /// Output format of `predict`.
@@ -66,9 +66,8 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
         trunk: args.trunk.options(),
         batch_size: args.batch_size,
     };
-    let mut printer = Printer::default();
     // Standard output is the CSV: the extraction summary goes to stderr.
-    let r = crate::jobs::predict(&cfg, &mut |e| printer.event(e))?;
+    let r = crate::jobs::predict(&cfg, &mut print_event)?;
     match &r.written {
         Some(path) => eprintln!("{} predictions written to {}", r.rows, path.display()),
         None => std::io::stdout()

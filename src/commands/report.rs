@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{CommandError, Printer};
+use super::{print_event, CommandError};
 use crate::jobs::ReportConfig;
 
 /// Options of `report`; defaults from [`ReportConfig::default`].
@@ -49,8 +49,7 @@ impl ReportArgs {
 
 /// Runs `report`.
 pub fn run(args: &ReportArgs) -> Result<PathBuf, CommandError> {
-    let mut printer = Printer::default();
-    let out = crate::jobs::write_report(&args.config(), &mut |e| printer.event(e))?;
+    let out = crate::jobs::write_report(&args.config(), &mut print_event)?;
     println!("report written to {}", out.display());
     Ok(out)
 }

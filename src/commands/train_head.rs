@@ -1,10 +1,21 @@
 //! `vggcache train-head`: flags → [`TrainConfig`] → [`crate::jobs::train`]; prints the run.
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
-use super::{CommandError, Printer};
+use super::{print_event, CommandError};
 use crate::head::{HeadConfig, StreamConfig};
 use crate::jobs::{TrainConfig, TrainRunOutcome};
+
+/// `HeadConfig::default().hidden` as the flag writes it (`4096,4096`).
+static HIDDEN_DEFAULT: LazyLock<String> = LazyLock::new(|| {
+    let widths: Vec<String> = HeadConfig::default()
+        .hidden
+        .iter()
+        .map(usize::to_string)
+        .collect();
+    widths.join(",")
+});
 
 /// Options of `train-head`. Every default is [`TrainConfig::default`]'s (one source; a test checks
 /// that no flags give exactly that config).
@@ -23,7 +34,7 @@ pub struct TrainHeadArgs {
     #[arg(long)]
     pub images: Option<PathBuf>,
     /// Hidden layer widths, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = HeadConfig::default().hidden)]
+    #[arg(long, value_delimiter = ',', default_value = HIDDEN_DEFAULT.as_str())]
     pub hidden: Vec<usize>,
     /// Dropout probability after each hidden layer.
     #[arg(long, default_value_t = HeadConfig::default().dropout)]
@@ -109,8 +120,7 @@ impl TrainHeadArgs {
 
 /// Runs `train-head`: per-epoch lines, then the summary, the run folder and its page.
 pub fn run(args: &TrainHeadArgs) -> Result<TrainRunOutcome, CommandError> {
-    let mut printer = Printer::default();
-    let r = crate::jobs::train(&args.run_config(), &mut |e| printer.event(e))?;
+    let r = crate::jobs::train(&args.run_config(), &mut print_event)?;
     super::print_trained(&r);
     Ok(r)
 }

@@ -30,6 +30,11 @@ pub const DEFAULT_RUNS_DIR: &str = "runs";
 pub enum JobEvent<'a> {
     /// A line for the user (what the job decided, what it is doing now).
     Notice(String),
+    /// Training starts: `epochs` at most (patience may stop it earlier).
+    Training {
+        /// The epoch cap.
+        epochs: usize,
+    },
     /// One finished training epoch.
     Epoch(&'a crate::head::EpochMetrics),
     /// A head trained for the job (compare-baselines without a given head).

@@ -44,7 +44,9 @@ impl ReportConfig {
 
     /// The page's file: `out`, else RUN/report.html.
     pub fn out_file(&self) -> PathBuf {
-        self.out.clone().unwrap_or_else(|| self.run.join("report.html"))
+        self.out
+            .clone()
+            .unwrap_or_else(|| self.run.join("report.html"))
     }
 }
 
@@ -224,4 +226,3 @@ pub fn write_page(
     crate::report::write_atomic(&out, html::render(&page).as_bytes())?;
     Ok(out)
 }
-

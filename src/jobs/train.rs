@@ -120,6 +120,7 @@ pub fn train(
         cache.dim(),
         classes.join(", ")
     )));
+    on(JobEvent::Training { epochs: cfg.epochs });
     let outcome = head::train(
         cfg,
         &classes,
@@ -230,6 +231,7 @@ fn train_streamed(
         sc.prefetch_batches
     )));
     on(JobEvent::Notice(format!("stream memory: {plan}")));
+    on(JobEvent::Training { epochs: cfg.epochs });
     let outcome = head::train_feed_with(
         cfg,
         &classes,
