@@ -2,16 +2,14 @@
 //!
 //! Data flows one way: images → tensors ([`dataset`]) → frozen trunk ([`trunk`]) → Parquet feature
 //! cache ([`cache`]) → trained head ([`head`]) or logistic baseline ([`baseline`]) → [`report`].
-//! [`extract`] is the engine of the first three stages; [`commands`] turn flags into configs,
-//! call the library and print.
+//! [`extract`] is the engine of the first three stages; [`jobs`] are the one-call tasks (train,
+//! compare, report, predict) the `vggcache` binary's commands run.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
 pub mod baseline;
 pub mod cache;
-#[allow(missing_docs)] // TODO(issue 31): documented by the helpers that move it
-pub mod commands;
 pub mod dataset;
 pub mod events;
 pub mod export;
@@ -22,6 +20,7 @@ pub mod failpoint;
 #[doc(hidden)] // for the vggcache binary only (its commands write outputs with `write_atomic`)
 pub mod fsutil;
 pub mod head;
+pub mod jobs;
 pub mod metrics;
 #[doc(hidden)] // for the vggcache binary and tests only (finding the project's models)
 pub mod paths;

@@ -2,8 +2,14 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod commands;
+
 use clap::{Parser, Subcommand};
-use vggcache::commands::{self, exit};
+use commands::exit;
+// The command layer names the library's modules as `crate::…`, as it did inside the library.
+use vggcache::{
+    baseline, cache, dataset, export, extract, fsutil, head, jobs, paths, report, storage, trunk,
+};
 
 /// Transfer learning with cached features: extract once with a frozen trunk, train heads in seconds.
 #[derive(Debug, Parser)]

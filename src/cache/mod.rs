@@ -98,6 +98,8 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 pub const LOCK_FILE: &str = "vggcache.lock";
 /// File name of the skipped-files report inside a cache folder.
 pub const SKIPPED_FILE: &str = "skipped.csv";
+/// The feature cache folder a run reads or writes when none is named.
+pub const DEFAULT_DIR: &str = "cache";
 
 /// The feature cache that `path` is, or is inside of, if any: the nearest of `path` and its
 /// ancestors up to the filesystem root (as written, and with symlinks resolved) that holds a

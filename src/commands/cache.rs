@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use super::print::{list, print_orphans};
 use super::CommandError;
 use crate::cache::parts::{self, PLAN_KEY};
 use crate::cache::{CacheError, FeatureCache};
 use crate::extract::sharded;
-use crate::storage::{self, Listed};
+use crate::storage;
 
 /// Options of `cache`.
 #[derive(Debug, Clone, clap::Args)]
@@ -25,7 +26,7 @@ pub enum CacheAction {
     /// the way out.
     Verify {
         /// Cache folder, or the root of a sharded cache (folder or s3://bucket/prefix).
-        #[arg(long, default_value = "cache")]
+        #[arg(long, default_value = crate::cache::DEFAULT_DIR)]
         features: String,
     },
     /// Publish a sharded cache: every shard of its plan must be committed; writes skipped.csv,
@@ -40,7 +41,7 @@ pub enum CacheAction {
         /// Root of the committed cache (s3://bucket/prefix or a folder).
         root: String,
         /// Local cache folder to write.
-        #[arg(long, default_value = "cache")]
+        #[arg(long, default_value = crate::cache::DEFAULT_DIR)]
         to: PathBuf,
     },
     /// Delete the orphaned parts of a committed sharded cache (files of failed or duplicate
@@ -134,23 +135,4 @@ fn verify_local(name: &str, dir: &Path) -> Result<(), CommandError> {
         report.bytes as f64 / (1 << 20) as f64
     );
     Ok(())
-}
-
-fn print_orphans(orphans: &[Listed]) {
-    if orphans.is_empty() {
-        println!("orphaned parts: none");
-    } else {
-        println!(
-            "orphaned parts (listed by no record, never read; `vggcache cache gc` deletes them): {}{}",
-            orphans.len(),
-            list(orphans)
-        );
-    }
-}
-
-fn list(files: &[Listed]) -> String {
-    files
-        .iter()
-        .map(|o| format!("\n  {} ({} bytes)", o.key, o.bytes))
-        .collect()
 }

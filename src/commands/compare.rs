@@ -1,21 +1,16 @@
-//! `vggcache compare-baselines`: the head beside linfa-logistic and a majority-class row, same features.
+//! `vggcache compare-baselines`: flags → [`CompareConfig`] → [`crate::jobs::compare`]; prints the
+//! report and where it went.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
-use super::features::{load_head, split_rows, Rows};
-use super::train_head;
-use super::CommandError;
-use crate::baseline::{
-    fit_logistic, fit_majority, search_c, CSearch, CSearchParams, Classifier, LogisticParams,
-};
-use crate::cache::FeatureCache;
-use crate::report::{evaluate, write_predictions, CompareReport, Section};
+use super::{print_event, CommandError};
+use crate::jobs::{CompareConfig, CompareOutcome};
 
-/// Options of `compare-baselines`.
+/// Options of `compare-baselines`; defaults from [`CompareConfig::default`].
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
-    #[arg(long, default_value = "cache")]
+    /// Feature cache made by `extract`.
+    #[arg(long, default_value_os_t = CompareConfig::default().features)]
     pub features: PathBuf,
     /// A trained head (runs/NAME); default: train one with train-head's defaults.
     #[arg(long)]
@@ -27,7 +22,7 @@ pub struct CompareArgs {
     #[arg(long = "C")]
     pub c: Option<f64>,
     /// L-BFGS iteration cap of the logistic regression.
-    #[arg(long, default_value_t = LogisticParams::default().max_iter)]
+    #[arg(long, default_value_t = CompareConfig::default().max_iter)]
     pub max_iter: u64,
     /// Fit the logistic regression on raw features (default: standardized with the train rows'
     /// statistics, folded into its weights).
@@ -40,362 +35,53 @@ pub struct CompareArgs {
     /// Memory the loaded features may take (bytes, or K, M, G suffix; default half of the RAM).
     /// Over it, every model is fitted and scored on a seeded sample of rows that fits (said in the
     /// output and in compare.md), and a head trained here streams.
-    #[arg(long, value_parser = train_head::parse_size)]
+    #[arg(long, value_parser = super::parse_size)]
     pub memory_budget: Option<u64>,
     /// Where compare.md, compare.json, predictions.csv and report.html go.
-    #[arg(long, default_value = "runs/compare")]
+    #[arg(long, default_value_os_t = CompareConfig::default().out)]
     pub out: PathBuf,
     /// The image folder the cache was extracted from: thumbnails in report.html.
     #[arg(long)]
     pub images: Option<PathBuf>,
 }
 
-/// Fits the baselines, scores every model on the val split, prints and writes the report.
-pub fn run(args: &CompareArgs) -> Result<CompareReport, CommandError> {
-    super::refuse_out_in_cache("--out", &args.out)?;
-    if let Some(c) = args.c.filter(|c| !(c.is_finite() && *c > 0.0)) {
-        return Err(CommandError::Usage(format!("--C must be > 0, got {c}")));
+impl CompareArgs {
+    /// The comparison these flags ask for.
+    pub fn config(&self) -> CompareConfig {
+        CompareConfig {
+            features: self.features.clone(),
+            head: self.head.clone(),
+            c: self.c,
+            max_iter: self.max_iter,
+            standardize: CompareConfig::default().standardize && !self.logistic_raw,
+            val_fraction: self.val_fraction,
+            memory_budget: self.memory_budget,
+            out: self.out.clone(),
+            images: self.images.clone(),
+        }
     }
-    if let Some(v) = args.val_fraction.filter(|v| !(0.0..1.0).contains(v)) {
-        return Err(CommandError::Usage(format!(
-            "--val-fraction must be in [0, 1), got {v}"
-        )));
-    }
-    let cache = FeatureCache::open(&args.features)?;
-    let classes = cache.classes().to_vec();
-    // The head: given, or trained now with defaults (its own hold-out uses the same seed 0).
-    let (head, head_fit_s, run_dir) = match &args.head {
-        Some(run) => {
-            let (h, _) = load_head(run, Some(&cache))?;
-            (h, f64::NAN, run.clone())
-        }
-        None => {
-            let t = Instant::now();
-            let defaults = train_head::TrainRun::default();
-            let run = train_head::TrainRun {
-                features: args.features.clone(),
-                head: crate::head::HeadConfig {
-                    val_fraction: args.val_fraction.unwrap_or(defaults.head.val_fraction),
-                    ..defaults.head.clone()
-                },
-                memory_budget: args.memory_budget,
-                ..defaults
-            };
-            let r = train_head::train(&run)?;
-            (r.outcome.head, t.elapsed().as_secs_f64(), r.run_dir)
-        }
-    };
-    let head_name = format!("mlp head ({})", run_dir.display());
-    // A given head is scored on the hold-out it did not train on: its own fraction and seed.
-    let has_val = cache.has_split(crate::dataset::Split::Val);
-    let own = head.config().val_fraction;
-    let val_fraction = match (&args.head, args.val_fraction) {
-        (Some(_), None) => {
-            if !has_val {
-                eprintln!(
-                    "note: using the head's own hold-out (--val-fraction {own}, seed {})",
-                    head.config().seed
-                );
-            }
-            own
-        }
-        (Some(run), Some(v)) if v != own && !has_val => {
-            return Err(CommandError::Input(format!(
-                "cache {} has no val split and --val-fraction {v} is not the hold-out head {} was \
-                 trained with (--val-fraction {own}): its score would count rows it trained on; \
-                 leave --val-fraction out to use the head's",
-                args.features.display(),
-                run.display()
-            )));
-        }
-        (_, Some(v)) => v,
-        (None, None) => own,
-    };
-    let (train, val, held_out) = split_rows(&cache, val_fraction, head.config().seed)?;
-    let budget = train_head::memory_budget(args.memory_budget);
-    let (train, val, sampled) =
-        sample_to_budget(train, val, cache.dim(), budget, head.config().seed);
-    if let Some(s) = &sampled {
-        eprintln!("note: {s}");
-    }
-    let (train, val) = (train.read(&cache)?, val.read(&cache)?);
-    let mut rows = Vec::new();
+}
 
-    let timed = |m: &dyn Classifier| {
-        let t = Instant::now();
-        let p = m.predict_proba(val.x.view());
-        (p, t.elapsed().as_secs_f64())
-    };
-    let t = Instant::now();
-    let majority = fit_majority(&train.y, classes.len())?;
-    let fit = t.elapsed().as_secs_f64();
-    let (p_majority, s) = timed(&majority);
-    rows.push(evaluate(
-        "majority class",
-        p_majority.view(),
-        &val.y,
-        &classes,
-        fit,
-        s,
-    )?);
-
-    let base = logistic_params(args, 1.0);
-    let search = match args.c {
-        Some(_) => None,
-        None => {
-            eprintln!(
-                "searching linfa-logistic's C by cross-validation on the {} train rows",
-                train.y.len()
-            );
-            let s = CSearchParams::default();
-            let r = search_c(&base, &s, train.x.view(), &train.y, classes.len())?;
-            eprintln!(
-                "C search: {} values x {} fold(s) in {:.1} s, chosen C = {}",
-                r.curve.len(),
-                r.folds,
-                r.seconds,
-                r.chosen_c
-            );
-            Some(r)
-        }
-    };
-    let c = args
-        .c
-        .or(search.as_ref().map(|s| s.chosen_c))
-        .unwrap_or(1.0);
-    let params = logistic_params(args, c);
-    eprintln!(
-        "fitting linfa-logistic (C = {c:.4}, max_iter {}, standardize {}) on {} x {}",
-        args.max_iter,
-        params.standardize,
-        train.y.len(),
-        cache.dim()
-    );
-    let t = Instant::now();
-    let logistic = fit_logistic(&params, train.x.view(), &train.y, classes.len())?;
-    let fit = t.elapsed().as_secs_f64();
-    let (p_logistic, s) = timed(&logistic);
-    let mut row = evaluate(
-        "linfa-logistic",
-        p_logistic.view(),
-        &val.y,
-        &classes,
-        fit,
-        s,
-    )?;
-    row.iterations = Some(logistic.n_iter());
-    row.converged = Some(logistic.converged());
-    rows.push(row);
-
-    let t = Instant::now();
-    let p_head = head.try_predict_proba(val.x.view())?;
-    rows.push(evaluate(
-        &head_name,
-        p_head.view(),
-        &val.y,
-        &classes,
-        head_fit_s,
-        t.elapsed().as_secs_f64(),
-    )?);
-
-    let m = cache.manifest();
-    let report = CompareReport {
-        classes,
-        n_train: train.y.len(),
-        n_val: val.y.len(),
-        feature_dim: cache.dim(),
-        rows,
-        notes: vec![
-            format!(
-                "features: {} ({})",
-                args.features.display(),
-                m.model.provenance
-            ),
-            format!(
-                "val: {}",
-                if held_out {
-                    "held out of train (the cache has no val split)"
-                } else {
-                    "the cache's val split"
-                }
-            ),
-            format!(
-                "logistic: C = {c} (linfa alpha = {}), max_iter {}, standardize {}; {}",
-                params.l2,
-                args.max_iter,
-                params.standardize,
-                match &search {
-                    Some(s) => format!(
-                        "C chosen among {} values by {} of the train rows (the smallest C \
-                         whose mean log loss is within one standard error of the lowest, at C = \
-                         {}; each fit from zero), then refitted from zero on all train rows",
-                        s.curve.len(),
-                        s.scheme(),
-                        s.best_c,
-                    ),
-                    None => "C given by --C (no search)".into(),
-                }
-            ),
-            if logistic.converged() {
-                format!("logistic: converged in {} iterations", logistic.n_iter())
-            } else {
-                format!(
-                    "logistic: NOT converged, stopped after {} iterations ({})",
-                    logistic.n_iter(),
-                    logistic.termination()
-                )
-            },
-            "head fit s: NaN when a trained --head was given".into(),
-        ]
-        .into_iter()
-        .chain(sampled)
-        .collect(),
-        sections: search.iter().map(c_curve).collect(),
-    };
-    println!("{}", report.to_text());
-    let (md, json) = report.write_to(&args.out)?;
-    let preds = write_predictions(
-        &args.out,
-        &report.classes,
-        &val.paths,
-        &val.y,
-        &[
-            ("majority class", p_majority.view()),
-            ("linfa-logistic", p_logistic.view()),
-            (&head_name, p_head.view()),
-        ],
-    )?;
+/// Runs `compare-baselines`: prints the report table and the files written.
+pub fn run(args: &CompareArgs) -> Result<CompareOutcome, CommandError> {
+    let r = crate::jobs::compare(&args.config(), &mut print_event)?;
+    println!("{}", r.report.to_text());
     println!(
         "written: {}, {} and {}",
-        md.display(),
-        json.display(),
-        preds.display()
+        r.markdown.display(),
+        r.json.display(),
+        r.predictions.display()
     );
-    let page = super::report::write_page(
-        &super::report::ReportConfig {
-            run: run_dir,
-            images: args.images.clone(),
-            out: Some(args.out.join("report.html")),
-            ..Default::default()
-        },
-        &super::report::PageInputs {
-            features: &args.features,
-            cache: &cache,
-            head: head.config(),
-            train: &train,
-            val: &val,
-            held_out,
-            val_proba: p_head.view(),
-            compare: Some(&report),
-        },
-    )?;
-    println!("report: {}", page.display());
-    Ok(report)
-}
-
-/// The logistic regression's settings for `C`: `LogisticParams::default()` with the CLI's values.
-fn logistic_params(args: &CompareArgs, c: f64) -> LogisticParams {
-    LogisticParams {
-        l2: LogisticParams::l2_from_sklearn_c(c),
-        max_iter: args.max_iter,
-        standardize: LogisticParams::default().standardize && !args.logistic_raw,
-        ..LogisticParams::default()
-    }
-}
-
-/// The scores-against-C table of a search, ascending C: mean ± sd over the folds, each fold's
-/// iterations (a 0 flagged), the chosen and the best C marked.
-fn c_curve(s: &CSearch) -> Section {
-    let rows = s
-        .curve
-        .iter()
-        .map(|p| {
-            let iters: Vec<String> = p.n_iter.iter().map(u64::to_string).collect();
-            let mut iterations = iters.join(" ");
-            if p.n_iter.contains(&0) {
-                iterations.push_str(" (0: the start met the tolerance)");
-            }
-            if !p.converged {
-                iterations.push_str(" (not converged)");
-            }
-            vec![
-                format!("{:.4e}", p.c),
-                format!("{:.4} ± {:.4}", p.val_accuracy, p.val_accuracy_sd),
-                format!("{:.4} ± {:.4}", p.val_log_loss, p.val_log_loss_sd),
-                iterations,
-                format!("{:.3}", p.fit_seconds),
-                match (p.c == s.chosen_c, p.c == s.best_c) {
-                    (true, true) => "chosen (lowest loss)",
-                    (true, false) => "chosen (1-SE rule)",
-                    (false, true) => "lowest loss",
-                    _ => "",
-                }
-                .into(),
-            ]
-        })
-        .collect();
-    Section {
-        title: format!(
-            "linfa-logistic: scores against C, {} of the train rows ({} scored per fold; never \
-             the reported val split)",
-            s.scheme(),
-            s.n_val
-        ),
-        header: [
-            "C",
-            "accuracy (mean ± sd)",
-            "log loss (mean ± sd)",
-            "iterations per fold",
-            "fit s",
-            "",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows,
-    }
-}
-
-/// When the train and val features (`dim` floats a row) exceed `budget` bytes, a seeded uniform
-/// sample of each split, in the same proportion, that fits; with the note saying so. The logistic
-/// regression (L-BFGS over the whole matrix) is not streamed: a sample keeps compare-baselines
-/// usable on a cache bigger than memory, and says that it sampled.
-fn sample_to_budget(
-    train: Rows,
-    val: Rows,
-    dim: usize,
-    budget: u64,
-    seed: u64,
-) -> (Rows, Rows, Option<String>) {
-    let row = dim as u64 * 4;
-    let total = train.rows.len() + val.rows.len();
-    let need = total as u64 * row;
-    if need <= budget {
-        return (train, val, None);
-    }
-    let fraction = (budget / row) as f64 / total as f64;
-    let n_train = ((train.rows.len() as f64 * fraction) as usize).max(2);
-    let n_val = ((val.rows.len() as f64 * fraction) as usize).max(1);
-    let note = format!(
-        "SAMPLED: the train and val features take {:.2} GB, over the memory budget of {:.2} GB \
-         (--memory-budget): every model here is fitted on a seeded sample of {n_train} of {} \
-         train rows and scored on {n_val} of {} val rows",
-        need as f64 / 1e9,
-        budget as f64 / 1e9,
-        train.rows.len(),
-        val.rows.len()
-    );
-    (
-        train.sample(n_train, seed),
-        val.sample(n_val, seed.wrapping_add(1)),
-        Some(note),
-    )
+    println!("report: {}", r.page.display());
+    Ok(r)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::baseline::LogisticParams;
 
-    /// The CLI's defaults are `LogisticParams::default()`'s (C searched, so no `--C`).
+    /// The CLI's defaults are the config's, and so `LogisticParams::default()`'s.
     #[test]
     fn cli_defaults_are_the_library_defaults() {
         use clap::Parser;
@@ -405,10 +91,13 @@ mod tests {
             a: CompareArgs,
         }
         let args = Wrap::parse_from(["compare-baselines"]).a;
-        assert_eq!(args.c, None);
-        assert_eq!(logistic_params(&args, 1.0), LogisticParams::default());
+        assert_eq!(args.config(), CompareConfig::default());
+        assert_eq!(
+            args.config().logistic_params(1.0),
+            LogisticParams::default()
+        );
         let raw = Wrap::parse_from(["compare-baselines", "--logistic-raw", "--C", "0.5"]).a;
-        let p = logistic_params(&raw, raw.c.expect("--C"));
+        let p = raw.config().logistic_params(raw.c.expect("--C"));
         assert!(!p.standardize);
         assert_eq!(p.l2, 2.0);
     }

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::features::{check_model_file, load_head};
 use super::{CommandError, TrunkArgs};
 use crate::export::{head_model_bytes, inspect, with_trunk_model_bytes, HeadGraph};
+use crate::jobs::rows::{check_model_file, load_head};
 
 /// Options of `export`.
 #[derive(Debug, Clone, clap::Args)]

@@ -1,20 +1,26 @@
-//! Subcommands: the only place that wires dataset, trunk, cache, head, baseline and report together.
+//! Subcommands of the `vggcache` binary: each parses its flags into a library config, calls one
+//! library function (a [`crate::jobs`] job, or a cache or extract call) and prints the result.
 
 pub mod cache;
 pub mod compare;
 pub mod doctor;
 pub mod export;
 pub mod extract;
-pub mod features;
 pub mod plan;
 pub mod predict;
 pub mod render;
 pub mod report;
 pub mod train_head;
 
+mod args;
+mod print;
+
+pub use args::{parse_size, TrunkArgs};
+pub(crate) use print::{print_event, print_trained};
+
 use std::path::PathBuf;
 
-use crate::trunk::{Device, TrunkOptions};
+use crate::jobs::JobError;
 
 /// Errors a command reports to the user (rendered by `main`, which maps them to exit codes).
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +41,9 @@ pub enum CommandError {
     Export(#[from] crate::export::ExportError),
     #[error(transparent)]
     Extract(crate::extract::ExtractError),
+    /// A job's own error (its module errors are unwrapped into the variants above).
+    #[error(transparent)]
+    Job(JobError),
     /// A flag value no run can use (exit code 2, like clap's own errors).
     #[error("{0}")]
     Usage(String),
@@ -68,23 +77,33 @@ impl CommandError {
             | CommandError::Extract(crate::extract::ExtractError::Unreconciled { .. }) => {
                 exit::USAGE
             }
+            CommandError::Job(e) if e.is_usage() => exit::USAGE,
             _ => exit::FAILURE,
         }
     }
 }
 
-/// Refuses an output path (`flag`'s value `out`) inside a feature cache: an output written there
-/// could replace `manifest.json` or a shard (exit 2).
-pub(crate) fn refuse_out_in_cache(flag: &str, out: &std::path::Path) -> Result<(), CommandError> {
-    match crate::cache::enclosing_cache(out) {
-        Some(cache) => Err(CommandError::Usage(format!(
-            "{flag} {}: that is inside the feature cache {} (it holds the cache's manifest or \
-             plan, which an output there could overwrite); write the output outside the cache, \
-             e.g. {flag} reports/",
-            out.display(),
-            cache.display()
-        ))),
-        None => Ok(()),
+/// Refuses an output path (`flag`'s value `out`) inside a feature cache (exit 2).
+pub(crate) fn refuse_out_in_cache(
+    flag: &'static str,
+    out: &std::path::Path,
+) -> Result<(), CommandError> {
+    Ok(crate::jobs::refuse_out_in_cache(flag, out)?)
+}
+
+/// A job's error as the CLI reports it: the module errors as before, its own as [`JobError`].
+impl From<JobError> for CommandError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Trunk(e) => e.into(),
+            JobError::Dataset(e) => e.into(),
+            JobError::Cache(e) => e.into(),
+            JobError::Head(e) => e.into(),
+            JobError::Baseline(e) => e.into(),
+            JobError::Report(e) => e.into(),
+            JobError::Extract(e) => e.into(),
+            e => CommandError::Job(e),
+        }
     }
 }
 
@@ -110,75 +129,4 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// `extract --strict` and some images were skipped.
     pub const SKIPPED_STRICT: i32 = 3;
-}
-
-/// `--device`: the CLI's names for [`Device`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DeviceArg {
-    /// CUDA when it registers, else CPU (the fallback is reported).
-    Auto,
-    /// CUDA or an error, never a silent CPU run.
-    Cuda,
-    Cpu,
-}
-
-impl From<DeviceArg> for Device {
-    fn from(d: DeviceArg) -> Self {
-        match d {
-            DeviceArg::Auto => Device::Auto,
-            DeviceArg::Cuda => Device::Cuda,
-            DeviceArg::Cpu => Device::Cpu,
-        }
-    }
-}
-
-/// Which trunk and where it runs: shared by every command that runs the trunk.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TrunkArgs {
-    /// Trunk ONNX model (default: models/vgg16_trunk.onnx under the project).
-    #[arg(long, conflicts_with = "trunk")]
-    pub model: Option<PathBuf>,
-    /// Trunk by name, as `make model TRUNK=NAME` builds it: vgg16 (the default, ImageNet VGG16),
-    /// vgg16-hed (edge-tuned VGG16), efficientnet-lite0; any other NAME is models/NAME.onnx.
-    #[arg(long)]
-    pub trunk: Option<String>,
-    /// Execution provider: auto (CUDA if it registers, else CPU), cuda (or fail), cpu.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    /// CPU inference threads (0 = ONNX Runtime's default, one per core).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// ONNX Runtime shared library (default: ORT_DYLIB_PATH, then the project .venv).
-    #[arg(long)]
-    pub ort_lib: Option<PathBuf>,
-}
-
-impl TrunkArgs {
-    /// The model file these options name.
-    pub fn model_path(&self) -> Result<PathBuf, CommandError> {
-        if let Some(m) = &self.model {
-            return Ok(m.clone());
-        }
-        let root = crate::paths::project_root().ok_or_else(|| {
-            CommandError::Input(
-                "no project folder found to resolve the default model: pass --model PATH".into(),
-            )
-        })?;
-        let name = self.trunk.as_deref().unwrap_or("vgg16_trunk");
-        if name.contains('/') || name.contains("..") {
-            return Err(CommandError::Usage(format!(
-                "--trunk takes a name under models/, got {name:?}"
-            )));
-        }
-        Ok(crate::paths::trunk_model(&root, name))
-    }
-
-    pub fn options(&self) -> TrunkOptions {
-        TrunkOptions {
-            ort_lib: self.ort_lib.clone(),
-            device: self.device.into(),
-            threads: self.threads,
-            cuda_nhwc: std::env::var("VGGCACHE_CUDA_NHWC").is_ok_and(|v| v == "1"),
-        }
-    }
 }

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::events::{Event, Events, Repair};
+use vggcache::events::{Event, Events, Repair};
 
 /// Renders events on stderr. Progress: an indicatif bar when stderr is a terminal, otherwise
 /// `done/total images, rate, ETA` lines. A phase starts at its opening step (`done: 0`) and

@@ -24,10 +24,10 @@ use vggcache::baseline::{
     fit_logistic, fit_majority, search_c, CSearchParams, Classifier, LogisticParams,
 };
 use vggcache::cache::FeatureCache;
-use vggcache::commands::features::train_val;
 use vggcache::dataset::{decode_rgb8, preprocess_into, DecodeLimits};
 use vggcache::export::{inspect, OUTPUT_NAME};
 use vggcache::head::FittedHead;
+use vggcache::jobs::train_val;
 use vggcache::metrics;
 use vggcache::report::CompareReport;
 
@@ -886,24 +886,23 @@ fn model_selection_ignores_the_val_labels_and_is_reproducible() {
     let fb = FeatureCache::open(&cache_b).expect("cache b");
     let (_, val_b, _) = train_val(&fb, 0.2, 0).expect("split b");
     // Rows pair up by file name: every val label differs, the features do not.
-    let by_name =
-        |v: &vggcache::commands::features::Labelled| -> BTreeMap<String, (usize, Vec<u32>)> {
-            v.paths
-                .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    let name = Path::new(p)
-                        .file_name()
-                        .expect("file")
-                        .to_string_lossy()
-                        .into_owned();
-                    (
-                        name,
-                        (v.y[i], v.x.row(i).iter().map(|f| f.to_bits()).collect()),
-                    )
-                })
-                .collect()
-        };
+    let by_name = |v: &vggcache::jobs::Labelled| -> BTreeMap<String, (usize, Vec<u32>)> {
+        v.paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let name = Path::new(p)
+                    .file_name()
+                    .expect("file")
+                    .to_string_lossy()
+                    .into_owned();
+                (
+                    name,
+                    (v.y[i], v.x.row(i).iter().map(|f| f.to_bits()).collect()),
+                )
+            })
+            .collect()
+    };
     let (na, nb) = (by_name(&val_a), by_name(&val_b));
     assert_eq!(na.len(), 16);
     for (name, (label, x)) in &na {

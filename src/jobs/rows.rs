@@ -1,17 +1,21 @@
 //! Labelled train/val rows of a cache, as the head and the baselines take them: feature matrices
-//! in memory, or the cache's row groups as a stream source ([`crate::head::RowGroups`]).
+//! in memory, or the cache's row groups as a stream source ([`crate::head::RowGroups`]); and the
+//! checks that a trained head fits a cache or a trunk.
 
 use ndarray::Array2;
 
-use super::CommandError;
+use super::JobError;
 use crate::cache::FeatureCache;
 use crate::dataset::Split;
 
 /// Labelled rows of one split. `x: (n, d)`, `y: (n,)` class indices.
 #[derive(Debug, Clone)]
 pub struct Labelled {
+    /// `(n, d)` features.
     pub x: Array2<f32>,
+    /// `(n,)` class indices.
     pub y: Vec<usize>,
+    /// `(n,)` image paths, as the cache records them.
     pub paths: Vec<String>,
 }
 
@@ -45,7 +49,7 @@ impl Rows {
     }
 
     /// The features of these rows: `(n, d)`, read row groups in parallel.
-    pub fn read(&self, cache: &FeatureCache) -> Result<Labelled, CommandError> {
+    pub fn read(&self, cache: &FeatureCache) -> Result<Labelled, JobError> {
         let data = cache.rows(&self.rows)?;
         Ok(Labelled {
             x: data.features,
@@ -62,7 +66,7 @@ pub fn split_rows(
     cache: &FeatureCache,
     val_fraction: f64,
     seed: u64,
-) -> Result<(Rows, Rows, bool), CommandError> {
+) -> Result<(Rows, Rows, bool), JobError> {
     let names_text = || {
         let v: Vec<&str> = cache.split_names().iter().map(Split::as_str).collect();
         v.join(", ")
@@ -83,18 +87,16 @@ pub fn split_rows(
         Rows { rows, labels }
     };
     if !cache.has_split(Split::Train) {
-        return Err(CommandError::Input(format!(
-            "cache {} has no `train` split (splits: {}); nothing to train on",
-            cache.dir().display(),
-            names_text()
-        )));
+        return Err(JobError::NoTrainSplit {
+            cache: cache.dir().to_path_buf(),
+            splits: names_text(),
+        });
     }
     let train = labelled(Split::Train);
     if train.rows.is_empty() {
-        return Err(CommandError::Input(format!(
-            "cache {}: the train split has no labelled rows",
-            cache.dir().display()
-        )));
+        return Err(JobError::NoLabelledTrain {
+            cache: cache.dir().to_path_buf(),
+        });
     }
     let val = labelled(Split::Val);
     if !val.rows.is_empty() {
@@ -102,10 +104,10 @@ pub fn split_rows(
     }
     let (tr, va) = crate::head::holdout_split(&train.labels, val_fraction, seed);
     if va.is_empty() {
-        return Err(CommandError::Input(format!(
-            "cache {}: no val split and --val-fraction {val_fraction} holds out no row",
-            cache.dir().display()
-        )));
+        return Err(JobError::EmptyHoldout {
+            cache: cache.dir().to_path_buf(),
+            val_fraction,
+        });
     }
     Ok((train.pick(&tr), train.pick(&va), true))
 }
@@ -115,7 +117,7 @@ pub fn train_val(
     cache: &FeatureCache,
     val_fraction: f64,
     seed: u64,
-) -> Result<(Labelled, Labelled, bool), CommandError> {
+) -> Result<(Labelled, Labelled, bool), JobError> {
     let (train, val, held_out) = split_rows(cache, val_fraction, seed)?;
     Ok((train.read(cache)?, val.read(cache)?, held_out))
 }
@@ -149,15 +151,14 @@ pub fn load_head(
         crate::head::FittedHead,
         std::collections::BTreeMap<String, String>,
     ),
-    CommandError,
+    JobError,
 > {
     let file = run.join("head.safetensors");
     if !file.is_file() {
-        return Err(CommandError::Input(format!(
-            "{} is not a train-head run: {} is missing",
-            run.display(),
-            file.display()
-        )));
+        return Err(JobError::NotARun {
+            run: run.to_path_buf(),
+            file,
+        });
     }
     let (head, meta) = crate::head::FittedHead::load(&file)?;
     if let Some(cache) = cache {
@@ -172,7 +173,7 @@ pub fn check_head_fits_cache(
     head: &crate::head::FittedHead,
     meta: &std::collections::BTreeMap<String, String>,
     cache: &FeatureCache,
-) -> Result<(), CommandError> {
+) -> Result<(), JobError> {
     let what = format!("cache {}", cache.dir().display());
     check_same_trunk(run, meta, &cache.manifest().model.fingerprint, &what)?;
     head.check_compatible(cache.dim(), cache.classes())?;
@@ -184,7 +185,7 @@ pub fn check_model_file(
     run: &std::path::Path,
     meta: &std::collections::BTreeMap<String, String>,
     model: &std::path::Path,
-) -> Result<(), CommandError> {
+) -> Result<(), JobError> {
     let fp = crate::trunk::fingerprint_file(model)?;
     check_same_trunk(run, meta, &fp, &format!("model {}", model.display()))
 }
@@ -196,14 +197,14 @@ pub fn check_same_trunk(
     meta: &std::collections::BTreeMap<String, String>,
     want: &str,
     what: &str,
-) -> Result<(), CommandError> {
+) -> Result<(), JobError> {
     match meta.get("trunk_fingerprint") {
         Some(got) if got == want => Ok(()),
-        got => Err(CommandError::Input(format!(
-            "head {} was trained on features of another trunk (fingerprint {}) than {what} ({want}): \
-             use the trunk it was trained with (--model or --trunk)",
-            run.display(),
-            got.map_or("unrecorded", |s| s.as_str()),
-        ))),
+        got => Err(JobError::OtherTrunk {
+            run: run.to_path_buf(),
+            got: got.cloned(),
+            want: want.to_string(),
+            what: what.to_string(),
+        }),
     }
 }

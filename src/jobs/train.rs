@@ -1,0 +1,263 @@
+//! The train-head job: cached features → a trained MLP head in `RUNS_DIR/NAME/` (loaded into
+//! memory, or streamed from the cache when they exceed the memory budget), its summary and page.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::page::{write_page, PageInputs, ReportConfig};
+use super::rows::{split_rows, Rows};
+use super::{memory_budget, JobError, JobEvent};
+use crate::cache::FeatureCache;
+use crate::head::stream::MemoryPlan;
+use crate::head::{self, HeadConfig, StreamConfig, StreamFeed, TrainSet};
+
+/// One train-head run: the cache, the head's settings, where the run folder goes. `Default` is
+/// the only source of the defaults (the CLI's flags and compare-baselines' own head use it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// Feature cache made by `extract`.
+    pub features: PathBuf,
+    /// The head's settings.
+    pub head: HeadConfig,
+    /// Folder the run folder goes in.
+    pub runs_dir: PathBuf,
+    /// Run folder name; `None` = a timestamp.
+    pub name: Option<String>,
+    /// Image folder for the report's thumbnails.
+    pub images: Option<PathBuf>,
+    /// Stream even when the features fit the memory budget.
+    pub stream: bool,
+    /// Bytes the loaded features may take; `None` = half of the machine's RAM ([`memory_budget`]).
+    pub memory_budget: Option<u64>,
+    /// The stream's buffer and prefetch.
+    pub stream_cfg: StreamConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            features: PathBuf::from(super::DEFAULT_CACHE),
+            head: HeadConfig::default(),
+            runs_dir: PathBuf::from(super::DEFAULT_RUNS_DIR),
+            name: None,
+            images: None,
+            stream: false,
+            memory_budget: None,
+            stream_cfg: StreamConfig::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Settings no run can use: the head's, the run name's, the stream's.
+    pub fn check(&self) -> Result<(), JobError> {
+        self.head.check()?;
+        if let Some(name) = &self.name {
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                return Err(JobError::BadRunName { name: name.clone() });
+            }
+        }
+        self.stream_cfg.check()?;
+        Ok(())
+    }
+}
+
+/// What a train-head run made.
+#[derive(Debug, Clone)]
+pub struct TrainRunOutcome {
+    /// The run folder written.
+    pub run_dir: PathBuf,
+    /// The trained head and its history.
+    pub outcome: head::TrainOutcome,
+    /// The summary table on the val split.
+    pub summary: String,
+    /// The report page; `None` for a streamed run (the page needs the features in memory).
+    pub page: Option<PathBuf>,
+}
+
+/// Trains the head on the cache and writes the run folder and its page; epochs and notices go to
+/// `on`.
+pub fn train(
+    args: &TrainConfig,
+    on: &mut dyn FnMut(JobEvent),
+) -> Result<TrainRunOutcome, JobError> {
+    args.check()?; // nonsense settings fail before the cache is read
+    let cfg = &args.head;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| chrono::Local::now().format("%Y%m%d-%H%M%S").to_string());
+    let run_dir = args.runs_dir.join(&name);
+    if run_dir.exists() {
+        return Err(JobError::RunExists { dir: run_dir });
+    }
+    let cache = FeatureCache::open(&args.features)?;
+    let classes = cache.classes().to_vec();
+    let (train_rows, val_rows, held_out) = split_rows(&cache, cfg.val_fraction, cfg.seed)?;
+    let need = (train_rows.rows.len() + val_rows.rows.len()) as u64 * cache.dim() as u64 * 4;
+    let budget = memory_budget(args.memory_budget);
+    if args.stream || need > budget {
+        if !args.stream {
+            on(JobEvent::Notice(format!(
+                "streaming: the train and val features take {:.2} GB, over the memory budget of \
+                 {:.2} GB (--memory-budget)",
+                need as f64 / 1e9,
+                budget as f64 / 1e9
+            )));
+        }
+        return train_streamed(args, &cache, train_rows, val_rows, held_out, run_dir, on);
+    }
+    let (train, val) = (train_rows.read(&cache)?, val_rows.read(&cache)?);
+    on(JobEvent::Notice(format!(
+        "train {} rows, val {} rows{}, D = {}, classes: {}",
+        train.y.len(),
+        val.y.len(),
+        if held_out {
+            " (held out of train: the cache has no val split)"
+        } else {
+            ""
+        },
+        cache.dim(),
+        classes.join(", ")
+    )));
+    on(JobEvent::Training { epochs: cfg.epochs });
+    let outcome = head::train(
+        cfg,
+        &classes,
+        TrainSet {
+            x: train.x.view(),
+            y: &train.y,
+        },
+        TrainSet {
+            x: val.x.view(),
+            y: &val.y,
+        },
+        &mut |m| on(JobEvent::Epoch(m)),
+    )?;
+    let meta = run_metadata(&cache, args, held_out);
+    head::write_run(&run_dir, &outcome, &meta)?;
+    let proba = outcome.head.predict_proba(val.x.view());
+    let pred = crate::metrics::argmax_rows(
+        proba
+            .as_slice()
+            .expect("predict_proba returns a standard-layout array"),
+        classes.len(),
+    );
+    let summary = head::summary_table(&outcome, &val.y, &pred);
+    // The page of the run, without the out-of-fold label review (the report job adds it).
+    let page = write_page(
+        &ReportConfig {
+            run: run_dir.clone(),
+            images: args.images.clone(),
+            folds: 0,
+            ..Default::default()
+        },
+        &PageInputs {
+            features: &args.features,
+            cache: &cache,
+            head: cfg,
+            train: &train,
+            val: &val,
+            held_out,
+            val_proba: proba.view(),
+            compare: None,
+        },
+        on,
+    )?;
+    Ok(TrainRunOutcome {
+        run_dir,
+        outcome,
+        summary,
+        page: Some(page),
+    })
+}
+
+/// What `runs/NAME` records about the features a head was trained on.
+fn run_metadata(
+    cache: &FeatureCache,
+    args: &TrainConfig,
+    held_out: bool,
+) -> BTreeMap<String, String> {
+    let m = cache.manifest();
+    BTreeMap::from([
+        ("trunk_fingerprint".to_string(), m.model.fingerprint.clone()),
+        ("trunk_provenance".to_string(), m.model.provenance.clone()),
+        ("cache".to_string(), args.features.display().to_string()),
+        ("val_held_out".to_string(), held_out.to_string()),
+    ])
+}
+
+/// [`train`] reading the features as a stream ([`StreamFeed`]): reports the memory plan, trains,
+/// writes the run; val predictions are streamed too. No report page (it needs the features in
+/// memory).
+fn train_streamed(
+    args: &TrainConfig,
+    cache: &FeatureCache,
+    train_rows: Rows,
+    val_rows: Rows,
+    held_out: bool,
+    run_dir: PathBuf,
+    on: &mut dyn FnMut(JobEvent),
+) -> Result<TrainRunOutcome, JobError> {
+    let cfg = &args.head;
+    let classes = cache.classes().to_vec();
+    let val_labels = val_rows.labels.clone();
+    let sc = args.stream_cfg;
+    let (fit_rows, select_rows) = match head::selection_split(&train_rows.labels, cfg) {
+        Some((fit, select)) => (train_rows.pick(&fit), Some(train_rows.pick(&select))),
+        None => (train_rows, None),
+    };
+    let mut train = StreamFeed::new(cache, fit_rows.rows, fit_rows.labels, sc, cfg.seed);
+    let mut select = select_rows.map(|r| StreamFeed::new(cache, r.rows, r.labels, sc, cfg.seed));
+    let mut val = StreamFeed::new(cache, val_rows.rows, val_rows.labels, sc, cfg.seed);
+    let mut dims = vec![cache.dim()];
+    dims.extend_from_slice(&cfg.hidden);
+    dims.push(classes.len());
+    let plan = MemoryPlan::new(
+        &sc,
+        cache.dim(),
+        cfg.batch_size.min(head::Feed::len(&train).max(1)),
+        train.max_group_rows(),
+        &dims,
+    );
+    plan.check()?;
+    on(JobEvent::Notice(format!(
+        "stream: train {} rows, val {} rows{}, D = {}, shuffle buffer {} rows, prefetch {} batches",
+        head::Feed::len(&train),
+        head::Feed::len(&val),
+        if held_out { " (held out of train)" } else { "" },
+        cache.dim(),
+        sc.shuffle_buffer_rows,
+        sc.prefetch_batches
+    )));
+    on(JobEvent::Notice(format!("stream memory: {plan}")));
+    on(JobEvent::Training { epochs: cfg.epochs });
+    let outcome = head::train_feed_with(
+        cfg,
+        &classes,
+        &mut train,
+        select.as_mut().map(|s| s as &mut dyn head::Feed),
+        &mut val,
+        &mut |m| on(JobEvent::Epoch(m)),
+    )?;
+    let mut meta = run_metadata(cache, args, held_out);
+    meta.insert("streamed".to_string(), "true".to_string());
+    head::write_run(&run_dir, &outcome, &meta)?;
+    let mut pred = Vec::with_capacity(val_labels.len());
+    head::Feed::chunks(&mut val, 256, None, &mut |x, _| {
+        let proba = outcome.head.predict_proba(x);
+        pred.extend(crate::metrics::argmax_rows(
+            proba
+                .as_slice()
+                .expect("predict_proba returns a standard-layout array"),
+            classes.len(),
+        ));
+    })?;
+    let summary = head::summary_table(&outcome, &val_labels, &pred);
+    Ok(TrainRunOutcome {
+        run_dir,
+        outcome,
+        summary,
+        page: None,
+    })
+}
