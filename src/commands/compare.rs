@@ -12,7 +12,8 @@ pub struct CompareArgs {
     /// Feature cache made by `extract`.
     #[arg(long, default_value_os_t = CompareConfig::default().features)]
     pub features: PathBuf,
-    /// A trained head (runs/NAME); default: train one with train-head's defaults.
+    /// A trained head (runs/NAME); default: train one with train-head's defaults (its kept epoch
+    /// chosen on a selection split carved from the train rows, never on the reported val split).
     #[arg(long)]
     pub head: Option<PathBuf>,
     /// Logistic regression's inverse L2 strength, as scikit-learn's C (linfa alpha = 1/C). Default:
