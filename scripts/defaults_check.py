@@ -128,7 +128,8 @@ def main() -> int:
     rows = []
     for name, images in sets:
         print(f"{name}: {images}", flush=True)
-        work = a.work / name.split()[0]
+        # One folder per set, named after the whole set name (two sets may share a first word).
+        work = a.work / "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
         work.mkdir(parents=True, exist_ok=True)
         cache = work / "cache"
         run([str(bin_), "extract", "--images", str(images), "--out", str(cache)], work)
