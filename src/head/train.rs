@@ -183,25 +183,21 @@ pub fn train(
     };
     let train_labels: Vec<usize> = train_idx.iter().map(|&i| train.y[i]).collect();
     let mut val_feed = InMemory::new(val_set.x, val_set.y, val_idx);
-    match selection_split(&train_labels, cfg) {
-        Some((fit, select)) => {
-            let pick = |v: &[usize]| -> Vec<usize> { v.iter().map(|&i| train_idx[i]).collect() };
-            let mut train_feed = InMemory::new(train.x, train.y, pick(&fit));
-            let mut select_feed = InMemory::new(train.x, train.y, pick(&select));
-            train_feed_with(
-                cfg,
-                classes,
-                &mut train_feed,
-                Some(&mut select_feed),
-                &mut val_feed,
-                on_epoch,
-            )
-        }
-        None => {
-            let mut train_feed = InMemory::new(train.x, train.y, train_idx);
-            train_feed_with(cfg, classes, &mut train_feed, None, &mut val_feed, on_epoch)
-        }
-    }
+    let pick = |v: &[usize]| -> Vec<usize> { v.iter().map(|&i| train_idx[i]).collect() };
+    let (fit_idx, select_idx) = match selection_split(&train_labels, cfg) {
+        Some((fit, select)) => (pick(&fit), Some(pick(&select))),
+        None => (train_idx.clone(), None),
+    };
+    let mut train_feed = InMemory::new(train.x, train.y, fit_idx);
+    let mut select_feed = select_idx.map(|idx| InMemory::new(train.x, train.y, idx));
+    train_feed_with(
+        cfg,
+        classes,
+        &mut train_feed,
+        select_feed.as_mut().map(|f| f as &mut dyn Feed),
+        &mut val_feed,
+        on_epoch,
+    )
 }
 
 /// [`train`] on any [`Feed`] (a matrix in memory or a stream): the same seeded shuffle, steps
@@ -360,10 +356,9 @@ pub fn train_feed_with(
         };
         on_epoch(&m);
         history.push(m);
-        // Without a selection split every epoch is "better": the last one is kept.
-        let criterion = selected.map_or(f64::NEG_INFINITY, |s| s.0);
-        if criterion < best_loss || selected.is_none() {
-            best_loss = criterion;
+        // Without a selection split every epoch counts as better: the last one is kept.
+        if selected.is_none_or(|(loss, _)| loss < best_loss) {
+            best_loss = selected.map_or(best_loss, |(loss, _)| loss);
             best_epoch = epoch;
             since_best = 0;
             // the last epoch's parameters stay in `mlp`: no copy needed
