@@ -16,9 +16,9 @@
 //!   §7.10): among the `C`s whose mean log loss over folds is within one standard error of the
 //!   lowest mean, the smallest `C` (the strongest penalty); ties go the same way. With one hold-out
 //!   there is no standard error: the lowest loss, ties to the smaller `C`.
-//! - **Features.** Standardised once with the statistics of all the rows given (no labels are
-//!   involved), which is also the scaler of the refit on all rows; the search and the refit therefore
-//!   fit the same design's rows.
+//! - **Features.** As [`LogisticParams::standardize`] says (raw by default); when standardising,
+//!   once with the statistics of all the rows given (no labels are involved), which is also the
+//!   scaler of the refit on all rows; the search and the refit therefore fit the same design's rows.
 //!
 //! Deterministic: fixed folds, cold starts, and the patched linfa objective sums in a fixed order,
 //! so the same rows give the same choice bit for bit whatever the thread count.

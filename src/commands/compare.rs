@@ -25,9 +25,12 @@ pub struct CompareArgs {
     /// L-BFGS iteration cap of the logistic regression.
     #[arg(long, default_value_t = CompareConfig::default().max_iter)]
     pub max_iter: u64,
-    /// Fit the logistic regression on raw features (default: standardized with the train rows'
-    /// statistics, folded into its weights).
-    #[arg(long)]
+    /// Fit the logistic regression on standardized features (the train rows' statistics, folded
+    /// into its weights) instead of raw ones (the default, as scikit-learn's LogisticRegression()).
+    #[arg(long, conflicts_with = "logistic_raw")]
+    pub logistic_standardize: bool,
+    /// Raw features: the default now; kept so scripts that pass it still run.
+    #[arg(long, hide = true)]
     pub logistic_raw: bool,
     /// Hold-out fraction of train when the cache has no val split (default: with --head the
     /// head's own, so it is scored on rows it did not train on; else train-head's 0.2).
@@ -54,7 +57,8 @@ impl CompareArgs {
             head: self.head.clone(),
             c: self.c,
             max_iter: self.max_iter,
-            standardize: CompareConfig::default().standardize && !self.logistic_raw,
+            standardize: self.logistic_standardize
+                || (CompareConfig::default().standardize && !self.logistic_raw),
             val_fraction: self.val_fraction,
             memory_budget: self.memory_budget,
             out: self.out.clone(),
@@ -97,9 +101,18 @@ mod tests {
             args.config().logistic_params(1.0),
             LogisticParams::default()
         );
+        assert!(!args.config().standardize, "raw features by default");
         let raw = Wrap::parse_from(["compare-baselines", "--logistic-raw", "--C", "0.5"]).a;
         let p = raw.config().logistic_params(raw.c.expect("--C"));
         assert!(!p.standardize);
         assert_eq!(p.l2, 2.0);
+        let std = Wrap::parse_from(["compare-baselines", "--logistic-standardize"]).a;
+        assert!(std.config().standardize);
+        assert!(Wrap::try_parse_from([
+            "compare-baselines",
+            "--logistic-standardize",
+            "--logistic-raw"
+        ])
+        .is_err());
     }
 }

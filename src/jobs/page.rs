@@ -152,7 +152,7 @@ pub fn write_page(
             train.y.len(),
             args.folds
         )));
-        // The baseline's defaults: standardized features, C = 1.
+        // The baseline's defaults: raw features, C = 1.
         let params = LogisticParams::default();
         Some(label_issues(
             &train.paths,
