@@ -100,7 +100,7 @@ $(EFFNET_MODEL): $(TORCH_STAMP) models/export_efficientnet_lite0.py models/vgg16
 	$(TORCH_PY) models/export_efficientnet_lite0.py $@.tmp && mv $@.tmp $@
 
 # Test output and the skip log (tests/it/common.rs) land beside cargo's build output; the summary
-# (scripts/test_summary.py) ends with `N passed, F failed, K skipped`, lists each skip with its
+# (scripts/tools/test_summary.py) ends with `N passed, F failed, K skipped`, lists each skip with its
 # reason, and fails the target when a test failed or skipped for a reason set-up should remove.
 TEST_DIR := $(or $(CARGO_TARGET_DIR),target)
 SKIP_LOG := $(abspath $(TEST_DIR))/vggcache-skips.tsv
@@ -119,7 +119,7 @@ setup-chromium:
 test: setup model $(HED_MODEL) setup-chromium
 	@mkdir -p $(TEST_DIR) && rm -f $(SKIP_LOG) $(TEST_LOG).rc
 	@{ VGGCACHE_SKIP_LOG=$(SKIP_LOG) cargo test --locked --lib --bins --tests; echo $$? > $(TEST_LOG).rc; } 2>&1 | tee $(TEST_LOG)
-	@$(PY) scripts/test_summary.py $(TEST_LOG) $(SKIP_LOG) "$$(cat $(TEST_LOG).rc)"
+	@$(PY) scripts/tools/test_summary.py $(TEST_LOG) $(SKIP_LOG) "$$(cat $(TEST_LOG).rc)"
 
 demo: setup model
 	@test -d "$(DATA)" || { echo "error: image folder '$(DATA)' not found: run 'make demo DATA=/path/to/images' (a folder of class subfolders, e.g. ../shared/data/catsdogs)"; exit 1; }
