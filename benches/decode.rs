@@ -1,11 +1,11 @@
-//! Decode + resize + normalise throughput (img/s) on the real catsdogs images (`VGGCACHE_TEST_DATA`, benches/common): one thread, and the
-//! pipeline on all cores. `scripts/bench/bench_decode.py` runs this beside PIL with the same number of
-//! processes, alternating, and prints the ratios (docs/BENCHMARKS.md section 1).
+//! Decode + resize + normalise throughput (img/s) on the real catsdogs images (`VGGCACHE_TEST_DATA`,
+//! benches/common): one thread, and the pipeline on all cores. `scripts/bench/bench_decode.py` runs
+//! this beside PIL with the same number of processes, alternating, and prints the ratios
+//! (docs/BENCHMARKS.md section 1).
 
 mod common;
 
 use std::hint::black_box;
-use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};

@@ -104,8 +104,7 @@ fn main() {
         "auto" => Device::Auto,
         _ => Device::Cpu,
     };
-    let has_peer =
-        device == Device::Cpu && py.exists() && common::peers().is_some();
+    let has_peer = device == Device::Cpu && py.exists() && common::peers().is_some();
     if !has_peer {
         eprintln!(
             "note: peer skipped (needs .venv from `make setup` and the peers script: VGGCACHE_PEERS)"

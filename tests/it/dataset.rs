@@ -896,8 +896,7 @@ fn pipeline_stops_when_the_consumer_hangs_up_and_handles_empty_input() {
 
 #[test]
 fn real_catsdogs_gray_discovers_and_decodes() {
-    let Some(root) =
-        common::test_data("real_catsdogs_gray_discovers_and_decodes", "catsdogs-gray")
+    let Some(root) = common::test_data("real_catsdogs_gray_discovers_and_decodes", "catsdogs-gray")
     else {
         return;
     };

@@ -1,7 +1,8 @@
 //! The opt-in EfficientNet-Lite0 trunk: its ONNX export run by vggcache vs the torch model it came from.
 //!
 //! Runs only where `make model TRUNK=efficientnet-lite0` has been run (models/efficientnet_lite0.onnx
-//! and .venv-torch) and the real cats/dogs images are found (`VGGCACHE_TEST_DATA`, tests/it/common.rs); skips with a message otherwise.
+//! and .venv-torch) and the real cats/dogs images are found (`VGGCACHE_TEST_DATA`,
+//! tests/it/common.rs); skips with a message otherwise.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
