@@ -16,7 +16,7 @@
 #                             -> models/vgg16_int8.onnx, used with `--trunk vgg16-int8` (docs/BENCHMARKS.md)
 #   make model QUANT=fp16     fp16 copy (-> models/vgg16_fp16.onnx; measured slower on CPU, not advised)
 #   make demo                 runtime set-up + model + extract -> train-head -> compare-baselines on
-#                             scikit-learn's handwritten digits (600 of 1,797, read out of the scikit-learn
+#                             scikit-learn's handwritten digits (300 of 1,797, read out of the scikit-learn
 #                             wheel, which is downloaded to .demo/wheels, never installed) -> .demo/
 #   make demo DATA=DIR        the same on your image folder (cache in CACHE, default cache/; TRUNK= as above)
 #   make bench                benchmarks beside their peers (docs/BENCHMARKS.md)
@@ -27,7 +27,7 @@ PY     := $(VENV)/bin/python
 DATA   ?=
 # The demo's default set (DATA unset): DEMO_PER_CLASS images a digit, 30% of them in val.
 DEMO_DIR       := .demo
-DEMO_PER_CLASS ?= 60
+DEMO_PER_CLASS ?= 30
 DEMO_DATA      := $(DEMO_DIR)/digits-$(DEMO_PER_CLASS)
 SKLEARN_VERSION := 1.9.1
 CACHE  ?= $(if $(DATA),cache,$(DEMO_DIR)/cache-digits-$(DEMO_PER_CLASS))
@@ -171,6 +171,7 @@ demo: demo-check setup model $(if $(DATA),,demo-data)
 	$(RUN) extract --images "$(or $(DATA),$(DEMO_DATA))" --out "$(CACHE)" --model $(TRUNK_MODEL)
 	$(RUN) train-head --features "$(CACHE)"
 	$(RUN) compare-baselines --features "$(CACHE)"
+	$(if $(DATA),,@echo "demo set: $(DEMO_DATA) (scikit-learn's digits, $(DEMO_PER_CLASS) a digit). Measured with 30 a digit (210 train / 90 val, default trunk): val accuracy head 0.84, linfa-logistic 0.83; with DEMO_PER_CLASS=60: head 0.87, linfa-logistic 0.92 (docs/BENCHMARKS.md)")
 
 bench: setup model
 	cargo bench --locked
