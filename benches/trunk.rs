@@ -5,9 +5,11 @@
 //! (images per measurement, default 32), VGGCACHE_BENCH_REPEATS (default 3). Runs alternate
 //! vggcache / peer so drift on a shared machine hits both; medians are reported.
 //! VGGCACHE_BENCH_DEVICE=cpu|cuda|auto (default cpu) picks the execution provider; the peer is CPU-only
-//! and is skipped for cuda (scripts/gpu-check.sh measures PyTorch beside it on the GPU);
+//! and is skipped for cuda (scripts/gpu/gpu-check.sh measures PyTorch beside it on the GPU);
 //! VGGCACHE_CUDA_NHWC=1 asks the CUDA provider for NHWC convolutions. VGGCACHE_BENCH_SESSIONS=N
 //! (default 1) runs N sessions on N threads at once, as `extract --sessions N` does.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,7 +66,7 @@ fn ours(ts: &mut [Trunk], b: usize, images: usize) -> f64 {
 }
 
 fn peer(py: &Path, model: &Path, b: usize, images: usize) -> Option<f64> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/peers.py");
+    let script = common::peers()?;
     let out = Command::new(py)
         .arg(&script)
         .args([
@@ -102,11 +104,10 @@ fn main() {
         "auto" => Device::Auto,
         _ => Device::Cpu,
     };
-    let has_peer =
-        device == Device::Cpu && py.exists() && root.join("../shared/bench/peers.py").exists();
+    let has_peer = device == Device::Cpu && py.exists() && common::peers().is_some();
     if !has_peer {
         eprintln!(
-            "note: peer skipped (needs .venv from `make setup` and ../shared/bench/peers.py)"
+            "note: peer skipped (needs .venv from `make setup` and the peers script: VGGCACHE_PEERS)"
         );
     }
     let opts = TrunkOptions {

@@ -11,7 +11,7 @@ average pool and flatten. Preprocessing is Lite's own (efficientnet_lite_builder
 STDDEV_RGB 128 on 0..255 RGB), not torchvision's mean/std: on 200 catsdogs val images, the bundled
 ImageNet classifier's cat-vs-dog probability mass is right for 93.0% with it vs 91.0% with the
 torchvision mean/std (mean log-probability of the right family -0.574 vs -0.647;
-scripts/effnet_norm_check.py reproduces this).
+scripts/bench/effnet_norm_check.py reproduces this).
 
 usage: python models/export_efficientnet_lite0.py OUT.onnx
 """

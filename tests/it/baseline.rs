@@ -133,7 +133,7 @@ fn multiclass_with_a_class_missing_from_training() {
     assert!(accuracy(p.view(), &y) > 0.9);
 }
 
-// ---- scikit-learn parity on files written by scripts/logreg_parity.py -------------------------
+// ---- scikit-learn parity on files written by scripts/reference/logreg_parity.py -------------------------
 
 fn read_labels(path: &Path) -> Vec<usize> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -160,7 +160,7 @@ fn log_loss(proba: ArrayView2<f32>, y: &[usize]) -> f64 {
 const PROBA_TOL: f32 = 0.03;
 
 /// linfa with `l2 = 1/C` vs scikit-learn's `LogisticRegression(C, max_iter=1000)` on the same
-/// synthetic features (`scripts/logreg_parity.py`): val accuracy within 1 point and every val
+/// synthetic features (`scripts/reference/logreg_parity.py`): val accuracy within 1 point and every val
 /// probability close. Runs the script's `--small` cases (seconds) into a temp dir, or reads the
 /// full-size ones from `VGGCACHE_PARITY_DIR` when set.
 #[test]
@@ -174,7 +174,7 @@ fn sklearn_parity() {
             };
             tmp = tempfile::tempdir().expect("tempdir");
             let out = std::process::Command::new(py)
-                .arg(common::root().join("scripts/logreg_parity.py"))
+                .arg(common::root().join("scripts/reference/logreg_parity.py"))
                 .arg(tmp.path())
                 .arg("--small")
                 // One BLAS thread: the fits are tiny and threads only contend.
@@ -373,14 +373,14 @@ fn link_subset(data: &Path, dir: &Path, n: usize) {
 
 /// Real features: 10 + 10 train and 10 + 10 val catsdogs images through the default trunk, then
 /// linfa (patched) and scikit-learn's lbfgs on the same cache, same C, raw and standardised
-/// (`scripts/logreg_parity.py --cache`): val accuracy within one image of sklearn's, probabilities
+/// (`scripts/reference/logreg_parity.py --cache`): val accuracy within one image of sklearn's, probabilities
 /// close, and linfa converged. Largest probability gaps measured (2026-12-02): raw 0.090 (20 rows
 /// of 25,088 raw features: a flat objective both solvers leave at different points), standardised
 /// 0.032; the bounds are twice those.
 #[test]
 fn real_cache_parity() {
     let test = "real_cache_parity";
-    let Some(data) = common::shared_data(test, "catsdogs") else {
+    let Some(data) = common::test_data(test, "catsdogs") else {
         return;
     };
     let Some(model) = common::default_model(test, "vgg16_trunk.onnx") else {
@@ -400,7 +400,7 @@ fn real_cache_parity() {
     assert!(o.status.success(), "extract: {}", common::text(&o));
     let out = tmp.path().join("parity");
     let o = std::process::Command::new(py)
-        .arg(common::root().join("scripts/logreg_parity.py"))
+        .arg(common::root().join("scripts/reference/logreg_parity.py"))
         .arg(&out)
         .arg("--cache")
         .arg(&cache)

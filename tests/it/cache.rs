@@ -788,7 +788,7 @@ fn python_readers_agree() {
     append(&mut w, &data[17..]);
     w.finish().expect("finish");
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_cache.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/reference/check_cache.py");
     let out = Command::new(&py)
         .arg(&script)
         .arg(dir)

@@ -8,10 +8,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Why a test skipped, which decides whether CI accepts it (`scripts/test_summary.py`).
+/// Why a test skipped, which decides whether CI accepts it (`scripts/tools/test_summary.py`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Why {
-    /// Cannot be removed by set-up on every machine: no `../shared/data`, no GPU, the opt-in torch
+    /// Cannot be removed by set-up on every machine: no real images ([`test_data`]), no GPU, the opt-in torch
     /// trunk not built, running as root. Listed in the summary; CI passes.
     Expected,
     /// Set-up (`make test` → `make setup model`) should have removed it: a missing python package,
@@ -92,7 +92,7 @@ pub fn fixture(rel: &str) -> PathBuf {
     p
 }
 
-/// The shared tiny trunk (`scripts/make_tiny_trunk.py`).
+/// The shared tiny trunk (`scripts/fixtures/make_tiny_trunk.py`).
 pub fn tiny_trunk() -> PathBuf {
     fixture("tiny_trunk.onnx")
 }
@@ -106,16 +106,38 @@ fn present_or_skip(test: &str, p: PathBuf, present: bool, why: Why, what: &str) 
     None
 }
 
-/// `../shared/data/<rel>` when it is a folder; otherwise an `expected` skip of `test`.
-pub fn shared_data(test: &str, rel: &str) -> Option<PathBuf> {
-    let p = root().join("../shared/data").join(rel);
+/// The folder of real labelled image sets (`catsdogs/`, `catsdogs-gray/`): `$VGGCACHE_TEST_DATA`,
+/// else `../shared/data` beside the checkout when it exists. The only place tests learn where
+/// real data lives.
+pub fn test_data_root() -> Option<PathBuf> {
+    match std::env::var_os("VGGCACHE_TEST_DATA") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => Some(root().join("../shared/data")).filter(|p| p.is_dir()),
+    }
+}
+
+/// `<test data>/<rel>` (see [`test_data_root`]) when it is a folder; otherwise an `expected` skip
+/// of `test` that says which variable to set.
+pub fn test_data(test: &str, rel: &str) -> Option<PathBuf> {
+    let Some(base) = test_data_root() else {
+        skip(
+            test,
+            Why::Expected,
+            format!(
+                "no real images: set VGGCACHE_TEST_DATA to a folder holding {rel}/ \
+                 (default ../shared/data, absent here)"
+            ),
+        );
+        return None;
+    };
+    let p = base.join(rel);
     let dir = p.is_dir();
     present_or_skip(
         test,
         p,
         dir,
         Why::Expected,
-        "absent (real images live in ../shared/data)",
+        "absent (real images: VGGCACHE_TEST_DATA, default ../shared/data)",
     )
 }
 
@@ -150,7 +172,7 @@ pub fn python_with(test: &str, modules: &[&str]) -> Option<PathBuf> {
             test,
             Why::Setup,
             format!(
-                "{} cannot import {} (run `make setup`: models/requirements.txt)",
+                "{} cannot import {} (run `make setup-test`: requirements/runtime.txt + requirements/test.txt)",
                 p.display(),
                 missing.join(", ")
             ),
@@ -284,7 +306,7 @@ pub fn preprocessed_batch(files: &[PathBuf], spec: &vggcache::spec::PreprocessSp
     x
 }
 
-/// Features from a reference script run on the batch `x` of `n` images: `python scripts/SCRIPT
+/// Features from a reference script run on the batch `x` of `n` images: `python scripts/reference/SCRIPT
 /// ARGS.. IN.f32 N OUT.f32` (the calling convention of `ort_reference.py`, `wheel_reference.py
 /// forward` and `numpy_vgg16.py`); fails the test when the script fails, with its output.
 pub fn reference_features(
@@ -298,16 +320,16 @@ pub fn reference_features(
     let (inp, outp) = (dir.path().join("x.f32"), dir.path().join("y.f32"));
     write_f32(&inp, x);
     let out = Command::new(py)
-        .arg(root().join("scripts").join(script))
+        .arg(root().join("scripts/reference").join(script))
         .args(args)
         .arg(&inp)
         .arg(n.to_string())
         .arg(&outp)
         .output()
-        .unwrap_or_else(|e| panic!("run scripts/{script}: {e}"));
+        .unwrap_or_else(|e| panic!("run scripts/reference/{script}: {e}"));
     assert!(
         out.status.success(),
-        "scripts/{script} failed: {}{}",
+        "scripts/reference/{script} failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

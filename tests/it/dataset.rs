@@ -440,7 +440,7 @@ fn gif_first_frame_and_cmyk_jpeg() {
     assert_eq!(got.dimensions(), (6, 5));
     assert_eq!(got.get_pixel(2, 2), &Rgb([255, 0, 0]), "first frame");
 
-    // CMYK JPEG made by PIL (scripts/pil_reference.py fixtures); compare with PIL's RGB of it.
+    // CMYK JPEG made by PIL (scripts/reference/pil_reference.py fixtures); compare with PIL's RGB of it.
     let got = decode_rgb8(&fixture("cmyk.jpg"), &DecodeLimits::default()).unwrap();
     let pil = image::open(fixture("cmyk_pil_rgb.png"))
         .unwrap()
@@ -655,7 +655,7 @@ fn unreadable_file_is_skipped() {
 
 #[test]
 fn resize_matches_pil_bilinear_on_fixtures() {
-    // References made by scripts/pil_reference.py fixtures (PIL Image.resize(size, BILINEAR)).
+    // References made by scripts/reference/pil_reference.py fixtures (PIL Image.resize(size, BILINEAR)).
     for (src, w, h) in [
         ("resize_a", 224, 224),
         ("resize_a", 64, 48),
@@ -892,12 +892,11 @@ fn pipeline_stops_when_the_consumer_hangs_up_and_handles_empty_input() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// real data (../shared/data), skipped when absent
+// real data (`VGGCACHE_TEST_DATA`, `common::test_data`), skipped when absent
 
 #[test]
 fn real_catsdogs_gray_discovers_and_decodes() {
-    let Some(root) =
-        common::shared_data("real_catsdogs_gray_discovers_and_decodes", "catsdogs-gray")
+    let Some(root) = common::test_data("real_catsdogs_gray_discovers_and_decodes", "catsdogs-gray")
     else {
         return;
     };
@@ -952,14 +951,14 @@ fn real_catsdogs_gray_discovers_and_decodes() {
 #[test]
 fn real_catsdogs_pixels_close_to_pil() {
     let test = "real_catsdogs_pixels_close_to_pil";
-    let Some(root) = common::shared_data(test, "catsdogs") else {
+    let Some(root) = common::test_data(test, "catsdogs") else {
         return;
     };
     let Some(py) = common::python_with(test, &["PIL", "numpy"]) else {
         return;
     };
     let t = TempDir::new().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pil_reference.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/reference/pil_reference.py");
     let status = Command::new(&py)
         .arg(&script)
         .args([
@@ -1021,7 +1020,7 @@ fn real_catsdogs_pixels_close_to_pil() {
         "  resize only, fast_image_resize:         {}",
         rsz_fir.line()
     );
-    // Every image of the folder compared (1,000 JPEGs in ../shared/data/catsdogs), every 10th
+    // Every image of the folder compared (1,000 JPEGs in catsdogs), every 10th
     // also split into decode and resize: an empty list would pass every bound below.
     let expected = list.lines().count();
     assert!(
@@ -1046,7 +1045,7 @@ fn real_catsdogs_pixels_close_to_pil() {
         "fast_image_resize should be within 1 of PIL: {}",
         rsz_fir.line()
     );
-    // Measured on ../shared/data/catsdogs (2026-12-02, zune-jpeg vs PIL's libjpeg): mean 0.150,
+    // Measured on catsdogs (2026-12-02, zune-jpeg vs PIL's libjpeg): mean 0.150,
     // max 4; bounds are those times a margin of 1.5 (mean) and 2 (max, an integer).
     assert!(
         e2e.mean() < 0.150 * 1.5,

@@ -1,7 +1,8 @@
 //! The opt-in EfficientNet-Lite0 trunk: its ONNX export run by vggcache vs the torch model it came from.
 //!
 //! Runs only where `make model TRUNK=efficientnet-lite0` has been run (models/efficientnet_lite0.onnx
-//! and .venv-torch) and ../shared/data holds the real cats/dogs images; skips with a message otherwise.
+//! and .venv-torch) and the real cats/dogs images are found (`VGGCACHE_TEST_DATA`,
+//! tests/it/common.rs); skips with a message otherwise.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -118,7 +119,7 @@ fn efficientnet_lite0_onnx_matches_torch_on_real_images() {
         );
         return;
     }
-    let Some(data) = common::shared_data(test, "catsdogs/val") else {
+    let Some(data) = common::test_data(test, "catsdogs/val") else {
         return;
     };
     if common::ort(test).is_none() {
@@ -166,13 +167,13 @@ fn efficientnet_lite0_onnx_matches_torch_on_real_images() {
     let (xin, yout) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
     write_npy(&xin, &[n, 3, 224, 224], &x);
     let out = Command::new(&py)
-        .arg(root().join("scripts/effnet_reference.py"))
+        .arg(root().join("scripts/reference/effnet_reference.py"))
         .args([&xin, &yout])
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "scripts/effnet_reference.py failed: {}",
+        "scripts/reference/effnet_reference.py failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let (shape, r) = read_npy(&yout);

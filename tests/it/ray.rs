@@ -1,4 +1,4 @@
-//! `scripts/ray_extract.py` on a real local Ray cluster (`ray` from PyPI, 2 CPUs): 4 shard tasks,
+//! `examples/ray_extract.py` on a real local Ray cluster (`ray` from PyPI, 2 CPUs): 4 shard tasks,
 //! one of which crashes on its first attempt (a failpoint aborts the process after its first part
 //! file, before the part's record); Ray retries it, the driver commits, and the result equals the
 //! one-machine run.
@@ -25,7 +25,7 @@ fn ray_runs_four_shards_with_one_retry_and_equals_one_machine_run() {
     let marker = d.path().join("failed-once");
     let tiny = tiny_trunk();
     let mut child = Command::new(&py)
-        .arg(common::root().join("scripts/ray_extract.py"))
+        .arg(common::root().join("examples/ray_extract.py"))
         .args([
             "--plan",
             &root.url,

@@ -45,7 +45,7 @@ fn console_lines(o: &Output) -> Vec<String> {
 #[test]
 fn report_renders_in_headless_chromium() {
     let t = "report_renders_in_headless_chromium";
-    let Some(data) = common::shared_data(t, "catsdogs") else {
+    let Some(data) = common::test_data(t, "catsdogs") else {
         return;
     };
     let Some(chrome) = common::chromium(t) else {

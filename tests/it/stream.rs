@@ -326,7 +326,7 @@ fn streaming_a_1gb_cache_stays_under_the_memory_bound() {
     assert!(acc > 0.7, "val accuracy {acc}\n{out}");
 }
 
-/// Measurement, not a check (`#[ignore]`d; `scripts/bench_stream_synth.sh` runs it): the 1 GB
+/// Measurement, not a check (`#[ignore]`d; `scripts/bench/bench_stream_synth.sh` runs it): the 1 GB
 /// synthetic cache of the test above, train-head with a hidden-64 head for one epoch, in memory
 /// (`--memory-budget 8G`) and streamed (`--stream`, 1,024-row buffer), alternating for
 /// `VGGCACHE_BENCH_ROUNDS` rounds (default 2); prints each run's epoch line, wall time and peak RSS.

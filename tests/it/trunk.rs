@@ -19,7 +19,7 @@ fn cpu() -> TrunkOptions {
     }
 }
 
-/// The fixture's input and expected output, computed by scripts/make_tiny_trunk.py with numpy loops.
+/// The fixture's input and expected output, computed by scripts/fixtures/make_tiny_trunk.py with numpy loops.
 fn tiny_io() -> (Vec<f32>, Vec<usize>, Vec<f32>) {
     let raw = std::fs::read_to_string(root().join("tests/fixtures/tiny_trunk_io.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
@@ -185,7 +185,7 @@ fn real_batch(dir: &Path, n: usize) -> Vec<f32> {
 #[test]
 fn vgg16_trunk_on_real_images_matches_onnxruntime_python() {
     let test = "vgg16_trunk_on_real_images_matches_onnxruntime_python";
-    let Some(data) = common::shared_data(test, "catsdogs/val/cat") else {
+    let Some(data) = common::test_data(test, "catsdogs/val/cat") else {
         return;
     };
     let Some(model) = common::default_model(test, "vgg16_trunk.onnx") else {
@@ -207,14 +207,14 @@ fn vgg16_trunk_on_real_images_matches_onnxruntime_python() {
 }
 
 /// Each shipped VGG16 conversion against a numpy forward pass on its *source* weights
-/// (`scripts/numpy_vgg16.py`: no ONNX, no ONNX Runtime; the hed kernels used in their HWIO layout,
+/// (`scripts/reference/numpy_vgg16.py`: no ONNX, no ONNX Runtime; the hed kernels used in their HWIO layout,
 /// so the converter's transpose is checked, not shared). Two real images each, through the model's own
 /// preprocessing. Measured max |diff| ~3e-7 of the largest feature (float32 vs float64 sums);
 /// bound 1e-5 of it.
 #[test]
 fn shipped_vgg16_trunks_match_a_numpy_forward_on_their_source_weights() {
     let test = "shipped_vgg16_trunks_match_a_numpy_forward_on_their_source_weights";
-    let Some(data) = common::shared_data(test, "catsdogs/val/cat") else {
+    let Some(data) = common::test_data(test, "catsdogs/val/cat") else {
         return;
     };
     let Some(py) = common::python_with(test, &["numpy", "onnx", "h5py"]) else {

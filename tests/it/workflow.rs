@@ -38,12 +38,12 @@ use crate::common;
 
 use common::fixture;
 
-/// The shared tiny trunk (`scripts/make_tiny_trunk.py`).
+/// The shared tiny trunk (`scripts/fixtures/make_tiny_trunk.py`).
 fn trunk_a() -> PathBuf {
     fixture("tiny_trunk.onnx")
 }
 
-/// The same graph with other weights (`scripts/make_workflow_trunk_b.py`).
+/// The same graph with other weights (`scripts/fixtures/make_workflow_trunk_b.py`).
 fn trunk_b() -> PathBuf {
     fixture("workflow/tiny_trunk_b.onnx")
 }
