@@ -34,8 +34,9 @@ pub struct PredictArgs {
     /// Images to classify (any layout `extract` understands).
     #[arg(long)]
     pub images: PathBuf,
-    /// Feature cache for these images (default: cache/predict-<hash of the folder's path>, so the
-    /// training cache is never touched).
+    /// Feature cache for these images (default: predict-cache/<hash of the folder's path>, beside
+    /// the training cache and never inside it; one left in cache/predict-<hash> by an earlier
+    /// version is moved there).
     #[arg(long)]
     pub cache: Option<PathBuf>,
     /// Output file (default: standard output).

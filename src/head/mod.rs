@@ -163,6 +163,18 @@ pub enum HeadError {
     /// Reading rows from a stream failed (the message names the file).
     #[error("reading the feature stream: {0}")]
     Stream(String),
+    /// A run's `metrics.csv` that does not read as train-head writes it.
+    #[error(
+        "{path}: {source}; expected the columns epoch,train_loss,train_acc,val_loss,val_acc,seconds,best \
+         as `vggcache train-head` writes them (train the run again to get a fresh one)"
+    )]
+    MetricsCsv {
+        /// the file
+        path: PathBuf,
+        /// what the CSV reader found
+        #[source]
+        source: csv::Error,
+    },
     /// Drawing or encoding the plot failed.
     #[error("plot {path}: {message}")]
     Plot {

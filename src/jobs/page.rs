@@ -214,7 +214,7 @@ pub fn write_page(
         title: format!("vggcache report: {}", args.run.display()),
         facts,
         classes: &classes,
-        curves_png: std::fs::read(args.run.join("loss_acc.png")).ok(),
+        curves: crate::head::plot::svg_of_run(&args.run).map_err(|e| e.to_string()),
         review: &review,
         compare: inp.compare,
         labels: labels.as_ref(),

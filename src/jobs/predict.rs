@@ -80,13 +80,66 @@ pub struct PredictOutcome {
     pub written: Option<PathBuf>,
 }
 
-/// Default per-folder cache: `cache/predict-<first 12 hex of sha256(canonical path)>`.
+/// Folder of `predict`'s default caches, beside the default training cache `cache/` (not inside
+/// it, so a glob over the training cache never sees prediction rows).
+pub const DEFAULT_PREDICT_DIR: &str = "predict-cache";
+
+/// Default per-folder cache: `predict-cache/<first 12 hex of sha256(canonical path)>`.
 pub fn default_cache(images: &Path) -> PathBuf {
+    PathBuf::from(DEFAULT_PREDICT_DIR).join(folder_hash(images))
+}
+
+/// First 12 hex digits of the sha256 of `images`' canonical path (as written when it cannot be
+/// resolved).
+fn folder_hash(images: &Path) -> String {
     let canon = images
         .canonicalize()
         .unwrap_or_else(|_| images.to_path_buf());
     let h = hex::encode(Sha256::digest(canon.to_string_lossy().as_bytes()));
-    PathBuf::from(crate::cache::DEFAULT_DIR).join(format!("predict-{}", &h[..12]))
+    h[..12].to_string()
+}
+
+/// Moves the default caches that earlier versions kept inside the training cache
+/// (`cache/predict-<12 hex>`) to `predict-cache/<12 hex>`: a rename, nothing is extracted again.
+/// One that cannot move (its new place is taken, or the rename fails) stays where it is and is
+/// named in a notice; `predict` never reads it again, so it breaks nothing.
+fn move_legacy_caches(on: &mut dyn FnMut(JobEvent)) {
+    let legacy_root = Path::new(crate::cache::DEFAULT_DIR);
+    let Ok(entries) = std::fs::read_dir(legacy_root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(hash) = name.strip_prefix("predict-") else {
+            continue;
+        };
+        let ours = hash.len() == 12 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        if !ours || !entry.path().is_dir() {
+            continue;
+        }
+        let from = entry.path();
+        let to = Path::new(DEFAULT_PREDICT_DIR).join(hash);
+        let moved = if to.exists() {
+            Err(format!("{} exists already", to.display()))
+        } else {
+            std::fs::create_dir_all(DEFAULT_PREDICT_DIR)
+                .and_then(|()| std::fs::rename(&from, &to))
+                .map_err(|e| e.to_string())
+        };
+        on(JobEvent::Notice(match moved {
+            Ok(()) => format!(
+                "moved predict's cache {} to {} (prediction features no longer live inside the \
+                 training cache)",
+                from.display(),
+                to.display()
+            ),
+            Err(why) => format!(
+                "left {} in place ({why}); predict no longer uses it: delete it with `rm -r {}`",
+                from.display(),
+                from.display()
+            ),
+        }));
+    }
 }
 
 /// Extracts the features of `args.images` (cached), applies the head, and returns (and with
@@ -112,10 +165,13 @@ pub fn predict(
             classes: head.classes().len(),
         });
     }
-    let cache_dir = args
-        .cache
-        .clone()
-        .unwrap_or_else(|| default_cache(&args.images));
+    let cache_dir = match &args.cache {
+        Some(dir) => dir.clone(),
+        None => {
+            move_legacy_caches(on);
+            default_cache(&args.images)
+        }
+    };
     let cfg = ExtractConfig {
         images: args.images.clone(),
         out: cache_dir.clone(),

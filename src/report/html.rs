@@ -1,5 +1,5 @@
 //! The report as one self-contained HTML page: no network, no script, every image inline (the
-//! learning curves PNG and JPEG thumbnails as data URIs), so the file can be mailed or archived.
+//! learning curves as SVG, JPEG thumbnails as data URIs), so the file can be mailed or archived.
 //!
 //! Sections (each a `<section id=…>`): `facts` (provenance and counts), `curves`, `confusion`,
 //! `per-class`, `compare`, `confident-wrong`, `unsure-right`, `label-issues`, `leakage`,
@@ -26,8 +26,9 @@ pub struct Page<'a> {
     pub facts: Vec<(String, String)>,
     /// Class names, index = label.
     pub classes: &'a [String],
-    /// The run's learning-curve plot (PNG bytes), if any.
-    pub curves_png: Option<Vec<u8>>,
+    /// The run's learning curves as an inline `<svg>` element (axis labels, numbers and legend as
+    /// `<text>`, drawn by the browser); `Err`: why there are none, shown in their place.
+    pub curves: Result<String, String>,
     /// The review of the validation predictions: mistakes, label issues, leakage.
     pub review: &'a Review,
     /// The comparison of models, if one was run.
@@ -90,7 +91,7 @@ th{background:#f4f4f4}td.name,th.name{text-align:left}dl{display:grid;grid-templ
 dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}.cases{display:flex;flex-wrap:wrap;gap:.8em}\
 figure{margin:0;width:140px;font-size:.8em}figure img,.thumb.missing{width:128px;height:128px;object-fit:contain;background:#eee;display:block}\
 .thumb.missing{display:flex;align-items:center;justify-content:center;color:#a00;text-align:center}\
-.wrong{color:#b00}.note{color:#666;font-size:.9em}";
+.wrong{color:#b00}.note{color:#666;font-size:.9em}.curves svg{max-width:100%;height:auto}";
 
 /// The page as HTML.
 pub fn render(p: &Page) -> String {
@@ -109,17 +110,22 @@ pub fn render(p: &Page) -> String {
     h.push_str("</dl></section>");
 
     h.push_str("<section id=\"curves\"><h2>Learning curves</h2>");
-    match &p.curves_png {
-        Some(png) => {
+    match &p.curves {
+        Ok(svg) => {
             let _ = write!(
                 h,
-                "<img alt=\"loss and accuracy per epoch, train and val, best epoch marked\" src=\"data:image/png;base64,{}\">\
-                 <p class=\"note\">top: loss per epoch; bottom: accuracy (grey guides at 0.5 and 0.9); \
-                 red train, blue val; green line: the kept (best) epoch</p>",
-                base64::engine::general_purpose::STANDARD.encode(png)
+                "<div class=\"curves\">{svg}</div><p class=\"note\">the kept epoch is the one whose \
+                 head was saved: the lowest loss on the selection split carved from train, or the \
+                 last epoch without one</p>"
             );
         }
-        None => h.push_str("<p class=\"note\">no learning-curve plot in this run</p>"),
+        Err(why) => {
+            let _ = write!(
+                h,
+                "<p class=\"note\">no learning curves: {}</p>",
+                escape(why)
+            );
+        }
     }
     h.push_str("</section>");
 

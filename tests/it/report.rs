@@ -1,6 +1,7 @@
 //! The HTML report of a real run (real photos, the tiny trunk, a trained head), rendered by
-//! headless Chromium: it loads without a console message, its screenshot is not blank, and the
-//! DOM holds every section and the right count of thumbnails, a deleted image shown as missing.
+//! headless Chromium: it loads without a console message, its screenshot is not blank, the DOM
+//! holds every section and the right count of thumbnails, a deleted image shown as missing, and
+//! the learning curves' axis labels, epoch numbers and legend as text.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -136,10 +137,43 @@ fn report_renders_in_headless_chromium() {
     assert_eq!(figures, 2 * n_val + 2 * n_train, "one figure per case");
     assert_eq!(html.matches("class=\"thumb missing\"").count(), 1);
     assert_eq!(html.matches("<img class=\"thumb\"").count(), figures - 1);
-    assert!(
-        html.contains("data:image/png;base64,"),
-        "learning curves inline"
-    );
+    // The learning curves are inline SVG whose axis labels, numbers and legend are text the
+    // browser draws (issue 33; the page inlined a PNG without any text before).
+    let curves = html
+        .split("<section id=\"curves\"")
+        .nth(1)
+        .and_then(|s| s.split("</section>").next())
+        .expect("curves section");
+    assert!(curves.contains("<svg"), "curves inline as SVG: {curves}");
+    let texts: Vec<&str> = curves
+        .split("<text")
+        .skip(1)
+        .filter_map(|t| t.split_once('>').and_then(|(_, r)| r.split_once("</text>")))
+        .map(|(inner, _)| inner.trim())
+        .collect();
+    let kept = std::fs::read_to_string(runs.join("r/metrics.csv"))
+        .expect("metrics.csv")
+        .lines()
+        .skip(1)
+        .find(|l| l.split(',').nth(6) == Some("1"))
+        .and_then(|l| l.split(',').next().map(String::from))
+        .expect("a kept epoch in metrics.csv");
+    for want in [
+        "epoch",
+        "loss",
+        "accuracy",
+        "train",
+        "val",
+        "1",
+        "2",
+        "3",
+        &format!("kept epoch {kept}"),
+    ] {
+        assert!(
+            texts.contains(&want),
+            "no <text>{want}</text> in the curves: {texts:?}"
+        );
+    }
 
     let shot = d.path().join("shot.png");
     let o = chromium(

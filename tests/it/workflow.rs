@@ -496,7 +496,7 @@ fn predict_csv_and_kaggle_parse_back_and_match_the_library_head() {
     let predict =
         args!["predict", "--device", "cpu", "--model", ta, "--head", run, "--images", test];
 
-    // Default: CSV on stdout, features in cache/predict-<hash> under the working directory.
+    // Default: CSV on stdout, features in predict-cache/<hash> under the working directory.
     let csv = w.ok(predict);
     let rows = check_predict_csv(&csv, &classes);
     let ids: Vec<String> = (1..=files.len()).map(|i| i.to_string()).collect();
@@ -506,14 +506,12 @@ fn predict_csv_and_kaggle_parse_back_and_match_the_library_head() {
         paths,
         "one row per image, in natural order"
     );
-    let caches: Vec<PathBuf> = std::fs::read_dir(w.path("cache"))
-        .expect("predict made cache/ in the working directory")
+    let caches: Vec<PathBuf> = std::fs::read_dir(w.path("predict-cache"))
+        .expect("predict made predict-cache/ in the working directory")
         .map(|e| e.expect("entry").path())
         .collect();
     assert_eq!(caches.len(), 1, "{caches:?}");
-    assert!(caches[0]
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with("predict-")));
+    assert!(!w.path("cache").exists(), "nothing under cache/");
     let lib = head_on_cache(&head, &caches[0], &paths);
     let diff = max_diff(rows.iter().flat_map(|r| &r.2), lib.iter());
     assert!(diff <= TOL, "CSV vs library head: {diff:e}");
@@ -567,6 +565,105 @@ fn predict_csv_and_kaggle_parse_back_and_match_the_library_head() {
         diff <= TOL,
         "predict on val/ vs head on the training cache: {diff:e}"
     );
+}
+
+/// The `path` column of every Parquet file `glob("DIR/**/*.parquet", recursive=True)` finds, read
+/// by pyarrow as a user would; `None` (after a skip) without pyarrow.
+fn globbed_paths(test: &str, dir: &Path) -> Option<Vec<String>> {
+    let py = common::python_with(test, &["pyarrow"])?;
+    let code = r#"
+import sys, glob, json, pyarrow.parquet as pq
+files = sorted(glob.glob(sys.argv[1] + '/**/*.parquet', recursive=True))
+print(json.dumps([p for f in files for p in pq.read_table(f, columns=['path'])['path'].to_pylist()]))
+"#;
+    let o = Command::new(py)
+        .args(["-c", code])
+        .arg(dir)
+        .output()
+        .expect("run python");
+    assert!(o.status.success(), "{}", text(&o));
+    let mut paths: Vec<String> = serde_json::from_slice(&o.stdout).expect("a JSON list");
+    paths.sort();
+    Some(paths)
+}
+
+/// Issue 33: with the training cache in the default `cache/`, `predict` keeps its own cache beside
+/// it, so a glob over `cache/` reads only training rows; a second `predict` reuses its cache, and
+/// one left inside the training cache by an earlier version (`cache/predict-<hash>`) is moved out
+/// (renamed, not extracted again).
+#[test]
+fn predict_cache_stays_out_of_the_training_cache_glob() {
+    let t = "predict_cache_stays_out_of_the_training_cache_glob";
+    let Some(w) = World::new(t) else {
+        return;
+    };
+    let data = w.path("data");
+    image_folder(&data, &["cat", "dog"], 6, 3, 1);
+    let cache = w.extract(&data, "cache", &trunk_a(), &[]);
+    let run = w.train(&cache, "x");
+    let mut training = FeatureCache::open(&cache).unwrap().all().unwrap().paths;
+    training.sort();
+    let Some(before) = globbed_paths(t, &cache) else {
+        return;
+    };
+    assert_eq!(before, training, "the glob reads the training cache");
+
+    let test = w.path("test");
+    unlabelled_folder(&test, 5);
+    let ta = trunk_a();
+    let predict =
+        args!["predict", "--device", "cpu", "--model", ta, "--head", run, "--images", test];
+    let first = w.run(predict);
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(
+        text(&first).contains("extracted 5  reused 0"),
+        "{}",
+        text(&first)
+    );
+    assert_eq!(
+        globbed_paths(t, &cache).unwrap(),
+        training,
+        "after predict the glob over cache/ sees only training rows"
+    );
+    let own: Vec<PathBuf> = std::fs::read_dir(w.path("predict-cache"))
+        .expect("predict-cache/ beside cache/")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert_eq!(globbed_paths(t, &own[0]).unwrap().len(), 5);
+
+    let second = w.run(predict);
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(
+        text(&second).contains("extracted 0  reused 5"),
+        "the second predict reuses its cache: {}",
+        text(&second)
+    );
+    assert_eq!(first.stdout, second.stdout, "the same predictions");
+
+    // A cache where earlier versions kept it, inside the training cache: moved out on the next
+    // predict, whole (nothing extracted again), and the glob is clean again.
+    let hash = own[0].file_name().unwrap().to_string_lossy().into_owned();
+    let legacy = cache.join(format!("predict-{hash}"));
+    std::fs::rename(&own[0], &legacy).unwrap();
+    assert_eq!(globbed_paths(t, &cache).unwrap().len(), training.len() + 5);
+    let third = w.run(predict);
+    assert!(third.status.success(), "{}", text(&third));
+    let said = text(&third);
+    assert!(said.contains("moved predict's cache"), "{said}");
+    assert!(said.contains("extracted 0  reused 5"), "{said}");
+    assert!(!legacy.exists() && own[0].is_dir(), "{said}");
+    assert_eq!(globbed_paths(t, &cache).unwrap(), training);
+    assert_eq!(first.stdout, third.stdout, "the same predictions");
+
+    // One whose new place is taken stays where it is, named, and breaks nothing.
+    std::fs::create_dir(&legacy).unwrap();
+    std::fs::write(legacy.join("x.parquet"), b"not parquet").unwrap();
+    let fourth = w.run(predict);
+    assert!(fourth.status.success(), "{}", text(&fourth));
+    assert!(text(&fourth).contains("left "), "{}", text(&fourth));
+    assert!(legacy.join("x.parquet").is_file(), "left in place");
+    assert_eq!(first.stdout, fourth.stdout, "the same predictions");
 }
 
 #[test]
