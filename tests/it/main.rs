@@ -26,6 +26,7 @@ mod ray;
 mod report;
 mod s3;
 mod sharded;
+mod store;
 mod stream;
 mod trunk;
 mod workflow;
