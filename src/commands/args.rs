@@ -71,10 +71,7 @@ pub struct TrunkArgs {
 impl TrunkArgs {
     /// The model file these options name (the model store's lookup: `--model`, else `--trunk`).
     pub fn model_path(&self) -> Result<PathBuf, CommandError> {
-        let trunk = self
-            .trunk
-            .as_deref()
-            .unwrap_or(crate::store::DEFAULT_TRUNK);
+        let trunk = self.trunk.as_deref().unwrap_or(crate::store::DEFAULT_TRUNK);
         Ok(crate::store::model_path(self.model.as_deref(), trunk)?)
     }
 

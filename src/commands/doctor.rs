@@ -87,7 +87,11 @@ pub fn run(args: &DoctorArgs) -> Result<(), super::CommandError> {
     match Trunk::load(&model.path, &opts) {
         Ok(t) => {
             let i = t.info();
-            println!("model:            {} (from {})", i.path.display(), model.source);
+            println!(
+                "model:            {} (from {})",
+                i.path.display(),
+                model.source
+            );
             println!("  fingerprint:    {}", i.fingerprint);
             println!(
                 "  input:          {} [N,3,{},{}]",

@@ -155,7 +155,11 @@ pub fn recipe(name: &str) -> Option<&'static Recipe> {
 
 /// The recipe names, comma-separated (for messages).
 pub(crate) fn recipe_names() -> String {
-    RECIPES.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
+    RECIPES
+        .iter()
+        .map(|r| r.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Options of [`install`].
@@ -298,8 +302,13 @@ pub fn install(
                 Vec::new(),
             )
         }),
-        (None, Some(r)) => build(r, &home, opts, &tmp, note)
-            .map(|verified| (r.source.to_string(), format!("models/{}", r.script), verified)),
+        (None, Some(r)) => build(r, &home, opts, &tmp, note).map(|verified| {
+            (
+                r.source.to_string(),
+                format!("models/{}", r.script),
+                verified,
+            )
+        }),
         (None, None) => unreachable!("checked above"),
     };
     let result = built.and_then(|(source, builder, verified)| {
@@ -533,7 +542,12 @@ fn tools_python(
         cmd.args(args);
         run_step("pip install", cmd).map(|_| ())
     };
-    let need: Vec<&str> = r.pins.iter().copied().filter(|p| !have.contains(p)).collect();
+    let need: Vec<&str> = r
+        .pins
+        .iter()
+        .copied()
+        .filter(|p| !have.contains(p))
+        .collect();
     let need_nd: Vec<&str> = r
         .no_deps
         .iter()
@@ -543,7 +557,11 @@ fn tools_python(
     if !need.is_empty() || !need_nd.is_empty() {
         note(&format!(
             "installing into the tools environment: {}",
-            need.iter().chain(&need_nd).copied().collect::<Vec<_>>().join(" ")
+            need.iter()
+                .chain(&need_nd)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ")
         ));
     }
     if !need.is_empty() {

@@ -84,20 +84,25 @@ fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
 #[test]
 fn efficientnet_lite0_onnx_matches_torch_on_real_images() {
     let test = "efficientnet_lite0_onnx_matches_torch_on_real_images";
-    let model = vggcache::store::model_path(None, "efficientnet-lite0").unwrap_or_default();
+    let model = vggcache::store::model_path(None, "efficientnet-lite0");
     let py = root().join(".venv-torch/bin/python");
-    if !model.is_file() || !py.exists() {
-        common::skip(
-            test,
-            Why::Expected,
-            format!(
-                "{} or {} missing (opt-in trunk: run `make model TRUNK=efficientnet-lite0`)",
-                model.display(),
-                py.display()
-            ),
-        );
-        return;
-    }
+    let model = match model {
+        Ok(m) if py.exists() => m,
+        found => {
+            let model = found.map_or_else(|e| e.to_string(), |m| m.display().to_string());
+            common::skip(
+                test,
+                Why::Expected,
+                format!(
+                    "opt-in trunk not built (run `make model TRUNK=efficientnet-lite0`): model: \
+                     {model}; torch python: {}{}",
+                    py.display(),
+                    if py.exists() { "" } else { " missing" }
+                ),
+            );
+            return;
+        }
+    };
     let Some(data) = common::shared_data(test, "catsdogs/val") else {
         return;
     };
