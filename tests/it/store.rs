@@ -508,3 +508,58 @@ fn a_binary_copied_out_of_the_checkout_finds_runtime_and_model_only_through_env_
     assert!(o.status.success(), "{}", text(&o));
     assert!(d.path().join("c/manifest.json").is_file(), "{}", text(&o));
 }
+
+/// The int8 recipe end to end on the tiny fixture standing in for its base (installed as `vgg16`
+/// with `--from`, so the quantization takes seconds): `--calib` is required, the base is taken from
+/// the store, the result is recorded beside it.
+#[test]
+fn models_install_vgg16_int8_quantizes_the_stores_base_with_the_calibration_folder() {
+    let test = "models_install_vgg16_int8_quantizes_the_stores_base_with_the_calibration_folder";
+    let Some(py) = common::python_with(test, &["onnx", "numpy", "PIL", "onnxruntime"]) else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path().join("store");
+    let o = install_from(&exe(), &home, "vgg16", &tiny_trunk());
+    assert!(o.status.success(), "{}", text(&o));
+    let int8 = |calib: Option<&Path>| {
+        let mut c = bare(&exe(), d.path(), Path::new("/nonexistent"));
+        c.env("VGGCACHE_HOME", &home)
+            .args(["models", "install", "vgg16-int8", "--calib-count", "4", "--python"])
+            .arg(&py);
+        if let Some(dir) = calib {
+            c.arg("--calib").arg(dir);
+        }
+        run(&mut c)
+    };
+    let o = int8(None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("pass --calib IMAGE_FOLDER"), "{}", text(&o));
+    let o = int8(Some(&common::fixture("dataset")));
+    assert!(o.status.success(), "{}", text(&o));
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(home.join("models/vgg16-int8.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["builder"], "models/quantize_trunk.py");
+    let q = home.join("models/vgg16-int8.onnx");
+    let sha = vggcache::trunk::fingerprint_file(&q).unwrap();
+    assert_eq!(record["sha256"], sha.as_str());
+    assert_ne!(sha, vggcache::trunk::fingerprint_file(&tiny_trunk()).unwrap());
+    // The quantizer took the store's base: its metadata names the base's sha256.
+    if common::ort(test).is_none() {
+        return;
+    }
+    let opts = vggcache::trunk::TrunkOptions {
+        device: vggcache::trunk::Device::Cpu,
+        threads: 1,
+        ..Default::default()
+    };
+    let t = vggcache::trunk::Trunk::load(&q, &opts).unwrap();
+    let base_sha = vggcache::trunk::fingerprint_file(&tiny_trunk()).unwrap();
+    let quant = &t.info().metadata["vggcache.quantization"];
+    assert!(
+        quant.contains(base_sha.trim_start_matches("sha256:")) && quant.contains("\"int8\""),
+        "{quant}"
+    );
+}
