@@ -275,10 +275,10 @@ pub fn install(
     let home = home()?;
     let models = home.path.join("models");
     let target = models.join(format!("{name}.onnx"));
-    let recipe = recipe(name);
-    if opts.from.is_none() && recipe.is_none() {
+    // How it is made: a file given with --from, else its recipe.
+    let Some(how) = opts.from.as_ref().map(Ok).or(recipe(name).map(Err)) else {
         return Err(StoreError::UnknownTrunk { name: name.into() });
-    }
+    };
     if target.is_file() && !opts.force {
         note(&format!(
             "{name} is already installed at {} (--force rebuilds it)",
@@ -293,8 +293,8 @@ pub fn install(
     }
     std::fs::create_dir_all(&models).map_err(StoreError::io("creating", &models))?;
     let tmp = models.join(format!(".{name}.{}.tmp.onnx", std::process::id()));
-    let built = match (&opts.from, recipe) {
-        (Some(from), _) => copy_from(from, &tmp).map(|()| {
+    let built = match how {
+        Ok(from) => copy_from(from, &tmp).map(|()| {
             let from = std::fs::canonicalize(from).unwrap_or_else(|_| from.clone());
             (
                 format!("file {}", from.display()),
@@ -302,14 +302,13 @@ pub fn install(
                 Vec::new(),
             )
         }),
-        (None, Some(r)) => build(r, &home, opts, &tmp, note).map(|verified| {
+        Err(r) => build(r, &home, opts, &tmp, note).map(|verified| {
             (
                 r.source.to_string(),
                 format!("models/{}", r.script),
                 verified,
             )
         }),
-        (None, None) => unreachable!("checked above"),
     };
     let result = built.and_then(|(source, builder, verified)| {
         publish(&models, name, &tmp, &target, source, builder, verified)

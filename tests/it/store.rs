@@ -525,7 +525,14 @@ fn models_install_vgg16_int8_quantizes_the_stores_base_with_the_calibration_fold
     let int8 = |calib: Option<&Path>| {
         let mut c = bare(&exe(), d.path(), Path::new("/nonexistent"));
         c.env("VGGCACHE_HOME", &home)
-            .args(["models", "install", "vgg16-int8", "--calib-count", "4", "--python"])
+            .args([
+                "models",
+                "install",
+                "vgg16-int8",
+                "--calib-count",
+                "4",
+                "--python",
+            ])
             .arg(&py);
         if let Some(dir) = calib {
             c.arg("--calib").arg(dir);
@@ -534,18 +541,24 @@ fn models_install_vgg16_int8_quantizes_the_stores_base_with_the_calibration_fold
     };
     let o = int8(None);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("pass --calib IMAGE_FOLDER"), "{}", text(&o));
+    assert!(
+        text(&o).contains("pass --calib IMAGE_FOLDER"),
+        "{}",
+        text(&o)
+    );
     let o = int8(Some(&common::fixture("dataset")));
     assert!(o.status.success(), "{}", text(&o));
-    let record: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(home.join("models/vgg16-int8.json")).unwrap(),
-    )
-    .unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.join("models/vgg16-int8.json")).unwrap())
+            .unwrap();
     assert_eq!(record["builder"], "models/quantize_trunk.py");
     let q = home.join("models/vgg16-int8.onnx");
     let sha = vggcache::trunk::fingerprint_file(&q).unwrap();
     assert_eq!(record["sha256"], sha.as_str());
-    assert_ne!(sha, vggcache::trunk::fingerprint_file(&tiny_trunk()).unwrap());
+    assert_ne!(
+        sha,
+        vggcache::trunk::fingerprint_file(&tiny_trunk()).unwrap()
+    );
     // The quantizer took the store's base: its metadata names the base's sha256.
     if common::ort(test).is_none() {
         return;
