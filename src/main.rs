@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use commands::exit;
 // The command layer names the library's modules as `crate::…`, as it did inside the library.
 use vggcache::{
-    baseline, cache, dataset, export, extract, fsutil, head, jobs, paths, report, storage, trunk,
+    baseline, cache, dataset, export, extract, fsutil, head, jobs, report, storage, store, trunk,
 };
 
 /// Transfer learning with cached features: extract once with a frozen trunk, train heads in seconds.
@@ -43,6 +43,8 @@ pub enum Command {
     Report(commands::report::ReportArgs),
     /// Check, commit, copy or clean a feature cache (`cache verify|commit|pull|gc`).
     Cache(commands::cache::CacheArgs),
+    /// Build trunk models into the model store, or list them (`models install|list`).
+    Models(commands::models::ModelsArgs),
 }
 
 fn main() {
@@ -56,6 +58,7 @@ fn main() {
         Command::Cache(a) => commands::cache::run(a).map(|_| exit::OK),
         Command::Report(a) => commands::report::run(a).map(|_| exit::OK),
         Command::Plan(a) => commands::plan::run(a).map(|_| exit::OK),
+        Command::Models(a) => commands::models::run(a).map(|_| exit::OK),
         Command::Extract(a) => commands::extract::run(a).map(|skipped| {
             if a.strict && skipped > 0 {
                 eprintln!("--strict: {skipped} image(s) skipped");

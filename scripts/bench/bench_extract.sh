@@ -17,7 +17,7 @@ REPEATS=${2:-3}
 PY=${PEER_PY:-.venv/bin/python}
 V=${VGGCACHE:-target/release/vggcache}
 PEERS=$(python3 scripts/testdata.py --peers)
-MODEL=models/vgg16_trunk.onnx
+MODEL=${VGGCACHE_HOME:-.vggcache}/models/vgg16.onnx
 SRC=$(python3 scripts/testdata.py catsdogs)
 [ -f "$PEERS" ] && [ -d "$SRC" ] || { echo "skip: needs $PEERS and $SRC"; exit 0; }
 [ -x "$V" ] || { echo "build first: cargo build --release (or set VGGCACHE)"; exit 1; }

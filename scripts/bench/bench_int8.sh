@@ -4,7 +4,7 @@
 #     preprocess, trunk, Parquet write), N real images, one run per trunk per repeat
 #   onnxruntime-python inference only (peers.py trunk, scripts/testdata.py; random input, batch 16), same trunks
 # Usage: scripts/bench/bench_int8.sh [N_IMAGES] [REPEATS]        (default 48 3)
-# Env: MODELS (default: models/vgg16_trunk.onnx models/vgg16_int8.onnx models/vgg16_fp16.onnx, those that
+# Env: MODELS (default: ${VGGCACHE_HOME:-.vggcache}/models/vgg16.onnx ${VGGCACHE_HOME:-.vggcache}/models/vgg16-int8.onnx ${VGGCACHE_HOME:-.vggcache}/models/vgg16-fp16.onnx, those that
 #   exist; the first is the reference), VGGCACHE (default $CARGO_TARGET_DIR or target, release/vggcache),
 #   PEER_PY (default .venv/bin/python).
 # Build the trunks first: make model QUANT=int8 CALIB=CATSDOGS/train; make model QUANT=fp16
@@ -18,7 +18,7 @@ PY=${PEER_PY:-.venv/bin/python}
 V=${VGGCACHE:-${CARGO_TARGET_DIR:-target}/release/vggcache}
 PEERS=$(python3 scripts/testdata.py --peers)
 SRC=$(python3 scripts/testdata.py catsdogs)
-MODELS=${MODELS:-models/vgg16_trunk.onnx models/vgg16_int8.onnx models/vgg16_fp16.onnx}
+MODELS=${MODELS:-${VGGCACHE_HOME:-.vggcache}/models/vgg16.onnx ${VGGCACHE_HOME:-.vggcache}/models/vgg16-int8.onnx ${VGGCACHE_HOME:-.vggcache}/models/vgg16-fp16.onnx}
 [ -f "$PEERS" ] && [ -d "$SRC" ] || { echo "skip: needs $PEERS and $SRC"; exit 0; }
 [ -x "$V" ] || { echo "build first: cargo build --release (or set VGGCACHE)"; exit 1; }
 present=()

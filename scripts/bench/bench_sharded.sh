@@ -5,14 +5,14 @@
 #   s3    the same with the root on a real S3 server (moto's, started here on 127.0.0.1)
 # each over the same N real images, the default trunk, whole commands timed (plan and commit included).
 # Usage: scripts/bench/bench_sharded.sh [N_IMAGES] [REPEATS]        (default 48 3)
-# Env: VGGCACHE (default $CARGO_TARGET_DIR or target, release/vggcache), MODEL (models/vgg16_trunk.onnx).
+# Env: VGGCACHE (default $CARGO_TARGET_DIR or target, release/vggcache), MODEL (${VGGCACHE_HOME:-.vggcache}/models/vgg16.onnx).
 # Prints one line per measurement, then medians and each mode's median ratio to `one` in the same repeat.
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-48}
 REPEATS=${2:-3}
 V=${VGGCACHE:-${CARGO_TARGET_DIR:-target}/release/vggcache}
-M=${MODEL:-models/vgg16_trunk.onnx}
+M=${MODEL:-${VGGCACHE_HOME:-.vggcache}/models/vgg16.onnx}
 PY=.venv/bin/python
 SRC=$(python3 scripts/testdata.py catsdogs)
 [ -d "$SRC" ] || { echo "skip: needs $SRC"; exit 0; }

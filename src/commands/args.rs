@@ -48,11 +48,12 @@ impl From<DeviceArg> for Device {
 /// Which trunk and where it runs: shared by every command that runs the trunk.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrunkArgs {
-    /// Trunk ONNX model (default: models/vgg16_trunk.onnx under the project).
+    /// Trunk ONNX model file (default: --trunk's model in the model store).
     #[arg(long, conflicts_with = "trunk")]
     pub model: Option<PathBuf>,
-    /// Trunk by name, as `make model TRUNK=NAME` builds it: vgg16 (the default, ImageNet VGG16),
-    /// vgg16-hed (edge-tuned VGG16), efficientnet-lite0; any other NAME is models/NAME.onnx.
+    /// Trunk by name, from the model store (VGGCACHE_HOME, default ~/.cache/vggcache): vgg16 (the
+    /// default, ImageNet VGG16), vgg16-hed, efficientnet-lite0, vgg16-int8, or any name
+    /// `vggcache models install` gave; `vggcache models list` shows them.
     #[arg(long)]
     pub trunk: Option<String>,
     /// Execution provider: auto (CUDA if it registers, else CPU), cuda (or fail), cpu.
@@ -61,29 +62,17 @@ pub struct TrunkArgs {
     /// CPU inference threads (0 = ONNX Runtime's default, one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// ONNX Runtime shared library (default: ORT_DYLIB_PATH, then the project .venv).
+    /// ONNX Runtime shared library (default: ORT_DYLIB_PATH, then the onnxruntime package of the
+    /// active Python environment, then of the python3 on PATH).
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
 }
 
 impl TrunkArgs {
-    /// The model file these options name.
+    /// The model file these options name (the model store's lookup: `--model`, else `--trunk`).
     pub fn model_path(&self) -> Result<PathBuf, CommandError> {
-        if let Some(m) = &self.model {
-            return Ok(m.clone());
-        }
-        let root = crate::paths::project_root().ok_or_else(|| {
-            CommandError::Input(
-                "no project folder found to resolve the default model: pass --model PATH".into(),
-            )
-        })?;
-        let name = self.trunk.as_deref().unwrap_or("vgg16_trunk");
-        if name.contains('/') || name.contains("..") {
-            return Err(CommandError::Usage(format!(
-                "--trunk takes a name under models/, got {name:?}"
-            )));
-        }
-        Ok(crate::paths::trunk_model(&root, name))
+        let trunk = self.trunk.as_deref().unwrap_or(crate::store::DEFAULT_TRUNK);
+        Ok(crate::store::model_path(self.model.as_deref(), trunk)?)
     }
 
     pub fn options(&self) -> TrunkOptions {

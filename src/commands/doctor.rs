@@ -2,29 +2,50 @@
 
 use std::path::PathBuf;
 
+use crate::store;
 use crate::trunk::{self, Device, Trunk, TrunkOptions};
 
 /// Options of `doctor`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DoctorArgs {
-    /// ONNX Runtime shared library (default: ORT_DYLIB_PATH, then the project .venv).
+    /// ONNX Runtime shared library (default: ORT_DYLIB_PATH, then the onnxruntime package of the
+    /// active Python environment, then of the python3 on PATH).
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
-    /// Trunk model to inspect (default: models/vgg16_trunk.onnx under the project).
-    #[arg(long)]
+    /// Trunk model file to inspect (default: --trunk's model in the model store).
+    #[arg(long, conflicts_with = "trunk")]
     pub model: Option<PathBuf>,
+    /// Trunk to inspect, by name in the model store (default vgg16).
+    #[arg(long)]
+    pub trunk: Option<String>,
 }
 
-/// Prints the report on stdout; returns Err only when the runtime cannot be loaded at all.
+/// Prints the report on stdout; returns Err only when the runtime cannot be loaded at all (after
+/// saying where the model would come from).
 pub fn run(args: &DoctorArgs) -> Result<(), super::CommandError> {
     println!("vggcache {}", env!("CARGO_PKG_VERSION"));
-    println!("project root:     {}", show(crate::paths::project_root()));
-    let rt = trunk::init_runtime(args.ort_lib.as_deref())?;
+    match store::home() {
+        Ok(h) => println!("model store:      {} ({})", h.path.display(), h.from),
+        Err(e) => println!("model store:      NONE: {e}"),
+    }
+    let trunk_name = args.trunk.as_deref().unwrap_or(store::DEFAULT_TRUNK);
+    let model = store::model(args.model.as_deref(), trunk_name);
+    let rt = match trunk::init_runtime(args.ort_lib.as_deref()) {
+        Ok(rt) => rt,
+        Err(e) => {
+            println!("ONNX Runtime:     NOT FOUND: {e}");
+            match &model {
+                Ok(m) => println!("model:            {} (from {})", m.path.display(), m.source),
+                Err(e) => println!("model:            NOT FOUND: {e}"),
+            }
+            return Err(e.into());
+        }
+    };
     println!(
         "ONNX Runtime:     {} (version {}, from {})",
         rt.path.display(),
         rt.version,
-        rt.source.describe()
+        rt.source
     );
     println!(
         "CPU int8 / bf16:  {}",
@@ -51,20 +72,26 @@ pub fn run(args: &DoctorArgs) -> Result<(), super::CommandError> {
             );
         }
     }
-    let model = args.model.clone().or_else(crate::paths::default_model);
-    let Some(model) = model else {
-        println!("model:            none (no project root; pass --model)");
-        return Ok(());
+    let model = match model {
+        Ok(m) => m,
+        Err(e) => {
+            println!("model:            NOT FOUND: {e}");
+            return Ok(());
+        }
     };
     let opts = TrunkOptions {
         ort_lib: args.ort_lib.clone(),
         device: Device::Auto,
         ..Default::default()
     };
-    match Trunk::load(&model, &opts) {
+    match Trunk::load(&model.path, &opts) {
         Ok(t) => {
             let i = t.info();
-            println!("model:            {}", i.path.display());
+            println!(
+                "model:            {} (from {})",
+                i.path.display(),
+                model.source
+            );
             println!("  fingerprint:    {}", i.fingerprint);
             println!(
                 "  input:          {} [N,3,{},{}]",
@@ -88,12 +115,11 @@ pub fn run(args: &DoctorArgs) -> Result<(), super::CommandError> {
                 println!("  CUDA not used:  {why}");
             }
         }
-        Err(e) => println!("model:            {} — {e}", model.display()),
+        Err(e) => println!(
+            "model:            {} (from {}): {e}",
+            model.path.display(),
+            model.source
+        ),
     }
     Ok(())
-}
-
-fn show(p: Option<PathBuf>) -> String {
-    p.map(|p| p.display().to_string())
-        .unwrap_or_else(|| "not found".into())
 }

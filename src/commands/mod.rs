@@ -6,6 +6,7 @@ pub mod compare;
 pub mod doctor;
 pub mod export;
 pub mod extract;
+pub mod models;
 pub mod plan;
 pub mod predict;
 pub mod render;
@@ -41,6 +42,8 @@ pub enum CommandError {
     Export(#[from] crate::export::ExportError),
     #[error(transparent)]
     Extract(crate::extract::ExtractError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// A job's own error (its module errors are unwrapped into the variants above).
     #[error(transparent)]
     Job(JobError),
@@ -78,6 +81,11 @@ impl CommandError {
                 exit::USAGE
             }
             CommandError::Job(e) if e.is_usage() => exit::USAGE,
+            CommandError::Store(
+                crate::store::StoreError::BadName { .. }
+                | crate::store::StoreError::Usage { .. }
+                | crate::store::StoreError::UnknownTrunk { .. },
+            ) => exit::USAGE,
             _ => exit::FAILURE,
         }
     }

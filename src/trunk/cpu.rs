@@ -47,12 +47,13 @@ impl CpuFeatures {
         }
         if self.has_vnni() {
             format!(
-                "{}: int8 trunks (make model QUANT=int8) run on VNNI dot products",
+                "{}: int8 trunks (vggcache models install vgg16-int8) run on VNNI dot products",
                 found.join(", ")
             )
         } else {
             "no VNNI (avx512_vnni / avx_vnni not detected): an int8 trunk needs 7-bit weights here \
-             (`make model QUANT=int8` builds them on such a CPU; 8-bit ones are refused) and gains \
+             (`vggcache models install vgg16-int8 --calib DIR` builds them on such a CPU; 8-bit ones \
+             are refused) and gains \
              less than with VNNI"
                 .to_string()
         }
@@ -72,8 +73,9 @@ pub fn int8_refusal(cpu: CpuFeatures, quantization: &str) -> Option<String> {
     (eight_bit && !cpu.has_vnni()).then(|| {
         "it is an int8 trunk with 8-bit weights and this CPU has no VNNI (avx512_vnni / avx_vnni): \
          ONNX Runtime's int8 convs saturate here and the features come out wrong. Rebuild it on this \
-         machine with 7-bit weights (`make model QUANT=int8 CALIB=FOLDER REDUCE_RANGE=on`; `auto`, the \
-         default, picks it on a CPU without VNNI), run it on a CPU with VNNI, or use the fp32 trunk"
+         machine with 7-bit weights (`vggcache models install vgg16-int8 --calib FOLDER --force` picks \
+         them on a CPU without VNNI; in a checkout, `make model QUANT=int8 CALIB=FOLDER \
+         REDUCE_RANGE=on`), run it on a CPU with VNNI, or use the fp32 trunk"
             .to_string()
     })
 }

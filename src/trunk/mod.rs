@@ -22,20 +22,14 @@ use std::path::PathBuf;
 /// Errors of the trunk: runtime library, model file, contract, inference.
 #[derive(Debug, thiserror::Error)]
 pub enum TrunkError {
-    /// No ONNX Runtime library found.
-    #[error(
-        "ONNX Runtime library not found (looked in: {searched}). Install it with `make setup` \
-         (pip wheel onnxruntime==1.31.1 into .venv), or pass --ort-lib PATH / set ORT_DYLIB_PATH \
-         to a libonnxruntime.so"
-    )]
-    RuntimeNotFound {
-        /// The places looked in.
-        searched: String,
-    },
+    /// The model store's lookup found no ONNX Runtime library (or a flag names a missing file).
+    #[error(transparent)]
+    Lookup(#[from] crate::store::StoreError),
     /// The ONNX Runtime library could not be loaded.
     #[error(
         "cannot load ONNX Runtime from {path}: {cause}. vggcache needs ONNX Runtime >= 1.17 \
-         (`make setup` installs 1.31.1); pass --ort-lib PATH or set ORT_DYLIB_PATH to another library"
+         (`pip install onnxruntime==1.31.1` installs it); pass --ort-lib PATH or set ORT_DYLIB_PATH \
+         to another library"
     )]
     RuntimeLoad {
         /// The file or folder concerned.
@@ -47,7 +41,10 @@ pub enum TrunkError {
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
     /// The model file does not exist.
-    #[error("model file {path} not found; build it with `make model` (see models/README.md)")]
+    #[error(
+        "model file {path} not found; pass an existing ONNX model with --model PATH, or install \
+         the default trunk with `vggcache models install vgg16` and use --trunk vgg16"
+    )]
     ModelMissing {
         /// The file or folder concerned.
         path: PathBuf,

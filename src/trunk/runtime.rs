@@ -1,36 +1,16 @@
-//! Finds and loads ONNX Runtime's shared library; lists providers and the CUDA libraries it needs.
+//! Loads ONNX Runtime's shared library; lists providers and the CUDA libraries it needs.
 //!
-//! Search order: `--ort-lib PATH`, `ORT_DYLIB_PATH`, the project-local install (the PyPI wheel's
-//! `onnxruntime/capi/libonnxruntime.so.*` in the project's `.venv`).
+//! Which library is loaded is the model store's lookup ([`crate::store::ort_library`]: `--ort-lib`,
+//! `ORT_DYLIB_PATH`, then the `onnxruntime` package of the Python environment).
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use super::TrunkError;
-use crate::paths;
 
-/// Where the library was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LibrarySource {
-    /// Given with `--ort-lib`.
-    Flag,
-    /// From `ORT_DYLIB_PATH`.
-    EnvVar,
-    /// From the project's `.venv` (`make setup`).
-    ProjectVenv,
-}
-
-impl LibrarySource {
-    /// Where it came from, as shown to the user.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::Flag => "--ort-lib",
-            Self::EnvVar => "ORT_DYLIB_PATH",
-            Self::ProjectVenv => "project .venv (make setup)",
-        }
-    }
-}
+/// Where the library was found: the step of [`crate::store::ort_library`] that gave it.
+pub type LibrarySource = crate::store::Source;
 
 /// The loaded runtime.
 #[derive(Debug, Clone)]
@@ -43,42 +23,9 @@ pub struct RuntimeInfo {
     pub version: String,
 }
 
-/// Locates the runtime library without loading it (see the module doc for the order).
-pub fn find_library(explicit: Option<&Path>) -> Result<(PathBuf, LibrarySource), TrunkError> {
-    let mut searched = Vec::new();
-    if let Some(p) = explicit {
-        return Ok((p.to_path_buf(), LibrarySource::Flag));
-    }
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
-        return Ok((PathBuf::from(p), LibrarySource::EnvVar));
-    }
-    searched.push("--ort-lib, ORT_DYLIB_PATH (unset)".to_string());
-    let sites = paths::site_packages();
-    if sites.is_empty() {
-        searched.push("no project .venv".into());
-    }
-    for site in sites {
-        let capi = site.join("onnxruntime").join("capi");
-        searched.push(capi.display().to_string());
-        let mut libs: Vec<PathBuf> = std::fs::read_dir(&capi)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
-            })
-            .collect();
-        libs.sort();
-        if let Some(lib) = libs.pop() {
-            return Ok((lib, LibrarySource::ProjectVenv));
-        }
-    }
-    Err(TrunkError::RuntimeNotFound {
-        searched: searched.join("; "),
-    })
+/// Locates the runtime library without loading it ([`crate::store::ort_library`]).
+pub fn find_library(explicit: Option<&Path>) -> Result<crate::store::Resolved, TrunkError> {
+    Ok(crate::store::ort_library(explicit)?)
 }
 
 static RUNTIME: OnceLock<(RuntimeInfo, ort::environment::Environment)> = OnceLock::new();
@@ -89,13 +36,7 @@ pub fn init_runtime(explicit: Option<&Path>) -> Result<&'static RuntimeInfo, Tru
     if let Some((info, _)) = RUNTIME.get() {
         return Ok(info);
     }
-    let (path, source) = find_library(explicit)?;
-    if !path.exists() {
-        return Err(TrunkError::RuntimeLoad {
-            path,
-            cause: "no such file".into(),
-        });
-    }
+    let crate::store::Resolved { path, source } = find_library(explicit)?;
     let builder = ort::init_from(&path).map_err(|e| TrunkError::RuntimeLoad {
         path: path.clone(),
         cause: e.to_string(),
@@ -210,8 +151,8 @@ const CUDA_LIBS: &[&str] = &[
     "libcudnn_engines_runtime_compiled.so.9",
 ];
 
-/// Folders of pip's `nvidia-*` packages (site-packages/nvidia/*/lib and nvidia/cu13/lib) in the
-/// project venv and in `VGGCACHE_CUDA_LIBS` (colon-separated extra folders).
+/// Folders of pip's `nvidia-*` packages (site-packages/nvidia/*/lib and nvidia/cu13/lib) beside the
+/// loaded runtime's `onnxruntime` package, and in `VGGCACHE_CUDA_LIBS` (colon-separated extra folders).
 fn nvidia_lib_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var("VGGCACHE_CUDA_LIBS")
         .unwrap_or_default()
@@ -219,7 +160,7 @@ fn nvidia_lib_dirs() -> Vec<PathBuf> {
         .filter(|s| !s.is_empty())
         .map(PathBuf::from)
         .collect();
-    for site in paths::site_packages() {
+    if let Some(site) = runtime_site_packages() {
         for pkg in std::fs::read_dir(site.join("nvidia"))
             .into_iter()
             .flatten()
@@ -232,6 +173,16 @@ fn nvidia_lib_dirs() -> Vec<PathBuf> {
         }
     }
     dirs
+}
+
+/// The `site-packages` holding the loaded runtime (`SITE/onnxruntime/capi/libonnxruntime.so*`).
+fn runtime_site_packages() -> Option<PathBuf> {
+    let (info, _) = RUNTIME.get()?;
+    let capi = info.path.parent()?;
+    let package = capi.parent()?;
+    (capi.file_name()? == "capi" && package.file_name()? == "onnxruntime")
+        .then(|| package.parent().map(Path::to_path_buf))
+        .flatten()
 }
 
 /// Resolves (and, with `load`, preloads by absolute path with RTLD_GLOBAL) each CUDA/cuDNN library, so

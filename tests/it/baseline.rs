@@ -383,7 +383,7 @@ fn real_cache_parity() {
     let Some(data) = common::test_data(test, "catsdogs") else {
         return;
     };
-    let Some(model) = common::default_model(test, "vgg16_trunk.onnx") else {
+    let Some(model) = common::default_model(test, "vgg16") else {
         return;
     };
     let Some(py) = common::python_with(test, &["numpy", "sklearn", "pyarrow"]) else {

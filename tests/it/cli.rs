@@ -17,7 +17,7 @@ fn doctor_with_a_missing_runtime_says_how_to_install_it() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("cannot load ONNX Runtime") && err.contains("make setup"),
+        err.contains("cannot load ONNX Runtime") && err.contains("pip install onnxruntime"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");

@@ -185,7 +185,7 @@ pub fn python_with(test: &str, modules: &[&str]) -> Option<PathBuf> {
 /// environment on it; otherwise a `setup` skip of `test`.
 pub fn ort(test: &str) -> Option<(PathBuf, &'static ort::environment::Environment)> {
     let found = vggcache::trunk::find_library(None).map_err(|e| e.to_string());
-    let found = found.and_then(|(lib, _)| {
+    let found = found.and_then(|vggcache::store::Resolved { path: lib, .. }| {
         vggcache::trunk::shared_environment(None)
             .map(|env| (lib, env))
             .map_err(|e| e.to_string())
@@ -203,19 +203,21 @@ pub fn ort(test: &str) -> Option<(PathBuf, &'static ort::environment::Environmen
     }
 }
 
-/// A file `models/<name>` that `make test` builds (the default trunk and `vgg16_hed.onnx`);
-/// otherwise a `setup` skip of `test`.
+/// Trunk `name` as vggcache finds it (`--trunk NAME`: the model store, `VGGCACHE_HOME`), which
+/// `make test` fills (`vgg16`, `vgg16-hed`); otherwise a `setup` skip of `test` with the lookup's
+/// message.
 pub fn default_model(test: &str, name: &str) -> Option<PathBuf> {
-    let p = root().join("models").join(name);
-    let file = p.is_file();
-    present_or_skip(
-        test,
-        p,
-        file,
-        Why::Setup,
-        "not built (`make test` builds it; by hand: `make model`, \
-         `make model TRUNK=vgg16-hed` for vgg16_hed.onnx)",
-    )
+    match vggcache::store::model_path(None, name) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            skip(
+                test,
+                Why::Setup,
+                format!("{e} (`make test` builds it: `make model`, `make model TRUNK={name}`)"),
+            );
+            None
+        }
+    }
 }
 
 /// Writes `v` as raw little-endian float32 (the format of the reference scripts' tensors).

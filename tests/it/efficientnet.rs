@@ -1,7 +1,7 @@
 //! The opt-in EfficientNet-Lite0 trunk: its ONNX export run by vggcache vs the torch model it came from.
 //!
-//! Runs only where `make model TRUNK=efficientnet-lite0` has been run (models/efficientnet_lite0.onnx
-//! and .venv-torch) and the real cats/dogs images are found (`VGGCACHE_TEST_DATA`,
+//! Runs only where `make model TRUNK=efficientnet-lite0` has been run (trunk `efficientnet-lite0` in
+//! the model store, and .venv-torch) and the real cats/dogs images are found (`VGGCACHE_TEST_DATA`,
 //! tests/it/common.rs); skips with a message otherwise.
 
 use std::path::{Path, PathBuf};
@@ -83,42 +83,27 @@ fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
 }
 
 #[test]
-fn trunk_names_resolve_hyphens_to_underscores() {
-    let dir = tempfile::tempdir().unwrap();
-    let models = dir.path().join("models");
-    std::fs::create_dir(&models).unwrap();
-    let resolve = |name: &str| vggcache::paths::trunk_model(dir.path(), name);
-    // Neither file exists: `-` is read as `_`, names without `-` stay as they are.
-    assert_eq!(
-        resolve("efficientnet-lite0"),
-        models.join("efficientnet_lite0.onnx")
-    );
-    assert_eq!(resolve("vgg16_trunk"), models.join("vgg16_trunk.onnx"));
-    // The names `make model TRUNK=…` takes name the files it writes.
-    assert_eq!(resolve("vgg16"), models.join("vgg16_trunk.onnx"));
-    assert_eq!(resolve("vgg16-hed"), models.join("vgg16_hed.onnx"));
-    // A file whose name really has a `-` is taken as it is.
-    std::fs::write(models.join("my-trunk.onnx"), b"x").unwrap();
-    assert_eq!(resolve("my-trunk"), models.join("my-trunk.onnx"));
-}
-
-#[test]
 fn efficientnet_lite0_onnx_matches_torch_on_real_images() {
     let test = "efficientnet_lite0_onnx_matches_torch_on_real_images";
-    let model = root().join("models/efficientnet_lite0.onnx");
+    let model = vggcache::store::model_path(None, "efficientnet-lite0");
     let py = root().join(".venv-torch/bin/python");
-    if !model.is_file() || !py.exists() {
-        common::skip(
-            test,
-            Why::Expected,
-            format!(
-                "{} or {} missing (opt-in trunk: run `make model TRUNK=efficientnet-lite0`)",
-                model.display(),
-                py.display()
-            ),
-        );
-        return;
-    }
+    let model = match model {
+        Ok(m) if py.exists() => m,
+        found => {
+            let model = found.map_or_else(|e| e.to_string(), |m| m.display().to_string());
+            common::skip(
+                test,
+                Why::Expected,
+                format!(
+                    "opt-in trunk not built (run `make model TRUNK=efficientnet-lite0`): model: \
+                     {model}; torch python: {}{}",
+                    py.display(),
+                    if py.exists() { "" } else { " missing" }
+                ),
+            );
+            return;
+        }
+    };
     let Some(data) = common::test_data(test, "catsdogs/val") else {
         return;
     };

@@ -296,7 +296,7 @@ fn f16_extract_writes_zstd_shards_on_real_vgg16_features() {
     let Some(data) = common::test_data(test, "catsdogs/train") else {
         return;
     };
-    let Some(model) = common::default_model(test, "vgg16_trunk.onnx") else {
+    let Some(model) = common::default_model(test, "vgg16") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

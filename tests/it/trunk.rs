@@ -111,7 +111,8 @@ fn missing_and_corrupt_models_are_clear_errors() {
     let missing = dir.path().join("nope.onnx");
     let e = Trunk::load(&missing, &cpu()).err().unwrap();
     assert!(
-        matches!(e, TrunkError::ModelMissing { .. }) && e.to_string().contains("make model"),
+        matches!(e, TrunkError::ModelMissing { .. })
+            && e.to_string().contains("vggcache models install vgg16"),
         "{e}"
     );
     let corrupt = dir.path().join("corrupt.onnx");
@@ -188,7 +189,7 @@ fn vgg16_trunk_on_real_images_matches_onnxruntime_python() {
     let Some(data) = common::test_data(test, "catsdogs/val/cat") else {
         return;
     };
-    let Some(model) = common::default_model(test, "vgg16_trunk.onnx") else {
+    let Some(model) = common::default_model(test, "vgg16") else {
         return;
     };
     let Some(py) = common::python_with(test, &["onnxruntime", "numpy"]) else {
@@ -224,7 +225,7 @@ fn shipped_vgg16_trunks_match_a_numpy_forward_on_their_source_weights() {
         return;
     }
     let files = common::first_images(&data, 2);
-    for (source, file) in [("wheel", "vgg16_trunk.onnx"), ("hed", "vgg16_hed.onnx")] {
+    for (source, file) in [("wheel", "vgg16"), ("hed", "vgg16-hed")] {
         let Some(model) = common::default_model(test, file) else {
             return;
         };
