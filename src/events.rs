@@ -1,6 +1,6 @@
 //! Progress and notices of the library's jobs, handed to the caller's [`Events`] sink: the library never prints.
 //!
-//! A job (e.g. [`crate::extract::run`], [`crate::jobs::train`]) takes `&dyn Events` and reports
+//! A job (e.g. [`crate::extract::run`], [`crate::jobs::train()`]) takes `&dyn Events` and reports
 //! what it plans, each step of its progress, every image it skips, what it repaired, each training
 //! epoch and when it finished. The CLI renders these (a bar on a terminal, plain lines otherwise);
 //! [`Silent`] drops them; a notebook or a Ray task brings its own sink. The same sink can stop a
