@@ -14,6 +14,7 @@ pub mod train_head;
 
 mod args;
 mod print;
+mod progress;
 
 pub use args::{parse_size, TrunkArgs};
 pub(crate) use print::print_trained;

@@ -60,6 +60,25 @@ pub struct ShardSummary {
     pub outcome: ShardOutcome,
 }
 
+impl ShardSummary {
+    /// The one line `extract --plan --shard` prints: parts, rows, skips and who committed.
+    pub fn render(&self) -> String {
+        let s = self;
+        let how = match &s.outcome {
+            ShardOutcome::Committed => format!("committed by this attempt ({})", s.attempt),
+            ShardOutcome::AlreadyCommitted { attempt, ours } => format!(
+                "already committed by attempt {attempt}; {ours} of its {} parts are files this \
+                 attempt wrote (the shard is done, nothing to repeat)",
+                s.parts
+            ),
+        };
+        format!(
+            "shard {}/{}: {} parts ({} extracted now, {} reused, {} lost to another attempt),              {} rows, {} skipped; {how}",
+            s.shard, s.shards, s.parts, s.written, s.reused, s.lost, s.rows, s.skipped
+        )
+    }
+}
+
 /// Runs shard `cfg.shard` of the plan at `cfg.plan` (see the module docs); its progress (one
 /// phase per part it extracts), skips and end go to `events`.
 pub fn run_shard(cfg: &ShardRunConfig, events: &dyn Events) -> Result<ShardSummary, ExtractError> {
