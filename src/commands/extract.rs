@@ -102,6 +102,7 @@ fn parse_shard(s: &str) -> Result<(u32, u32), String> {
 /// Runs `extract`; returns how many images were skipped (the caller turns `--strict` + skips
 /// into the exit code). The summary lines are the command's result, so they go to standard output.
 pub fn run(args: &ExtractArgs) -> Result<usize, CommandError> {
+    vggcache::failpoint::set_announcer(|line| eprintln!("{line}")); // crash tests wait for it
     let cfg = args.config()?;
     let events = Render::default();
     if let (Some(plan), Some((shard, shards))) = (&args.plan, args.shard) {

@@ -161,9 +161,10 @@ pub enum HeadError {
         #[source]
         source: std::io::Error,
     },
-    /// Reading rows from a stream failed (the message names the file).
+    /// Reading rows from a stream failed: the [`RowGroups`] source's own error (for a feature
+    /// cache, the [`crate::cache::CacheError`] naming the file), kept as the source.
     #[error("reading the feature stream: {0}")]
-    Stream(String),
+    Stream(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// The caller asked training to stop ([`crate::events::Events::cancelled`]) during epoch
     /// `epoch`; nothing was written.
     #[error(
@@ -366,8 +367,10 @@ pub struct FittedHead {
     pub(crate) config: HeadConfig,
 }
 
-/// Rows per chunk in prediction (bounds memory).
-const PREDICT_ROWS: usize = 256;
+/// Rows per chunk whenever the head runs in eval mode (scoring a split, predicting): bounds the
+/// activations' memory. The one source for `Mlp::forward_eval`, training's scoring and
+/// `FittedHead`'s predictions.
+pub(crate) const EVAL_ROWS: usize = 256;
 
 impl FittedHead {
     /// Assemble a head (the last layer's width must equal `classes.len()`, the scaler's dim D).
@@ -414,8 +417,8 @@ impl FittedHead {
         );
         let n = x.nrows();
         let mut out = Array2::<f32>::zeros((n, self.classes.len()));
-        for start in (0..n).step_by(PREDICT_ROWS) {
-            let end = (start + PREDICT_ROWS).min(n);
+        for start in (0..n).step_by(EVAL_ROWS) {
+            let end = (start + EVAL_ROWS).min(n);
             let logits = match &self.scaler {
                 Some(sc) => {
                     let mut xc = x.slice(s![start..end, ..]).to_owned();

@@ -15,10 +15,7 @@ use super::scaler::Standardizer;
 use super::workspace::Workspace;
 use crate::events::{Event, Events};
 
-use super::{EpochMetrics, FittedHead, HeadConfig, HeadError, TrainOutcome, TrainSet};
-
-/// Rows per chunk when evaluating the val split.
-const EVAL_ROWS: usize = 256;
+use super::{EpochMetrics, FittedHead, HeadConfig, HeadError, TrainOutcome, TrainSet, EVAL_ROWS};
 
 /// First non-finite value of `x: (n, d)`, as an error naming the split, row and column.
 pub(crate) fn check_finite(x: ArrayView2<f32>, split: &'static str) -> Result<(), HeadError> {

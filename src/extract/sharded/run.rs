@@ -26,8 +26,11 @@ use crate::trunk::Trunk;
 pub struct ShardRunConfig {
     /// Root of the sharded cache holding `plan.json`.
     pub plan: String,
+    /// Which shard, in `0..shards`.
     pub shard: u32,
+    /// Shards in the plan (must match it).
     pub shards: u32,
+    /// Batch size, workers, trunk and other extraction settings.
     pub extract: ExtractConfig,
 }
 
@@ -38,16 +41,24 @@ pub enum ShardOutcome {
     Committed,
     /// Another attempt (`attempt`) had committed the shard, before or while this one ran;
     /// `ours` of its parts are files this attempt wrote and claimed.
-    AlreadyCommitted { attempt: String, ours: usize },
+    AlreadyCommitted {
+        /// The attempt whose record committed the shard.
+        attempt: String,
+        /// Its parts that are files this attempt wrote.
+        ours: usize,
+    },
 }
 
 /// What a shard run did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardSummary {
+    /// Which shard ran.
     pub shard: u32,
+    /// Shards in the plan.
     pub shards: u32,
     /// This attempt's id (part file names carry it).
     pub attempt: String,
+    /// Parts of this shard.
     pub parts: usize,
     /// Parts this attempt extracted and claimed.
     pub written: usize,
@@ -55,8 +66,11 @@ pub struct ShardSummary {
     pub reused: usize,
     /// Parts this attempt extracted but another attempt claimed first (its file was deleted).
     pub lost: usize,
+    /// Rows in the shard's parts.
     pub rows: usize,
+    /// Images skipped in this shard.
     pub skipped: usize,
+    /// How the shard ended.
     pub outcome: ShardOutcome,
 }
 
