@@ -4,13 +4,24 @@
 //!
 //! `VGGCACHE_FAILPOINT=NAME:ACTION` arms the point `NAME` (`NAME#K:ACTION`: the K-th time the
 //! process reaches it, K ≥ 1); `ACTION` is `pause` (print a line on stderr, then sleep until
-//! killed) or `abort` (print, then abort: a crash with SIGABRT).
+//! killed) or `abort` (print, then abort: a crash with SIGABRT). The library never prints: the
+//! line `failpoint NAME reached (ACTION), pid PID` goes to the announcer the front end installs
+//! with [`set_announcer`] (the `vggcache` binary prints it on stderr; tests wait for it there).
 //! With `VGGCACHE_FAILPOINT_ONCE=FILE` the point fires only in the process that creates `FILE`
 //! (create-new), so exactly one attempt fails and its retries run through. Unset, [`hit`] costs
 //! one environment lookup.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// Where a reached point's line goes; unset, nowhere.
+static ANNOUNCER: OnceLock<fn(&str)> = OnceLock::new();
+
+/// Sends the line of each reached point to `f` (the first call wins; later ones are ignored).
+pub fn set_announcer(f: fn(&str)) {
+    let _ = ANNOUNCER.set(f);
+}
 
 /// Environment variable arming a point: `NAME:pause` or `NAME:abort`.
 pub const ENV: &str = "VGGCACHE_FAILPOINT";
@@ -45,10 +56,12 @@ pub fn hit(name: &str) {
             return;
         }
     }
-    eprintln!(
-        "failpoint {name} reached ({action}), pid {}",
-        std::process::id()
-    );
+    if let Some(announce) = ANNOUNCER.get() {
+        announce(&format!(
+            "failpoint {name} reached ({action}), pid {}",
+            std::process::id()
+        ));
+    }
     match action {
         "pause" => loop {
             std::thread::sleep(Duration::from_secs(3600));

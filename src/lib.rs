@@ -13,7 +13,6 @@ pub mod cache;
 pub mod dataset;
 pub mod events;
 pub mod export;
-#[allow(missing_docs)] // TODO(issue 31): documented by the helpers that move it
 pub mod extract;
 #[doc(hidden)] // for tests only: crash tests name a fault point through `failpoint::ENV`
 pub mod failpoint;

@@ -93,16 +93,28 @@ pub fn gb(bytes: u64) -> String {
     format!("{:.2} GB", bytes as f64 / 1e9)
 }
 
-/// Refuses `need` bytes beyond [`usable_memory`]: `Err` holds what to say (the need, what this
-/// machine has, and `what` the bytes are for).
-pub fn fits(need: u64, what: &str) -> Result<(), String> {
+/// A size that does not fit the memory this machine has available (see [`fits`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} need {}, more than the {} this machine has available", gb(*need), gb(*have))]
+pub struct NoRoom {
+    /// What the bytes are for (a flag and its value, a part of a plan).
+    pub what: String,
+    /// The bytes needed.
+    pub need: u64,
+    /// The bytes available ([`usable_memory`]).
+    pub have: u64,
+}
+
+/// Refuses `need` bytes beyond [`usable_memory`]: the error says the need, what this machine
+/// has, and `what` the bytes are for.
+pub fn fits(need: u64, what: &str) -> Result<(), NoRoom> {
     let have = usable_memory();
     if need > have {
-        return Err(format!(
-            "{what} need {}, more than the {} this machine has available",
-            gb(need),
-            gb(have)
-        ));
+        return Err(NoRoom {
+            what: what.to_string(),
+            need,
+            have,
+        });
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::render::Render;
 use super::{CommandError, TrunkArgs};
-use crate::extract::sharded::{self, ShardOutcome, ShardRunConfig};
+use crate::extract::sharded::{self, ShardRunConfig};
 use crate::extract::{self, ExtractConfig};
 
 /// Options of `extract`; defaults come from [`ExtractConfig::default`].
@@ -102,6 +102,7 @@ fn parse_shard(s: &str) -> Result<(u32, u32), String> {
 /// Runs `extract`; returns how many images were skipped (the caller turns `--strict` + skips
 /// into the exit code). The summary lines are the command's result, so they go to standard output.
 pub fn run(args: &ExtractArgs) -> Result<usize, CommandError> {
+    vggcache::failpoint::set_announcer(|line| eprintln!("{line}")); // crash tests wait for it
     let cfg = args.config()?;
     let events = Render::default();
     if let (Some(plan), Some((shard, shards))) = (&args.plan, args.shard) {
@@ -114,18 +115,7 @@ pub fn run(args: &ExtractArgs) -> Result<usize, CommandError> {
             },
             &events,
         )?;
-        let how = match &s.outcome {
-            ShardOutcome::Committed => format!("committed by this attempt ({})", s.attempt),
-            ShardOutcome::AlreadyCommitted { attempt, ours } => format!(
-                "already committed by attempt {attempt}; {ours} of its {} parts are files this \
-                 attempt wrote (the shard is done, nothing to repeat)",
-                s.parts
-            ),
-        };
-        println!(
-            "shard {}/{}: {} parts ({} extracted now, {} reused, {} lost to another attempt),              {} rows, {} skipped; {how}",
-            s.shard, s.shards, s.parts, s.written, s.reused, s.lost, s.rows, s.skipped
-        );
+        println!("{}", s.render());
         return Ok(s.skipped);
     }
     let summary = extract::run(&cfg, &events)?;

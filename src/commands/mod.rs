@@ -15,9 +15,10 @@ pub mod train_head;
 
 mod args;
 mod print;
+mod progress;
 
 pub use args::{parse_size, TrunkArgs};
-pub(crate) use print::{print_event, print_trained};
+pub(crate) use print::print_trained;
 
 use std::path::PathBuf;
 

@@ -16,7 +16,9 @@ use crate::dataset::{self, Dataset, DatasetError, Split};
 /// (`Err(reason)` when the file could not be read). `hashes[i]` belongs to `dataset.entries[i]`.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The folder's images and the files skipped while scanning.
     pub dataset: Dataset,
+    /// `(entries,)` each entry's sha256, or why its file could not be read.
     pub hashes: Vec<Result<String, String>>,
 }
 

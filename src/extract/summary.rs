@@ -6,15 +6,23 @@ use std::path::Path;
 /// What one run did; [`ExtractSummary::render`] is the text the commands print.
 #[derive(Debug, Clone, Default)]
 pub struct ExtractSummary {
+    /// Images this run extracted (rows written).
     pub extracted: usize,
+    /// Cached rows kept as they were.
     pub reused: usize,
+    /// Stale cached rows dropped.
     pub removed: usize,
+    /// Images skipped (listed in the cache's skipped file).
     pub skipped: usize,
+    /// Wall seconds of the whole run.
     pub seconds: f64,
     /// Inference timing of this run (all zero when nothing was extracted).
     pub timing: TrunkTiming,
+    /// The execution provider's ONNX Runtime name.
     pub provider: String,
+    /// Rows the cache holds after the run.
     pub cache_rows: usize,
+    /// Bytes of the cache's shards after the run.
     pub cache_bytes: u64,
 }
 
@@ -23,9 +31,11 @@ pub struct ExtractSummary {
 /// sessions (its busy share shows whether decoding or writing ever kept the trunk waiting).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TrunkTiming {
+    /// From the pipeline's start to the last batch's features.
     pub phase_seconds: f64,
     /// From the pipeline's start to the last row written (the phase plus the last write).
     pub written_seconds: f64,
+    /// Time inside the trunk, summed over the sessions.
     pub trunk_seconds: f64,
     /// Trunk sessions that ran batches at the same time.
     pub sessions: usize,
@@ -33,6 +43,7 @@ pub struct TrunkTiming {
     pub first_batch_seconds: f64,
     /// Phase time when the first batch's features were out (decode of the first batch + its run).
     pub first_batch_done: f64,
+    /// Batches run through the trunk.
     pub batches: usize,
     /// Images in the first batch.
     pub first_batch_images: usize,

@@ -31,8 +31,6 @@ use super::HeadError;
 pub const TILE_ROWS: usize = 128;
 /// Columns of the stored weight gradient per tile.
 pub const TILE_COLS: usize = 1024;
-/// Rows per chunk when evaluating (bounds activation memory).
-const EVAL_ROWS: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Slot {
@@ -212,8 +210,8 @@ impl Mlp {
         let n = x.nrows();
         let l_count = self.slots.len();
         let mut logits = Array2::<f32>::zeros((n, *self.dims.last().expect("dims")));
-        for start in (0..n).step_by(EVAL_ROWS) {
-            let end = (start + EVAL_ROWS).min(n);
+        for start in (0..n).step_by(super::EVAL_ROWS) {
+            let end = (start + super::EVAL_ROWS).min(n);
             let mut cur = x.slice(s![start..end, ..]).to_owned();
             for l in 0..l_count {
                 if l + 1 == l_count {

@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+pub use crate::events::EpochMetrics;
 pub use adam::{Adam, AdamConfig};
 pub use feed::{Feed, InMemory};
 pub use mlp::Mlp;
@@ -160,9 +161,20 @@ pub enum HeadError {
         #[source]
         source: std::io::Error,
     },
-    /// Reading rows from a stream failed (the message names the file).
+    /// Reading rows from a stream failed: the [`RowGroups`] source's own error (for a feature
+    /// cache, the [`crate::cache::CacheError`] naming the file), kept as the source.
     #[error("reading the feature stream: {0}")]
-    Stream(String),
+    Stream(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// The caller asked training to stop ([`crate::events::Events::cancelled`]) during epoch
+    /// `epoch`; nothing was written.
+    #[error(
+        "training stopped at the caller's request in epoch {epoch}; no run folder was written \
+         and the feature cache is unchanged: run it again to train"
+    )]
+    Interrupted {
+        /// 1-based epoch that was running (or about to start)
+        epoch: usize,
+    },
     /// A run's `metrics.csv` that does not read as train-head writes it.
     #[error(
         "{path}: {source}; expected the columns epoch,train_loss,train_acc,val_loss,val_acc,seconds,best \
@@ -345,30 +357,6 @@ pub struct TrainSet<'a> {
     pub y: &'a [usize],
 }
 
-/// What one epoch measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochMetrics {
-    /// 1-based epoch
-    pub epoch: usize,
-    /// mean train loss over the epoch's minibatches (train mode, with dropout)
-    pub train_loss: f64,
-    /// train accuracy of those same train-mode logits
-    pub train_acc: f64,
-    /// val loss in eval mode after the epoch
-    pub val_loss: f64,
-    /// val accuracy in eval mode after the epoch
-    pub val_acc: f64,
-    /// loss on the selection split carved from train (eval mode), when there is one: the kept
-    /// epoch's criterion
-    #[serde(default)]
-    pub select_loss: Option<f64>,
-    /// accuracy on the selection split, when there is one
-    #[serde(default)]
-    pub select_acc: Option<f64>,
-    /// wall seconds of the epoch's training steps (val evaluation excluded, as in the PyTorch peer)
-    pub seconds: f64,
-}
-
 /// Result of [`train()`].
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
@@ -391,8 +379,10 @@ pub struct FittedHead {
     pub(crate) config: HeadConfig,
 }
 
-/// Rows per chunk in prediction (bounds memory).
-const PREDICT_ROWS: usize = 256;
+/// Rows per chunk whenever the head runs in eval mode (scoring a split, predicting): bounds the
+/// activations' memory. The one source for `Mlp::forward_eval`, training's scoring and
+/// `FittedHead`'s predictions.
+pub(crate) const EVAL_ROWS: usize = 256;
 
 impl FittedHead {
     /// Assemble a head (the last layer's width must equal `classes.len()`, the scaler's dim D).
@@ -439,8 +429,8 @@ impl FittedHead {
         );
         let n = x.nrows();
         let mut out = Array2::<f32>::zeros((n, self.classes.len()));
-        for start in (0..n).step_by(PREDICT_ROWS) {
-            let end = (start + PREDICT_ROWS).min(n);
+        for start in (0..n).step_by(EVAL_ROWS) {
+            let end = (start + EVAL_ROWS).min(n);
             let logits = match &self.scaler {
                 Some(sc) => {
                     let mut xc = x.slice(s![start..end, ..]).to_owned();

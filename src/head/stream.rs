@@ -38,9 +38,11 @@ pub trait RowGroups: Sync {
     fn groups(&self) -> usize;
     /// Global rows of group `g`: `first..first + rows`.
     fn group_rows(&self, g: usize) -> Range<usize>;
+    /// Why a group could not be read (it names the file and what is wrong).
+    type Error: std::error::Error + Send + Sync + 'static;
     /// Decodes group `g` into `dest: (rows, D)` row-major (`dest.len() == rows * D`), finite
-    /// values only; `Err` names the file and what is wrong.
-    fn read_group(&self, g: usize, dest: &mut [f32]) -> Result<(), String>;
+    /// values only.
+    fn read_group(&self, g: usize, dest: &mut [f32]) -> Result<(), Self::Error>;
 }
 
 /// Settings of a stream. Defaults: a 4,096-row buffer (411 MB of VGG16 features) and 4 batches
@@ -260,7 +262,9 @@ impl<'a, R: RowGroups> StreamFeed<'a, R> {
         let (g, ks) = (self.parts[p].0, self.parts[p].1.clone());
         let span = self.src.group_rows(g);
         block.resize(span.len() * d, 0.0);
-        self.src.read_group(g, block).map_err(HeadError::Stream)?;
+        self.src
+            .read_group(g, block)
+            .map_err(|e| HeadError::Stream(Box::new(e)))?;
         for k in ks {
             let at = self.rows[k] - span.start;
             if !row(k, &block[at * d..(at + 1) * d]) {

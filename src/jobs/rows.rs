@@ -136,8 +136,10 @@ impl crate::head::RowGroups for FeatureCache {
         self.row_group_span(g)
     }
 
-    fn read_group(&self, g: usize, dest: &mut [f32]) -> Result<(), String> {
-        self.read_row_group(g, dest).map_err(|e| e.to_string())
+    type Error = crate::cache::CacheError;
+
+    fn read_group(&self, g: usize, dest: &mut [f32]) -> Result<(), crate::cache::CacheError> {
+        self.read_row_group(g, dest)
     }
 }
 

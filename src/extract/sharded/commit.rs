@@ -11,11 +11,15 @@ use crate::storage::{self, Storage};
 /// What a commit did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommitSummary {
+    /// The sharded cache's root.
     pub url: String,
+    /// Shards in the plan.
     pub shards: u32,
     /// Part files listed.
     pub parts: usize,
+    /// Rows the published cache holds.
     pub rows: usize,
+    /// Images skipped (listed in the skipped file).
     pub skipped: usize,
     /// False when the same commit was already published.
     pub created: bool,

@@ -24,8 +24,11 @@ pub const PLAN_FORMAT: &str = "vggcache-shard-plan/1";
 pub struct PlannedImage {
     /// Relative to [`ShardPlan::images`], `/`-separated; unique.
     pub path: String,
+    /// The split the image belongs to.
     pub split: Split,
+    /// Its class index (`None`: unlabelled).
     pub label: Option<u32>,
+    /// Its class name (`None`: unlabelled).
     pub class: Option<String>,
     /// sha256 of the file when planned; a shard run skips a file whose bytes changed since.
     pub content_hash: String,
@@ -36,15 +39,21 @@ pub struct PlannedImage {
 /// The stored plan (`plan.json` at the root).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardPlan {
+    /// The plan format's name and version (`vggcache-shard-plan/1`).
     pub format: String,
     /// The images folder as planned (a shard run may be given another mount of it).
     pub images: PathBuf,
+    /// The folder's layout as planned.
     pub layout: Layout,
+    /// The trunk, preprocessing and feature width every shard must use.
     pub identity: CacheIdentity,
     /// [`CacheIdentity::fingerprint`] of `identity`.
     pub fingerprint: String,
+    /// Class names; label i is `classes[i]`.
     pub classes: Vec<String>,
+    /// Fraction of labelled images held out as `val` when the folder has no val split.
     pub val_fraction: f64,
+    /// Number of shards.
     pub shards: u32,
     /// Images per part: a part is a fixed chunk of its shard's images in path order, so an
     /// attempt that resumes knows which parts are done by their records alone.
@@ -153,15 +162,19 @@ NEW_ROOT`";
 /// Settings of `vggcache plan`. `Default` holds the defaults the CLI shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanConfig {
+    /// Folder of images to plan.
     pub images: PathBuf,
     /// Root of the sharded cache: a folder or `s3://bucket/prefix`.
     pub out: String,
+    /// The trunk ONNX model every shard will run.
     pub model: PathBuf,
+    /// How the trunk is loaded for fingerprinting.
     pub trunk: TrunkOptions,
     /// Number of shards, ≥ 1.
     pub shards: u32,
     /// Images per part, ≥ 1. Default 256 (one Parquet row group; ~25 MB of VGG16 features).
     pub part_rows: usize,
+    /// Fraction of labelled images held out as `val` when the folder has no val split.
     pub val_fraction: f64,
     /// Only these images (paths relative to `images`, one per line; `#` comments).
     pub file_list: Option<PathBuf>,
@@ -185,8 +198,11 @@ impl Default for PlanConfig {
 /// What `plan` did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanSummary {
+    /// The sharded cache's root.
     pub url: String,
+    /// Images planned.
     pub images: usize,
+    /// Files skipped while planning.
     pub skipped: usize,
     /// Images per shard.
     pub per_shard: Vec<usize>,

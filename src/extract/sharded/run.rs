@@ -26,8 +26,11 @@ use crate::trunk::Trunk;
 pub struct ShardRunConfig {
     /// Root of the sharded cache holding `plan.json`.
     pub plan: String,
+    /// Which shard, in `0..shards`.
     pub shard: u32,
+    /// Shards in the plan (must match it).
     pub shards: u32,
+    /// Batch size, workers, trunk and other extraction settings.
     pub extract: ExtractConfig,
 }
 
@@ -38,16 +41,24 @@ pub enum ShardOutcome {
     Committed,
     /// Another attempt (`attempt`) had committed the shard, before or while this one ran;
     /// `ours` of its parts are files this attempt wrote and claimed.
-    AlreadyCommitted { attempt: String, ours: usize },
+    AlreadyCommitted {
+        /// The attempt whose record committed the shard.
+        attempt: String,
+        /// Its parts that are files this attempt wrote.
+        ours: usize,
+    },
 }
 
 /// What a shard run did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardSummary {
+    /// Which shard ran.
     pub shard: u32,
+    /// Shards in the plan.
     pub shards: u32,
     /// This attempt's id (part file names carry it).
     pub attempt: String,
+    /// Parts of this shard.
     pub parts: usize,
     /// Parts this attempt extracted and claimed.
     pub written: usize,
@@ -55,9 +66,31 @@ pub struct ShardSummary {
     pub reused: usize,
     /// Parts this attempt extracted but another attempt claimed first (its file was deleted).
     pub lost: usize,
+    /// Rows in the shard's parts.
     pub rows: usize,
+    /// Images skipped in this shard.
     pub skipped: usize,
+    /// How the shard ended.
     pub outcome: ShardOutcome,
+}
+
+impl ShardSummary {
+    /// The one line `extract --plan --shard` prints: parts, rows, skips and who committed.
+    pub fn render(&self) -> String {
+        let s = self;
+        let how = match &s.outcome {
+            ShardOutcome::Committed => format!("committed by this attempt ({})", s.attempt),
+            ShardOutcome::AlreadyCommitted { attempt, ours } => format!(
+                "already committed by attempt {attempt}; {ours} of its {} parts are files this \
+                 attempt wrote (the shard is done, nothing to repeat)",
+                s.parts
+            ),
+        };
+        format!(
+            "shard {}/{}: {} parts ({} extracted now, {} reused, {} lost to another attempt),              {} rows, {} skipped; {how}",
+            s.shard, s.shards, s.parts, s.written, s.reused, s.lost, s.rows, s.skipped
+        )
+    }
 }
 
 /// Runs shard `cfg.shard` of the plan at `cfg.plan` (see the module docs); its progress (one
