@@ -104,7 +104,7 @@ fn folder_hash(images: &Path) -> String {
 /// (`cache/predict-<12 hex>`) to `predict-cache/<12 hex>`: a rename, nothing is extracted again.
 /// One that cannot move (its new place is taken, or the rename fails) stays where it is and is
 /// named in a notice; `predict` never reads it again, so it breaks nothing.
-fn move_legacy_caches(on: &mut dyn FnMut(JobEvent)) {
+fn move_legacy_caches(events: &dyn Events) {
     let legacy_root = Path::new(crate::cache::DEFAULT_DIR);
     let Ok(entries) = std::fs::read_dir(legacy_root) else {
         return;
@@ -127,7 +127,7 @@ fn move_legacy_caches(on: &mut dyn FnMut(JobEvent)) {
                 .and_then(|()| std::fs::rename(&from, &to))
                 .map_err(|e| e.to_string())
         };
-        on(JobEvent::Notice(match moved {
+        events.event(&Event::Notice(match moved {
             Ok(()) => format!(
                 "moved predict's cache {} to {} (prediction features no longer live inside the \
                  training cache)",
@@ -165,7 +165,7 @@ pub fn predict(args: &PredictConfig, events: &dyn Events) -> Result<PredictOutco
     let cache_dir = match &args.cache {
         Some(dir) => dir.clone(),
         None => {
-            move_legacy_caches(on);
+            move_legacy_caches(events);
             default_cache(&args.images)
         }
     };
