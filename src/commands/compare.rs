@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::{print_event, CommandError};
+use super::render::Render;
+use super::CommandError;
 use crate::jobs::{CompareConfig, CompareOutcome};
 
 /// Options of `compare-baselines`; defaults from [`CompareConfig::default`].
@@ -65,7 +66,7 @@ impl CompareArgs {
 
 /// Runs `compare-baselines`: prints the report table and the files written.
 pub fn run(args: &CompareArgs) -> Result<CompareOutcome, CommandError> {
-    let r = crate::jobs::compare(&args.config(), &mut print_event)?;
+    let r = crate::jobs::compare(&args.config(), &Render::default())?;
     println!("{}", r.report.to_text());
     println!(
         "written: {}, {} and {}",

@@ -17,7 +17,7 @@ mod args;
 mod print;
 
 pub use args::{parse_size, TrunkArgs};
-pub(crate) use print::{print_event, print_trained};
+pub(crate) use print::print_trained;
 
 use std::path::PathBuf;
 

@@ -4,7 +4,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::{print_event, CommandError, TrunkArgs};
+use super::render::Render;
+use super::{CommandError, TrunkArgs};
 use crate::jobs::{PredictConfig, PredictFormat};
 
 /// Output format of `predict`.
@@ -67,7 +68,7 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
         batch_size: args.batch_size,
     };
     // Standard output is the CSV: the extraction summary goes to stderr.
-    let r = crate::jobs::predict(&cfg, &super::render::Render::default(), &mut print_event)?;
+    let r = crate::jobs::predict(&cfg, &Render::default())?;
     match &r.written {
         Some(path) => eprintln!("{} predictions written to {}", r.rows, path.display()),
         None => std::io::stdout()

@@ -1,25 +1,15 @@
-//! How the CLI prints what a job reports while it runs: notices on stderr, epochs as a table.
+//! How the CLI prints results on stdout: the per-epoch table, a trained run, orphaned parts.
 
-use crate::jobs::{JobEvent, TrainRunOutcome};
+use std::path::Path;
+
 use crate::storage::Listed;
 
-/// The CLI's rendering of a job's event: notices on stderr, epochs as a table on stdout.
-pub(crate) fn print_event(e: JobEvent) {
-    match e {
-        JobEvent::Notice(text) => eprintln!("{text}"),
-        JobEvent::Training { .. } => println!("{EPOCH_HEADER}"),
-        JobEvent::Epoch(m) => print_epoch(m),
-        JobEvent::Trained(r) => print_trained(r),
-        _ => {}
-    }
-}
-
 /// The header of the per-epoch table [`print_epoch`] fills.
-const EPOCH_HEADER: &str =
+pub(crate) const EPOCH_HEADER: &str =
     "epoch  train_loss  train_acc  select_loss  select_acc  val_loss  val_acc  seconds";
 
 /// One row of the per-epoch table, as training reports it (`-` where there is no selection split).
-fn print_epoch(m: &crate::head::EpochMetrics) {
+pub(crate) fn print_epoch(m: &crate::head::EpochMetrics) {
     let opt = |v: Option<f64>, w: usize| v.map_or(format!("{:>w$}", "-"), |v| format!("{v:>w$.4}"));
     println!(
         "{:>5}  {:>10.4}  {:>9.4}  {}  {}  {:>8.4}  {:>7.4}  {:>7.2}",
@@ -35,10 +25,10 @@ fn print_epoch(m: &crate::head::EpochMetrics) {
 }
 
 /// A trained run's summary, folder and page, as train-head prints them.
-pub(crate) fn print_trained(r: &TrainRunOutcome) {
-    println!("{}", r.summary);
-    println!("run written to {}", r.run_dir.display());
-    match &r.page {
+pub(crate) fn print_trained(summary: &str, run_dir: &Path, page: Option<&Path>) {
+    println!("{summary}");
+    println!("run written to {}", run_dir.display());
+    match page {
         Some(page) => println!("report: {}", page.display()),
         None => println!(
             "report: not written for a streamed run (the page needs the features in memory)"

@@ -1,11 +1,14 @@
-//! The CLI's [`Events`] renderer: job events as the lines `vggcache` prints on stderr, with a
-//! progress bar on a terminal and a plain line every ~10% otherwise.
+//! The CLI's [`Events`] renderer: job events as the lines `vggcache` prints on stderr (the
+//! per-epoch table and a trained run on stdout), with a progress bar on a terminal and a plain
+//! line every ~10% otherwise.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use vggcache::events::{Event, Events, Repair};
+
+use super::print::{print_epoch, print_trained, EPOCH_HEADER};
 
 /// Renders events on stderr. Progress: an indicatif bar when stderr is a terminal, otherwise
 /// `done/total images, rate, ETA` lines. A phase starts at its opening step (`done: 0`) and
@@ -174,6 +177,13 @@ impl Events for Render {
             ),
             Event::Repaired(r) => Self::say(&phase, &repair_line(r)),
             Event::Notice(text) => Self::say(&phase, text),
+            Event::Training { .. } => println!("{EPOCH_HEADER}"),
+            Event::Epoch(m) => print_epoch(m),
+            Event::Trained {
+                run_dir,
+                summary,
+                page,
+            } => print_trained(summary, run_dir, page.as_deref()),
             Event::Finished { .. } => Self::end_phase(&mut phase),
             // Skips are listed in the cache's skipped file and counted in the summary.
             _ => {}

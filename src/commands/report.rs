@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::{print_event, CommandError};
+use super::render::Render;
+use super::CommandError;
 use crate::jobs::ReportConfig;
 
 /// Options of `report`; defaults from [`ReportConfig::default`].
@@ -49,7 +50,7 @@ impl ReportArgs {
 
 /// Runs `report`.
 pub fn run(args: &ReportArgs) -> Result<PathBuf, CommandError> {
-    let out = crate::jobs::write_report(&args.config(), &mut print_event)?;
+    let out = crate::jobs::write_report(&args.config(), &Render::default())?;
     println!("report written to {}", out.display());
     Ok(out)
 }

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
-use super::{print_event, CommandError};
+use super::render::Render;
+use super::CommandError;
 use crate::head::{HeadConfig, StreamConfig};
 use crate::jobs::{TrainConfig, TrainRunOutcome};
 
@@ -120,8 +121,8 @@ impl TrainHeadArgs {
 
 /// Runs `train-head`: per-epoch lines, then the summary, the run folder and its page.
 pub fn run(args: &TrainHeadArgs) -> Result<TrainRunOutcome, CommandError> {
-    let r = crate::jobs::train(&args.run_config(), &mut print_event)?;
-    super::print_trained(&r);
+    let r = crate::jobs::train(&args.run_config(), &Render::default())?;
+    super::print_trained(&r.summary, &r.run_dir, r.page.as_deref());
     Ok(r)
 }
 

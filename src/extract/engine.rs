@@ -177,7 +177,9 @@ pub(crate) fn sessions(cfg: &ExtractConfig, trunk: Trunk) -> Result<Vec<Trunk>, 
 }
 
 /// Runs the entries `todo` (indices into `plan.dataset.entries`) through the trunk sessions
-/// `trunks` and hands their rows to `sink`; reports progress and skips to `events`.
+/// `trunks` and hands their rows to `sink`; reports progress and skips to `events`. Once
+/// [`Events::cancelled`] says so (polled on this thread before each batch is handed out), the
+/// batches in flight are written to `sink` and the run returns [`ExtractError::Interrupted`].
 pub(crate) fn extract_rows(
     cfg: &ExtractConfig,
     plan: &Plan,
@@ -221,6 +223,7 @@ pub(crate) fn extract_rows(
     let (feat_tx, feat_rx) = crossbeam_channel::bounded::<Inferred>(write_queue);
     let (work_tx, work_rx) = crossbeam_channel::bounded::<Work>(trunks.len());
     let failed = AtomicBool::new(false);
+    let mut interrupted = false;
     let progress = Progress::new(total, events);
     let mut skipped = Vec::new();
     let phase_start = Instant::now();
@@ -253,6 +256,12 @@ pub(crate) fn extract_rows(
             if failed.load(Ordering::Relaxed) {
                 break;
             }
+            // The caller's stop: hand out nothing more; the batches already handed out are
+            // written and committed before the run returns `Interrupted`.
+            if events.cancelled() {
+                interrupted = true;
+                break;
+            }
             match msg {
                 PipelineMsg::Skip { id, reason } => {
                     let path = entries[id].rel_path.clone();
@@ -283,6 +292,12 @@ pub(crate) fn extract_rows(
     // Rows already written stay valid whichever side failed.
     let written = written?;
     let sessions = infer_results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    if interrupted {
+        return Err(ExtractError::Interrupted {
+            done: written.extracted + written.skipped.len() + skipped.len(),
+            total,
+        });
+    }
     skipped.extend(written.skipped);
     Ok(Extracted {
         extracted: written.extracted,

@@ -57,6 +57,14 @@ pub enum ExtractError {
         details: String,
         fix: String,
     },
+    /// The caller asked the run to stop ([`crate::events::Events::cancelled`]): `done` of the
+    /// `total` images planned were extracted (or skipped) and committed before it stopped.
+    #[error(
+        "extraction stopped at the caller's request after {done} of {total} images; the rows \
+         written so far are committed and the cache is valid: run the same extraction again to \
+         extract the rest"
+    )]
+    Interrupted { done: usize, total: usize },
     /// Nothing in the folder could be cached (every image skipped, reasons in `skipped_csv`).
     #[error("no image of {} could be used ({skipped} skipped, reasons in {})", images.display(), skipped_csv.display())]
     NothingUsable {

@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+pub use crate::events::EpochMetrics;
 pub use adam::{Adam, AdamConfig};
 pub use feed::{Feed, InMemory};
 pub use mlp::Mlp;
@@ -163,6 +164,16 @@ pub enum HeadError {
     /// Reading rows from a stream failed (the message names the file).
     #[error("reading the feature stream: {0}")]
     Stream(String),
+    /// The caller asked training to stop ([`crate::events::Events::cancelled`]) during epoch
+    /// `epoch`; nothing was written.
+    #[error(
+        "training stopped at the caller's request in epoch {epoch}; no run folder was written \
+         and the feature cache is unchanged: run it again to train"
+    )]
+    Interrupted {
+        /// 1-based epoch that was running (or about to start)
+        epoch: usize,
+    },
     /// Drawing or encoding the plot failed.
     #[error("plot {path}: {message}")]
     Plot {
@@ -331,30 +342,6 @@ pub struct TrainSet<'a> {
     pub x: ArrayView2<'a, f32>,
     /// `(n,)`
     pub y: &'a [usize],
-}
-
-/// What one epoch measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochMetrics {
-    /// 1-based epoch
-    pub epoch: usize,
-    /// mean train loss over the epoch's minibatches (train mode, with dropout)
-    pub train_loss: f64,
-    /// train accuracy of those same train-mode logits
-    pub train_acc: f64,
-    /// val loss in eval mode after the epoch
-    pub val_loss: f64,
-    /// val accuracy in eval mode after the epoch
-    pub val_acc: f64,
-    /// loss on the selection split carved from train (eval mode), when there is one: the kept
-    /// epoch's criterion
-    #[serde(default)]
-    pub select_loss: Option<f64>,
-    /// accuracy on the selection split, when there is one
-    #[serde(default)]
-    pub select_acc: Option<f64>,
-    /// wall seconds of the epoch's training steps (val evaluation excluded, as in the PyTorch peer)
-    pub seconds: f64,
 }
 
 /// Result of [`train()`].

@@ -13,6 +13,8 @@ use super::loss::softmax_cross_entropy;
 use super::mlp::{mix, Mlp};
 use super::scaler::Standardizer;
 use super::workspace::Workspace;
+use crate::events::{Event, Events};
+
 use super::{EpochMetrics, FittedHead, HeadConfig, HeadError, TrainOutcome, TrainSet};
 
 /// Rows per chunk when evaluating the val split.
@@ -123,14 +125,16 @@ fn evaluate(
 /// `train.x: (n, d)`, `val.x: (n_val, d)`; labels index `classes`. When `val` has no rows, a
 /// stratified `cfg.val_fraction` of `train` is held out ([`holdout_split`]). Checks first: the
 /// config, non-empty splits, labels in range, at least two classes present in train, every
-/// feature finite (the error names the row), the same D in both splits. Calls `on_epoch` after
-/// each epoch. Same seed and thread count give identical metrics.
+/// feature finite (the error names the row), the same D in both splits. Reports each epoch to
+/// `events` ([`Event::Epoch`]) and stops with [`HeadError::Interrupted`] once
+/// [`Events::cancelled`] says so (polled before each epoch and each mini-batch). Same seed and
+/// thread count give identical metrics.
 pub fn train(
     cfg: &HeadConfig,
     classes: &[String],
     train: TrainSet,
     val: TrainSet,
-    on_epoch: &mut dyn FnMut(&EpochMetrics),
+    events: &dyn Events,
 ) -> Result<TrainOutcome, HeadError> {
     cfg.check()?;
     // reborrow both splits with one local lifetime (ndarray views are invariant)
@@ -196,7 +200,7 @@ pub fn train(
         &mut train_feed,
         select_feed.as_mut().map(|f| f as &mut dyn Feed),
         &mut val_feed,
-        on_epoch,
+        events,
     )
 }
 
@@ -207,14 +211,14 @@ pub fn train(
 /// below `classes.len()` (an in-memory caller checks finiteness first; a stream's reader refuses
 /// non-finite values). The standardizer comes from one pass over `train`; val is read once per
 /// epoch in `EVAL_ROWS`-row chunks. Same seed and thread count give identical weights whichever
-/// feed delivers the same rows in the same order.
+/// feed delivers the same rows in the same order. Epochs and cancellation: as [`train`].
 pub fn train_feed_with(
     cfg: &HeadConfig,
     classes: &[String],
     train: &mut dyn Feed,
     mut select: Option<&mut dyn Feed>,
     val: &mut dyn Feed,
-    on_epoch: &mut dyn FnMut(&EpochMetrics),
+    events: &dyn Events,
 ) -> Result<TrainOutcome, HeadError> {
     cfg.check()?;
     let c = classes.len();
@@ -301,6 +305,9 @@ pub fn train_feed_with(
     let mut history = Vec::new(); // grows per epoch: --epochs may be far more than are run
 
     for epoch in 1..=cfg.epochs {
+        if events.cancelled() {
+            return Err(HeadError::Interrupted { epoch });
+        }
         let t0 = Instant::now();
         shuffle(&mut order, &mut rng);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
@@ -310,6 +317,9 @@ pub fn train_feed_with(
             scaler.as_ref(),
             &mut ws,
             &mut |ws, yb| {
+                if events.cancelled() {
+                    return Err(HeadError::Interrupted { epoch });
+                }
                 let (l, k) = mlp.train_step(ws, yb, cfg.dropout, &mut adam, &mut rng);
                 loss_sum += l * yb.len() as f64;
                 correct += k;
@@ -354,7 +364,7 @@ pub fn train_feed_with(
             select_acc: selected.map(|s| s.1),
             seconds,
         };
-        on_epoch(&m);
+        events.event(&Event::Epoch(m.clone()));
         history.push(m);
         // Without a selection split every epoch counts as better: the last one is kept.
         if selected.is_none_or(|(loss, _)| loss < best_loss) {

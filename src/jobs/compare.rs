@@ -8,11 +8,12 @@ use std::time::Instant;
 use super::page::{write_page, PageInputs, ReportConfig};
 use super::rows::{load_head, split_rows, Rows};
 use super::train::{train, TrainConfig, TrainRunOutcome};
-use super::{memory_budget, JobError, JobEvent};
+use super::{memory_budget, JobError};
 use crate::baseline::{
     fit_logistic, fit_majority, search_c, CSearch, CSearchParams, Classifier, LogisticParams,
 };
 use crate::cache::FeatureCache;
+use crate::events::{Event, Events};
 use crate::report::{evaluate, write_predictions, CompareReport, Section};
 
 /// Settings of a comparison. `Default` is the only source of the defaults.
@@ -100,10 +101,7 @@ pub struct CompareOutcome {
 
 /// Fits the baselines, scores every model on the val split, writes the report, the predictions
 /// and the page into `args.out`.
-pub fn compare(
-    args: &CompareConfig,
-    on: &mut dyn FnMut(JobEvent),
-) -> Result<CompareOutcome, JobError> {
+pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutcome, JobError> {
     args.check()?;
     let cache = FeatureCache::open(&args.features)?;
     let classes = cache.classes().to_vec();
@@ -125,8 +123,12 @@ pub fn compare(
                 memory_budget: args.memory_budget,
                 ..defaults
             };
-            let r = train(&run, on)?;
-            on(JobEvent::Trained(&r));
+            let r = train(&run, events)?;
+            events.event(&Event::Trained {
+                run_dir: r.run_dir.clone(),
+                summary: r.summary.clone(),
+                page: r.page.clone(),
+            });
             let head = r.outcome.head.clone();
             let run_dir = r.run_dir.clone();
             (head, t.elapsed().as_secs_f64(), run_dir, Some(r))
@@ -139,7 +141,7 @@ pub fn compare(
     let val_fraction = match (&args.head, args.val_fraction) {
         (Some(_), None) => {
             if !has_val {
-                on(JobEvent::Notice(format!(
+                events.event(&Event::Notice(format!(
                     "note: using the head's own hold-out (--val-fraction {own}, seed {})",
                     head.config().seed
                 )));
@@ -162,7 +164,7 @@ pub fn compare(
     let (train, val, sampled) =
         sample_to_budget(train, val, cache.dim(), budget, head.config().seed);
     if let Some(s) = &sampled {
-        on(JobEvent::Notice(format!("note: {s}")));
+        events.event(&Event::Notice(format!("note: {s}")));
     }
     let (train, val) = (train.read(&cache)?, val.read(&cache)?);
     let mut rows = Vec::new();
@@ -189,13 +191,13 @@ pub fn compare(
     let search = match args.c {
         Some(_) => None,
         None => {
-            on(JobEvent::Notice(format!(
+            events.event(&Event::Notice(format!(
                 "searching linfa-logistic's C by cross-validation on the {} train rows",
                 train.y.len()
             )));
             let s = CSearchParams::default();
             let r = search_c(&base, &s, train.x.view(), &train.y, classes.len())?;
-            on(JobEvent::Notice(format!(
+            events.event(&Event::Notice(format!(
                 "C search: {} values x {} fold(s) in {:.1} s, chosen C = {}",
                 r.curve.len(),
                 r.folds,
@@ -210,7 +212,7 @@ pub fn compare(
         .or(search.as_ref().map(|s| s.chosen_c))
         .unwrap_or(1.0);
     let params = args.logistic_params(c);
-    on(JobEvent::Notice(format!(
+    events.event(&Event::Notice(format!(
         "fitting linfa-logistic (C = {c:.4}, max_iter {}, standardize {}) on {} x {}",
         args.max_iter,
         params.standardize,
@@ -327,7 +329,7 @@ pub fn compare(
             val_proba: p_head.view(),
             compare: Some(&report),
         },
-        on,
+        events,
     )?;
     Ok(CompareOutcome {
         report,

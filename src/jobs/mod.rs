@@ -1,6 +1,7 @@
 //! Jobs: one library call per task (train a head, compare baselines, write a report page,
 //! predict), each with a config whose `Default` is the only source of its defaults and whose
-//! `check()` is the only validation. The only place that wires cache, head, baseline and report
+//! `check()` is the only validation, and a [`crate::events::Events`] sink for its progress,
+//! notices and epochs (which can also stop it). The only place that wires cache, head, baseline and report
 //! together; the CLI's commands parse flags into these configs and print what the jobs return.
 
 pub mod compare;
@@ -23,23 +24,6 @@ pub const DEFAULT_CACHE: &str = crate::cache::DEFAULT_DIR;
 pub const DEFAULT_COMPARE_OUT: &str = "runs/compare";
 /// Where train-head runs go when no runs folder is named.
 pub const DEFAULT_RUNS_DIR: &str = "runs";
-
-/// What a job reports while it runs; the CLI prints notices to stderr and epochs as a table.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum JobEvent<'a> {
-    /// A line for the user (what the job decided, what it is doing now).
-    Notice(String),
-    /// Training starts: `epochs` at most (patience may stop it earlier).
-    Training {
-        /// The epoch cap.
-        epochs: usize,
-    },
-    /// One finished training epoch.
-    Epoch(&'a crate::head::EpochMetrics),
-    /// A head trained for the job (compare-baselines without a given head).
-    Trained(&'a TrainRunOutcome),
-}
 
 /// Errors of a job. Settings no run can use are [`JobError::is_usage`] (the CLI's exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +204,17 @@ impl JobError {
                 | JobError::Head(crate::head::HeadError::Config { .. })
                 | JobError::Extract(crate::extract::ExtractError::Config { .. })
                 | JobError::Extract(crate::extract::ExtractError::Unreconciled { .. })
+        )
+    }
+
+    /// Whether the job stopped because its [`crate::events::Events::cancelled`] said so (the
+    /// extraction's or the head training's `Interrupted`): a Python front end raises
+    /// `KeyboardInterrupt` for it. Everything cached before the stop is intact.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(
+            self,
+            JobError::Head(crate::head::HeadError::Interrupted { .. })
+                | JobError::Extract(crate::extract::ExtractError::Interrupted { .. })
         )
     }
 

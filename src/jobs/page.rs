@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use ndarray::ArrayView2;
 
 use super::rows::{check_head_fits_cache, load_head, train_val, Labelled};
-use super::{JobError, JobEvent};
+use super::JobError;
 use crate::baseline::LogisticParams;
 use crate::cache::FeatureCache;
+use crate::events::{Event, Events};
 use crate::head::HeadConfig;
 use crate::report::html::{self, Page};
 use crate::report::review::{label_issues, leakage, Review};
@@ -87,10 +88,7 @@ pub struct PageInputs<'a> {
 
 /// Writes the report page of `args.run` (default `RUN/report.html`), loading the head, its cache
 /// and `args.compare`; returns the page's path.
-pub fn write_report(
-    args: &ReportConfig,
-    on: &mut dyn FnMut(JobEvent),
-) -> Result<PathBuf, JobError> {
+pub fn write_report(args: &ReportConfig, events: &dyn Events) -> Result<PathBuf, JobError> {
     args.check()?; // before anything is read
     super::refuse_out_in_cache("--out", &args.out_file())?;
     let (head, meta) = load_head(&args.run, None)?;
@@ -132,7 +130,7 @@ pub fn write_report(
             val_proba: val_proba.view(),
             compare: compare.as_ref(),
         },
-        on,
+        events,
     )
 }
 
@@ -141,13 +139,13 @@ pub fn write_report(
 pub fn write_page(
     args: &ReportConfig,
     inp: &PageInputs,
-    on: &mut dyn FnMut(JobEvent),
+    events: &dyn Events,
 ) -> Result<PathBuf, JobError> {
     let (cache, cfg, train, val) = (inp.cache, inp.head, inp.train, inp.val);
     let classes = cache.classes().to_vec();
     let review = Review::new(&val.paths, &val.y, inp.val_proba, args.top);
     let labels = if args.folds >= 2 {
-        on(JobEvent::Notice(format!(
+        events.event(&Event::Notice(format!(
             "scoring {} train images out of fold ({} logistic fits)",
             train.y.len(),
             args.folds

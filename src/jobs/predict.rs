@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::rows::{check_model_file, load_head};
-use super::{JobError, JobEvent};
+use super::JobError;
 use crate::cache::FeatureCache;
+use crate::events::{Event, Events};
 use crate::extract::{self, ExtractConfig};
 use crate::report::formula_safe;
 use crate::trunk::TrunkOptions;
@@ -91,12 +92,8 @@ pub fn default_cache(images: &Path) -> PathBuf {
 
 /// Extracts the features of `args.images` (cached), applies the head, and returns (and with
 /// `args.out` writes) the predictions in natural path order. The extraction's progress goes to
-/// `events`, the job's own notices to `on`.
-pub fn predict(
-    args: &PredictConfig,
-    events: &dyn crate::events::Events,
-    on: &mut dyn FnMut(JobEvent),
-) -> Result<PredictOutcome, JobError> {
+/// `events`, and so do the job's own notices.
+pub fn predict(args: &PredictConfig, events: &dyn Events) -> Result<PredictOutcome, JobError> {
     args.check()?;
     let (head, meta) = load_head(&args.head, None)?;
     let model = args.model.clone();
@@ -126,7 +123,7 @@ pub fn predict(
         ..ExtractConfig::default()
     };
     let summary = extract::run(&cfg, events)?;
-    on(JobEvent::Notice(summary.render(&cfg.out)));
+    events.event(&Event::Notice(summary.render(&cfg.out)));
     let cache = FeatureCache::open(&cache_dir)?;
     if cache.dim() != head.dim() {
         return Err(JobError::DimMismatch {

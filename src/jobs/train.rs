@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use super::page::{write_page, PageInputs, ReportConfig};
 use super::rows::{split_rows, Rows};
-use super::{memory_budget, JobError, JobEvent};
+use super::{memory_budget, JobError};
 use crate::cache::FeatureCache;
+use crate::events::{Event, Events};
 use crate::head::stream::MemoryPlan;
 use crate::head::{self, HeadConfig, StreamConfig, StreamFeed, TrainSet};
 
@@ -75,12 +76,9 @@ pub struct TrainRunOutcome {
     pub page: Option<PathBuf>,
 }
 
-/// Trains the head on the cache and writes the run folder and its page; epochs and notices go to
-/// `on`.
-pub fn train(
-    args: &TrainConfig,
-    on: &mut dyn FnMut(JobEvent),
-) -> Result<TrainRunOutcome, JobError> {
+/// Trains the head on the cache and writes the run folder and its page; notices and epochs go to
+/// `events`, which can also stop training ([`crate::events::Events::cancelled`]).
+pub fn train(args: &TrainConfig, events: &dyn Events) -> Result<TrainRunOutcome, JobError> {
     args.check()?; // nonsense settings fail before the cache is read
     let cfg = &args.head;
     let name = args
@@ -98,17 +96,19 @@ pub fn train(
     let budget = memory_budget(args.memory_budget);
     if args.stream || need > budget {
         if !args.stream {
-            on(JobEvent::Notice(format!(
+            events.event(&Event::Notice(format!(
                 "streaming: the train and val features take {:.2} GB, over the memory budget of \
                  {:.2} GB (--memory-budget)",
                 need as f64 / 1e9,
                 budget as f64 / 1e9
             )));
         }
-        return train_streamed(args, &cache, train_rows, val_rows, held_out, run_dir, on);
+        return train_streamed(
+            args, &cache, train_rows, val_rows, held_out, run_dir, events,
+        );
     }
     let (train, val) = (train_rows.read(&cache)?, val_rows.read(&cache)?);
-    on(JobEvent::Notice(format!(
+    events.event(&Event::Notice(format!(
         "train {} rows, val {} rows{}, D = {}, classes: {}",
         train.y.len(),
         val.y.len(),
@@ -120,7 +120,7 @@ pub fn train(
         cache.dim(),
         classes.join(", ")
     )));
-    on(JobEvent::Training { epochs: cfg.epochs });
+    events.event(&Event::Training { epochs: cfg.epochs });
     let outcome = head::train(
         cfg,
         &classes,
@@ -132,7 +132,7 @@ pub fn train(
             x: val.x.view(),
             y: &val.y,
         },
-        &mut |m| on(JobEvent::Epoch(m)),
+        events,
     )?;
     let meta = run_metadata(&cache, args, held_out);
     head::write_run(&run_dir, &outcome, &meta)?;
@@ -162,7 +162,7 @@ pub fn train(
             val_proba: proba.view(),
             compare: None,
         },
-        on,
+        events,
     )?;
     Ok(TrainRunOutcome {
         run_dir,
@@ -197,7 +197,7 @@ fn train_streamed(
     val_rows: Rows,
     held_out: bool,
     run_dir: PathBuf,
-    on: &mut dyn FnMut(JobEvent),
+    events: &dyn Events,
 ) -> Result<TrainRunOutcome, JobError> {
     let cfg = &args.head;
     let classes = cache.classes().to_vec();
@@ -221,7 +221,7 @@ fn train_streamed(
         &dims,
     );
     plan.check()?;
-    on(JobEvent::Notice(format!(
+    events.event(&Event::Notice(format!(
         "stream: train {} rows, val {} rows{}, D = {}, shuffle buffer {} rows, prefetch {} batches",
         head::Feed::len(&train),
         head::Feed::len(&val),
@@ -230,15 +230,15 @@ fn train_streamed(
         sc.shuffle_buffer_rows,
         sc.prefetch_batches
     )));
-    on(JobEvent::Notice(format!("stream memory: {plan}")));
-    on(JobEvent::Training { epochs: cfg.epochs });
+    events.event(&Event::Notice(format!("stream memory: {plan}")));
+    events.event(&Event::Training { epochs: cfg.epochs });
     let outcome = head::train_feed_with(
         cfg,
         &classes,
         &mut train,
         select.as_mut().map(|s| s as &mut dyn head::Feed),
         &mut val,
-        &mut |m| on(JobEvent::Epoch(m)),
+        events,
     )?;
     let mut meta = run_metadata(cache, args, held_out);
     meta.insert("streamed".to_string(), "true".to_string());

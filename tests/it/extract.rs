@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use vggcache::cache::FeatureCache;
 use vggcache::dataset::Split;
 use vggcache::events::{Event, Events, Silent};
-use vggcache::extract::ExtractConfig;
+use vggcache::extract::{ExtractConfig, ExtractError};
 use vggcache::trunk::{Device, TrunkOptions};
 
 use crate::common;
@@ -590,4 +590,81 @@ fn extract_reports_its_work_as_events_in_process() {
     // A rerun reuses every row; a silent sink takes the same run without a word.
     let again = vggcache::extract::run(&cfg, &Silent).unwrap();
     assert_eq!((again.extracted, again.reused), (0, 14));
+}
+
+/// Asks the run to stop once the first batch of images is done (`Events::cancelled`).
+#[derive(Default)]
+struct StopAfterFirstBatch(std::sync::atomic::AtomicBool);
+
+impl Events for StopAfterFirstBatch {
+    fn event(&self, e: &Event) {
+        if matches!(e, Event::Batch { images, .. } if *images > 0) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The caller's stop (a Python front end's Ctrl-C) ends the run with `Interrupted` after
+/// committing the batches in flight: the cache verifies, and a re-run extracts only the rest and
+/// equals a fresh extraction (issue 31).
+#[test]
+fn cancelled_extract_keeps_a_valid_cache_and_a_rerun_does_the_rest() {
+    if common::ort("extract::cancelled_extract_keeps_a_valid_cache_and_a_rerun_does_the_rest")
+        .is_none()
+    {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let (imgs, out, fresh) = (
+        d.path().join("data"),
+        d.path().join("cache"),
+        d.path().join("fresh"),
+    );
+    image_folder(&imgs, 20); // 44 images
+    let cfg = ExtractConfig {
+        images: imgs.clone(),
+        out: out.clone(),
+        model: tiny(),
+        trunk: TrunkOptions {
+            device: Device::Cpu,
+            threads: 1,
+            ..TrunkOptions::default()
+        },
+        batch_size: 2,
+        workers: Some(1),
+        shard_rows: 2,
+        ..ExtractConfig::default()
+    };
+    let e = vggcache::extract::run(&cfg, &StopAfterFirstBatch::default())
+        .expect_err("a cancelled run does not finish");
+    let ExtractError::Interrupted { done, total } = e else {
+        panic!("expected Interrupted, got {e}");
+    };
+    assert_eq!(total, 44, "{e}");
+    assert!((2..44).contains(&done), "stopped mid-run: {done} of 44");
+    let v = Command::new(env!("CARGO_BIN_EXE_vggcache"))
+        .args(["cache", "verify", "--features"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "cache verify: {}", text(&v));
+    let kept = FeatureCache::open(&out).unwrap().verify().unwrap().rows;
+    assert_eq!(kept, done, "every image done before the stop is committed");
+
+    let again = vggcache::extract::run(&cfg, &Silent).unwrap();
+    assert_eq!(
+        (again.extracted, again.reused),
+        (44 - kept, kept),
+        "the re-run extracts only the rest"
+    );
+    let clean = ExtractConfig {
+        out: fresh.clone(),
+        ..cfg
+    };
+    vggcache::extract::run(&clean, &Silent).unwrap();
+    assert_same_rows(&rows(&out), &rows(&fresh), "resumed vs fresh extract");
 }

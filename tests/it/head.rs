@@ -2,15 +2,17 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndarray::{Array1, Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
+use vggcache::events::{Event, Events, Silent};
 use vggcache::head::dropout::dropout_in_place;
 use vggcache::head::{
-    holdout_split, selection_split, summary_table, train, write_run, Adam, AdamConfig,
-    EpochMetrics, FittedHead, HeadConfig, HeadError, Mlp, TrainOutcome, TrainSet, Workspace,
+    holdout_split, selection_split, summary_table, train, write_run, Adam, AdamConfig, FittedHead,
+    HeadConfig, HeadError, Mlp, TrainOutcome, TrainSet, Workspace,
 };
 use vggcache::metrics::argmax_rows;
 
@@ -50,7 +52,26 @@ fn small_cfg() -> HeadConfig {
     }
 }
 
-fn no_op(_: &EpochMetrics) {}
+/// Counts the epochs training reports; with `stop_after`, asks training to stop once that many
+/// were reported.
+#[derive(Default)]
+struct Epochs {
+    seen: AtomicUsize,
+    stop_after: Option<usize>,
+}
+
+impl Events for Epochs {
+    fn event(&self, e: &Event) {
+        if matches!(e, Event::Epoch(_)) {
+            self.seen.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.stop_after
+            .is_some_and(|n| self.seen.load(Ordering::SeqCst) >= n)
+    }
+}
 
 fn loss_at(mlp: &Mlp, x: ArrayView2<f32>, y: &[usize], dropout: f32) -> f64 {
     let mut ws = Workspace::new(mlp.dims(), x.nrows());
@@ -271,7 +292,7 @@ fn tiny_separable_set_reaches_full_train_accuracy() {
         &names(3),
         TrainSet { x: x.view(), y: &y },
         TrainSet { x: x.view(), y: &y },
-        &mut no_op,
+        &Silent,
     )
     .expect("trains");
     let last = out.history.last().expect("epochs ran");
@@ -311,7 +332,7 @@ fn same_seed_same_metrics_and_weights() {
                 x: xv.view(),
                 y: &yv,
             },
-            &mut no_op,
+            &Silent,
         )
         .expect("trains")
     };
@@ -339,7 +360,7 @@ fn early_stopping_keeps_the_best_epoch_of_the_selection_split() {
         ..small_cfg()
     };
     let run = |yv: &[usize]| {
-        let mut seen = 0;
+        let seen = Epochs::default();
         let out = train(
             &cfg,
             &names(2),
@@ -348,10 +369,10 @@ fn early_stopping_keeps_the_best_epoch_of_the_selection_split() {
                 x: xv.view(),
                 y: yv,
             },
-            &mut |_| seen += 1,
+            &seen,
         )
         .expect("trains");
-        assert_eq!(seen, out.history.len());
+        assert_eq!(seen.seen.load(Ordering::SeqCst), out.history.len());
         out
     };
     let out = run(&yv);
@@ -390,6 +411,35 @@ fn early_stopping_keeps_the_best_epoch_of_the_selection_split() {
     assert_ne!(other.history[0].val_loss, out.history[0].val_loss);
 }
 
+/// The caller's stop (`Events::cancelled`) ends training at the next epoch or mini-batch with a
+/// typed error, after the epochs already reported (issue 31).
+#[test]
+fn cancelled_events_stop_training_with_interrupted() {
+    let (x, y) = blobs(20, 2, 8, 2.0, 3);
+    let cfg = HeadConfig {
+        epochs: 10,
+        ..small_cfg()
+    };
+    let stop = Epochs {
+        stop_after: Some(2),
+        ..Epochs::default()
+    };
+    let e = train(
+        &cfg,
+        &names(2),
+        TrainSet { x: x.view(), y: &y },
+        TrainSet { x: x.view(), y: &y },
+        &stop,
+    )
+    .expect_err("a cancelled run does not finish");
+    assert!(
+        matches!(e, HeadError::Interrupted { epoch: 3 }),
+        "stopped before epoch 3: {e}"
+    );
+    assert_eq!(stop.seen.load(Ordering::SeqCst), 2, "two epochs ran");
+    assert!(e.to_string().contains("run it again"), "{e}");
+}
+
 /// Without a selection split the last epoch is kept and early stopping is refused.
 #[test]
 fn no_selection_keeps_the_last_epoch() {
@@ -404,7 +454,7 @@ fn no_selection_keeps_the_last_epoch() {
         &names(2),
         TrainSet { x: x.view(), y: &y },
         TrainSet { x: x.view(), y: &y },
-        &mut no_op,
+        &Silent,
     )
     .expect("trains");
     assert_eq!((out.best_epoch, out.select_rows), (4, 0));
@@ -448,7 +498,7 @@ fn empty_val_uses_a_deterministic_stratified_holdout() {
             x: empty.view(),
             y: &[],
         },
-        &mut no_op,
+        &Silent,
     )
     .expect("trains with a hold-out");
     assert!(out.history[0].val_loss.is_finite());
@@ -477,7 +527,7 @@ fn standardized_checkpoint_round_trips() {
         &names(2),
         TrainSet { x: x.view(), y: &y },
         TrainSet { x: x.view(), y: &y },
-        &mut no_op,
+        &Silent,
     )
     .expect("trains");
     let (mean, std) = out.head.scaler().expect("standardizing");
@@ -558,7 +608,7 @@ fn write_run_writes_everything_or_nothing() {
         &names(2),
         TrainSet { x: x.view(), y: &y },
         TrainSet { x: x.view(), y: &y },
-        &mut no_op,
+        &Silent,
     )
     .expect("trains");
     let runs = tempfile::tempdir().expect("tempdir");
@@ -621,7 +671,7 @@ fn expect_err<'a, 'b>(
         &names(classes),
         TrainSet { x, y },
         TrainSet { x: xv, y: yv },
-        &mut no_op,
+        &Silent,
     )
     .expect_err("must fail");
     e.to_string()
@@ -751,7 +801,7 @@ fn checkpoint_with_other_dimension_or_classes_is_refused() {
         &names(2),
         TrainSet { x: x.view(), y: &y },
         TrainSet { x: x.view(), y: &y },
-        &mut no_op,
+        &Silent,
     )
     .expect("trains");
     let dir = tempfile::tempdir().expect("tempdir");
