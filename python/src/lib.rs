@@ -27,7 +27,7 @@ mod commands;
 
 use vggcache::cache::FeatureCache;
 use vggcache::events::{Event, Events};
-use vggcache::jobs::{JobError, JobEvent};
+use vggcache::jobs::JobError;
 
 create_exception!(
     _core,
@@ -112,6 +112,9 @@ fn job_kind(e: &JobError) -> Kind {
 /// A library error as its Python exception, with the library's message.
 fn py_err(e: impl Into<JobError>) -> PyErr {
     let e = e.into();
+    if e.is_interrupted() {
+        return PyKeyboardInterrupt::new_err(e.to_string());
+    }
     job_kind(&e).err(e.to_string())
 }
 
@@ -140,9 +143,10 @@ extern "C" fn on_sigint(_: libc::c_int) {
 }
 
 /// While a job runs without the GIL, SIGINT (Ctrl-C, `signal.raise_signal`) sets [`SIGINT`]
-/// instead of Python's handler, so that any of the job's threads can see it; the previous handler
-/// comes back on drop. (`_thread.interrupt_main` sends no signal: [`PyEvents::poll`] sees it
-/// through `check_signals` on the main thread.)
+/// instead of Python's handler, so that the job's cancel hook ([`Events::cancelled`]) sees it
+/// whichever thread the signal lands on; the previous handler comes back on drop.
+/// (`_thread.interrupt_main` sends no signal: [`PyEvents::poll`] sees it through
+/// `check_signals` on the main thread.)
 struct SigintGuard {
     old: Option<libc::sigaction>,
 }
@@ -216,7 +220,6 @@ impl PyEvents {
     }
 
     /// Whether the job should stop: Ctrl-C or a failing callback.
-    #[allow(dead_code)] // the jobs' cancel hook (issue 31) calls it
     fn is_cancelled(&self) -> bool {
         self.stop.load(Ordering::SeqCst) || SIGINT.load(Ordering::SeqCst)
     }
@@ -229,33 +232,6 @@ impl PyEvents {
                 self.fail(e);
             }
         });
-    }
-
-    /// A job's [`JobEvent`] (train, compare) as a dict.
-    fn job_event(&self, e: JobEvent) {
-        self.send(|py| {
-            let d = PyDict::new(py);
-            match e {
-                JobEvent::Notice(text) => {
-                    d.set_item("kind", "notice")?;
-                    d.set_item("text", text)?;
-                }
-                JobEvent::Training { epochs } => {
-                    d.set_item("kind", "training")?;
-                    d.set_item("epochs", epochs)?;
-                }
-                JobEvent::Epoch(m) => {
-                    d.set_item("kind", "epoch")?;
-                    d.set_item("metrics", json_to_py(py, &serde_json::to_string(m).ok())?)?;
-                }
-                JobEvent::Trained(r) => {
-                    d.set_item("kind", "trained")?;
-                    d.set_item("run", r.run_dir.clone())?;
-                }
-                _ => d.set_item("kind", "other")?,
-            }
-            Ok(d)
-        })
     }
 
     /// The call's result: the error noted while it ran first (KeyboardInterrupt, a callback's
@@ -333,6 +309,18 @@ impl Events for PyEvents {
                     d.set_item("kind", "notice")?;
                     d.set_item("text", text)?;
                 }
+                Event::Training { epochs } => {
+                    d.set_item("kind", "training")?;
+                    d.set_item("epochs", epochs)?;
+                }
+                Event::Epoch(m) => {
+                    d.set_item("kind", "epoch")?;
+                    d.set_item("metrics", json_to_py(py, &to_json(m))?)?;
+                }
+                Event::Trained { run_dir, .. } => {
+                    d.set_item("kind", "trained")?;
+                    d.set_item("run", run_dir)?;
+                }
                 other => {
                     // Repairs and deletions: one line of text, as the CLI shows them.
                     d.set_item("kind", "notice")?;
@@ -341,6 +329,16 @@ impl Events for PyEvents {
             }
             Ok(d)
         })
+    }
+
+    /// Polled by the job on the calling thread (Python's main thread, the GIL released):
+    /// `check_signals` there runs Python's signal handlers, so Ctrl-C stops the job.
+    fn cancelled(&self) -> bool {
+        if self.is_cancelled() {
+            return true;
+        }
+        Python::attach(|py| self.poll(py));
+        self.is_cancelled()
     }
 }
 
@@ -650,7 +648,7 @@ fn train_head<'py>(
     o.done()?;
     let events = PyEvents::new(progress);
     let guard = SigintGuard::install();
-    let r = py.detach(|| vggcache::jobs::train(&cfg, &mut |e| events.job_event(e)));
+    let r = py.detach(|| vggcache::jobs::train(&cfg, &events));
     drop(guard);
     let r = events.finish(r.map_err(py_err))?;
     run_dict(py, &r)
@@ -698,7 +696,7 @@ fn compare_baselines<'py>(
     o.done()?;
     let events = PyEvents::new(progress);
     let guard = SigintGuard::install();
-    let r = py.detach(|| vggcache::jobs::compare(&cfg, &mut |e| events.job_event(e)));
+    let r = py.detach(|| vggcache::jobs::compare(&cfg, &events));
     drop(guard);
     let r = events.finish(r.map_err(py_err))?;
     let d = PyDict::new(py);
