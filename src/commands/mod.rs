@@ -2,6 +2,7 @@
 //! library function (a [`crate::jobs`] job, or a cache or extract call) and prints the result.
 
 pub mod cache;
+pub mod cli;
 pub mod compare;
 pub mod doctor;
 pub mod export;
