@@ -322,18 +322,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = history(4, true);
         let mut w = csv::Writer::from_path(dir.path().join("metrics.csv")).unwrap();
-        w.write_record([
-            "epoch",
-            "train_loss",
-            "train_acc",
-            "val_loss",
-            "val_acc",
-            "seconds",
-            "best",
-            "select_loss",
-            "select_acc",
-        ])
-        .unwrap();
+        w.write_record(crate::head::run::METRICS_HEADER).unwrap();
         for m in &h {
             w.write_record([
                 m.epoch.to_string(),

@@ -14,22 +14,24 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HeadError + '_ {
     }
 }
 
+/// The columns of a run's `metrics.csv`, in order.
+pub(crate) const METRICS_HEADER: [&str; 9] = [
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "seconds",
+    "best",
+    "select_loss",
+    "select_acc",
+];
+
 /// `metrics.csv`: one row per epoch, with a `best` column (1 on the kept epoch) and the selection
 /// split's loss and accuracy (empty without one).
 fn metrics_csv(outcome: &TrainOutcome) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let header = [
-        "epoch",
-        "train_loss",
-        "train_acc",
-        "val_loss",
-        "val_acc",
-        "seconds",
-        "best",
-        "select_loss",
-        "select_acc",
-    ];
-    w.write_record(header).expect("writing to memory");
+    w.write_record(METRICS_HEADER).expect("writing to memory");
     for m in &outcome.history {
         w.write_record([
             m.epoch.to_string(),

