@@ -1,6 +1,6 @@
-//! README.md for users: at most 150 lines, no `../shared` path (nor in the user docs), and every `vggcache …` command it
-//! shows names a subcommand and flags the built binary's `--help` lists
-//! (`scripts/tools/check_readme.py`).
+//! README.md for users: at most 150 lines, no `../shared` path (nor in the user docs), and every
+//! `vggcache …` command it shows names a subcommand and flags that the built binary's `--help`
+//! lists (`scripts/tools/check_readme.py`).
 
 use std::process::Command;
 
@@ -10,13 +10,14 @@ use crate::common;
 const MAX_LINES: usize = 150;
 
 /// The docs written for users (docs/BENCHMARKS.md and docs/development.md name the test data).
-const USER_DOCS: [&str; 6] = [
+const USER_DOCS: [&str; 7] = [
     "README.md",
     "docs/trunks.md",
     "docs/cache-format.md",
     "docs/streaming.md",
     "docs/baselines.md",
     "docs/gpu.md",
+    "docs/report.md",
 ];
 
 #[test]
@@ -52,6 +53,12 @@ fn readme_commands_use_flags_the_binary_has() {
         .output()
         .expect("run scripts/tools/check_readme.py");
     let text = common::text(&out);
-    assert!(out.status.success(), "README commands do not match --help:\n{text}");
-    assert!(text.contains("ok: "), "check_readme.py printed no verdict:\n{text}");
+    assert!(
+        out.status.success(),
+        "README commands do not match --help:\n{text}"
+    );
+    assert!(
+        text.contains("ok: "),
+        "check_readme.py printed no verdict:\n{text}"
+    );
 }
