@@ -104,6 +104,10 @@ def check(binary: str, name: str, line: int, command: str) -> List[str]:
             path.append(w)
         else:
             break
+    if not path and words and re.fullmatch(r"[A-Z][A-Z_]*", words[0]):
+        # A placeholder (`vggcache COMMAND --help`): its flags must exist in every subcommand.
+        every = [c for c in subcommands(help_text(binary, ())) if c != "help"]
+        return [p for c in every for p in check(binary, name, line, " ".join([c, *words[1:]]))]
     if not path:
         return [f"{name}:{line}: `vggcache {command}`: no such subcommand {words[0]!r}"]
     known = flags(help_text(binary, tuple(path)))
