@@ -10,8 +10,9 @@ use crate::common;
 const MAX_LINES: usize = 150;
 
 /// The docs written for users (docs/BENCHMARKS.md and docs/development.md name the test data).
-const USER_DOCS: [&str; 7] = [
+const USER_DOCS: [&str; 8] = [
     "README.md",
+    "docs/install.md",
     "docs/trunks.md",
     "docs/cache-format.md",
     "docs/streaming.md",
