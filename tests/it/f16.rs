@@ -286,7 +286,7 @@ fn feature_codecs(cache: &Path) -> Vec<String> {
     codecs
 }
 
-/// Issue 30: `extract --feature-dtype f16` writes zstd(1) shards (README: 0.46x the f32 cache on
+/// Issue 30: `extract --feature-dtype f16` writes zstd(1) shards (docs/cache-format.md: 0.46x the f32 cache on
 /// real VGG16 features, LZ4_RAW only 0.63x), in its first write and in the rewrite of a later run,
 /// checked in the Parquet footers of a cache of real (sparse, ReLU) VGG16 features: on the dense
 /// random features of the test above LZ4 and zstd hardly differ, so its size check cannot see it.

@@ -24,6 +24,7 @@ mod integrity;
 mod paths;
 mod quantize;
 mod ray;
+mod readme;
 mod report;
 mod requirements;
 mod s3;
