@@ -9,17 +9,20 @@
 //! in exact arithmetic, at `r/d` of the cost per L-BFGS step; other rows' logits come from their
 //! Gram block: `X_val·w = K[val, pivots]·β`, `β = L₁⁻ᵀ·z`.
 //!
-//! **When.** [`pays`]: at most half as many rows as features and at most [`MAX_ROWS`] rows (the
-//! Gram matrix `n² · 8` bytes, 512 MiB at the cap; its cost `n²d` flops is below one L-BFGS
-//! step's `2·n·d·classes` times the iterations it saves). Otherwise the direct fit on `X`.
+//! **When.** [`pays`]: at most half as many rows as features (each L-BFGS step then costs at most
+//! half a direct one, and the rank `r ≤ n`), and at most [`MAX_ROWS`] rows. The one-off costs are
+//! the Gram product (`n²d` flops in one matrix product, `n² · 8` bytes: 128 MiB at the cap) and an
+//! unblocked factorisation per fit set (`n·r²/2` flops); both are below a direct C search's
+//! ~80 fits of hundreds of `4·n·d·classes`-flop evaluations by far (timed at 131 rows, not yet
+//! near the cap). Otherwise the direct fit on `X`.
 //!
-//! Deterministic: the Gram product is one matrix product (its threads split rows, never a sum)
-//! and the factorisation runs in a fixed order.
+//! Deterministic: the Gram product is one matrixmultiply product (its threads split the output's
+//! rows and columns, never the inner sum) and the factorisation runs in a fixed order.
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
-/// Largest row count fitted in row space (the Gram matrix of 8,192 rows is 512 MiB of `f64`).
-pub const MAX_ROWS: usize = 8192;
+/// Largest row count fitted in row space (module doc).
+pub const MAX_ROWS: usize = 4096;
 
 /// The pivoted Cholesky stops once the largest remaining pivot (a squared residual row norm) is
 /// below this fraction of the largest diagonal entry of `K`: the rows left are, to `1e-5` of the
