@@ -69,17 +69,18 @@ impl Factor {
         let mut cols: Vec<Vec<f64>> = Vec::new();
         let mut pivots = Vec::new();
         let mut used = vec![false; n];
-        loop {
-            let Some((p, &dp)) = resid.iter().enumerate().filter(|(i, _)| !used[*i]).fold(
-                None::<(usize, &f64)>,
-                |b, (i, v)| match b {
+        // The unused row with the largest residual pivot, the first on ties.
+        let next = |resid: &[f64], used: &[bool]| {
+            resid.iter().enumerate().filter(|(i, _)| !used[*i]).fold(
+                None::<(usize, f64)>,
+                |b, (i, &v)| match b {
                     Some((_, bv)) if bv >= v => b,
                     _ => Some((i, v)),
                 },
-            ) else {
-                break;
-            };
-            if !(dp > floor) || max_diag <= 0.0 {
+            )
+        };
+        while let Some((p, dp)) = next(&resid, &used) {
+            if dp.is_nan() || dp <= floor || max_diag <= 0.0 {
                 break;
             }
             used[p] = true;
