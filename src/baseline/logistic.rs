@@ -245,10 +245,7 @@ pub(super) fn fit_design_by(
         return fit_direct(p, records, scaler, y, n_classes);
     }
     let factor = Factor::new(row_space::gram(records.view()).view());
-    let m = fit_factor(p, &factor, y, n_classes)?;
-    let Fitted::Linear { w: beta, b, info } = m.fitted else {
-        unreachable!("fit_factor gives a linear model")
-    };
+    let (beta, b, info) = fit_z(p, &factor, y, n_classes)?;
     // w = X₁ᵀ·β: the pivot rows' combination.
     let w = records.select(Axis(0), &factor.pivots).t().dot(&beta);
     Ok(FittedLogistic {
@@ -269,20 +266,26 @@ pub(super) fn fit_factor(
     y: &[usize],
     n_classes: usize,
 ) -> Result<FittedLogistic, BaselineError> {
-    let r = factor.rank();
-    let z = fit_direct(p, factor.l.clone(), None, y, n_classes)?;
-    let (wz, b) = z.linear_layer();
-    let beta = factor.back(wz.view());
+    let (w, b, info) = fit_z(p, factor, y, n_classes)?;
     Ok(FittedLogistic {
-        fitted: Fitted::Linear {
-            w: beta,
-            b,
-            info: z.fitted.fit_info().clone(),
-        },
+        fitted: Fitted::Linear { w, b, info },
         scaler: None,
-        n_features: r,
+        n_features: factor.rank(),
         n_classes,
     })
+}
+
+/// linfa on `Z = L` of `factor`: `(β: (r, n_classes), b, fit info)` in
+/// [`FittedLogistic::linear_layer`]'s layout, `β = L₁⁻ᵀ·z` per class.
+fn fit_z(
+    p: &LogisticParams,
+    factor: &Factor,
+    y: &[usize],
+    n_classes: usize,
+) -> Result<(Array2<f64>, Array1<f64>, FitInfo), BaselineError> {
+    let z = fit_direct(p, factor.l.clone(), None, y, n_classes)?;
+    let (wz, b) = z.linear_layer();
+    Ok((factor.back(wz.view()), b, z.fitted.fit_info().clone()))
 }
 
 /// linfa on the design itself.
