@@ -20,6 +20,12 @@
 //!   once with the statistics of all the rows given (no labels are involved), which is also the
 //!   scaler of the refit on all rows; the search and the refit therefore fit the same design's rows.
 //!
+//! - **Row space.** With at most half as many rows as features (`row_space::pays` on all the
+//!   rows given), every fit runs exactly in the fit rows' span: one Gram matrix `K = X·Xᵀ` of all
+//!   rows, one pivoted Cholesky factor of each fold's fit block (shared by every `C`), and each
+//!   fold's validation logits from its block `K[val, fit]`: the same objective and the same
+//!   L-BFGS path as on `X`, at `rank/d` of the cost per step.
+//!
 //! Deterministic: fixed folds, cold starts, and the patched linfa objective sums in a fixed order,
 //! so the same rows give the same choice bit for bit whatever the thread count.
 
@@ -31,7 +37,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use super::logistic::{check_fit, fit_design, FittedLogistic, LogisticParams};
+use super::logistic::{check_fit, fit_design_by, fit_factor, FittedLogistic, LogisticParams, Path};
+use super::row_space::{gram, Factor};
 use super::standardize::{design, Standardizer};
 use super::BaselineError;
 use crate::metrics;
@@ -135,6 +142,18 @@ pub fn search_c(
     y: &[usize],
     n_classes: usize,
 ) -> Result<CSearch, BaselineError> {
+    search_c_by(p, s, x, y, n_classes, Path::Auto)
+}
+
+/// [`search_c`] with its fits by `path` (`Auto`: row space when it pays on all of `x`'s rows).
+fn search_c_by(
+    p: &LogisticParams,
+    s: &CSearchParams,
+    x: ArrayView2<f32>,
+    y: &[usize],
+    n_classes: usize,
+    path: Path,
+) -> Result<CSearch, BaselineError> {
     let t0 = Instant::now();
     check_fit(p, x, y, n_classes)?;
     check_search(s)?;
@@ -154,6 +173,21 @@ pub fn search_c(
     }
     let scaler = p.standardize.then(|| Standardizer::fit(x));
     let all = design(x, scaler.as_ref());
+    // Row space: each fold's Gram factor of its fit rows and its val rows' Gram columns of the
+    // pivots, once for every C.
+    let kernel: Option<Vec<(Factor, Array2<f64>)>> =
+        path.row_space(all.nrows(), all.ncols()).then(|| {
+            let k = gram(all.view());
+            folds
+                .iter()
+                .map(|(fit, val)| {
+                    let factor = Factor::new(k.select(Axis(0), fit).select(Axis(1), fit).view());
+                    let cols: Vec<usize> = factor.pivots.iter().map(|&j| fit[j]).collect();
+                    let k_val = k.select(Axis(0), val).select(Axis(1), &cols);
+                    (factor, k_val)
+                })
+                .collect()
+        });
 
     let fit_at = |log_c: f64| -> Result<CPoint, BaselineError> {
         let c = 10f64.powf(log_c);
@@ -163,17 +197,29 @@ pub fn search_c(
         };
         let t = Instant::now();
         let (mut acc, mut loss, mut n_iter, mut converged) = (vec![], vec![], vec![], true);
-        for (fit, val) in &folds {
+        for (f, (fit, val)) in folds.iter().enumerate() {
             let y_fit: Vec<usize> = fit.iter().map(|&i| y[i]).collect();
             let y_val: Vec<usize> = val.iter().map(|&i| y[i]).collect();
-            let m = fit_design(
-                &params,
-                all.select(Axis(0), fit),
-                scaler.clone(),
-                &y_fit,
-                n_classes,
-            )?;
-            let (a, l) = score(&m, &all.select(Axis(0), val), &y_val, n_classes);
+            let (a, l, m) = match &kernel {
+                Some(kernel) => {
+                    let (factor, k_val) = &kernel[f];
+                    let m = fit_factor(&params, factor, &y_fit, n_classes)?;
+                    let (a, l) = score(&m, k_val, &y_val, n_classes);
+                    (a, l, m)
+                }
+                None => {
+                    let m = fit_design_by(
+                        &params,
+                        all.select(Axis(0), fit),
+                        scaler.clone(),
+                        &y_fit,
+                        n_classes,
+                        Path::Direct,
+                    )?;
+                    let (a, l) = score(&m, &all.select(Axis(0), val), &y_val, n_classes);
+                    (a, l, m)
+                }
+            };
             acc.push(a);
             loss.push(l);
             n_iter.push(m.n_iter());
@@ -390,6 +436,70 @@ mod tests {
             assert!((2..=3).contains(&ones), "{ones} positives in a fold");
         }
         assert!(seen.iter().all(|&s| s == 1), "each row scored exactly once");
+    }
+
+    /// tests/it/baseline.rs's `blobs`: Gaussian blobs, class `c` centred at `sep` on axis `c`.
+    fn blobs(seed: u64, n: usize, d: usize, sep: f32, k: usize) -> (Array2<f32>, Vec<usize>) {
+        use rand::Rng;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let y: Vec<usize> = (0..n).map(|i| i % k).collect();
+        let x = Array2::from_shape_fn((n, d), |(i, j)| {
+            let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+            let u2: f64 = rng.random();
+            let z = ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32;
+            if j == y[i] {
+                sep + z
+            } else {
+                z
+            }
+        });
+        (x, y)
+    }
+
+    /// On the data of tests/it/baseline.rs's C-search tests (5-fold and one hold-out, rows
+    /// outnumbering features, so the Gram factor is rank-deficient and stops at the feature
+    /// count), the row-space search scores every C as the direct one and chooses the same C, raw
+    /// and standardised.
+    #[test]
+    fn row_space_search_chooses_the_direct_c() {
+        let cases = [
+            (blobs(5, 150, 60, 1.2, 3), 3, CSearchParams::default()),
+            (
+                blobs(6, 100, 20, 1.5, 2),
+                2,
+                CSearchParams {
+                    kfold_max_rows: 99,
+                    ..CSearchParams::default()
+                },
+            ),
+        ];
+        for ((x, y), k, s) in cases {
+            for standardize in [false, true] {
+                let p = LogisticParams {
+                    standardize,
+                    ..Default::default()
+                };
+                let run = |path| search_c_by(&p, &s, x.view(), &y, k, path).expect("search");
+                let (direct, rows) = (run(Path::Direct), run(Path::RowSpace));
+                assert_eq!(
+                    (direct.chosen_c, direct.best_c),
+                    (rows.chosen_c, rows.best_c),
+                    "std={standardize}"
+                );
+                assert_eq!(direct.curve.len(), rows.curve.len());
+                for (a, b) in direct.curve.iter().zip(&rows.curve) {
+                    assert_eq!(a.c, b.c);
+                    assert!(
+                        (a.val_log_loss - b.val_log_loss).abs() <= 1e-6 * a.val_log_loss,
+                        "std={standardize} C={}: {} vs {}",
+                        a.c,
+                        a.val_log_loss,
+                        b.val_log_loss
+                    );
+                    assert_eq!(a.val_accuracy, b.val_accuracy, "C={}", a.c);
+                }
+            }
+        }
     }
 
     fn point(c: f64, loss: f64, sd: f64) -> CPoint {

@@ -36,6 +36,7 @@ use linfa_logistic::{
 };
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
+use super::row_space::{self, Factor};
 use super::standardize::{design, Standardizer};
 use super::{check_labels, BaselineError, Classifier};
 
@@ -80,11 +81,18 @@ impl LogisticParams {
     }
 }
 
-/// linfa's fitted model: one sigmoid for two classes, a softmax otherwise.
+/// linfa's fitted model: one sigmoid for two classes, a softmax otherwise; or, from a row-space
+/// fit ([`super::row_space`]), its weights mapped back in [`FittedLogistic::linear_layer`]'s layout.
 #[derive(Debug, Clone)]
 enum Fitted {
     Binary(FittedLogisticRegression<f64, usize>),
     Multi(MultiFittedLogisticRegression<f64, usize>),
+    /// `softmax(x · w + b)`, `w: (d, n_classes)` and `b: (n_classes,)` on the fitted design.
+    Linear {
+        w: Array2<f64>,
+        b: Array1<f64>,
+        info: FitInfo,
+    },
 }
 
 impl Fitted {
@@ -92,6 +100,7 @@ impl Fitted {
         match self {
             Fitted::Binary(m) => m.fit_info(),
             Fitted::Multi(m) => m.fit_info(),
+            Fitted::Linear { info, .. } => info,
         }
     }
 
@@ -110,6 +119,12 @@ impl Fitted {
                 let mut p = Array2::<f64>::zeros((d + 1, k));
                 p.slice_mut(ndarray::s![..d, ..]).assign(m.params());
                 p.row_mut(d).assign(m.intercept());
+                p.into_dyn()
+            }
+            Fitted::Linear { w, b, .. } => {
+                let mut p = w.clone();
+                p.push_row(b.view())
+                    .expect("b has one entry per column of w");
                 p.into_dyn()
             }
         }
@@ -178,9 +193,103 @@ pub(super) fn check_fit(
     Ok(())
 }
 
+/// How a fit on a design of `n` rows and `d` features runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Path {
+    /// Row space when [`row_space::pays`], directly otherwise.
+    Auto,
+    /// linfa on the design itself.
+    Direct,
+    /// linfa on the design's Gram factor ([`super::row_space`]).
+    #[cfg(test)]
+    RowSpace,
+}
+
+impl Path {
+    /// Whether a fit of `n` rows and `d` features runs in row space.
+    pub(super) fn row_space(self, n: usize, d: usize) -> bool {
+        match self {
+            Path::Auto => row_space::pays(n, d),
+            Path::Direct => false,
+            #[cfg(test)]
+            Path::RowSpace => true,
+        }
+    }
+}
+
 /// Fits on a prepared design `records: (n, d)` (row-major `f64`, standardised by `scaler` if
-/// any), starting from zero. Checks of [`fit_logistic`] on `x` are the caller's.
+/// any), starting from zero, by the path [`row_space::pays`] picks. Checks of [`fit_logistic`] on
+/// `x` are the caller's.
 pub(super) fn fit_design(
+    p: &LogisticParams,
+    records: Array2<f64>,
+    scaler: Option<Standardizer>,
+    y: &[usize],
+    n_classes: usize,
+) -> Result<FittedLogistic, BaselineError> {
+    fit_design_by(p, records, scaler, y, n_classes, Path::Auto)
+}
+
+/// [`fit_design`] by a given path. In row space the weights are mapped back to the `d` features:
+/// the model predicts and exports on the same rows as a direct fit's.
+pub(super) fn fit_design_by(
+    p: &LogisticParams,
+    records: Array2<f64>,
+    scaler: Option<Standardizer>,
+    y: &[usize],
+    n_classes: usize,
+    path: Path,
+) -> Result<FittedLogistic, BaselineError> {
+    let (n, d) = records.dim();
+    if !path.row_space(n, d) {
+        return fit_direct(p, records, scaler, y, n_classes);
+    }
+    let factor = Factor::new(row_space::gram(records.view()).view());
+    let (beta, b, info) = fit_z(p, &factor, y, n_classes)?;
+    // w = X₁ᵀ·β: the pivot rows' combination.
+    let w = records.select(Axis(0), &factor.pivots).t().dot(&beta);
+    Ok(FittedLogistic {
+        fitted: Fitted::Linear { w, b, info },
+        scaler,
+        n_features: d,
+        n_classes,
+    })
+}
+
+/// Fits in row space on the factor `K ≈ L·Lᵀ` of the fit rows' Gram matrix (their labels `y`):
+/// linfa on `Z = L`, then the weights as pivot-row coefficients `β = L₁⁻ᵀ·z`. The model's
+/// `r = factor.rank()` features are the Gram columns of the pivots, `K[rows, pivots]`: it scores
+/// any rows from their Gram block with the fit rows' pivots ([`super::row_space`]).
+pub(super) fn fit_factor(
+    p: &LogisticParams,
+    factor: &Factor,
+    y: &[usize],
+    n_classes: usize,
+) -> Result<FittedLogistic, BaselineError> {
+    let (w, b, info) = fit_z(p, factor, y, n_classes)?;
+    Ok(FittedLogistic {
+        fitted: Fitted::Linear { w, b, info },
+        scaler: None,
+        n_features: factor.rank(),
+        n_classes,
+    })
+}
+
+/// linfa on `Z = L` of `factor`: `(β: (r, n_classes), b, fit info)` in
+/// [`FittedLogistic::linear_layer`]'s layout, `β = L₁⁻ᵀ·z` per class.
+fn fit_z(
+    p: &LogisticParams,
+    factor: &Factor,
+    y: &[usize],
+    n_classes: usize,
+) -> Result<(Array2<f64>, Array1<f64>, FitInfo), BaselineError> {
+    let z = fit_direct(p, factor.l.clone(), None, y, n_classes)?;
+    let (wz, b) = z.linear_layer();
+    Ok((factor.back(wz.view()), b, z.fitted.fit_info().clone()))
+}
+
+/// linfa on the design itself.
+fn fit_direct(
     p: &LogisticParams,
     records: Array2<f64>,
     scaler: Option<Standardizer>,
@@ -266,6 +375,15 @@ impl FittedLogistic {
                         .assign(&p.index_axis(Axis(1), j).mapv(|v| v as f32));
                 }
             }
+            Fitted::Linear { w, b, .. } => {
+                let z = x64.dot(w) + b;
+                for (mut o, z) in out.rows_mut().into_iter().zip(z.rows()) {
+                    let top = z.fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+                    let e = z.mapv(|v| (v - top).exp());
+                    let sum = e.sum();
+                    o.zip_mut_with(&e, |o, &e| *o = (e / sum) as f32);
+                }
+            }
         }
         out
     }
@@ -292,6 +410,10 @@ impl FittedLogistic {
                     w.column_mut(class).assign(&m.params().column(j));
                     b[class] = m.intercept()[j];
                 }
+            }
+            Fitted::Linear { w: lw, b: lb, .. } => {
+                w.assign(lw);
+                b.assign(lb);
             }
         }
         if let Some(Standardizer { mean, std }) = &self.scaler {
@@ -418,6 +540,82 @@ mod tests {
                 "k={k}: gap {gap}, scale {scale}"
             );
             assert!(fused.converged() && upstream.converged());
+        }
+    }
+
+    /// `Σ -log p(y) + α/2 ‖w‖²` of `m` on `x`, `w` on the standardised design when `m` has a
+    /// scaler: linfa's objective, through the model's exported layer.
+    fn objective(m: &FittedLogistic, x: &Array2<f32>, y: &[usize], alpha: f64) -> f64 {
+        let (w, b) = m.linear_layer();
+        let p = softmax_rows(&(x.mapv(f64::from).dot(&w) + &b));
+        let loss: f64 = y.iter().enumerate().map(|(i, &c)| -p[[i, c]].ln()).sum();
+        let scale = match &m.scaler {
+            Some(s) => s.std.clone(),
+            None => Array1::ones(w.nrows()),
+        };
+        let norm: f64 = w
+            .rows()
+            .into_iter()
+            .zip(&scale)
+            .map(|(r, s)| r.mapv(|v| (v * s).powi(2)).sum())
+            .sum();
+        loss + alpha / 2.0 * norm
+    }
+
+    /// With fewer rows than features, the row-space fit (Gram factor, weights mapped back) is the
+    /// direct fit: the same held-out probabilities to 1e-6 and the same objective value, for 2 and
+    /// 3 classes, raw and standardised, at strong and weak penalties.
+    #[test]
+    fn row_space_fit_is_the_direct_fit() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let (n, n_val, d) = (60, 20, 500);
+        let labels: Vec<usize> = (0..n + n_val).map(|i| i % 3).collect();
+        // Non-negative, mostly small, a few class-tied columns: pool5-like rows.
+        let x = Array2::from_shape_fn((n + n_val, d), |(i, j)| {
+            let base: f32 = rng.random::<f32>().powi(3);
+            base + if j % 7 == labels[i] { 0.4 } else { 0.0 }
+        });
+        let (x_fit, x_val) = (x.slice(ndarray::s![..n, ..]), x.slice(ndarray::s![n.., ..]));
+        for k in [2, 3] {
+            let y: Vec<usize> = labels[..n].iter().map(|&c| c % k).collect();
+            for standardize in [false, true] {
+                for c in [1e-3, 1.0, 100.0] {
+                    let p = LogisticParams {
+                        l2: LogisticParams::l2_from_sklearn_c(c),
+                        standardize,
+                        ..Default::default()
+                    };
+                    let scaler = standardize.then(|| Standardizer::fit(x_fit));
+                    let fit = |path| {
+                        let rows = design(x_fit, scaler.as_ref());
+                        fit_design_by(&p, rows, scaler.clone(), &y, k, path).expect("fit")
+                    };
+                    let (direct, rows) = (fit(Path::Direct), fit(Path::RowSpace));
+                    assert!(matches!(rows.fitted, Fitted::Linear { .. }));
+                    assert!(matches!(
+                        direct.fitted,
+                        Fitted::Binary(_) | Fitted::Multi(_)
+                    ));
+                    assert_eq!(rows.n_features(), d);
+                    let (a, b) = (direct.predict_proba(x_val), rows.predict_proba(x_val));
+                    let gap = a
+                        .iter()
+                        .zip(&b)
+                        .fold(0f32, |m, (u, v)| m.max((u - v).abs()));
+                    assert!(gap <= 1e-6, "k={k} std={standardize} C={c}: gap {gap}");
+                    let x_fit = x_fit.to_owned();
+                    let (oa, ob) = (
+                        objective(&direct, &x_fit, &y, p.l2),
+                        objective(&rows, &x_fit, &y, p.l2),
+                    );
+                    assert!(
+                        (oa - ob).abs() <= 1e-7 * oa.abs().max(1.0),
+                        "k={k} std={standardize} C={c}: objective {oa} vs {ob}"
+                    );
+                    assert!(direct.converged() && rows.converged());
+                }
+            }
         }
     }
 
