@@ -20,7 +20,7 @@
 //!    ([`home`]) is `VGGCACHE_HOME`, else `$XDG_CACHE_HOME/vggcache`, else `~/.cache/vggcache`.
 //!
 //! A miss names the file looked for and the command that installs it (`vggcache models install
-//! NAME`, see [`install`]).
+//! NAME`, see [`install()`]).
 
 pub mod install;
 
