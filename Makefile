@@ -206,7 +206,7 @@ demo: demo-check setup model $(if $(DATA),,demo-data)
 	$(RUN) extract --images "$(or $(DATA),$(DEMO_DATA))" --out "$(CACHE)" --model $(TRUNK_MODEL)
 	$(RUN) train-head --features "$(CACHE)"
 	$(RUN) compare-baselines --features "$(CACHE)"
-	$(if $(DATA),,@echo "demo set: $(DEMO_DATA) (scikit-learn's digits, $(DEMO_PER_CLASS) a digit). Measured with 30 a digit (210 train / 90 val, default trunk): val accuracy head 0.84, linfa-logistic 0.83; with DEMO_PER_CLASS=60: head 0.87, linfa-logistic 0.92 (docs/BENCHMARKS.md)")
+	$(if $(DATA),,@echo "demo set: $(DEMO_DATA) (scikit-learn's digits, $(DEMO_PER_CLASS) a digit). Measured with 30 a digit (210 train / 90 val, default trunk): val accuracy head 0.84, linfa-logistic 0.90; with DEMO_PER_CLASS=60: head 0.87, linfa-logistic 0.95 (docs/BENCHMARKS.md sections 9, 14)")
 
 bench: setup model
 	cargo bench --locked
