@@ -34,20 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 import testdata  # noqa: E402  (scripts/testdata.py: where real data lives)
 
-
-def read_cache(cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`(x: (n, d) float32, y: (n,) int64 or -1, split: (n,) str)` of the files the manifest lists."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    manifest = json.loads((cache / "manifest.json").read_text())
-    files = [cache / s["file"] for s in manifest["shards"]]
-    t = pa.concat_tables([pq.read_table(f) for f in files])
-    fcol = next(n for n in t.column_names if pa.types.is_fixed_size_list(t.schema.field(n).type))
-    col = t.column(fcol).combine_chunks()
-    x = col.values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, col.type.list_size)
-    y = np.array([-1 if v is None else v for v in t.column("label").to_pylist()], dtype=np.int64)
-    return x, y, np.array(t.column("split").to_pylist())
+sys.path.insert(0, str(ROOT / "scripts/reference"))
+from logreg_parity import read_cache  # noqa: E402  (the cache reader the parity tests use)
 
 
 def sklearn_rows(cache: Path) -> dict[str, str]:

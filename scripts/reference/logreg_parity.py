@@ -59,12 +59,13 @@ SMALL = [
 
 
 def read_cache(cache):
-    """`(x: (n, d) float32, y: (n,) int64 or -1 unlabelled, split: (n,) str)` of a vggcache cache."""
-    import glob
+    """`(x: (n, d) float32, y: (n,) int64 or -1 unlabelled, split: (n,) str)` of a vggcache cache:
+    the shards its manifest lists (the only ones a reader may trust), in manifest order."""
     import pyarrow as pa, pyarrow.parquet as pq
-    files = sorted(glob.glob(os.path.join(cache, "*.parquet")))
+    with open(os.path.join(cache, "manifest.json")) as f:
+        files = [os.path.join(cache, s["file"]) for s in json.load(f)["shards"]]
     if not files:
-        sys.exit(f"no parquet files in {cache}")
+        sys.exit(f"no shards listed in {cache}/manifest.json")
     t = pa.concat_tables([pq.read_table(f) for f in files])
     fcol = next(n for n in t.column_names if pa.types.is_fixed_size_list(t.schema.field(n).type))
     col = t.column(fcol).combine_chunks()
