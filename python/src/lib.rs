@@ -687,6 +687,17 @@ fn compare_baselines<'py>(
     let mut o = Options::new("compare_baselines", options);
     cfg.head = o.take("head")?;
     cfg.c = o.take("c")?;
+    if let Some(rule) = o.take::<String>("c_rule")? {
+        cfg.c_rule = match rule.as_str() {
+            "anchored" => vggcache::baseline::CRule::default(),
+            "one-se" => vggcache::baseline::CRule::OneStandardError,
+            other => {
+                return Err(UsageError::new_err(format!(
+                    "compare_baselines: c_rule must be \"anchored\" or \"one-se\", got {other:?}"
+                )))
+            }
+        };
+    }
     o.set("max_iter", &mut cfg.max_iter)?;
     o.set("standardize", &mut cfg.standardize)?;
     cfg.val_fraction = o.take("val_fraction")?;

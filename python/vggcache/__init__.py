@@ -405,6 +405,7 @@ def compare_baselines(
     *,
     head: Optional[Union[PathLike, Run]] = None,
     c: Optional[float] = None,
+    c_rule: Optional[str] = None,
     max_iter: Optional[int] = None,
     standardize: Optional[bool] = None,
     val_fraction: Optional[float] = None,
@@ -416,12 +417,15 @@ def compare_baselines(
     """The head (`head`, or one trained with the defaults) beside linfa-logistic and the
     majority class on the same features (as `vggcache compare-baselines`); returns the table's
     rows, one dict per model (name, accuracy, log_loss, per_class, fit_seconds, ...). The report
-    files go to `out` (default runs/compare)."""
+    files go to `out` (default runs/compare). `c=None` searches C on the train rows with
+    `c_rule` ("anchored", the default: C = 1 unless beaten by more than one standard error of
+    fold accuracy; or "one-se")."""
     d = _core.compare_baselines(
         os.fspath(cache),
         _options(
             head=head,
             c=c,
+            c_rule=c_rule,
             max_iter=max_iter,
             standardize=standardize,
             val_fraction=val_fraction,

@@ -12,7 +12,7 @@ mod majority;
 mod row_space;
 mod standardize;
 
-pub use c_search::{search_c, CPoint, CSearch, CSearchParams};
+pub use c_search::{search_c, CPoint, CRule, CSearch, CSearchParams};
 pub use logistic::{fit_logistic, FittedLogistic, LogisticParams};
 pub use majority::{fit_majority, Majority};
 pub use standardize::Standardizer;

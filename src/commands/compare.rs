@@ -5,7 +5,17 @@ use std::path::PathBuf;
 
 use super::render::Render;
 use super::CommandError;
+use crate::baseline::CRule;
 use crate::jobs::{CompareConfig, CompareOutcome};
+
+/// `--c-rule`'s values ([`CRule`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CRuleArg {
+    /// Keep C = 1 unless a C beats it by more than one standard error of fold accuracy.
+    Anchored,
+    /// The smallest C within one standard error of the lowest mean log loss.
+    OneSe,
+}
 
 /// Options of `compare-baselines`; defaults from [`CompareConfig::default`].
 #[derive(Debug, Clone, clap::Args)]
@@ -18,11 +28,16 @@ pub struct CompareArgs {
     #[arg(long)]
     pub head: Option<PathBuf>,
     /// Logistic regression's inverse L2 strength, as scikit-learn's C (linfa alpha = 1/C). Default:
-    /// chosen by stratified 5-fold cross-validation on the train rows (one 20% hold-out above
-    /// 10,000 rows; never the reported val split): the smallest C whose mean log loss is within
-    /// one standard error of the best, then refitted from zero on all train rows.
+    /// searched by stratified 5-fold cross-validation on the train rows (one 20% hold-out above
+    /// 10,000 rows; never the reported val split) with --c-rule, then refitted from zero on all
+    /// train rows.
     #[arg(long = "C")]
     pub c: Option<f64>,
+    /// How the search chooses C: `anchored` keeps scikit-learn's default C = 1 unless a C's mean
+    /// fold accuracy beats it by more than one standard error; `one-se` takes the smallest C whose
+    /// mean log loss is within one standard error of the lowest (docs/baselines.md).
+    #[arg(long, value_enum, default_value_t = CRuleArg::Anchored, conflicts_with = "c")]
+    pub c_rule: CRuleArg,
     /// L-BFGS iteration cap of the logistic regression.
     #[arg(long, default_value_t = CompareConfig::default().max_iter)]
     pub max_iter: u64,
@@ -57,6 +72,10 @@ impl CompareArgs {
             features: self.features.clone(),
             head: self.head.clone(),
             c: self.c,
+            c_rule: match self.c_rule {
+                CRuleArg::Anchored => CRule::default(),
+                CRuleArg::OneSe => CRule::OneStandardError,
+            },
             max_iter: self.max_iter,
             standardize: self.logistic_standardize
                 || (CompareConfig::default().standardize && !self.logistic_raw),

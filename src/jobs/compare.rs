@@ -10,7 +10,7 @@ use super::rows::{load_head, split_rows, Rows};
 use super::train::{train, TrainConfig, TrainRunOutcome};
 use super::{memory_budget, JobError};
 use crate::baseline::{
-    fit_logistic, fit_majority, search_c, CSearch, CSearchParams, Classifier, LogisticParams,
+    fit_logistic, fit_majority, search_c, CRule, CSearch, CSearchParams, Classifier, LogisticParams,
 };
 use crate::cache::FeatureCache;
 use crate::events::{Event, Events};
@@ -26,6 +26,8 @@ pub struct CompareConfig {
     /// Logistic regression's inverse L2 strength, as scikit-learn's C; `None` = chosen by
     /// cross-validation on the train rows ([`search_c`]).
     pub c: Option<f64>,
+    /// How the search chooses `C` when `c` is `None` ([`CRule::default`]: anchored at C = 1).
+    pub c_rule: CRule,
     /// L-BFGS iteration cap of the logistic regression.
     pub max_iter: u64,
     /// Standardize the features for the logistic regression (train rows' statistics).
@@ -48,6 +50,7 @@ impl Default for CompareConfig {
             features: PathBuf::from(super::DEFAULT_CACHE),
             head: None,
             c: None,
+            c_rule: CRule::default(),
             max_iter: logistic.max_iter,
             standardize: logistic.standardize,
             val_fraction: None,
@@ -195,7 +198,10 @@ pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutco
                 "searching linfa-logistic's C by cross-validation on the {} train rows",
                 train.y.len()
             )));
-            let s = CSearchParams::default();
+            let s = CSearchParams {
+                rule: args.c_rule,
+                ..CSearchParams::default()
+            };
             let r = search_c(&base, &s, train.x.view(), &train.y, classes.len())?;
             events.event(&Event::Notice(format!(
                 "C search: {} values x {} fold(s) in {:.1} s, chosen C = {}",
@@ -274,11 +280,12 @@ pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutco
                 params.standardize,
                 match &search {
                     Some(s) => format!(
-                        "C chosen among {} values by {} of the train rows (the smallest C \
-                         whose mean log loss is within one standard error of the lowest, at C = \
-                         {}; each fit from zero), then refitted from zero on all train rows",
+                        "C chosen among {} values by {} of the train rows ({}; lowest mean log \
+                         loss at C = {}; each fit from zero), then refitted from zero on all \
+                         train rows",
                         s.curve.len(),
                         s.scheme(),
+                        s.rule.describe(),
                         s.best_c,
                     ),
                     None => "C given by --C (no search)".into(),
@@ -362,10 +369,14 @@ fn c_curve(s: &CSearch) -> Section {
                 format!("{:.4} ± {:.4}", p.val_log_loss, p.val_log_loss_sd),
                 iterations,
                 format!("{:.3}", p.fit_seconds),
-                match (p.c == s.chosen_c, p.c == s.best_c) {
-                    (true, true) => "chosen (lowest loss)",
-                    (true, false) => "chosen (1-SE rule)",
-                    (false, true) => "lowest loss",
+                match (p.c == s.chosen_c, p.c == s.best_c, s.rule) {
+                    (true, true, _) => "chosen, lowest loss",
+                    (true, false, CRule::Anchored { c }) if p.c == c => {
+                        "chosen (the default C, not beaten)"
+                    }
+                    (true, false, CRule::Anchored { .. }) => "chosen (beats C = 1 by > 1 SE)",
+                    (true, false, CRule::OneStandardError) => "chosen (1-SE rule)",
+                    (false, true, _) => "lowest loss",
                     _ => "",
                 }
                 .into(),

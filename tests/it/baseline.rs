@@ -7,7 +7,7 @@ use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use vggcache::baseline::{
-    fit_logistic, fit_majority, search_c, CSearchParams, Classifier, LogisticParams,
+    fit_logistic, fit_majority, search_c, CRule, CSearchParams, Classifier, LogisticParams,
 };
 
 use crate::common;
@@ -261,6 +261,57 @@ fn sklearn_parity() {
 
 // ---- C search ----------------------------------------------------------------------------------
 
+/// The default rule scores C = 1 whatever the grid's sweep did, and keeps it unless the most
+/// accurate C beats it by more than one standard error of its fold accuracies; on data where a
+/// strong penalty clearly pays (few informative axes among many noisy ones, 90 rows) it moves,
+/// on well separated blobs it stays.
+#[test]
+fn c_search_default_keeps_c_1_unless_beaten_by_one_standard_error() {
+    let mut moved = vec![];
+    for (seed, d, sep) in [(5, 60, 1.2), (7, 400, 0.9), (3, 5, 6.0)] {
+        let (x, y) = blobs(seed, 90, d, sep, |i| i % 3);
+        let r = search_c(
+            &LogisticParams::default(),
+            &CSearchParams::default(),
+            x.view(),
+            &y,
+            3,
+        )
+        .expect("search");
+        assert_eq!(r.rule, CRule::Anchored { c: 1.0 });
+        let one = r
+            .curve
+            .iter()
+            .find(|q| q.c == 1.0)
+            .expect("C = 1 is always scored");
+        let top = r
+            .curve
+            .iter()
+            .map(|q| q.val_accuracy)
+            .fold(f64::MIN, f64::max);
+        let top_point = r
+            .curve
+            .iter()
+            .filter(|q| q.val_accuracy == top)
+            .min_by(|a, b| a.val_log_loss.total_cmp(&b.val_log_loss))
+            .expect("a top point");
+        let se = top_point.val_accuracy_sd / 5f64.sqrt();
+        moved.push(r.chosen_c != 1.0);
+        if top - one.val_accuracy > se + 1e-12 {
+            assert_eq!(
+                r.chosen_c, top_point.c,
+                "beaten: the most accurate C ({seed})"
+            );
+        } else {
+            assert_eq!(r.chosen_c, 1.0, "not beaten: C = 1 ({seed}): {:?}", r.curve);
+        }
+    }
+    assert!(
+        moved.contains(&true) && moved.contains(&false),
+        "both branches: {moved:?}"
+    );
+}
+
 /// The search scores an ascending log grid by stratified 5-fold cross-validation of the rows it is
 /// given, each fit from zero (no 0-iteration fit), picks by the one-standard-error rule, and
 /// refines around the best coarse C at `steps_per_decade`; with many noisy features neither the
@@ -270,7 +321,10 @@ fn c_search_cross_validates_and_picks_by_the_one_standard_error_rule() {
     // 3 informative axes among 60 noisy ones, 150 rows: overfitting is easy, so C matters.
     let (x, y) = blobs(5, 150, 60, 1.2, |i| i % 3);
     let p = LogisticParams::default();
-    let s = CSearchParams::default();
+    let s = CSearchParams {
+        rule: CRule::OneStandardError,
+        ..CSearchParams::default()
+    };
     let r = search_c(&p, &s, x.view(), &y, 3).expect("search");
     assert_eq!((r.folds, r.n_fit, r.n_val), (5, 120, 30));
     assert!(r.curve.windows(2).all(|w| w[0].c < w[1].c), "ascending C");
@@ -336,18 +390,34 @@ fn c_search_cross_validates_and_picks_by_the_one_standard_error_rule() {
     assert!(m.converged(), "{}", m.termination());
 }
 
-/// Above `kfold_max_rows` the search scores one stratified hold-out instead of k folds.
+/// Above `kfold_max_rows` the search scores one stratified hold-out instead of k folds: the
+/// one-SE rule has no standard error (the lowest loss), the default rule uses the binomial one.
 #[test]
 fn c_search_uses_one_holdout_on_large_train_splits() {
     let (x, y) = blobs(6, 100, 20, 1.5, |i| i % 2);
     let s = CSearchParams {
         kfold_max_rows: 99,
+        rule: CRule::OneStandardError,
         ..CSearchParams::default()
     };
     let r = search_c(&LogisticParams::default(), &s, x.view(), &y, 2).expect("search");
     assert_eq!((r.folds, r.n_val, r.n_fit), (1, 20, 80));
     assert_eq!(r.chosen_c, r.best_c, "no standard error with one hold-out");
     assert!(r.curve.iter().all(|q| q.n_iter.len() == 1));
+    let s = CSearchParams {
+        rule: CRule::default(),
+        ..s
+    };
+    let r = search_c(&LogisticParams::default(), &s, x.view(), &y, 2).expect("search");
+    let one = r.curve.iter().find(|q| q.c == 1.0).expect("C = 1 scored");
+    let top = r.curve.iter().map(|q| q.val_accuracy).fold(0.0, f64::max);
+    let se = (top * (1.0 - top) / 20.0).sqrt();
+    assert_eq!(
+        r.chosen_c == 1.0,
+        top - one.val_accuracy <= se + 1e-12,
+        "{:?}",
+        r.curve
+    );
 }
 
 // ---- parity on a small real cache ---------------------------------------------------------------
