@@ -188,6 +188,12 @@ class FeatureCache:
         return self._cache.dim
 
     @property
+    def trunk_fingerprint(self) -> str:
+        """Fingerprint (`sha256:...`) of the trunk model that made the features; a head trained
+        on them only runs on that trunk."""
+        return self._cache.trunk_fingerprint
+
+    @property
     def files(self) -> List[str]:
         """The cache's Parquet files, in row order."""
         return [os.fspath(p) for p in self._cache.shard_files]
