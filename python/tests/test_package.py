@@ -39,6 +39,22 @@ def test_cli_help_and_version() -> None:
     assert bad.returncode == 2 and "no-such-command" in bad.stderr
 
 
+def test_cli_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    # `vggcache models list | head -1`: the reader is gone before the command writes. The command
+    # ends as other command-line tools do (SIGPIPE), without a Rust panic or a Python traceback.
+    import subprocess
+
+    exe = Path(sys.executable).parent / "vggcache"
+    env = dict(os.environ, VGGCACHE_HOME=str(tmp_path / "store"))
+    p = subprocess.Popen([str(exe), "models", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.wait(60)
+    assert "panicked" not in err and "Traceback" not in err, err
+    assert p.returncode == -signal.SIGPIPE, (p.returncode, err)
+
+
 def test_doctor_finds_the_installed_onnxruntime(tiny_model: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "ORT_DYLIB_PATH"}
     r = cli("doctor", "--model", tiny_model, env=env)
