@@ -81,6 +81,45 @@ def test_extract_summary_and_resume(tmp_path: Path, small_images: Path, tiny_mod
     assert (again.extracted, again.reused) == (0, n)
 
 
+def test_extract_summary_lists_the_skipped_files(tmp_path: Path, small_images: Path, tiny_model: Path) -> None:
+    images = tmp_path / "images"
+    for cls in ("cat", "dog"):
+        (images / cls).mkdir(parents=True)
+        for f in sorted((small_images / "train" / cls).iterdir())[:3]:
+            (images / cls / f.name).symlink_to(f.resolve())
+    (images / "dog" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    s = vggcache.extract(images, tmp_path / "c", model=tiny_model, device="cpu", val_fraction=0.5, progress=False)
+    assert (s.extracted, s.skipped) == (6, 1), s
+    assert len(s.skipped_files) == 1, s.skipped_files
+    path, reason = s.skipped_files[0]
+    assert path == "dog/broken.jpg" and reason, s.skipped_files
+    again = vggcache.extract(images, tmp_path / "c", model=tiny_model, device="cpu", val_fraction=0.5, progress=False)
+    assert again.reused == 6 and [p for p, _ in again.skipped_files] == ["dog/broken.jpg"], again
+
+
+def test_default_progress_goes_to_pythons_stderr(tmp_path: Path, small_images: Path, tiny_model: Path) -> None:
+    # A notebook shows what Python writes to sys.stderr, not what native code writes to file
+    # descriptor 2: the default progress (no tqdm here: a line every ~10%) must use the former.
+    import subprocess
+
+    code = f"""
+import io, sys
+import vggcache
+buf = io.StringIO()
+sys.stderr = buf
+vggcache.extract({str(small_images)!r}, {str(tmp_path / "c")!r}, model={str(tiny_model)!r}, device="cpu")
+vggcache.train_head({str(tmp_path / "c")!r}, name="p", runs_dir={str(tmp_path / "runs")!r}, epochs=2, hidden=[8])
+sys.__stdout__.write(buf.getvalue())
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    n = 2 * (PER_CLASS_TRAIN + PER_CLASS_VAL)
+    for needle in (f"{n} images in", f"{n} to extract", f"{n}/{n} images", "epoch 1: train loss", "epoch 2: train loss"):
+        assert needle in r.stdout, f"{needle!r} not in what Python's sys.stderr got:\n{r.stdout}"
+    # Nothing of it on the native stderr, which a notebook hides.
+    assert "images" not in r.stderr and "epoch" not in r.stderr, r.stderr
+
+
 def _pyarrow_split(cache_dir: Path, split: str):
     """The split's rows as pyarrow reads the cache's Parquet files (manifest order)."""
     pq = pytest.importorskip("pyarrow.parquet")
@@ -143,12 +182,21 @@ def test_to_arrow(tiny_cache: Path) -> None:
 
 def test_to_torch(tiny_cache: Path) -> None:
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
-        pytest.skip("torch is not installed in this environment (to_torch needs it)")
-    ds = vggcache.open_cache(tiny_cache).to_torch("train")
+        pytest.skip(
+            "torch is not installed in the test venv: python/requirements-test.txt leaves it out "
+            "(its PyPI wheel is ~539 MB, too large for CI); pip install torch there to run this test"
+        )
+    c = vggcache.open_cache(tiny_cache)
+    ds = c.to_torch("train")
+    assert isinstance(ds, torch.utils.data.Dataset) and len(ds) == 2 * PER_CLASS_TRAIN
     x, label = ds[0]
-    assert len(ds) == 2 * PER_CLASS_TRAIN and tuple(x.shape) == (128,) and label in (0, 1)
+    assert x.dtype == torch.float32 and tuple(x.shape) == (128,) and label in (0, 1)
+    X, y, paths = c.features("train")
+    assert np.array_equal(ds.x.numpy(), X) and np.array_equal(ds.y.numpy(), y) and ds.paths == paths
+    xb, yb = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
+    assert tuple(xb.shape) == (4, 128) and yb.tolist() == y[:4].tolist()
 
 
 def _read_csv(text: str) -> dict:
