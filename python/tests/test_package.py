@@ -333,3 +333,44 @@ def test_quickstart_example_runs(tmp_path: Path, small_images: Path, tiny_model:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "val accuracy" in r.stdout and "kept epoch" in r.stdout
     assert (tmp_path / "runs" / "quickstart" / "head.safetensors").is_file()
+
+
+USER_SCRIPT = """
+from typing import List, Tuple
+
+import numpy as np
+
+import vggcache
+
+s: vggcache.ExtractSummary = vggcache.extract("images", cache="cache", trunk="vgg16", progress=False)
+rate: float = s.images_per_second
+skipped: List[Tuple[str, str]] = s.skipped_files
+c = vggcache.open_cache("cache")
+X, y, paths = c.features("train")
+n: int = len(c)
+fingerprint: str = c.trunk_fingerprint
+run = vggcache.train_head("cache", name="r", epochs=3, hidden=[64])
+best: int = run.best_epoch
+head = vggcache.load_head(run)
+p: np.ndarray = head.predict_features(X)
+files, proba = head.predict_images("images/val", device="cpu")
+rows = vggcache.compare_baselines("cache", c=1.0)
+try:
+    vggcache.open_cache("nope")
+except vggcache.CacheError as e:
+    message: str = str(e)
+"""
+
+
+def test_typed_stubs_match_the_native_module_and_check_a_users_script(tmp_path: Path) -> None:
+    import subprocess
+
+    def mypy(*args: str) -> None:
+        r = subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, f"{args}:\n{r.stdout}\n{r.stderr}"
+
+    # _core.pyi against the compiled module: every name, signature and class kind.
+    mypy("mypy.stubtest", "vggcache._core")
+    # A notebook user's calls type-check strictly against the installed package (py.typed).
+    (tmp_path / "user.py").write_text(USER_SCRIPT)
+    mypy("mypy", "--strict", "user.py")

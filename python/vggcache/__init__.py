@@ -163,10 +163,10 @@ class FeatureCache:
     open, so no writer deletes its files underneath it; `close()` or a `with` block releases it."""
 
     def __init__(self, path: PathLike) -> None:
-        self._c: Optional[Any] = _core.Cache(os.fspath(path))
+        self._c: Optional[_core.Cache] = _core.Cache(os.fspath(path))
 
     @property
-    def _cache(self) -> Any:
+    def _cache(self) -> _core.Cache:
         if self._c is None:
             raise CacheError("this FeatureCache is closed: open it again with vggcache.open_cache(path)")
         return self._c
