@@ -288,6 +288,27 @@ def test_keyboard_interrupt_leaves_a_valid_cache(tmp_path: Path, catsdogs: Path,
     cli("cache", "verify", "--features", out)
 
 
+def test_keyboard_interrupt_during_train_head_leaves_no_run(tmp_path: Path, tiny_cache: Path) -> None:
+    runs = tmp_path / "runs"
+    seen = []
+
+    def progress(e: dict) -> None:
+        # Ctrl-C after the second epoch, while the job runs.
+        if e["kind"] == "epoch":
+            seen.append(e["metrics"]["epoch"])
+            if seen[-1] == 2:
+                signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        vggcache.train_head(tiny_cache, name="ctrl-c", runs_dir=runs, epochs=200, hidden=[8], progress=progress)
+    assert seen[-1] < 10, f"training went on to epoch {seen[-1]} after Ctrl-C at epoch 2"
+    # Nothing half-written is visible under the run's name, and the same name trains afterwards.
+    assert not (runs / "ctrl-c" / "head.safetensors").exists()
+    run = vggcache.train_head(tiny_cache, name="ctrl-c", runs_dir=runs, epochs=2, hidden=[8], progress=False)
+    assert [m["epoch"] for m in run.metrics] == [1, 2]
+    vggcache.load_head(run)
+
+
 def test_each_exception_type(tmp_path: Path, small_images: Path, tiny_model: Path, tiny_cache: Path) -> None:
     errors = (vggcache.CacheError, vggcache.ModelError, vggcache.InputError, vggcache.UsageError)
     for e in errors:
