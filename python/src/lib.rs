@@ -124,9 +124,10 @@ fn cmd_err(e: commands::CommandError) -> PyErr {
     let kind = match &e {
         C::Usage(_) => Kind::Usage,
         C::Input(_) => Kind::Input,
-        C::Trunk(_) => Kind::Model,
-        C::Cache(_) => Kind::Cache,
         _ if e.exit_code() == commands::exit::USAGE => Kind::Usage,
+        // The model store's lookups: a trunk not installed, no ONNX Runtime, no store folder.
+        C::Trunk(_) | C::Store(_) => Kind::Model,
+        C::Cache(_) => Kind::Cache,
         _ => Kind::Other,
     };
     kind.err(e.to_string())

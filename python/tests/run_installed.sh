@@ -17,7 +17,9 @@ start=$(date +%s)
 echo "test-python: installed $(basename "$wheel") and the test requirements in $(( $(date +%s) - start )) s"
 cp -R "$checkout/python/tests" "$tmp/tests"
 cd "$tmp"
+# The model store is an empty temporary one (make exports the checkout's .vggcache as VGGCACHE_HOME).
 env -u PYTHONPATH -u ORT_DYLIB_PATH -u VIRTUAL_ENV \
+    VGGCACHE_HOME="$tmp/store" \
     VGGCACHE_CHECKOUT="$checkout" \
     VGGCACHE_TEST_FIXTURES="$checkout/tests/fixtures" \
     VGGCACHE_EXAMPLES="$checkout/examples" \

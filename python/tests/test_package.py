@@ -39,6 +39,22 @@ def test_cli_help_and_version() -> None:
     assert bad.returncode == 2 and "no-such-command" in bad.stderr
 
 
+def test_cli_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    # `vggcache models list | head -1`: the reader is gone before the command writes. The command
+    # ends as other command-line tools do (SIGPIPE), without a Rust panic or a Python traceback.
+    import subprocess
+
+    exe = Path(sys.executable).parent / "vggcache"
+    env = dict(os.environ, VGGCACHE_HOME=str(tmp_path / "store"))
+    p = subprocess.Popen([str(exe), "models", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.wait(60)
+    assert "panicked" not in err and "Traceback" not in err, err
+    assert p.returncode == -signal.SIGPIPE, (p.returncode, err)
+
+
 def test_doctor_finds_the_installed_onnxruntime(tiny_model: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "ORT_DYLIB_PATH"}
     r = cli("doctor", "--model", tiny_model, env=env)
@@ -63,6 +79,45 @@ def test_extract_summary_and_resume(tmp_path: Path, small_images: Path, tiny_mod
     assert events[-1]["kind"] == "finished"
     again = vggcache.extract(small_images, out, model=tiny_model, device="cpu", progress=False)
     assert (again.extracted, again.reused) == (0, n)
+
+
+def test_extract_summary_lists_the_skipped_files(tmp_path: Path, small_images: Path, tiny_model: Path) -> None:
+    images = tmp_path / "images"
+    for cls in ("cat", "dog"):
+        (images / cls).mkdir(parents=True)
+        for f in sorted((small_images / "train" / cls).iterdir())[:3]:
+            (images / cls / f.name).symlink_to(f.resolve())
+    (images / "dog" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    s = vggcache.extract(images, tmp_path / "c", model=tiny_model, device="cpu", val_fraction=0.5, progress=False)
+    assert (s.extracted, s.skipped) == (6, 1), s
+    assert len(s.skipped_files) == 1, s.skipped_files
+    path, reason = s.skipped_files[0]
+    assert path == "dog/broken.jpg" and reason, s.skipped_files
+    again = vggcache.extract(images, tmp_path / "c", model=tiny_model, device="cpu", val_fraction=0.5, progress=False)
+    assert again.reused == 6 and [p for p, _ in again.skipped_files] == ["dog/broken.jpg"], again
+
+
+def test_default_progress_goes_to_pythons_stderr(tmp_path: Path, small_images: Path, tiny_model: Path) -> None:
+    # A notebook shows what Python writes to sys.stderr, not what native code writes to file
+    # descriptor 2: the default progress (no tqdm here: a line every ~10%) must use the former.
+    import subprocess
+
+    code = f"""
+import io, sys
+import vggcache
+buf = io.StringIO()
+sys.stderr = buf
+vggcache.extract({str(small_images)!r}, {str(tmp_path / "c")!r}, model={str(tiny_model)!r}, device="cpu")
+vggcache.train_head({str(tmp_path / "c")!r}, name="p", runs_dir={str(tmp_path / "runs")!r}, epochs=2, hidden=[8])
+sys.__stdout__.write(buf.getvalue())
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    n = 2 * (PER_CLASS_TRAIN + PER_CLASS_VAL)
+    for needle in (f"{n} images in", f"{n} to extract", f"{n}/{n} images", "epoch 1: train loss", "epoch 2: train loss"):
+        assert needle in r.stdout, f"{needle!r} not in what Python's sys.stderr got:\n{r.stdout}"
+    # Nothing of it on the native stderr, which a notebook hides.
+    assert "images" not in r.stderr and "epoch" not in r.stderr, r.stderr
 
 
 def _pyarrow_split(cache_dir: Path, split: str):
@@ -127,12 +182,21 @@ def test_to_arrow(tiny_cache: Path) -> None:
 
 def test_to_torch(tiny_cache: Path) -> None:
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
-        pytest.skip("torch is not installed in this environment (to_torch needs it)")
-    ds = vggcache.open_cache(tiny_cache).to_torch("train")
+        pytest.skip(
+            "torch is not installed in the test venv: python/requirements-test.txt leaves it out "
+            "(its PyPI wheel is ~539 MB, too large for CI); pip install torch there to run this test"
+        )
+    c = vggcache.open_cache(tiny_cache)
+    ds = c.to_torch("train")
+    assert isinstance(ds, torch.utils.data.Dataset) and len(ds) == 2 * PER_CLASS_TRAIN
     x, label = ds[0]
-    assert len(ds) == 2 * PER_CLASS_TRAIN and tuple(x.shape) == (128,) and label in (0, 1)
+    assert x.dtype == torch.float32 and tuple(x.shape) == (128,) and label in (0, 1)
+    X, y, paths = c.features("train")
+    assert np.array_equal(ds.x.numpy(), X) and np.array_equal(ds.y.numpy(), y) and ds.paths == paths
+    xb, yb = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
+    assert tuple(xb.shape) == (4, 128) and yb.tolist() == y[:4].tolist()
 
 
 def _read_csv(text: str) -> dict:
@@ -224,6 +288,27 @@ def test_keyboard_interrupt_leaves_a_valid_cache(tmp_path: Path, catsdogs: Path,
     cli("cache", "verify", "--features", out)
 
 
+def test_keyboard_interrupt_during_train_head_leaves_no_run(tmp_path: Path, tiny_cache: Path) -> None:
+    runs = tmp_path / "runs"
+    seen = []
+
+    def progress(e: dict) -> None:
+        # Ctrl-C after the second epoch, while the job runs.
+        if e["kind"] == "epoch":
+            seen.append(e["metrics"]["epoch"])
+            if seen[-1] == 2:
+                signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        vggcache.train_head(tiny_cache, name="ctrl-c", runs_dir=runs, epochs=200, hidden=[8], progress=progress)
+    assert seen[-1] < 10, f"training went on to epoch {seen[-1]} after Ctrl-C at epoch 2"
+    # Nothing half-written is visible under the run's name, and the same name trains afterwards.
+    assert not (runs / "ctrl-c" / "head.safetensors").exists()
+    run = vggcache.train_head(tiny_cache, name="ctrl-c", runs_dir=runs, epochs=2, hidden=[8], progress=False)
+    assert [m["epoch"] for m in run.metrics] == [1, 2]
+    vggcache.load_head(run)
+
+
 def test_each_exception_type(tmp_path: Path, small_images: Path, tiny_model: Path, tiny_cache: Path) -> None:
     errors = (vggcache.CacheError, vggcache.ModelError, vggcache.InputError, vggcache.UsageError)
     for e in errors:
@@ -269,3 +354,44 @@ def test_quickstart_example_runs(tmp_path: Path, small_images: Path, tiny_model:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "val accuracy" in r.stdout and "kept epoch" in r.stdout
     assert (tmp_path / "runs" / "quickstart" / "head.safetensors").is_file()
+
+
+USER_SCRIPT = """
+from typing import List, Tuple
+
+import numpy as np
+
+import vggcache
+
+s: vggcache.ExtractSummary = vggcache.extract("images", cache="cache", trunk="vgg16", progress=False)
+rate: float = s.images_per_second
+skipped: List[Tuple[str, str]] = s.skipped_files
+c = vggcache.open_cache("cache")
+X, y, paths = c.features("train")
+n: int = len(c)
+fingerprint: str = c.trunk_fingerprint
+run = vggcache.train_head("cache", name="r", epochs=3, hidden=[64])
+best: int = run.best_epoch
+head = vggcache.load_head(run)
+p: np.ndarray = head.predict_features(X)
+files, proba = head.predict_images("images/val", device="cpu")
+rows = vggcache.compare_baselines("cache", c=1.0)
+try:
+    vggcache.open_cache("nope")
+except vggcache.CacheError as e:
+    message: str = str(e)
+"""
+
+
+def test_typed_stubs_match_the_native_module_and_check_a_users_script(tmp_path: Path) -> None:
+    import subprocess
+
+    def mypy(*args: str) -> None:
+        r = subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, f"{args}:\n{r.stdout}\n{r.stderr}"
+
+    # _core.pyi against the compiled module: every name, signature and class kind.
+    mypy("mypy.stubtest", "vggcache._core")
+    # A notebook user's calls type-check strictly against the installed package (py.typed).
+    (tmp_path / "user.py").write_text(USER_SCRIPT)
+    mypy("mypy", "--strict", "user.py")

@@ -16,6 +16,7 @@ Every call runs the same library as the `vggcache` command (no second engine); e
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import tempfile
@@ -89,7 +90,10 @@ class ExtractSummary:
     cache_bytes: int
     """Bytes of its Parquet files."""
     skipped_csv: str
-    """The cache's list of skipped images with the reasons."""
+    """The cache's list of skipped images with the reasons (skipped.csv)."""
+    skipped_files: List[Tuple[str, str]] = field(default_factory=list)
+    """`(path, reason)` of each image this call could not use (read from `skipped_csv`); paths
+    relative to the images folder."""
 
     @property
     def images_per_second(self) -> float:
@@ -141,7 +145,17 @@ def extract(
     )
     d["cache"] = os.fspath(d["cache"])
     d["skipped_csv"] = os.fspath(d["skipped_csv"])
+    d["skipped_files"] = _read_skipped(d["skipped_csv"])
     return ExtractSummary(**d)
+
+
+def _read_skipped(path: str) -> List[Tuple[str, str]]:
+    """The `(path, reason)` rows of a cache's skipped.csv (none when it is absent)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return [(row["path"], row["reason"]) for row in csv.DictReader(f)]
+    except FileNotFoundError:
+        return []
 
 
 class FeatureCache:
@@ -149,10 +163,10 @@ class FeatureCache:
     open, so no writer deletes its files underneath it; `close()` or a `with` block releases it."""
 
     def __init__(self, path: PathLike) -> None:
-        self._c: Optional[Any] = _core.Cache(os.fspath(path))
+        self._c: Optional[_core.Cache] = _core.Cache(os.fspath(path))
 
     @property
-    def _cache(self) -> Any:
+    def _cache(self) -> _core.Cache:
         if self._c is None:
             raise CacheError("this FeatureCache is closed: open it again with vggcache.open_cache(path)")
         return self._c
@@ -186,6 +200,12 @@ class FeatureCache:
     def dim(self) -> int:
         """Feature width D."""
         return self._cache.dim
+
+    @property
+    def trunk_fingerprint(self) -> str:
+        """Fingerprint (`sha256:...`) of the trunk model that made the features; a head trained
+        on them only runs on that trunk."""
+        return self._cache.trunk_fingerprint
 
     @property
     def files(self) -> List[str]:

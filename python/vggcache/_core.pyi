@@ -1,11 +1,25 @@
 """Type stubs of the native module `vggcache._core` (the package's public API is in __init__)."""
 
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, final
 
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "run_cli",
+    "extract",
+    "train_head",
+    "compare_baselines",
+    "Cache",
+    "Head",
+    "VggcacheError",
+    "CacheError",
+    "ModelError",
+    "InputError",
+    "UsageError",
+    "__version__",
+]
 __version__: str
 
 class VggcacheError(Exception):
@@ -43,10 +57,11 @@ def compare_baselines(
 ) -> Dict[str, Any]:
     """The head beside the baselines; the report (`rows`, `notes`, ...) and files written."""
 
+@final
 class Cache:
     """An opened, verified feature cache."""
 
-    def __init__(self, path: str) -> None: ...
+    def __new__(cls, path: str) -> Cache: ...
     @property
     def path(self) -> os.PathLike[str]: ...
     @property
@@ -65,10 +80,11 @@ class Cache:
     ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], List[str], int]:
         """(X (n, D) float32, y (n,) int64 (-1 unlabelled), paths, address of X's data)."""
 
+@final
 class Head:
     """A trained head loaded from a run folder."""
 
-    def __init__(self, run: str) -> None: ...
+    def __new__(cls, run: str) -> Head: ...
     @property
     def run(self) -> os.PathLike[str]: ...
     @property
