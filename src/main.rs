@@ -9,5 +9,13 @@ mod commands;
 use vggcache::*;
 
 fn main() {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`vggcache models list | head -1`)
+    // panics; restore the default so the command ends quietly, as other Unix tools do.
+    #[cfg(unix)]
+    // SAFETY: called first thing on the main thread, before any other thread exists; SIG_DFL is
+    // a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     std::process::exit(commands::cli::run(std::env::args_os().collect()));
 }

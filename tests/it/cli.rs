@@ -203,3 +203,29 @@ fn exit_codes_are_the_documented_ones() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("nope") || err.contains("m.onnx"), "{err}");
 }
+
+/// Output into a pipe whose reader is gone (`vggcache models list | head -0`) ends the command by
+/// SIGPIPE, as other Unix tools do, never by a "Broken pipe" panic.
+#[test]
+fn writing_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = vggcache()
+        .args(["models", "list"])
+        .env("VGGCACHE_HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes before the command writes a byte
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {err}",
+        out.status
+    );
+}
