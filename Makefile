@@ -37,6 +37,8 @@ DATA   ?=
 DEMO_DIR       := .demo
 DEMO_PER_CLASS ?= 30
 DEMO_DATA      := $(DEMO_DIR)/digits-$(DEMO_PER_CLASS)
+# The demo's head run (runs/NAME), once per make invocation; compare-baselines reuses it.
+DEMO_RUN       := demo-$(shell date +%Y%m%d-%H%M%S)
 SKLEARN_VERSION := 1.9.1
 CACHE  ?= $(if $(DATA),cache,$(DEMO_DIR)/cache-digits-$(DEMO_PER_CLASS))
 RUNTIME_REQ := requirements/runtime.txt
@@ -219,8 +221,8 @@ demo-check:
 demo: demo-check setup model $(if $(DATA),,demo-data)
 	cargo build --release --locked
 	$(RUN) extract --images "$(or $(DATA),$(DEMO_DATA))" --out "$(CACHE)" --model $(TRUNK_MODEL)
-	$(RUN) train-head --features "$(CACHE)"
-	$(RUN) compare-baselines --features "$(CACHE)"
+	$(RUN) train-head --features "$(CACHE)" --name $(DEMO_RUN)
+	$(RUN) compare-baselines --features "$(CACHE)" --head runs/$(DEMO_RUN)
 	$(if $(DATA),,@echo "demo set: $(DEMO_DATA) (scikit-learn's digits, $(DEMO_PER_CLASS) a digit). Measured with 30 a digit (210 train / 90 val, default trunk): val accuracy head 0.84, linfa-logistic 0.90; with DEMO_PER_CLASS=60: head 0.87, linfa-logistic 0.95 (docs/BENCHMARKS.md sections 9, 14)")
 
 bench: setup model

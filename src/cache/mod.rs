@@ -28,15 +28,7 @@
 //! and their images are extracted again; a lost or damaged manifest is rebuilt from the intact
 //! shards (each verifies itself against the data sha256 in its footer).
 //!
-//! Decisions (measured with `cargo bench --bench cache`, 2-core shared machine under load, pyarrow
-//! = `../shared/bench/peers.py read` in the same run; size is shard bytes / raw float32):
-//!
-//! | features | codec | size/raw | Rust read GB/s | pyarrow GB/s |
-//! |---|---|---|---|---|
-//! | real VGG16, 256 rows (1 row group) | lz4_raw | 0.596 | 0.52-0.55 | 0.13 |
-//! | same | zstd(1) / snappy / none | 0.509 / 0.587 / 1.001 | 0.33 / 0.48 / 0.74 | 0.10-0.12 |
-//! | synthetic ReLU, 1024 rows (4 row groups) | lz4_raw | 0.639 | 1.03 | 0.15 |
-//! | same | zstd(1) / snappy / none | 0.538 / 0.627 / 1.001 | 0.61 / 0.91 / 1.21 | 0.11-0.18 |
+//! Decisions (the codec and row-group figures behind them: docs/BENCHMARKS.md section 6):
 //!
 //! - `features` is `FixedSizeList<Float32, D>` written PLAIN + LZ4_RAW, no dictionary, no statistics,
 //!   row groups of 256 rows (the reader decodes row groups in parallel);

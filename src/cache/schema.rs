@@ -203,7 +203,7 @@ impl Compression {
 }
 
 /// How shards are written. The default was chosen by `cargo bench --bench cache` on the 2-core
-/// development machine (figures in the module doc of `cache`): LZ4_RAW on PLAIN float32 makes
+/// development machine (figures in docs/BENCHMARKS.md section 6): LZ4_RAW on PLAIN float32 makes
 /// shards about 0.6x raw float32 (ReLU features are half exact zeros) and reads about 1.7x faster
 /// than zstd(1), which is 15% smaller; BYTE_STREAM_SPLIT made both bigger and slower.
 #[derive(Debug, Clone, Copy, PartialEq)]
