@@ -170,37 +170,42 @@ pub enum JoinError {
         examples: Vec<String>,
     },
     /// The same image (content hash) has another split or label in another cache.
-    #[error(
-        "{count} image(s) have another {what} in cache {} than in {}, e.g. {path_a} is \
-         {value_a} there but {path_b} is {value_b} here: the caches must split and label the \
-         images alike; extract both from the same images folder with the same --val-fraction",
-        first.display(),
-        other.display()
-    )]
-    Disagree {
-        /// `split` or `label`.
-        what: &'static str,
-        /// How many images disagree.
-        count: usize,
-        /// The first cache.
-        first: PathBuf,
-        /// The first disagreeing image's path in it.
-        path_a: String,
-        /// Its split or class there.
-        value_a: String,
-        /// The cache that disagrees.
-        other: PathBuf,
-        /// The image's path in it.
-        path_b: String,
-        /// Its split or class there.
-        value_b: String,
-    },
+    #[error("{0}")]
+    Disagree(Box<Disagreement>),
     /// No image is in every cache (with dropping allowed).
     #[error("no image is cached in all of {}: nothing to join", dirs.join(", "))]
     Empty {
         /// The caches.
         dirs: Vec<String>,
     },
+}
+
+/// Images whose split or label differs between two caches ([`JoinError::Disagree`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{count} image(s) have another {what} in cache {} than in {}, e.g. {path_a} is {value_a} \
+     there but {path_b} is {value_b} here: the caches must split and label the images alike; \
+     extract both from the same images folder with the same --val-fraction",
+    first.display(),
+    other.display()
+)]
+pub struct Disagreement {
+    /// `split` or `label`.
+    pub what: &'static str,
+    /// How many images disagree.
+    pub count: usize,
+    /// The first cache.
+    pub first: PathBuf,
+    /// The first disagreeing image's path in it.
+    pub path_a: String,
+    /// Its split or class there.
+    pub value_a: String,
+    /// The cache that disagrees.
+    pub other: PathBuf,
+    /// The image's path in it.
+    pub path_b: String,
+    /// Its split or class there.
+    pub value_b: String,
 }
 
 /// Caches of the same images joined by content hash; see the module doc.
@@ -392,7 +397,7 @@ fn check_agree(
                     bad: Vec<(usize, usize)>,
                     value: &dyn Fn(&FeatureCache, usize) -> String| {
         let &(i, j) = bad.first()?;
-        Some(JoinError::Disagree {
+        Some(JoinError::Disagree(Box::new(Disagreement {
             what,
             count: bad.len(),
             first: first.dir().to_path_buf(),
@@ -401,7 +406,7 @@ fn check_agree(
             other: other.dir().to_path_buf(),
             path_b: other.row_paths()[j].clone(),
             value_b: value(other, j),
-        })
+        })))
     };
     let bad_split: Vec<(usize, usize)> = pairs()
         .filter(|&(i, j)| first.row_splits()[i] != other.row_splits()[j])

@@ -16,7 +16,7 @@ pub const KEY_TRUNKS: &str = "trunks";
 #[derive(Debug)]
 pub enum Opened {
     /// One cache (`--features` once).
-    One(FeatureCache),
+    One(Box<FeatureCache>),
     /// Caches joined by content hash (`--features` twice or more).
     Joined(JoinedCache),
 }
@@ -25,7 +25,7 @@ impl Opened {
     /// The rows, as the jobs read them.
     pub fn source(&self) -> &dyn FeatureSource {
         match self {
-            Opened::One(c) => c,
+            Opened::One(c) => &**c,
             Opened::Joined(j) => j,
         }
     }
@@ -41,7 +41,7 @@ pub fn open_features(
     events: &dyn Events,
 ) -> Result<Opened, JobError> {
     if more.is_empty() {
-        return Ok(Opened::One(FeatureCache::open(first)?));
+        return Ok(Opened::One(Box::new(FeatureCache::open(first)?)));
     }
     let dirs: Vec<PathBuf> = std::iter::once(first.to_path_buf())
         .chain(more.iter().cloned())

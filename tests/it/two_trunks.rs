@@ -38,7 +38,7 @@ fn hash(i: usize) -> String {
 }
 
 fn split_of(i: usize) -> Split {
-    if (i / 2) % 5 == 0 {
+    if (i / 2).is_multiple_of(5) {
         Split::Val
     } else {
         Split::Train
