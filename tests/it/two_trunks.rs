@@ -195,6 +195,21 @@ fn a_two_trunk_head_trains_and_records_both_trunks() {
     assert_eq!(m["trunk.1.dim"], "8");
     assert_eq!(m["trunk.1.cache"], b.display().to_string());
     assert_eq!(m["trunk_fingerprint"], format!("{fa}+{fb}"));
+    // Its page names both trunks; `report` reopens both recorded caches to rebuild it.
+    let page = std::fs::read_to_string(runs.join("two/report.html")).unwrap();
+    assert!(
+        page.contains("trunk 1 fingerprint") && page.contains(&fb),
+        "page"
+    );
+    let html = d.path().join("again.html");
+    let o = vggcache(
+        &["report", "--folds", "0"],
+        &[("--run", &runs.join("two")), ("--out", &html)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(std::fs::read_to_string(&html)
+        .unwrap()
+        .contains("trunk 2 fingerprint"));
 
     // compare-baselines: linfa on the same joined features, and the head checked against them.
     let out = d.path().join("cmp");
