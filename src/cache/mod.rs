@@ -54,6 +54,7 @@
 //! Every file replacement goes through [`crate::fsutil`].
 
 mod index;
+pub mod join;
 mod lock;
 mod manifest;
 mod open;
@@ -65,6 +66,7 @@ mod shard;
 mod writer;
 
 pub use index::Existing;
+pub use join::{FeatureSource, JoinError, JoinedCache, SourcePart};
 pub use lock::CacheLock;
 pub use manifest::{
     CacheIdentity, Manifest, ModelIdentity, PendingCommit, ShardInfo, FORMAT_VERSION,

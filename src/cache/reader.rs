@@ -67,6 +67,7 @@ pub struct FeatureCache {
     paths: Vec<String>,
     splits: Vec<Split>,
     labels: Vec<Option<u32>>,
+    hashes: Vec<String>,
     _lock: Option<CacheLock>,
 }
 
@@ -143,6 +144,7 @@ impl FeatureCache {
         let mut paths = Vec::with_capacity(total);
         let mut splits = Vec::with_capacity(total);
         let mut labels = Vec::with_capacity(total);
+        let mut hashes = Vec::with_capacity(total);
         let mut seen: HashMap<String, usize> = HashMap::with_capacity(total);
         let mut units = Vec::new();
         for (s, (shard, meta)) in checked.iter().zip(metas).enumerate() {
@@ -181,6 +183,7 @@ impl FeatureCache {
             paths.extend(meta.paths);
             splits.extend(meta.splits);
             labels.extend(meta.labels);
+            hashes.extend(meta.hashes);
         }
         debug_assert_eq!(paths.len(), total);
         Ok(FeatureCache {
@@ -191,6 +194,7 @@ impl FeatureCache {
             paths,
             splits,
             labels,
+            hashes,
             _lock: lock,
         })
     }
@@ -254,6 +258,17 @@ impl FeatureCache {
     /// The label of every row, in cache order (`None`: unlabelled): `(len,)`.
     pub fn row_labels(&self) -> &[Option<u32>] {
         &self.labels
+    }
+
+    /// The image path of every row (relative to the images folder), in cache order: `(len,)`.
+    pub fn row_paths(&self) -> &[String] {
+        &self.paths
+    }
+
+    /// The content hash of every row's image file (hex), in cache order: `(len,)`. What joins
+    /// caches of the same images made by different trunks ([`super::join`]).
+    pub fn row_hashes(&self) -> &[String] {
+        &self.hashes
     }
 
     /// The global rows of each row group, in cache order: contiguous, together `0..len()`.

@@ -20,9 +20,14 @@ pub enum CRuleArg {
 /// Options of `compare-baselines`; defaults from [`CompareConfig::default`].
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
-    /// Feature cache made by `extract`.
-    #[arg(long, default_value_os_t = CompareConfig::default().features)]
-    pub features: PathBuf,
+    /// Feature cache made by `extract`. Given twice (caches of the same images by two trunks),
+    /// the caches are joined by content hash and every model fits both trunks' features side by
+    /// side (docs/two-trunks.md).
+    #[arg(long, default_values_os_t = [CompareConfig::default().features])]
+    pub features: Vec<PathBuf>,
+    /// With two --features: leave out images one cache lacks (counted) instead of refusing.
+    #[arg(long)]
+    pub drop_unmatched: bool,
     /// A trained head (runs/NAME); default: train one with train-head's defaults (its kept epoch
     /// chosen on a selection split carved from the train rows, never on the reported val split).
     #[arg(long)]
@@ -69,7 +74,9 @@ impl CompareArgs {
     /// The comparison these flags ask for.
     pub fn config(&self) -> CompareConfig {
         CompareConfig {
-            features: self.features.clone(),
+            features: self.features[0].clone(),
+            extra_features: self.features[1..].to_vec(),
+            drop_unmatched: self.drop_unmatched,
             head: self.head.clone(),
             c: self.c,
             c_rule: match self.c_rule {

@@ -43,6 +43,9 @@ pub fn run(args: &ExportArgs) -> Result<u64, CommandError> {
         metadata,
     };
     let bytes = if args.with_trunk {
+        // A head on joined caches takes the trunks' features side by side: one trunk's graph
+        // cannot make its input (the head alone exports, its input the joined features).
+        crate::jobs::source::refuse_joined(&args.head, &meta, "export --with-trunk")?;
         let model = args.trunk.model_path()?;
         let trunk = std::fs::read(&model).map_err(|source| CommandError::Io {
             what: "reading trunk",

@@ -22,9 +22,14 @@ static HIDDEN_DEFAULT: LazyLock<String> = LazyLock::new(|| {
 /// that no flags give exactly that config).
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainHeadArgs {
-    /// Feature cache made by `extract`.
-    #[arg(long, default_value_os_t = TrainConfig::default().features)]
-    pub features: PathBuf,
+    /// Feature cache made by `extract`. Given twice (caches of the same images by two trunks),
+    /// the caches are joined by content hash and the head trains on both trunks' features side
+    /// by side (docs/two-trunks.md).
+    #[arg(long, default_values_os_t = [TrainConfig::default().features])]
+    pub features: Vec<PathBuf>,
+    /// With two --features: leave out images one cache lacks (counted) instead of refusing.
+    #[arg(long)]
+    pub drop_unmatched: bool,
     /// Run name: outputs go to RUNS_DIR/NAME (default: a timestamp).
     #[arg(long)]
     pub name: Option<String>,
@@ -91,7 +96,9 @@ impl TrainHeadArgs {
     /// The run these flags ask for.
     pub fn run_config(&self) -> TrainConfig {
         TrainConfig {
-            features: self.features.clone(),
+            features: self.features[0].clone(),
+            extra_features: self.features[1..].to_vec(),
+            drop_unmatched: self.drop_unmatched,
             head: HeadConfig {
                 hidden: self.hidden.clone(),
                 dropout: self.dropout,

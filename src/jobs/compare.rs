@@ -12,7 +12,6 @@ use super::{memory_budget, JobError};
 use crate::baseline::{
     fit_logistic, fit_majority, search_c, CRule, CSearch, CSearchParams, Classifier, LogisticParams,
 };
-use crate::cache::FeatureCache;
 use crate::events::{Event, Events};
 use crate::report::{evaluate, write_predictions, CompareReport, Section};
 
@@ -21,6 +20,11 @@ use crate::report::{evaluate, write_predictions, CompareReport, Section};
 pub struct CompareConfig {
     /// Feature cache made by `extract`.
     pub features: PathBuf,
+    /// More caches of the same images, made by other trunks, joined to `features` by content
+    /// hash: every model fits the concatenated features (as [`TrainConfig::extra_features`]).
+    pub extra_features: Vec<PathBuf>,
+    /// With `extra_features`: leave out images some cache lacks instead of refusing.
+    pub drop_unmatched: bool,
     /// A trained head (runs/NAME); `None` = train one with [`TrainConfig::default`]'s settings.
     pub head: Option<PathBuf>,
     /// Logistic regression's inverse L2 strength, as scikit-learn's C; `None` = chosen by
@@ -48,6 +52,8 @@ impl Default for CompareConfig {
         let logistic = LogisticParams::default();
         Self {
             features: PathBuf::from(super::DEFAULT_CACHE),
+            extra_features: Vec::new(),
+            drop_unmatched: false,
             head: None,
             c: None,
             c_rule: CRule::default(),
@@ -106,12 +112,18 @@ pub struct CompareOutcome {
 /// and the page into `args.out`.
 pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutcome, JobError> {
     args.check()?;
-    let cache = FeatureCache::open(&args.features)?;
+    let opened = super::source::open_features(
+        &args.features,
+        &args.extra_features,
+        args.drop_unmatched,
+        events,
+    )?;
+    let cache = opened.source();
     let classes = cache.classes().to_vec();
     // The head: given, or trained now with defaults (its own hold-out uses the same seed 0).
     let (head, head_fit_s, run_dir, trained) = match &args.head {
         Some(run) => {
-            let (h, _) = load_head(run, Some(&cache))?;
+            let (h, _) = load_head(run, Some(cache))?;
             (h, f64::NAN, run.clone(), None)
         }
         None => {
@@ -119,6 +131,8 @@ pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutco
             let defaults = TrainConfig::default();
             let run = TrainConfig {
                 features: args.features.clone(),
+                extra_features: args.extra_features.clone(),
+                drop_unmatched: args.drop_unmatched,
                 head: crate::head::HeadConfig {
                     val_fraction: args.val_fraction.unwrap_or(defaults.head.val_fraction),
                     ..defaults.head.clone()
@@ -162,14 +176,14 @@ pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutco
         (_, Some(v)) => v,
         (None, None) => own,
     };
-    let (train, val, held_out) = split_rows(&cache, val_fraction, head.config().seed)?;
+    let (train, val, held_out) = split_rows(cache, val_fraction, head.config().seed)?;
     let budget = memory_budget(args.memory_budget);
     let (train, val, sampled) =
         sample_to_budget(train, val, cache.dim(), budget, head.config().seed);
     if let Some(s) = &sampled {
         events.event(&Event::Notice(format!("note: {s}")));
     }
-    let (train, val) = (train.read(&cache)?, val.read(&cache)?);
+    let (train, val) = (train.read(cache)?, val.read(cache)?);
     let mut rows = Vec::new();
 
     let timed = |m: &dyn Classifier| {
@@ -252,7 +266,11 @@ pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutco
         t.elapsed().as_secs_f64(),
     )?);
 
-    let m = cache.manifest();
+    let provenance: Vec<String> = cache.parts().into_iter().map(|p| p.provenance).collect();
+    let features: Vec<String> = std::iter::once(&args.features)
+        .chain(&args.extra_features)
+        .map(|f| f.display().to_string())
+        .collect();
     let report = CompareReport {
         classes,
         n_train: train.y.len(),
@@ -262,8 +280,8 @@ pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutco
         notes: vec![
             format!(
                 "features: {} ({})",
-                args.features.display(),
-                m.model.provenance
+                features.join(" + "),
+                provenance.join(" + ")
             ),
             format!(
                 "val: {}",
@@ -328,7 +346,7 @@ pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutco
         },
         &PageInputs {
             features: &args.features,
-            cache: &cache,
+            cache,
             head: head.config(),
             train: &train,
             val: &val,

@@ -8,6 +8,7 @@ pub mod compare;
 pub mod page;
 pub mod predict;
 pub mod rows;
+pub mod source;
 pub mod train;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ pub use compare::{compare, CompareConfig, CompareOutcome};
 pub use page::{write_page, write_report, PageInputs, ReportConfig};
 pub use predict::{predict, PredictConfig, PredictFormat, PredictOutcome};
 pub use rows::{load_head, split_rows, train_val, Labelled, Rows};
+pub use source::{open_features, Opened};
 pub use train::{train, TrainConfig, TrainRunOutcome};
 
 /// The feature cache a job reads when none is named.
@@ -46,6 +48,9 @@ pub enum JobError {
     /// Writing or reading a report failed.
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    /// Caches given together could not be joined (classes, missing images, splits, labels).
+    #[error(transparent)]
+    Join(#[from] crate::cache::JoinError),
     /// Extracting features (predict) failed.
     #[error(transparent)]
     Extract(#[from] crate::extract::ExtractError),
@@ -163,6 +168,41 @@ pub enum JobError {
         /// What carries it: `cache DIR` or `model FILE`.
         what: String,
     },
+    /// Joined caches with `--stream` or over the memory budget: a join is read into memory.
+    #[error(
+        "the joined features take {:.2} GB{}; joined caches (--features given twice) are read \
+         into memory, not streamed: {}",
+        *need as f64 / 1e9,
+        if *asked { "" } else { ", over the memory budget (--memory-budget)" },
+        if *asked {
+            "leave out --stream"
+        } else {
+            "raise --memory-budget, or train on one --features (which streams)"
+        }
+    )]
+    JoinedStream {
+        /// Bytes the joined train and val features take.
+        need: u64,
+        /// Whether `--stream` asked for it (else the budget chose it).
+        asked: bool,
+    },
+    /// A head trained on joined caches given to a job that runs one trunk.
+    #[error(
+        "head {} was trained on the features of {trunks} trunks joined by content hash ({provenance}); \
+         {job} runs one trunk and cannot make its input: use a head trained on one --features \
+         (`vggcache train-head --features CACHE`) for {job}",
+        run.display()
+    )]
+    JoinedHead {
+        /// The head's run folder.
+        run: PathBuf,
+        /// How many trunks it records.
+        trunks: String,
+        /// Their provenance, joined by `+`.
+        provenance: String,
+        /// The job refused (`predict`, `export --with-trunk`).
+        job: &'static str,
+    },
     /// Kaggle's format with a head of other than 2 classes.
     #[error("--format kaggle needs a 2-class head, this one has {classes}")]
     KaggleClasses {
@@ -201,6 +241,7 @@ impl JobError {
                 | JobError::BadValFraction { .. }
                 | JobError::BadRunName { .. }
                 | JobError::BadFolds
+                | JobError::JoinedStream { asked: true, .. }
                 | JobError::Head(crate::head::HeadError::Config { .. })
                 | JobError::Extract(crate::extract::ExtractError::Config { .. })
                 | JobError::Extract(crate::extract::ExtractError::Unreconciled { .. })

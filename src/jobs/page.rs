@@ -8,7 +8,7 @@ use ndarray::ArrayView2;
 use super::rows::{check_head_fits_cache, load_head, train_val, Labelled};
 use super::JobError;
 use crate::baseline::LogisticParams;
-use crate::cache::FeatureCache;
+use crate::cache::FeatureSource;
 use crate::events::{Event, Events};
 use crate::head::HeadConfig;
 use crate::report::html::{self, Page};
@@ -70,8 +70,8 @@ impl Default for ReportConfig {
 pub struct PageInputs<'a> {
     /// The cache's folder (its `skipped.csv` is listed).
     pub features: &'a Path,
-    /// The opened cache.
-    pub cache: &'a FeatureCache,
+    /// The opened cache (or caches joined by content hash).
+    pub cache: &'a dyn FeatureSource,
     /// The head's settings (its hold-out fraction and seed are named when val was held out).
     pub head: &'a HeadConfig,
     /// The train rows (the label review fits on them).
@@ -101,10 +101,17 @@ pub fn write_report(args: &ReportConfig, events: &dyn Events) -> Result<PathBuf,
             })
         }
     };
-    let cache = FeatureCache::open(&features)?;
-    check_head_fits_cache(&args.run, &head, &meta, &cache)?;
+    // A head trained on joined caches reads them all again (the recorded ones; --features names
+    // the first only when given).
+    let more: Vec<PathBuf> = super::source::recorded_caches(&meta)
+        .into_iter()
+        .skip(1)
+        .collect();
+    let opened = super::source::open_features(&features, &more, false, events)?;
+    let cache = opened.source();
+    check_head_fits_cache(&args.run, &head, &meta, cache)?;
     let cfg = head.config();
-    let (train, val, held_out) = train_val(&cache, cfg.val_fraction, cfg.seed)?;
+    let (train, val, held_out) = train_val(cache, cfg.val_fraction, cfg.seed)?;
     let val_proba = head.try_predict_proba(val.x.view())?;
     let compare = match &args.compare {
         Some(dir) => {
@@ -122,7 +129,7 @@ pub fn write_report(args: &ReportConfig, events: &dyn Events) -> Result<PathBuf,
         args,
         &PageInputs {
             features: &features,
-            cache: &cache,
+            cache,
             head: cfg,
             train: &train,
             val: &val,
@@ -173,8 +180,7 @@ pub fn write_page(
         .map(|(k, row)| row[k])
         .sum::<usize>() as f64
         / val.y.len().max(1) as f64;
-    let m = cache.manifest();
-    let facts = vec![
+    let mut facts = vec![
         ("run".into(), args.run.display().to_string()),
         (
             "val accuracy".into(),
@@ -191,23 +197,37 @@ pub fn write_page(
                 }
             ),
         ),
-        ("trunk".into(), m.model.provenance.clone()),
-        ("trunk fingerprint".into(), m.model.fingerprint.clone()),
-        (
-            "cache".into(),
-            format!("{} (fingerprint {})", inp.features.display(), m.fingerprint),
-        ),
-        (
-            "images".into(),
-            format!(
-                "{} train, {} val, {} skipped at extraction; classes {}",
-                train.y.len(),
-                val.y.len(),
-                skipped.len(),
-                classes.join(", ")
-            ),
-        ),
     ];
+    let parts = cache.parts();
+    for (i, p) in parts.iter().enumerate() {
+        // One trunk: the facts as they always were; joined caches: one set per trunk, numbered.
+        let n = if parts.len() > 1 {
+            format!(" {}", i + 1)
+        } else {
+            String::new()
+        };
+        let dir = if parts.len() > 1 {
+            p.dir.display().to_string()
+        } else {
+            inp.features.display().to_string()
+        };
+        facts.push((format!("trunk{n}"), p.provenance.clone()));
+        facts.push((format!("trunk{n} fingerprint"), p.trunk_fingerprint.clone()));
+        facts.push((
+            format!("cache{n}"),
+            format!("{dir} (fingerprint {})", p.cache_fingerprint),
+        ));
+    }
+    facts.push((
+        "images".into(),
+        format!(
+            "{} train, {} val, {} skipped at extraction; classes {}",
+            train.y.len(),
+            val.y.len(),
+            skipped.len(),
+            classes.join(", ")
+        ),
+    ));
     let page = Page {
         title: format!("vggcache report: {}", args.run.display()),
         facts,

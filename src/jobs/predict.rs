@@ -149,6 +149,7 @@ fn move_legacy_caches(events: &dyn Events) {
 pub fn predict(args: &PredictConfig, events: &dyn Events) -> Result<PredictOutcome, JobError> {
     args.check()?;
     let (head, meta) = load_head(&args.head, None)?;
+    super::source::refuse_joined(&args.head, &meta, "predict")?;
     let model = args.model.clone();
     if model.is_dir() {
         return Err(crate::trunk::TrunkError::ModelIsFolder { path: model }.into());

@@ -5,7 +5,7 @@
 use ndarray::Array2;
 
 use super::JobError;
-use crate::cache::FeatureCache;
+use crate::cache::{FeatureCache, FeatureSource};
 use crate::dataset::Split;
 
 /// Labelled rows of one split. `x: (n, d)`, `y: (n,)` class indices.
@@ -49,7 +49,7 @@ impl Rows {
     }
 
     /// The features of these rows: `(n, d)`, read row groups in parallel.
-    pub fn read(&self, cache: &FeatureCache) -> Result<Labelled, JobError> {
+    pub fn read<C: FeatureSource + ?Sized>(&self, cache: &C) -> Result<Labelled, JobError> {
         let data = cache.rows(&self.rows)?;
         Ok(Labelled {
             x: data.features,
@@ -62,8 +62,8 @@ impl Rows {
 /// Which rows train and val are, without reading features: train = labelled rows of split
 /// `train`; val = labelled rows of split `val`, or, when the cache has none, a stratified seeded
 /// hold-out of `val_fraction` of train (reported by the bool). Both in cache order.
-pub fn split_rows(
-    cache: &FeatureCache,
+pub fn split_rows<C: FeatureSource + ?Sized>(
+    cache: &C,
     val_fraction: f64,
     seed: u64,
 ) -> Result<(Rows, Rows, bool), JobError> {
@@ -113,8 +113,8 @@ pub fn split_rows(
 }
 
 /// [`split_rows`] with the features read: `(train, val, held_out)`.
-pub fn train_val(
-    cache: &FeatureCache,
+pub fn train_val<C: FeatureSource + ?Sized>(
+    cache: &C,
     val_fraction: f64,
     seed: u64,
 ) -> Result<(Labelled, Labelled, bool), JobError> {
@@ -147,7 +147,7 @@ impl crate::head::RowGroups for FeatureCache {
 /// head was trained on features of the same trunk, with the same D and class names.
 pub fn load_head(
     run: &std::path::Path,
-    cache: Option<&FeatureCache>,
+    cache: Option<&dyn FeatureSource>,
 ) -> Result<
     (
         crate::head::FittedHead,
@@ -169,15 +169,24 @@ pub fn load_head(
     Ok((head, meta))
 }
 
-/// A head loaded from `run` (metadata `meta`) against `cache`: the same trunk, D and class names.
+/// A head loaded from `run` (metadata `meta`) against `cache`: the same trunk (the same trunks in
+/// the same order for joined caches), D and class names.
 pub fn check_head_fits_cache(
     run: &std::path::Path,
     head: &crate::head::FittedHead,
     meta: &std::collections::BTreeMap<String, String>,
-    cache: &FeatureCache,
+    cache: &dyn FeatureSource,
 ) -> Result<(), JobError> {
-    let what = format!("cache {}", cache.dir().display());
-    check_same_trunk(run, meta, &cache.manifest().model.fingerprint, &what)?;
+    let dirs: Vec<String> = cache
+        .parts()
+        .iter()
+        .map(|p| p.dir.display().to_string())
+        .collect();
+    let what = match dirs.len() {
+        1 => format!("cache {}", dirs[0]),
+        _ => format!("caches {} joined", dirs.join(" + ")),
+    };
+    check_same_trunk(run, meta, &cache.trunk_fingerprint(), &what)?;
     head.check_compatible(cache.dim(), cache.classes())?;
     Ok(())
 }

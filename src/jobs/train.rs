@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use super::page::{write_page, PageInputs, ReportConfig};
 use super::rows::{split_rows, Rows};
+use super::source::{open_features, trunk_metadata, Opened};
 use super::{memory_budget, JobError};
-use crate::cache::FeatureCache;
+use crate::cache::{FeatureCache, FeatureSource};
 use crate::events::{Event, Events};
 use crate::head::stream::MemoryPlan;
 use crate::head::{self, HeadConfig, StreamConfig, StreamFeed, TrainSet};
@@ -18,6 +19,12 @@ use crate::head::{self, HeadConfig, StreamConfig, StreamFeed, TrainSet};
 pub struct TrainConfig {
     /// Feature cache made by `extract`.
     pub features: PathBuf,
+    /// More caches of the same images, made by other trunks: joined to `features` by content
+    /// hash, the head trains on the concatenated features (read into memory, never streamed).
+    pub extra_features: Vec<PathBuf>,
+    /// With `extra_features`: leave out images some cache lacks (counted in a notice) instead of
+    /// refusing.
+    pub drop_unmatched: bool,
     /// The head's settings.
     pub head: HeadConfig,
     /// Folder the run folder goes in.
@@ -38,6 +45,8 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             features: PathBuf::from(super::DEFAULT_CACHE),
+            extra_features: Vec::new(),
+            drop_unmatched: false,
             head: HeadConfig::default(),
             runs_dir: PathBuf::from(super::DEFAULT_RUNS_DIR),
             name: None,
@@ -89,12 +98,24 @@ pub fn train(args: &TrainConfig, events: &dyn Events) -> Result<TrainRunOutcome,
     if run_dir.exists() {
         return Err(JobError::RunExists { dir: run_dir });
     }
-    let cache = FeatureCache::open(&args.features)?;
+    let opened = open_features(
+        &args.features,
+        &args.extra_features,
+        args.drop_unmatched,
+        events,
+    )?;
+    let cache = opened.source();
     let classes = cache.classes().to_vec();
-    let (train_rows, val_rows, held_out) = split_rows(&cache, cfg.val_fraction, cfg.seed)?;
+    let (train_rows, val_rows, held_out) = split_rows(cache, cfg.val_fraction, cfg.seed)?;
     let need = (train_rows.rows.len() + val_rows.rows.len()) as u64 * cache.dim() as u64 * 4;
     let budget = memory_budget(args.memory_budget);
     if args.stream || need > budget {
+        let Opened::One(cache) = &opened else {
+            return Err(JobError::JoinedStream {
+                need,
+                asked: args.stream,
+            });
+        };
         if !args.stream {
             events.event(&Event::Notice(format!(
                 "streaming: the train and val features take {:.2} GB, over the memory budget of \
@@ -103,11 +124,9 @@ pub fn train(args: &TrainConfig, events: &dyn Events) -> Result<TrainRunOutcome,
                 budget as f64 / 1e9
             )));
         }
-        return train_streamed(
-            args, &cache, train_rows, val_rows, held_out, run_dir, events,
-        );
+        return train_streamed(args, cache, train_rows, val_rows, held_out, run_dir, events);
     }
-    let (train, val) = (train_rows.read(&cache)?, val_rows.read(&cache)?);
+    let (train, val) = (train_rows.read(cache)?, val_rows.read(cache)?);
     events.event(&Event::Notice(format!(
         "train {} rows, val {} rows{}, D = {}, classes: {}",
         train.y.len(),
@@ -134,7 +153,7 @@ pub fn train(args: &TrainConfig, events: &dyn Events) -> Result<TrainRunOutcome,
         },
         events,
     )?;
-    let meta = run_metadata(&cache, args, held_out);
+    let meta = run_metadata(cache, args, held_out);
     head::write_run(&run_dir, &outcome, &meta)?;
     let proba = outcome.head.predict_proba(val.x.view());
     let pred = crate::metrics::argmax_rows(
@@ -154,7 +173,7 @@ pub fn train(args: &TrainConfig, events: &dyn Events) -> Result<TrainRunOutcome,
         },
         &PageInputs {
             features: &args.features,
-            cache: &cache,
+            cache,
             head: cfg,
             train: &train,
             val: &val,
@@ -174,17 +193,13 @@ pub fn train(args: &TrainConfig, events: &dyn Events) -> Result<TrainRunOutcome,
 
 /// What `runs/NAME` records about the features a head was trained on.
 fn run_metadata(
-    cache: &FeatureCache,
+    cache: &dyn FeatureSource,
     args: &TrainConfig,
     held_out: bool,
 ) -> BTreeMap<String, String> {
-    let m = cache.manifest();
-    BTreeMap::from([
-        ("trunk_fingerprint".to_string(), m.model.fingerprint.clone()),
-        ("trunk_provenance".to_string(), m.model.provenance.clone()),
-        ("cache".to_string(), args.features.display().to_string()),
-        ("val_held_out".to_string(), held_out.to_string()),
-    ])
+    let mut meta = trunk_metadata(cache, &args.features);
+    meta.insert("val_held_out".to_string(), held_out.to_string());
+    meta
 }
 
 /// [`train`] reading the features as a stream ([`StreamFeed`]): reports the memory plan, trains,
