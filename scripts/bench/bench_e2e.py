@@ -203,6 +203,7 @@ def pytorch_recipe(recipe, onnx_path, lists, n_classes, epochs, save_dir):
             loss = lf(head(x), ytr_t[idx])
             loss.backward()
             opt.step()
+        log(f"  {recipe} epoch {ep}: {time.perf_counter() - t0 - scoring_s:.1f} s so far")
         if ep in epochs:
             ts = time.perf_counter()
             head.eval()
