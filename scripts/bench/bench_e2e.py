@@ -249,6 +249,10 @@ def train_head(v, env, cache, runs, name, epochs, logs):
     acc, loss, n = last_metrics(runs / name)
     if n != epochs:
         sys.exit(f"{runs / name}/metrics.csv has {n} epochs, expected {epochs}")
+    # Each head file is ~400 MB: keep the metrics, drop the rest (after the timing).
+    for f in (runs / name).iterdir():
+        if f.name != "metrics.csv":
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
     return dt, acc, loss
 
 
