@@ -196,7 +196,8 @@ pub(super) fn check_fit(
 /// How a fit on a design of `n` rows and `d` features runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Path {
-    /// Row space when [`row_space::pays`], directly otherwise.
+    /// Row space when it pays (a lone fit: [`row_space::pays_once`]; a search's shared Gram:
+    /// [`row_space::pays`]), directly otherwise.
     Auto,
     /// linfa on the design itself.
     Direct,
@@ -206,19 +207,28 @@ pub(super) enum Path {
 }
 
 impl Path {
-    /// Whether a fit of `n` rows and `d` features runs in row space.
+    /// Whether a lone fit of `n` rows and `d` features runs in row space.
     pub(super) fn row_space(self, n: usize, d: usize) -> bool {
         match self {
-            Path::Auto => row_space::pays(n, d),
+            Path::Auto => row_space::pays_once(n, d),
             Path::Direct => false,
             #[cfg(test)]
             Path::RowSpace => true,
         }
     }
+
+    /// Whether a search's fits over `n` rows and `d` features, sharing one Gram product, run in
+    /// row space.
+    pub(super) fn search_row_space(self, n: usize, d: usize) -> bool {
+        match self {
+            Path::Auto => row_space::pays(n, d),
+            other => other.row_space(n, d),
+        }
+    }
 }
 
 /// Fits on a prepared design `records: (n, d)` (row-major `f64`, standardised by `scaler` if
-/// any), starting from zero, by the path [`row_space::pays`] picks. Checks of [`fit_logistic`] on
+/// any), starting from zero, by the path [`row_space::pays_once`] picks. Checks of [`fit_logistic`] on
 /// `x` are the caller's.
 pub(super) fn fit_design(
     p: &LogisticParams,

@@ -16,6 +16,12 @@
 //! ~80 fits of hundreds of `4·n·d·classes`-flop evaluations by far (timed at 131 rows, not yet
 //! near the cap). Otherwise the direct fit on `X`.
 //!
+//! **One fit alone** ([`pays_once`]) shares its Gram product with nothing, and that product's
+//! `n²d` multiply-adds cost about `n / 16` of the direct fit's memory-bound L-BFGS evaluations
+//! (each streams `X` twice); fits take 30-90 evaluations, so a single fit goes to row space only
+//! up to [`ONE_FIT_MAX_ROWS`] rows (at 2,000 rows a lone row-space fit took 27 s where
+//! scikit-learn's took 5: docs/BENCHMARKS.md section 17).
+//!
 //! Deterministic: the Gram product is one matrixmultiply product (its threads split the output's
 //! rows and columns, never the inner sum) and the factorisation runs in a fixed order.
 
@@ -29,9 +35,18 @@ pub const MAX_ROWS: usize = 4096;
 /// largest row norm, combinations of the pivots.
 const REL_EPS: f64 = 1e-10;
 
-/// Whether `n` fit rows of `d` features are fitted in row space (module doc).
+/// Largest row count of a lone fit (one that shares no Gram product) fitted in row space.
+pub const ONE_FIT_MAX_ROWS: usize = 512;
+
+/// Whether the fits of a search over `n` rows of `d` features, sharing one Gram product, run in
+/// row space (module doc).
 pub fn pays(n: usize, d: usize) -> bool {
     n <= d / 2 && n <= MAX_ROWS
+}
+
+/// Whether one lone fit of `n` rows of `d` features runs in row space (module doc).
+pub fn pays_once(n: usize, d: usize) -> bool {
+    pays(n, d) && n <= ONE_FIT_MAX_ROWS
 }
 
 /// `K = X·Xᵀ: (n, n)` of a row-major design `x: (n, d)`, exactly symmetric.
