@@ -24,6 +24,8 @@ pub struct SplitData {
     pub labels: Vec<Option<u32>>,
     /// `(n, dim)`, row i belongs to `paths[i]`.
     pub features: Array2<f32>,
+    /// The view of each row's image: 0 = the plain image (every row of a cache without views).
+    pub views: Vec<u32>,
 }
 
 impl SplitData {
@@ -67,6 +69,8 @@ pub struct FeatureCache {
     paths: Vec<String>,
     splits: Vec<Split>,
     labels: Vec<Option<u32>>,
+    views: Vec<u32>,
+    recipes: Vec<Option<String>>,
     _lock: Option<CacheLock>,
 }
 
@@ -143,6 +147,8 @@ impl FeatureCache {
         let mut paths = Vec::with_capacity(total);
         let mut splits = Vec::with_capacity(total);
         let mut labels = Vec::with_capacity(total);
+        let mut views = Vec::with_capacity(total);
+        let mut recipes = Vec::with_capacity(total);
         let mut seen: HashMap<String, usize> = HashMap::with_capacity(total);
         let mut units = Vec::new();
         for (s, (shard, meta)) in checked.iter().zip(metas).enumerate() {
@@ -166,8 +172,9 @@ impl FeatureCache {
                     ),
                 });
             }
-            for p in &meta.paths {
+            for p in &meta.keys {
                 if let Some(other) = seen.insert(p.clone(), s) {
+                    let p = p.replace('\0', "#view ");
                     return Err(CacheError::CorruptShard {
                         path: shard.path.clone(),
                         message: if other == s {
@@ -181,6 +188,8 @@ impl FeatureCache {
             paths.extend(meta.paths);
             splits.extend(meta.splits);
             labels.extend(meta.labels);
+            views.extend(meta.views);
+            recipes.extend(meta.recipes);
         }
         debug_assert_eq!(paths.len(), total);
         Ok(FeatureCache {
@@ -191,6 +200,8 @@ impl FeatureCache {
             paths,
             splits,
             labels,
+            views,
+            recipes,
             _lock: lock,
         })
     }
@@ -254,6 +265,27 @@ impl FeatureCache {
     /// The label of every row, in cache order (`None`: unlabelled): `(len,)`.
     pub fn row_labels(&self) -> &[Option<u32>] {
         &self.labels
+    }
+
+    /// The image path of every row, in cache order: `(len,)`.
+    pub fn row_paths(&self) -> &[String] {
+        &self.paths
+    }
+
+    /// The view of every row, in cache order (0 = the plain image): `(len,)`.
+    pub fn row_views(&self) -> &[u32] {
+        &self.views
+    }
+
+    /// The recipe (JSON, [`crate::dataset::augment::ViewRecipe`]) of every row, in cache order
+    /// (`None` for plain views): `(len,)`.
+    pub fn row_recipes(&self) -> &[Option<String>] {
+        &self.recipes
+    }
+
+    /// True when some row is a view other than the plain image.
+    pub fn has_views(&self) -> bool {
+        self.views.iter().any(|&v| v != 0)
     }
 
     /// The global rows of each row group, in cache order: contiguous, together `0..len()`.
@@ -353,6 +385,7 @@ impl FeatureCache {
             splits: rows.iter().map(|&i| self.splits[i]).collect(),
             labels: rows.iter().map(|&i| self.labels[i]).collect(),
             features,
+            views: rows.iter().map(|&i| self.views[i]).collect(),
         }
     }
 
