@@ -11,6 +11,7 @@ use super::lock::CacheLock;
 use super::manifest::Manifest;
 use super::shard::{check_shard, CheckedShard, Places, ShardMeta};
 use super::{CacheError, MANIFEST_FILE};
+use crate::dataset::augment::{ViewKind, ViewRecipe};
 use crate::dataset::Split;
 
 /// Rows of the cache (a split, all of it, or one batch): names, labels and features.
@@ -71,6 +72,7 @@ pub struct FeatureCache {
     labels: Vec<Option<u32>>,
     views: Vec<u32>,
     recipes: Vec<Option<String>>,
+    kinds: Vec<Option<ViewKind>>,
     _lock: Option<CacheLock>,
 }
 
@@ -149,6 +151,7 @@ impl FeatureCache {
         let mut labels = Vec::with_capacity(total);
         let mut views = Vec::with_capacity(total);
         let mut recipes = Vec::with_capacity(total);
+        let mut kinds = Vec::with_capacity(total);
         let mut seen: HashMap<String, usize> = HashMap::with_capacity(total);
         let mut units = Vec::new();
         for (s, (shard, meta)) in checked.iter().zip(metas).enumerate() {
@@ -185,6 +188,20 @@ impl FeatureCache {
                     });
                 }
             }
+            for (r, p) in meta.recipes.iter().zip(&meta.paths) {
+                let kind = match r {
+                    None => None,
+                    Some(json) => Some(ViewRecipe::from_json(json).map(|r| r.kind).map_err(
+                        |e| CacheError::CorruptShard {
+                            path: shard.path.clone(),
+                            message: format!(
+                                "row ({p}) has a view recipe that is not a vggcache recipe: {e}"
+                            ),
+                        },
+                    )?),
+                };
+                kinds.push(kind);
+            }
             paths.extend(meta.paths);
             splits.extend(meta.splits);
             labels.extend(meta.labels);
@@ -202,6 +219,7 @@ impl FeatureCache {
             labels,
             views,
             recipes,
+            kinds,
             _lock: lock,
         })
     }
@@ -281,6 +299,11 @@ impl FeatureCache {
     /// (`None` for plain views): `(len,)`.
     pub fn row_recipes(&self) -> &[Option<String>] {
         &self.recipes
+    }
+
+    /// The kind of every row's view (`None` for plain views): `(len,)`.
+    pub fn row_view_kinds(&self) -> &[Option<ViewKind>] {
+        &self.kinds
     }
 
     /// True when some row is a view other than the plain image.

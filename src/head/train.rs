@@ -394,3 +394,105 @@ pub fn train_feed_with(
         select_rows: select.map_or(0, |f| f.len()),
     })
 }
+
+/// How training reads the views of a training image ([`train_views`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ViewSampling {
+    /// One view per image per epoch, drawn anew each epoch: an epoch costs one row per image.
+    #[default]
+    OnePerEpoch,
+    /// Every view is a row of its own (an epoch costs one row per view).
+    All,
+}
+
+impl ViewSampling {
+    /// "sample" or "all", as the run's metadata records it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ViewSampling::OnePerEpoch => "sample",
+            ViewSampling::All => "all",
+        }
+    }
+}
+
+/// The selection split of images seen through views: image k's rows of `x` are `groups[k]`
+/// (plain view first), its class `y[k]`. The images are split as [`selection_split`] splits rows,
+/// so an image's views are all on one side. Returns `(fit images, selection images)`, or `None`
+/// as [`selection_split`].
+pub fn view_selection_split(y: &[usize], cfg: &HeadConfig) -> Option<(Vec<usize>, Vec<usize>)> {
+    selection_split(y, cfg)
+}
+
+/// [`train`] on training images given as views: `x: (n, d)` holds every view row, image k's rows
+/// are `groups[k]` (its plain view first), its class `y[k]`; `val: (n_val, d)` is scored on the
+/// rows given (plain views). The selection split is carved BY IMAGE
+/// ([`view_selection_split`]) and reads the plain views of its images; the fit images are fed as
+/// `sampling` says ([`ViewFeed`](super::feed::ViewFeed): one view per image per epoch, or every
+/// view as a row). Checks as [`train`]: the config, labels in range, finite features.
+#[allow(clippy::too_many_arguments)]
+pub fn train_views(
+    cfg: &HeadConfig,
+    classes: &[String],
+    x: ArrayView2<f32>,
+    groups: &[Vec<usize>],
+    y: &[usize],
+    val: TrainSet,
+    sampling: ViewSampling,
+    events: &dyn Events,
+) -> Result<TrainOutcome, HeadError> {
+    cfg.check()?;
+    if groups.len() != y.len() {
+        return Err(HeadError::LengthMismatch {
+            split: "train",
+            rows: groups.len(),
+            labels: y.len(),
+        });
+    }
+    if groups.is_empty() || groups.iter().any(|g| g.is_empty()) {
+        return Err(HeadError::Empty { split: "train" });
+    }
+    if let Some(&r) = groups.iter().flatten().find(|&&r| r >= x.nrows()) {
+        return Err(HeadError::DimMismatch {
+            what: "train view rows".into(),
+            expected: x.nrows(),
+            found: r + 1,
+        });
+    }
+    check_finite(x, "train")?;
+    check_split(&val, "val", classes.len())?;
+    let mut row_y = vec![0; x.nrows()];
+    for (g, &l) in groups.iter().zip(y) {
+        for &r in g {
+            row_y[r] = l;
+        }
+    }
+    let (fit, select) = match view_selection_split(y, cfg) {
+        Some((fit, select)) => (fit, Some(select)),
+        None => ((0..y.len()).collect(), None),
+    };
+    let fit_groups: Vec<Vec<usize>> = fit.iter().map(|&k| groups[k].clone()).collect();
+    let fit_labels: Vec<usize> = fit.iter().map(|&k| y[k]).collect();
+    let mut train_feed: Box<dyn Feed> = match sampling {
+        ViewSampling::OnePerEpoch => Box::new(super::feed::ViewFeed::new(
+            x,
+            fit_groups,
+            fit_labels,
+            mix(cfg.seed, 4, 0),
+        )),
+        ViewSampling::All => {
+            let rows: Vec<usize> = fit_groups.iter().flatten().copied().collect();
+            Box::new(InMemory::new(x, &row_y, rows))
+        }
+    };
+    let mut select_feed =
+        select.map(|s| InMemory::new(x, &row_y, s.iter().map(|&k| groups[k][0]).collect()));
+    let mut val_feed = InMemory::new(val.x, val.y, (0..val.y.len()).collect());
+    train_feed_with(
+        cfg,
+        classes,
+        train_feed.as_mut(),
+        select_feed.as_mut().map(|f| f as &mut dyn Feed),
+        &mut val_feed,
+        events,
+    )
+}

@@ -16,7 +16,7 @@ pub use compare::{compare, CompareConfig, CompareOutcome};
 pub use page::{write_page, write_report, PageInputs, ReportConfig};
 pub use predict::{predict, PredictConfig, PredictFormat, PredictOutcome};
 pub use rows::{load_head, split_rows, train_val, Labelled, Rows};
-pub use train::{train, TrainConfig, TrainRunOutcome};
+pub use train::{train, tta_proba, TrainConfig, TrainRunOutcome};
 
 /// The feature cache a job reads when none is named.
 pub const DEFAULT_CACHE: &str = crate::cache::DEFAULT_DIR;
@@ -117,6 +117,19 @@ pub enum JobError {
         cache: PathBuf,
         /// The splits it has, comma-separated.
         splits: String,
+    },
+    /// `--tta` on a cache without test-time views of the images it scores.
+    #[error(
+        "cache {}: --tta averages over the cached test-time views, but none of the {split} \
+         images has one. Add them with `vggcache extract --tta-views` on the same images and \
+         cache (only the missing views are extracted), or leave --tta out",
+        cache.display()
+    )]
+    NoTtaViews {
+        /// The cache folder.
+        cache: PathBuf,
+        /// The split scored.
+        split: &'static str,
     },
     /// The cache's train split has no labelled row.
     #[error("cache {}: the train split has no labelled rows", cache.display())]
