@@ -32,4 +32,5 @@ mod sharded;
 mod store;
 mod stream;
 mod trunk;
+mod views;
 mod workflow;
