@@ -98,26 +98,6 @@ pub fn precision_recall(cm: &[Vec<usize>]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn small_example() {
-        let t = [0, 0, 1, 1, 1];
-        let p = [0, 1, 1, 1, 0];
-        assert!((accuracy(&t, &p) - 0.6).abs() < 1e-12);
-        let cm = confusion_matrix(&t, &p, 2);
-        assert_eq!(cm, vec![vec![1, 1], vec![1, 2]]);
-        let pr = precision_recall(&cm);
-        assert!((pr[1].0 - 2.0 / 3.0).abs() < 1e-12 && (pr[1].1 - 2.0 / 3.0).abs() < 1e-12);
-        assert!((pr[0].0 - 0.5).abs() < 1e-12 && (pr[0].1 - 0.5).abs() < 1e-12);
-        let proba = [0.5f32, 0.5, 0.0, 1.0];
-        assert!((log_loss(&[0, 0], &proba, 2) - (2f64.ln() - EPS.ln()) / 2.0).abs() < 1e-6);
-        assert_eq!(argmax_rows(&[0.1, 0.9, 0.7, 0.3], 2), vec![1, 0]);
-    }
-}
-
 /// Test-time augmentation's average: row k of the result is the mean of the rows `groups[k]` of
 /// `proba: (rows, classes)`. Returns `(groups.len(), classes)`; every group non-empty.
 pub fn mean_over_groups(
@@ -139,4 +119,24 @@ pub fn mean_over_groups(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_example() {
+        let t = [0, 0, 1, 1, 1];
+        let p = [0, 1, 1, 1, 0];
+        assert!((accuracy(&t, &p) - 0.6).abs() < 1e-12);
+        let cm = confusion_matrix(&t, &p, 2);
+        assert_eq!(cm, vec![vec![1, 1], vec![1, 2]]);
+        let pr = precision_recall(&cm);
+        assert!((pr[1].0 - 2.0 / 3.0).abs() < 1e-12 && (pr[1].1 - 2.0 / 3.0).abs() < 1e-12);
+        assert!((pr[0].0 - 0.5).abs() < 1e-12 && (pr[0].1 - 0.5).abs() < 1e-12);
+        let proba = [0.5f32, 0.5, 0.0, 1.0];
+        assert!((log_loss(&[0, 0], &proba, 2) - (2f64.ln() - EPS.ln()) / 2.0).abs() < 1e-6);
+        assert_eq!(argmax_rows(&[0.1, 0.9, 0.7, 0.3], 2), vec![1, 0]);
+    }
 }

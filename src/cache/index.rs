@@ -55,10 +55,13 @@ impl<'a> Existing<'a> {
 
     /// `(path, view, content hash, recipe)` of every row of view 1.., in no particular order.
     pub fn views(&self) -> impl Iterator<Item = (&'a str, u32, &'a str, Option<&'a str>)> + 'a {
-        self.0.iter().filter(|(k, _)| k.contains('\0')).map(|(k, r)| {
-            let (path, view) = split_key(k);
-            (path, view, r.hash.as_str(), r.recipe.as_deref())
-        })
+        self.0
+            .iter()
+            .filter(|(k, _)| k.contains('\0'))
+            .map(|(k, r)| {
+                let (path, view) = split_key(k);
+                (path, view, r.hash.as_str(), r.recipe.as_deref())
+            })
     }
 
     /// The content hash and recipe of view `view` of `path`, when cached.

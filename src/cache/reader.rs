@@ -191,14 +191,16 @@ impl FeatureCache {
             for (r, p) in meta.recipes.iter().zip(&meta.paths) {
                 let kind = match r {
                     None => None,
-                    Some(json) => Some(ViewRecipe::from_json(json).map(|r| r.kind).map_err(
-                        |e| CacheError::CorruptShard {
-                            path: shard.path.clone(),
-                            message: format!(
+                    Some(json) => {
+                        Some(ViewRecipe::from_json(json).map(|r| r.kind).map_err(|e| {
+                            CacheError::CorruptShard {
+                                path: shard.path.clone(),
+                                message: format!(
                                 "row ({p}) has a view recipe that is not a vggcache recipe: {e}"
                             ),
-                        },
-                    )?),
+                            }
+                        })?)
+                    }
                 };
                 kinds.push(kind);
             }

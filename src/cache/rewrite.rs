@@ -9,8 +9,8 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::manifest::ShardInfo;
 use super::index::row_key;
+use super::manifest::ShardInfo;
 use super::schema::{
     column_u32, column_utf8, column_views, COL_CLASS, COL_LABEL, COL_PATH, COL_SPLIT,
 };
@@ -57,17 +57,15 @@ pub(crate) fn filter_shard(
         let mut keep = Vec::with_capacity(batch.num_rows());
         let mut new_labels = Vec::with_capacity(batch.num_rows());
         let mut new_splits: Vec<String> = Vec::with_capacity(batch.num_rows());
-        for i in 0..batch.num_rows() {
+        for (i, &view) in views.iter().enumerate() {
             let class = classes.is_valid(i).then(|| classes.value(i));
             let label = labels.is_valid(i).then(|| labels.value(i));
-            let key = row_key(paths.value(i), views[i]);
+            let key = row_key(paths.value(i), view);
             match fate(&key, class, label) {
                 RowFate::Keep(l) => {
                     keep.push(true);
                     new_labels.push(l);
-                    let split = resplit
-                        .get(&key)
-                        .map_or(splits.value(i), |s| s.as_str());
+                    let split = resplit.get(&key).map_or(splits.value(i), |s| s.as_str());
                     new_splits.push(split.to_string());
                 }
                 RowFate::Drop => keep.push(false),

@@ -125,12 +125,19 @@ pub fn cache_schema_views(dim: usize, dtype: FeatureDtype) -> SchemaRef {
 
 /// `batch` with the view columns of [`cache_schema_views`] appended (view 0, no recipe) when
 /// it has none; unchanged when it has them. Lets shards with and without views be merged.
-pub(crate) fn with_view_columns(batch: RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+pub(crate) fn with_view_columns(
+    batch: RecordBatch,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
     if batch.column_by_name(COL_VIEW).is_some() {
         return Ok(batch);
     }
     let n = batch.num_rows();
-    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(Field::new(COL_VIEW, DataType::UInt32, false));
     fields.push(Field::new(COL_VIEW_RECIPE, DataType::Utf8, true));
     let mut columns = batch.columns().to_vec();
@@ -141,9 +148,7 @@ pub(crate) fn with_view_columns(batch: RecordBatch) -> Result<RecordBatch, arrow
 
 /// The view of each row of `batch` (`(rows,)`; all 0 when it has no view column) and its
 /// recipe; `Err` says what is wrong.
-pub(crate) fn column_views(
-    batch: &RecordBatch,
-) -> Result<(Vec<u32>, Vec<Option<String>>), String> {
+pub(crate) fn column_views(batch: &RecordBatch) -> Result<(Vec<u32>, Vec<Option<String>>), String> {
     let n = batch.num_rows();
     if batch.column_by_name(COL_VIEW).is_none() {
         return Ok((vec![0; n], vec![None; n]));
@@ -156,7 +161,9 @@ pub(crate) fn column_views(
         None => vec![None; n],
         Some(_) => {
             let r = column_utf8(batch, COL_VIEW_RECIPE)?;
-            (0..n).map(|i| r.is_valid(i).then(|| r.value(i).to_string())).collect()
+            (0..n)
+                .map(|i| r.is_valid(i).then(|| r.value(i).to_string()))
+                .collect()
         }
     };
     Ok((views.values().to_vec(), recipes))
@@ -206,7 +213,10 @@ pub(crate) fn check_schema(found: &Schema, dim: usize, dtype: FeatureDtype) -> R
             ));
         }
     }
-    for (name, want) in [(COL_VIEW, DataType::UInt32), (COL_VIEW_RECIPE, DataType::Utf8)] {
+    for (name, want) in [
+        (COL_VIEW, DataType::UInt32),
+        (COL_VIEW_RECIPE, DataType::Utf8),
+    ] {
         if let Ok(got) = found.field_with_name(name) {
             if got.data_type() != &want {
                 return Err(format!(
@@ -437,7 +447,10 @@ impl<'a> Columns<'a> {
                 message,
             };
             if !seen.insert((r.path, v.view)) {
-                return Err(bad(format!("path appears twice in one shard (view {})", v.view)));
+                return Err(bad(format!(
+                    "path appears twice in one shard (view {})",
+                    v.view
+                )));
             }
             if v.view == 0 && v.recipe.is_some() {
                 return Err(bad("view 0 is the plain image and takes no recipe".into()));
@@ -542,8 +555,8 @@ pub(crate) fn to_batch(cols: Columns<'_>, dim: usize) -> RecordBatch {
     } else {
         cache_schema_with(dim, dtype)
     };
-    let batch = RecordBatch::try_new(schema, columns)
-        .expect("columns built to match the cache schema");
+    let batch =
+        RecordBatch::try_new(schema, columns).expect("columns built to match the cache schema");
     debug_assert_eq!(batch.num_rows(), n);
     debug_assert!(batch
         .column_by_name(COL_FEATURES)

@@ -87,7 +87,8 @@ impl ViewRecipe {
         };
         let side = |f: f32, n: u32| ((f.clamp(0.0, 1.0) * n as f32).round() as u32).clamp(1, n);
         let (w, h) = (side(fw, width), side(fh, height));
-        let at = |f: f32, n: u32, len: u32| ((f.clamp(0.0, 1.0) * n as f32).floor() as u32).min(n - len);
+        let at =
+            |f: f32, n: u32, len: u32| ((f.clamp(0.0, 1.0) * n as f32).floor() as u32).min(n - len);
         (at(fx, width, w), at(fy, height, h), w, h)
     }
 }
@@ -203,12 +204,7 @@ pub fn apply(img: &RgbImage, recipe: &ViewRecipe) -> RgbImage {
     if recipe.flip {
         out = flip(&out);
     }
-    jitter(
-        &out,
-        recipe.brightness,
-        recipe.contrast,
-        recipe.saturation,
-    )
+    jitter(&out, recipe.brightness, recipe.contrast, recipe.saturation)
 }
 
 #[cfg(test)]
@@ -217,7 +213,11 @@ mod tests {
 
     fn image(w: u32, h: u32) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| {
-            image::Rgb([(x * 37 % 256) as u8, (y * 91 % 256) as u8, ((x + y) * 13 % 256) as u8])
+            image::Rgb([
+                (x * 37 % 256) as u8,
+                (y * 91 % 256) as u8,
+                ((x + y) * 13 % 256) as u8,
+            ])
         })
     }
 
@@ -243,11 +243,16 @@ mod tests {
                 let r = train_recipe(&format!("hash{w}x{h}"), view, 7);
                 let (x, y, cw, ch) = r.crop_box(w, h);
                 assert!(cw >= 1 && ch >= 1, "{r:?} on {w}x{h}");
-                assert!(x + cw <= w && y + ch <= h, "{r:?} on {w}x{h}: {x},{y},{cw},{ch}");
+                assert!(
+                    x + cw <= w && y + ch <= h,
+                    "{r:?} on {w}x{h}: {x},{y},{cw},{ch}"
+                );
                 let out = apply(&image(w, h), &r);
                 assert_eq!((out.width(), out.height()), (cw, ch));
                 if let Some([fx, fy, fw, fh]) = r.crop {
-                    assert!(fx >= 0.0 && fy >= 0.0 && fx + fw <= 1.0 + 1e-6 && fy + fh <= 1.0 + 1e-6);
+                    assert!(
+                        fx >= 0.0 && fy >= 0.0 && fx + fw <= 1.0 + 1e-6 && fy + fh <= 1.0 + 1e-6
+                    );
                     let area = fw * fh;
                     assert!((CROP_SCALE.0 - 1e-4..=CROP_SCALE.1 + 1e-4).contains(&area));
                 }
@@ -278,7 +283,16 @@ mod tests {
         let boxes: Vec<_> = (2..=6)
             .map(|v| tta_recipe(v).unwrap().crop_box(16, 16))
             .collect();
-        assert_eq!(boxes, [(0, 0, 14, 14), (2, 0, 14, 14), (0, 2, 14, 14), (2, 2, 14, 14), (1, 1, 14, 14)]);
+        assert_eq!(
+            boxes,
+            [
+                (0, 0, 14, 14),
+                (2, 0, 14, 14),
+                (0, 2, 14, 14),
+                (2, 2, 14, 14),
+                (1, 1, 14, 14)
+            ]
+        );
         assert!(tta_recipe(0).is_none() && tta_recipe(TTA_VIEWS + 1).is_none());
     }
 
@@ -286,7 +300,14 @@ mod tests {
     fn jitter_moves_brightness_and_keeps_grey_grey_under_saturation() {
         let grey = RgbImage::from_pixel(3, 3, image::Rgb([100, 100, 100]));
         assert_eq!(jitter(&grey, 1.0, 1.0, 0.5), grey);
-        assert_eq!(jitter(&grey, 1.2, 1.0, 1.0).get_pixel(1, 1).0, [120, 120, 120]);
-        assert_eq!(jitter(&grey, 1.0, 0.8, 1.0), grey, "contrast about the mean of a flat image");
+        assert_eq!(
+            jitter(&grey, 1.2, 1.0, 1.0).get_pixel(1, 1).0,
+            [120, 120, 120]
+        );
+        assert_eq!(
+            jitter(&grey, 1.0, 0.8, 1.0),
+            grey,
+            "contrast about the mean of a flat image"
+        );
     }
 }

@@ -130,8 +130,7 @@ pub fn spawn_pipeline_views(
     let spec = Arc::new(spec);
 
     for w in 0..cfg.workers {
-        let (items, views, next, spec) =
-            (items.clone(), views.clone(), next.clone(), spec.clone());
+        let (items, views, next, spec) = (items.clone(), views.clone(), next.clone(), spec.clone());
         let (credit_rx, done_tx, pool_rx) = (credit_rx.clone(), done_tx.clone(), pool_rx.clone());
         let limits = cfg.limits;
         thread::Builder::new()

@@ -82,7 +82,10 @@ impl ExtractConfig {
         if self.views.train_views > MAX_VIEWS {
             return bad(
                 "views",
-                format!("at most {MAX_VIEWS} views per image, got {}", self.views.train_views),
+                format!(
+                    "at most {MAX_VIEWS} views per image, got {}",
+                    self.views.train_views
+                ),
             );
         }
         if self.views.tta_every_split && self.views.train_views > 0 {

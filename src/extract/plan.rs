@@ -130,7 +130,6 @@ impl Plan {
         d
     }
 
-
     /// Discovers `images` (see [`dataset::discover`]) and hashes every entry's content in parallel.
     pub fn discover(images: &Path, val_fraction: f64) -> Result<Self, DatasetError> {
         let dataset = dataset::discover(images, val_fraction)?;

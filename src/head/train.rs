@@ -530,12 +530,18 @@ mod tests {
         let fit_rows: HashSet<usize> = fit.iter().flatten().copied().collect();
         for g in &groups {
             let inside = g.iter().filter(|r| fit_rows.contains(r)).count();
-            assert!(inside == 0 || inside == g.len(), "image {g:?} straddles fit and selection");
+            assert!(
+                inside == 0 || inside == g.len(),
+                "image {g:?} straddles fit and selection"
+            );
             if inside == 0 {
                 assert!(select.contains(&g[0]), "{g:?}: selected by its plain view");
             }
         }
-        assert!(select.iter().all(|r| r % 3 == 0), "selection reads plain views");
+        assert!(
+            select.iter().all(|r| r % 3 == 0),
+            "selection reads plain views"
+        );
         assert_eq!(fit.iter().map(|g| g.len()).sum::<usize>(), 30 * 3);
     }
 
@@ -554,6 +560,9 @@ mod tests {
                 seen[k].insert(r);
             }
         }
-        assert!(seen.iter().all(|s| s.len() == 3), "every view drawn in 20 epochs");
+        assert!(
+            seen.iter().all(|s| s.len() == 3),
+            "every view drawn in 20 epochs"
+        );
     }
 }

@@ -125,7 +125,9 @@ pub fn view_groups(cache: &FeatureCache, plain: &[usize], kind: ViewKind) -> Vec
     let mut of: HashMap<(&str, Split), Vec<usize>> = HashMap::new();
     for (i, k) in cache.row_view_kinds().iter().enumerate() {
         if *k == Some(kind) {
-            of.entry((paths[i].as_str(), splits[i])).or_default().push(i);
+            of.entry((paths[i].as_str(), splits[i]))
+                .or_default()
+                .push(i);
         }
     }
     plain

@@ -8,9 +8,9 @@ use super::page::{write_page, PageInputs, ReportConfig};
 use super::rows::{read_groups, split_rows, view_groups, Labelled, Rows};
 use super::{memory_budget, JobError};
 use crate::cache::FeatureCache;
+use crate::dataset::augment::ViewKind;
 use crate::events::{Event, Events};
 use crate::head::stream::MemoryPlan;
-use crate::dataset::augment::ViewKind;
 use crate::head::{self, HeadConfig, StreamConfig, StreamFeed, TrainSet, ViewSampling};
 
 /// One train-head run: the cache, the head's settings, where the run folder goes. `Default` is
@@ -108,9 +108,8 @@ pub fn train(args: &TrainConfig, events: &dyn Events) -> Result<TrainRunOutcome,
         None => Vec::new(),
     };
     let view_rows: usize = groups.iter().map(|g| g.len() - 1).sum();
-    let need = (train_rows.rows.len() + view_rows + val_rows.rows.len()) as u64
-        * cache.dim() as u64
-        * 4;
+    let need =
+        (train_rows.rows.len() + view_rows + val_rows.rows.len()) as u64 * cache.dim() as u64 * 4;
     let budget = memory_budget(args.memory_budget);
     if args.stream || need > budget {
         if !args.stream {

@@ -66,7 +66,10 @@ fn view_column_and_recipes_round_trip_through_the_library_and_pyarrow() {
     let imgs = crate::sharded::images(d.path()); // 20 train, 4 val
     let out = d.path().join("cache");
     let s = vggcache::extract::run(&config(&imgs, &out, views()), &Silent).unwrap();
-    assert_eq!(s.extracted, 24 + 20 * K as usize + 4 * augment::TTA_VIEWS as usize);
+    assert_eq!(
+        s.extracted,
+        24 + 20 * K as usize + 4 * augment::TTA_VIEWS as usize
+    );
 
     let cache = FeatureCache::open(&out).unwrap();
     assert_eq!(cache.len(), s.extracted);
@@ -74,14 +77,25 @@ fn view_column_and_recipes_round_trip_through_the_library_and_pyarrow() {
     let hashes: BTreeMap<&str, String> = cache
         .row_paths()
         .iter()
-        .map(|p| (p.as_str(), vggcache::dataset::content_hash(&imgs.join(p)).unwrap()))
+        .map(|p| {
+            (
+                p.as_str(),
+                vggcache::dataset::content_hash(&imgs.join(p)).unwrap(),
+            )
+        })
         .collect();
     let mut per_image: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     for i in 0..cache.len() {
-        let (path, view, split) = (&cache.row_paths()[i], cache.row_views()[i], cache.row_splits()[i]);
+        let (path, view, split) = (
+            &cache.row_paths()[i],
+            cache.row_views()[i],
+            cache.row_splits()[i],
+        );
         assert_eq!(data.views[i], view);
         per_image.entry(path).or_default().push(view);
-        let recipe = cache.row_recipes()[i].as_deref().map(|r| ViewRecipe::from_json(r).unwrap());
+        let recipe = cache.row_recipes()[i]
+            .as_deref()
+            .map(|r| ViewRecipe::from_json(r).unwrap());
         let want = match (view, split) {
             (0, _) => None,
             (v, Split::Train) => Some(augment::train_recipe(&hashes[path.as_str()], v, SEED)),
@@ -96,11 +110,17 @@ fn view_column_and_recipes_round_trip_through_the_library_and_pyarrow() {
     }
     for (path, mut v) in per_image {
         v.sort();
-        let n = if path.starts_with("train/") { K } else { augment::TTA_VIEWS };
+        let n = if path.starts_with("train/") {
+            K
+        } else {
+            augment::TTA_VIEWS
+        };
         assert_eq!(v, (0..=n).collect::<Vec<_>>(), "{path}");
     }
     // A view differs from its plain image (the tiny trunk sees the augmentation).
-    let plain = (0..cache.len()).find(|&i| cache.row_views()[i] == 0).unwrap();
+    let plain = (0..cache.len())
+        .find(|&i| cache.row_views()[i] == 0)
+        .unwrap();
     let view1 = (0..cache.len())
         .find(|&i| cache.row_views()[i] == 1 && cache.row_paths()[i] == cache.row_paths()[plain])
         .unwrap();
@@ -123,10 +143,17 @@ for path, split, view, recipe in zip(*(t.column(c).to_pylist() for c in ["path",
     counts[f"{split}:{view}:{kind}"] += 1
 print(json.dumps(dict(sorted(counts.items()))))
 "#;
-    let o = Command::new(py).args(["-c", script]).arg(&out).output().unwrap();
+    let o = Command::new(py)
+        .args(["-c", script])
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let counts: BTreeMap<String, usize> = serde_json::from_slice(&o.stdout).unwrap();
-    let mut want = BTreeMap::from([("train:0:None".to_string(), 20), ("val:0:None".to_string(), 4)]);
+    let mut want = BTreeMap::from([
+        ("train:0:None".to_string(), 20),
+        ("val:0:None".to_string(), 4),
+    ]);
     for v in 1..=K {
         want.insert(format!("train:{v}:aug"), 20);
     }
@@ -149,15 +176,25 @@ fn a_cache_without_views_has_no_view_columns() {
     assert!(!cache.has_views() && cache.row_views().iter().all(|&v| v == 0));
     for name in files(&out).into_keys().filter(|n| n.ends_with(".parquet")) {
         let file = std::fs::File::open(out.join(&name)).unwrap();
-        let meta = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(
-            &file,
-            Default::default(),
-        )
-        .unwrap();
-        let names: Vec<&str> = meta.schema().fields().iter().map(|f| f.name().as_str()).collect();
+        let meta =
+            parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, Default::default())
+                .unwrap();
+        let names: Vec<&str> = meta
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
         assert_eq!(
             names,
-            ["path", "split", "label", "class", "content_hash", "features"],
+            [
+                "path",
+                "split",
+                "label",
+                "class",
+                "content_hash",
+                "features"
+            ],
             "{name}"
         );
     }
@@ -176,7 +213,10 @@ fn unchanged_images_keep_their_views_on_a_rerun() {
     let before = files(&out);
     let again = vggcache::extract::run(&cfg, &Silent).unwrap();
     assert_eq!(again.extracted, 0, "nothing extracted again");
-    assert_eq!(again.reused, 24 + 20 * K as usize + 4 * augment::TTA_VIEWS as usize);
+    assert_eq!(
+        again.reused,
+        24 + 20 * K as usize + 4 * augment::TTA_VIEWS as usize
+    );
     assert_eq!(files(&out), before, "no byte of the cache changed");
 
     // One changed training image: its plain row and its K views are made again, nothing else.
@@ -211,7 +251,16 @@ fn train_head(dir: &Path, features: &Path, name: &str, extra: &[&str]) -> PathBu
         .arg(features)
         .arg("--runs-dir")
         .arg(dir.join("runs"))
-        .args(["--name", name, "--hidden", "16", "--epochs", "3", "--batch-size", "8"])
+        .args([
+            "--name",
+            name,
+            "--hidden",
+            "16",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+        ])
         .args(extra)
         .output()
         .unwrap();
@@ -242,7 +291,15 @@ fn train_head_samples_views_and_predict_tta_is_the_mean_over_views() {
     };
     vggcache::extract::run(&config(&imgs, &plain, no_tta), &Silent).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_vggcache"))
-        .args(["train-head", "--hidden", "16", "--epochs", "1", "--tta", "--features"])
+        .args([
+            "train-head",
+            "--hidden",
+            "16",
+            "--epochs",
+            "1",
+            "--tta",
+            "--features",
+        ])
         .arg(&plain)
         .arg("--runs-dir")
         .arg(d.path().join("runs"))
@@ -256,7 +313,15 @@ fn train_head_samples_views_and_predict_tta_is_the_mean_over_views() {
     let csv = d.path().join("pred.csv");
     let pcache = d.path().join("pcache");
     let o = Command::new(env!("CARGO_BIN_EXE_vggcache"))
-        .args(["predict", "--device", "cpu", "--threads", "1", "--tta", "--head"])
+        .args([
+            "predict",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--tta",
+            "--head",
+        ])
         .arg(&run)
         .arg("--model")
         .arg(tiny_trunk())
@@ -294,7 +359,11 @@ fn train_head_samples_views_and_predict_tta_is_the_mean_over_views() {
         assert_eq!(*n, 7, "{}", f[0]);
         for c in 0..2 {
             let got: f64 = f[2 + c].parse().unwrap();
-            assert!((got - sum[c] / 7.0).abs() < 2e-6, "{line}: want {}", sum[c] / 7.0);
+            assert!(
+                (got - sum[c] / 7.0).abs() < 2e-6,
+                "{line}: want {}",
+                sum[c] / 7.0
+            );
         }
         let plain_row = (0..cache.len())
             .find(|&i| all.paths[i] == f[0] && all.views[i] == 0)
@@ -302,5 +371,8 @@ fn train_head_samples_views_and_predict_tta_is_the_mean_over_views() {
         let p0: f64 = f[2].parse().unwrap();
         differs_from_plain |= (p0 - f64::from(proba[[plain_row, 0]])).abs() > 1e-6;
     }
-    assert!(differs_from_plain, "TTA changed no prediction: were the views averaged?");
+    assert!(
+        differs_from_plain,
+        "TTA changed no prediction: were the views averaged?"
+    );
 }

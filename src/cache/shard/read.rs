@@ -19,8 +19,8 @@ use super::checksum::{footer_start, sha256_prefix, sha256_prefixes};
 use super::{KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256, KV_FINGERPRINT};
 use crate::cache::manifest::ShardInfo;
 use crate::cache::schema::{
-    check_schema, column_u32, column_utf8, column_views, FeatureDtype, COL_CLASS, COL_FEATURES, COL_HASH,
-    COL_LABEL, COL_PATH, COL_SPLIT,
+    check_schema, column_u32, column_utf8, column_views, FeatureDtype, COL_CLASS, COL_FEATURES,
+    COL_HASH, COL_LABEL, COL_PATH, COL_SPLIT,
 };
 use crate::cache::CacheError;
 use crate::dataset::Split;
@@ -290,7 +290,7 @@ impl CheckedShard {
             return Err(self.corrupt("null in path, split or content_hash".into()));
         }
         let (views, recipes) = column_views(batch).map_err(|m| self.corrupt(m))?;
-        for i in 0..batch.num_rows() {
+        for (i, &view) in views.iter().enumerate() {
             let label = labels.is_valid(i).then(|| labels.value(i));
             let class = classes.is_valid(i).then(|| classes.value(i));
             match (label, class) {
@@ -329,7 +329,7 @@ impl CheckedShard {
                 .push(classes.is_valid(i).then(|| classes.value(i).to_string()));
             meta.hashes.push(hashes.value(i).to_string());
             meta.keys
-                .push(crate::cache::index::row_key(paths.value(i), views[i]));
+                .push(crate::cache::index::row_key(paths.value(i), view));
         }
         meta.views.extend(views);
         meta.recipes.extend(recipes);

@@ -37,9 +37,15 @@ pub(crate) fn write_shard(
             .map(with_view_columns)
             .collect::<Result<Vec<_>, _>>()
             .map_err(CacheError::arrow(path))?;
-        (cache_schema_views(manifest.dim, manifest.feature_dtype), batches)
+        (
+            cache_schema_views(manifest.dim, manifest.feature_dtype),
+            batches,
+        )
     } else {
-        (cache_schema_with(manifest.dim, manifest.feature_dtype), batches)
+        (
+            cache_schema_with(manifest.dim, manifest.feature_dtype),
+            batches,
+        )
     };
     let classes = serde_json::to_string(&manifest.classes).expect("class names serialise to JSON");
     let kv = vec![
