@@ -98,6 +98,29 @@ pub fn precision_recall(cm: &[Vec<usize>]) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Test-time augmentation's average: row k of the result is the mean of the rows `groups[k]` of
+/// `proba: (rows, classes)`. Returns `(groups.len(), classes)`; every group non-empty.
+pub fn mean_over_groups(
+    proba: ndarray::ArrayView2<f32>,
+    groups: &[Vec<usize>],
+) -> ndarray::Array2<f32> {
+    let c = proba.ncols();
+    let mut out = ndarray::Array2::<f32>::zeros((groups.len(), c));
+    for (mut o, g) in out.rows_mut().into_iter().zip(groups) {
+        assert!(!g.is_empty(), "mean_over_groups: an empty group");
+        let mut sum = vec![0f64; c];
+        for &r in g {
+            for (s, &p) in sum.iter_mut().zip(proba.row(r)) {
+                *s += f64::from(p);
+            }
+        }
+        for (o, s) in o.iter_mut().zip(sum) {
+            *o = (s / g.len() as f64) as f32;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,24 @@ use std::collections::HashMap;
 
 use crate::dataset::Split;
 
+/// The key of a cache row: the image path for the plain view (so a cache without views keys
+/// its rows exactly as before), `path` + NUL + `view` for view 1.. (NUL is in no file name).
+pub(crate) fn row_key(path: &str, view: u32) -> String {
+    if view == 0 {
+        path.to_string()
+    } else {
+        format!("{path}\0{view}")
+    }
+}
+
+/// The `(path, view)` of a [`row_key`].
+pub(crate) fn split_key(key: &str) -> (&str, u32) {
+    match key.rsplit_once('\0') {
+        Some((path, view)) => (path, view.parse().unwrap_or(u32::MAX)),
+        None => (key, 0),
+    }
+}
+
 /// What the writer knows of one cached row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedRow {
@@ -13,9 +31,11 @@ pub struct CachedRow {
     pub split: Split,
     /// File name of the listed shard holding the row.
     pub shard: String,
+    /// The view's recipe (JSON), `None` for the plain view.
+    pub recipe: Option<String>,
 }
 
-/// Path → its row. Invariant: every path is in exactly one listed shard.
+/// [`row_key`] → its row. Invariant: every key is in exactly one listed shard.
 pub(crate) type RowIndex = HashMap<String, CachedRow>;
 
 /// The cache's rows as path → content hash: what a re-run can skip
@@ -24,6 +44,33 @@ pub(crate) type RowIndex = HashMap<String, CachedRow>;
 pub struct Existing<'a>(pub(crate) &'a RowIndex);
 
 impl<'a> Existing<'a> {
+    /// `(path, content hash)` of every plain row (view 0), in no particular order: what the
+    /// extraction plan compares the image folder with.
+    pub fn plain(&self) -> impl Iterator<Item = (&'a String, &'a String)> + 'a {
+        self.0
+            .iter()
+            .filter(|(k, _)| !k.contains('\0'))
+            .map(|(p, r)| (p, &r.hash))
+    }
+
+    /// `(path, view, content hash, recipe)` of every row of view 1.., in no particular order.
+    pub fn views(&self) -> impl Iterator<Item = (&'a str, u32, &'a str, Option<&'a str>)> + 'a {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.contains('\0'))
+            .map(|(k, r)| {
+                let (path, view) = split_key(k);
+                (path, view, r.hash.as_str(), r.recipe.as_deref())
+            })
+    }
+
+    /// The content hash and recipe of view `view` of `path`, when cached.
+    pub fn view(&self, path: &str, view: u32) -> Option<(&'a str, Option<&'a str>)> {
+        self.0
+            .get(&row_key(path, view))
+            .map(|r| (r.hash.as_str(), r.recipe.as_deref()))
+    }
+
     /// Number of cached rows.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -48,6 +48,8 @@ pub trait FeatureSource {
     fn row_splits(&self) -> &[Split];
     /// `(len,)`: the label of every row (`None`: unlabelled).
     fn row_labels(&self) -> &[Option<u32>];
+    /// `(len,)`: the view of every row (0 = the plain image; a join holds plain views only).
+    fn row_views(&self) -> &[u32];
     /// Rows `rows` (strictly ascending), in that order: `features: (rows.len(), dim())`.
     fn rows(&self, rows: &[usize]) -> Result<SplitData, CacheError>;
     /// The caches this source reads, in column order (one for a plain cache).
@@ -102,6 +104,9 @@ impl FeatureSource for FeatureCache {
     }
     fn row_labels(&self) -> &[Option<u32>] {
         FeatureCache::row_labels(self)
+    }
+    fn row_views(&self) -> &[u32] {
+        FeatureCache::row_views(self)
     }
     fn rows(&self, rows: &[usize]) -> Result<SplitData, CacheError> {
         FeatureCache::rows(self, rows)
@@ -215,6 +220,8 @@ pub struct JoinedCache {
     map: Vec<Vec<usize>>,
     splits: Vec<Split>,
     labels: Vec<Option<u32>>,
+    /// All 0: a join pairs plain views only.
+    views: Vec<u32>,
     dim: usize,
     dropped: usize,
 }
@@ -235,12 +242,17 @@ impl std::fmt::Debug for JoinedCache {
 fn match_rows(a: &FeatureCache, b: &FeatureCache) -> (Vec<Option<usize>>, Vec<usize>) {
     let mut by_hash: HashMap<&str, Vec<usize>> = HashMap::with_capacity(b.len());
     for (j, h) in b.row_hashes().iter().enumerate() {
-        by_hash.entry(h.as_str()).or_default().push(j);
+        if b.row_views()[j] == 0 {
+            by_hash.entry(h.as_str()).or_default().push(j);
+        }
     }
     let mut used = vec![false; b.len()];
     let mut of_a = vec![None; a.len()];
     // Same path first, so duplicate images (one hash, several paths) pair up by name.
     for (i, (h, p)) in a.row_hashes().iter().zip(a.row_paths()).enumerate() {
+        if a.row_views()[i] != 0 {
+            continue;
+        }
         if let Some(js) = by_hash.get(h.as_str()) {
             if let Some(&j) = js.iter().find(|&&j| !used[j] && &b.row_paths()[j] == p) {
                 used[j] = true;
@@ -249,7 +261,7 @@ fn match_rows(a: &FeatureCache, b: &FeatureCache) -> (Vec<Option<usize>>, Vec<us
         }
     }
     for (i, h) in a.row_hashes().iter().enumerate() {
-        if of_a[i].is_some() {
+        if of_a[i].is_some() || a.row_views()[i] != 0 {
             continue;
         }
         if let Some(js) = by_hash.get(h.as_str()) {
@@ -259,7 +271,9 @@ fn match_rows(a: &FeatureCache, b: &FeatureCache) -> (Vec<Option<usize>>, Vec<us
             }
         }
     }
-    let unused = (0..b.len()).filter(|&j| !used[j]).collect();
+    let unused = (0..b.len())
+        .filter(|&j| !used[j] && b.row_views()[j] == 0)
+        .collect();
     (of_a, unused)
 }
 
@@ -300,14 +314,16 @@ impl JoinedCache {
                 });
             }
         }
-        // keep[i]: row i of the first cache is in every other cache.
-        let mut keep = vec![true; first.len()];
+        // keep[i]: row i of the first cache is a plain view in every other cache (augmented and
+        // test-time views are not joined: they are neither kept nor counted as dropped).
+        let plain = |i: &usize| first.row_views()[*i] == 0;
+        let mut keep: Vec<bool> = (0..first.len()).map(|i| plain(&i)).collect();
         let mut matched: Vec<Vec<Option<usize>>> = Vec::with_capacity(parts.len() - 1);
         let mut dropped = 0;
         for other in &parts[1..] {
             let (of_first, unused) = match_rows(first, other);
             let missing: Vec<usize> = (0..first.len())
-                .filter(|&i| of_first[i].is_none())
+                .filter(|&i| plain(&i) && of_first[i].is_none())
                 .collect();
             if !drop_unmatched {
                 if !missing.is_empty() {
@@ -335,7 +351,7 @@ impl JoinedCache {
             matched.push(of_first);
         }
         let rows0: Vec<usize> = (0..first.len()).filter(|&i| keep[i]).collect();
-        dropped += first.len() - rows0.len();
+        dropped += (0..first.len()).filter(plain).count() - rows0.len();
         if rows0.is_empty() {
             return Err(JoinError::Empty {
                 dirs: dirs.iter().map(|d| d.display().to_string()).collect(),
@@ -356,6 +372,7 @@ impl JoinedCache {
         Ok(JoinedCache {
             parts,
             map,
+            views: vec![0; rows0.len()],
             splits,
             labels,
             dim,
@@ -442,6 +459,9 @@ impl FeatureSource for JoinedCache {
     fn row_labels(&self) -> &[Option<u32>] {
         &self.labels
     }
+    fn row_views(&self) -> &[u32] {
+        &self.views
+    }
 
     /// Each part's rows read (in its own ascending order) and placed side by side.
     fn rows(&self, rows: &[usize]) -> Result<SplitData, CacheError> {
@@ -472,6 +492,7 @@ impl FeatureSource for JoinedCache {
         }
         let (paths, splits, labels) = out.expect("a join has parts");
         Ok(SplitData {
+            views: vec![0; paths.len()],
             paths,
             splits,
             labels,

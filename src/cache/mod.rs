@@ -73,7 +73,8 @@ pub use manifest::{
 };
 pub use reader::{FeatureCache, SplitData, VerifyReport};
 pub use schema::{
-    cache_schema, cache_schema_with, Compression, FeatureDtype, FeatureRow, WriteOptions,
+    cache_schema, cache_schema_views, cache_schema_with, Compression, FeatureDtype, FeatureRow,
+    ViewedRow, WriteOptions, COL_VIEW, COL_VIEW_RECIPE,
 };
 pub use shard::{KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256, KV_FINGERPRINT};
 pub use writer::CacheWriter;

@@ -279,11 +279,13 @@ impl Opened {
                 let mut f = File::open(&path).map_err(CacheError::io(&path))?;
                 info.sha256 = Some(sha256_prefix(&mut f, info.bytes, &path)?);
             }
-            for ((p, hash), split) in meta.paths.into_iter().zip(meta.hashes).zip(meta.splits) {
+            let rows = meta.keys.into_iter().zip(meta.hashes).zip(meta.splits);
+            for (((p, hash), split), recipe) in rows.zip(meta.recipes) {
                 let row = CachedRow {
                     hash,
                     split,
                     shard: info.file.clone(),
+                    recipe,
                 };
                 if let Some(other) = self.rows.insert(p.clone(), row) {
                     return Err(CacheError::CorruptShard {
@@ -362,17 +364,17 @@ impl Opened {
             };
             let ours = fp == self.manifest.fingerprint;
             let duplicate = meta
-                .paths
+                .keys
                 .iter()
                 .zip(&meta.hashes)
                 .all(|(p, h)| self.rows.get(p).is_some_and(|r| r.hash == *h));
-            if ours && duplicate && !meta.paths.is_empty() {
+            if ours && duplicate && !meta.keys.is_empty() {
                 fsutil::remove_if_exists(&path)?;
                 self.stats.note_cleaned(
                     &path,
                     "unlisted duplicate: each of its rows is in a listed shard",
                 );
-            } else if ours && rebuild && !meta.paths.iter().any(|p| self.rows.contains_key(p)) {
+            } else if ours && rebuild && !meta.keys.iter().any(|p| self.rows.contains_key(p)) {
                 match groups.iter_mut().find(|(c, _)| *c == cls) {
                     Some((_, g)) => g.push((info, meta)),
                     None => groups.push((cls, vec![(info, meta)])),
@@ -396,14 +398,23 @@ impl Opened {
         }
         self.manifest.classes = classes;
         for (info, meta) in chosen {
-            if meta.paths.iter().any(|p| self.rows.contains_key(p)) {
+            if meta.keys.iter().any(|p| self.rows.contains_key(p)) {
                 let path = self.dir.join(&info.file);
                 self.stats.quarantined.push(quarantine(&self.dir, &path)?);
                 continue;
             }
-            for ((p, hash), split) in meta.paths.into_iter().zip(meta.hashes).zip(meta.splits) {
+            let rows = meta.keys.into_iter().zip(meta.hashes).zip(meta.splits);
+            for (((p, hash), split), recipe) in rows.zip(meta.recipes) {
                 let shard = info.file.clone();
-                self.rows.insert(p, CachedRow { hash, split, shard });
+                self.rows.insert(
+                    p,
+                    CachedRow {
+                        hash,
+                        split,
+                        shard,
+                        recipe,
+                    },
+                );
             }
             if let Some((g, seq)) = parse_shard_name(&info.file) {
                 self.manifest.generation = self.manifest.generation.max(g);

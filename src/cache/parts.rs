@@ -98,7 +98,12 @@ pub fn rows_to_batch(
 ) -> Result<RecordBatch, CacheError> {
     // Sharded caches store float32 features (f16 parts are not planned yet).
     Ok(to_batch(
-        Columns::from_rows(rows, dim, classes, FeatureDtype::F32)?,
+        Columns::from_rows(
+            &rows.iter().map(|&r| r.into()).collect::<Vec<_>>(),
+            dim,
+            classes,
+            FeatureDtype::F32,
+        )?,
         dim,
     ))
 }

@@ -11,6 +11,7 @@ use super::lock::CacheLock;
 use super::manifest::Manifest;
 use super::shard::{check_shard, CheckedShard, Places, ShardMeta};
 use super::{CacheError, MANIFEST_FILE};
+use crate::dataset::augment::{ViewKind, ViewRecipe};
 use crate::dataset::Split;
 
 /// Rows of the cache (a split, all of it, or one batch): names, labels and features.
@@ -24,6 +25,8 @@ pub struct SplitData {
     pub labels: Vec<Option<u32>>,
     /// `(n, dim)`, row i belongs to `paths[i]`.
     pub features: Array2<f32>,
+    /// The view of each row's image: 0 = the plain image (every row of a cache without views).
+    pub views: Vec<u32>,
 }
 
 impl SplitData {
@@ -68,6 +71,9 @@ pub struct FeatureCache {
     splits: Vec<Split>,
     labels: Vec<Option<u32>>,
     hashes: Vec<String>,
+    views: Vec<u32>,
+    recipes: Vec<Option<String>>,
+    kinds: Vec<Option<ViewKind>>,
     _lock: Option<CacheLock>,
 }
 
@@ -145,6 +151,9 @@ impl FeatureCache {
         let mut splits = Vec::with_capacity(total);
         let mut labels = Vec::with_capacity(total);
         let mut hashes = Vec::with_capacity(total);
+        let mut views = Vec::with_capacity(total);
+        let mut recipes = Vec::with_capacity(total);
+        let mut kinds = Vec::with_capacity(total);
         let mut seen: HashMap<String, usize> = HashMap::with_capacity(total);
         let mut units = Vec::new();
         for (s, (shard, meta)) in checked.iter().zip(metas).enumerate() {
@@ -168,8 +177,9 @@ impl FeatureCache {
                     ),
                 });
             }
-            for p in &meta.paths {
+            for p in &meta.keys {
                 if let Some(other) = seen.insert(p.clone(), s) {
+                    let p = p.replace('\0', "#view ");
                     return Err(CacheError::CorruptShard {
                         path: shard.path.clone(),
                         message: if other == s {
@@ -180,10 +190,28 @@ impl FeatureCache {
                     });
                 }
             }
+            for (r, p) in meta.recipes.iter().zip(&meta.paths) {
+                let kind = match r {
+                    None => None,
+                    Some(json) => {
+                        Some(ViewRecipe::from_json(json).map(|r| r.kind).map_err(|e| {
+                            CacheError::CorruptShard {
+                                path: shard.path.clone(),
+                                message: format!(
+                                "row ({p}) has a view recipe that is not a vggcache recipe: {e}"
+                            ),
+                            }
+                        })?)
+                    }
+                };
+                kinds.push(kind);
+            }
             paths.extend(meta.paths);
             splits.extend(meta.splits);
             labels.extend(meta.labels);
             hashes.extend(meta.hashes);
+            views.extend(meta.views);
+            recipes.extend(meta.recipes);
         }
         debug_assert_eq!(paths.len(), total);
         Ok(FeatureCache {
@@ -195,6 +223,9 @@ impl FeatureCache {
             splits,
             labels,
             hashes,
+            views,
+            recipes,
+            kinds,
             _lock: lock,
         })
     }
@@ -269,6 +300,27 @@ impl FeatureCache {
     /// caches of the same images made by different trunks ([`super::join`]).
     pub fn row_hashes(&self) -> &[String] {
         &self.hashes
+    }
+
+    /// The view of every row, in cache order (0 = the plain image): `(len,)`.
+    pub fn row_views(&self) -> &[u32] {
+        &self.views
+    }
+
+    /// The recipe (JSON, [`crate::dataset::augment::ViewRecipe`]) of every row, in cache order
+    /// (`None` for plain views): `(len,)`.
+    pub fn row_recipes(&self) -> &[Option<String>] {
+        &self.recipes
+    }
+
+    /// The kind of every row's view (`None` for plain views): `(len,)`.
+    pub fn row_view_kinds(&self) -> &[Option<ViewKind>] {
+        &self.kinds
+    }
+
+    /// True when some row is a view other than the plain image.
+    pub fn has_views(&self) -> bool {
+        self.views.iter().any(|&v| v != 0)
     }
 
     /// The global rows of each row group, in cache order: contiguous, together `0..len()`.
@@ -368,6 +420,7 @@ impl FeatureCache {
             splits: rows.iter().map(|&i| self.splits[i]).collect(),
             labels: rows.iter().map(|&i| self.labels[i]).collect(),
             features,
+            views: rows.iter().map(|&i| self.views[i]).collect(),
         }
     }
 

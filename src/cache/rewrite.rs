@@ -9,8 +9,11 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use super::index::row_key;
 use super::manifest::ShardInfo;
-use super::schema::{column_u32, column_utf8, COL_CLASS, COL_LABEL, COL_PATH, COL_SPLIT};
+use super::schema::{
+    column_u32, column_utf8, column_views, COL_CLASS, COL_LABEL, COL_PATH, COL_SPLIT,
+};
 use super::CacheError;
 use crate::dataset::Split;
 
@@ -25,8 +28,8 @@ pub(crate) enum RowFate {
 pub(crate) type Rewrites = HashMap<String, Option<ShardInfo>>;
 
 /// The rows of shard `src` that survive, as batches of at most `batch_rows` rows, in file order.
-/// `fate(path, class, label)` decides each row; a kept row gets the label it returns and, when
-/// its path is in `resplit`, that split. Empty when no row survives. Columns are found by name.
+/// `fate(key, class, label)` decides each row (`key`: [`row_key`]`(path, view)`); a kept row gets
+/// the label it returns and, when its key is in `resplit`, that split. Empty when no row survives. Columns are found by name.
 pub(crate) fn filter_shard(
     src: &Path,
     batch_rows: usize,
@@ -50,19 +53,19 @@ pub(crate) fn filter_shard(
         let splits = column_utf8(&batch, COL_SPLIT).map_err(corrupt)?;
         let classes = column_utf8(&batch, COL_CLASS).map_err(corrupt)?;
         let labels = column_u32(&batch, COL_LABEL).map_err(corrupt)?;
+        let (views, _) = column_views(&batch).map_err(corrupt)?;
         let mut keep = Vec::with_capacity(batch.num_rows());
         let mut new_labels = Vec::with_capacity(batch.num_rows());
         let mut new_splits: Vec<String> = Vec::with_capacity(batch.num_rows());
-        for i in 0..batch.num_rows() {
+        for (i, &view) in views.iter().enumerate() {
             let class = classes.is_valid(i).then(|| classes.value(i));
             let label = labels.is_valid(i).then(|| labels.value(i));
-            match fate(paths.value(i), class, label) {
+            let key = row_key(paths.value(i), view);
+            match fate(&key, class, label) {
                 RowFate::Keep(l) => {
                     keep.push(true);
                     new_labels.push(l);
-                    let split = resplit
-                        .get(paths.value(i))
-                        .map_or(splits.value(i), |s| s.as_str());
+                    let split = resplit.get(&key).map_or(splits.value(i), |s| s.as_str());
                     new_splits.push(split.to_string());
                 }
                 RowFate::Drop => keep.push(false),

@@ -28,6 +28,12 @@ pub const COL_LABEL: &str = "label";
 pub const COL_CLASS: &str = "class";
 pub const COL_HASH: &str = "content_hash";
 pub const COL_FEATURES: &str = "features";
+/// Optional column (after `features`): which view of the image the row is, 0 = the plain image.
+/// A shard without it holds plain views only.
+pub const COL_VIEW: &str = "view";
+/// Optional column beside [`COL_VIEW`]: the view's recipe as JSON
+/// ([`crate::dataset::augment::ViewRecipe`]), null for the plain view.
+pub const COL_VIEW_RECIPE: &str = "view_recipe";
 
 /// How feature values are stored: float32 (the default, exact) or float16 (Parquet FLOAT16, half
 /// the bytes; values are rounded to f16 on write and widened to f32 on read).
@@ -107,6 +113,62 @@ pub fn cache_schema_with(dim: usize, dtype: FeatureDtype) -> SchemaRef {
     ]))
 }
 
+/// [`cache_schema_with`] plus the view columns: `view` uint32, `view_recipe` utf8 (nullable).
+/// Only shards holding a row other than a plain view are written with it.
+pub fn cache_schema_views(dim: usize, dtype: FeatureDtype) -> SchemaRef {
+    let base = cache_schema_with(dim, dtype);
+    let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(COL_VIEW, DataType::UInt32, false));
+    fields.push(Field::new(COL_VIEW_RECIPE, DataType::Utf8, true));
+    Arc::new(Schema::new(fields))
+}
+
+/// `batch` with the view columns of [`cache_schema_views`] appended (view 0, no recipe) when
+/// it has none; unchanged when it has them. Lets shards with and without views be merged.
+pub(crate) fn with_view_columns(
+    batch: RecordBatch,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    if batch.column_by_name(COL_VIEW).is_some() {
+        return Ok(batch);
+    }
+    let n = batch.num_rows();
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(COL_VIEW, DataType::UInt32, false));
+    fields.push(Field::new(COL_VIEW_RECIPE, DataType::Utf8, true));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(UInt32Array::from(vec![0u32; n])));
+    columns.push(Arc::new(StringArray::from(vec![None::<&str>; n])));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+/// The view of each row of `batch` (`(rows,)`; all 0 when it has no view column) and its
+/// recipe; `Err` says what is wrong.
+pub(crate) fn column_views(batch: &RecordBatch) -> Result<(Vec<u32>, Vec<Option<String>>), String> {
+    let n = batch.num_rows();
+    if batch.column_by_name(COL_VIEW).is_none() {
+        return Ok((vec![0; n], vec![None; n]));
+    }
+    let views = column_u32(batch, COL_VIEW)?;
+    if views.null_count() > 0 {
+        return Err(format!("column '{COL_VIEW}' holds a null"));
+    }
+    let recipes = match batch.column_by_name(COL_VIEW_RECIPE) {
+        None => vec![None; n],
+        Some(_) => {
+            let r = column_utf8(batch, COL_VIEW_RECIPE)?;
+            (0..n)
+                .map(|i| r.is_valid(i).then(|| r.value(i).to_string()))
+                .collect()
+        }
+    };
+    Ok((views.values().to_vec(), recipes))
+}
+
 /// Column `name` of `batch` as utf8; `Err` says what is wrong (for a corruption message).
 pub(crate) fn column_utf8<'b>(
     batch: &'b RecordBatch,
@@ -149,6 +211,19 @@ pub(crate) fn check_schema(found: &Schema, dim: usize, dtype: FeatureDtype) -> R
                 got.data_type(),
                 want.data_type()
             ));
+        }
+    }
+    for (name, want) in [
+        (COL_VIEW, DataType::UInt32),
+        (COL_VIEW_RECIPE, DataType::Utf8),
+    ] {
+        if let Ok(got) = found.field_with_name(name) {
+            if got.data_type() != &want {
+                return Err(format!(
+                    "column '{name}' has type {}, expected {want}",
+                    got.data_type()
+                ));
+            }
         }
     }
     Ok(())
@@ -300,6 +375,29 @@ pub struct FeatureRow<'a> {
     pub features: &'a [f32],
 }
 
+/// A row of features and the view of its image it holds, as handed to
+/// [`super::CacheWriter::append_view_shards`]. A cache row is keyed by (path, view).
+#[derive(Debug, Clone, Copy)]
+pub struct ViewedRow<'a> {
+    /// The image's row.
+    pub row: FeatureRow<'a>,
+    /// 0 = the plain image; 1.. = an augmented or test-time view.
+    pub view: u32,
+    /// The view's recipe (JSON); `None` for the plain view.
+    pub recipe: Option<&'a str>,
+}
+
+impl<'a> From<FeatureRow<'a>> for ViewedRow<'a> {
+    /// The plain view (0, no recipe).
+    fn from(row: FeatureRow<'a>) -> Self {
+        ViewedRow {
+            row,
+            view: 0,
+            recipe: None,
+        }
+    }
+}
+
 /// Columns of one batch of rows, owned, in schema order; built by the writer.
 pub(crate) struct Columns<'a> {
     pub paths: Vec<&'a str>,
@@ -311,6 +409,10 @@ pub(crate) struct Columns<'a> {
     pub features: Vec<f32>,
     /// How `features` is stored.
     pub dtype: FeatureDtype,
+    /// `(rows,)` the view of each row, 0 = plain.
+    pub views: Vec<u32>,
+    /// `(rows,)` each view's recipe.
+    pub recipes: Vec<Option<&'a str>>,
 }
 
 impl<'a> Columns<'a> {
@@ -318,7 +420,7 @@ impl<'a> Columns<'a> {
     /// agreeing with the class name when given; for f16, every value within f16's range) and
     /// packs them into columns.
     pub fn from_rows(
-        rows: &[FeatureRow<'a>],
+        rows: &[ViewedRow<'a>],
         dim: usize,
         classes: &'a [String],
         dtype: FeatureDtype,
@@ -332,17 +434,26 @@ impl<'a> Columns<'a> {
             hashes: Vec::with_capacity(rows.len()),
             features: Vec::with_capacity(rows.len() * dim),
             dtype,
+            views: Vec::with_capacity(rows.len()),
+            recipes: Vec::with_capacity(rows.len()),
         };
         if dtype == FeatureDtype::F16 {
             check_f16_range(rows)?;
         }
-        for r in rows {
+        for v in rows {
+            let r = &v.row;
             let bad = |message: String| CacheError::BadRow {
                 row_path: r.path.to_string(),
                 message,
             };
-            if !seen.insert(r.path) {
-                return Err(bad("path appears twice in one shard".into()));
+            if !seen.insert((r.path, v.view)) {
+                return Err(bad(format!(
+                    "path appears twice in one shard (view {})",
+                    v.view
+                )));
+            }
+            if v.view == 0 && v.recipe.is_some() {
+                return Err(bad("view 0 is the plain image and takes no recipe".into()));
             }
             if r.features.len() != dim {
                 return Err(bad(format!(
@@ -378,6 +489,8 @@ impl<'a> Columns<'a> {
             cols.classes.push(class);
             cols.hashes.push(r.content_hash);
             cols.features.extend_from_slice(r.features);
+            cols.views.push(v.view);
+            cols.recipes.push(v.recipe);
         }
         Ok(cols)
     }
@@ -385,9 +498,9 @@ impl<'a> Columns<'a> {
 
 /// Refuses rows with values beyond f16's range (|x| > 65504 rounds to infinity): counts them
 /// over all `rows` and names the first row and the largest magnitude.
-fn check_f16_range(rows: &[FeatureRow<'_>]) -> Result<(), CacheError> {
+fn check_f16_range(rows: &[ViewedRow<'_>]) -> Result<(), CacheError> {
     let (mut count, mut max, mut first) = (0usize, 0f32, None);
-    for r in rows {
+    for r in rows.iter().map(|v| &v.row) {
         for &x in r.features {
             if f16::from_f32(x).is_infinite() {
                 count += 1;
@@ -406,7 +519,8 @@ fn check_f16_range(rows: &[FeatureRow<'_>]) -> Result<(), CacheError> {
     }
 }
 
-/// Builds a `RecordBatch` of [`cache_schema_with`]`(dim, cols.dtype)` from columns.
+/// Builds a `RecordBatch` of [`cache_schema_with`]`(dim, cols.dtype)` from columns, or of
+/// [`cache_schema_views`] when a row is not a plain view.
 pub(crate) fn to_batch(cols: Columns<'_>, dim: usize) -> RecordBatch {
     let n = cols.paths.len();
     assert_eq!(
@@ -415,6 +529,7 @@ pub(crate) fn to_batch(cols: Columns<'_>, dim: usize) -> RecordBatch {
         "features buffer is rows * dim"
     );
     let dtype = cols.dtype;
+    let with_views = cols.views.iter().any(|&v| v != 0);
     let values: ArrayRef = match dtype {
         FeatureDtype::F32 => Arc::new(Float32Array::from(cols.features)),
         FeatureDtype::F16 => {
@@ -425,7 +540,7 @@ pub(crate) fn to_batch(cols: Columns<'_>, dim: usize) -> RecordBatch {
     };
     let size = i32::try_from(dim).expect("feature dim fits in i32");
     let features = FixedSizeListArray::new(item_field(dtype), size, values, None);
-    let columns: Vec<ArrayRef> = vec![
+    let mut columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(cols.paths)),
         Arc::new(StringArray::from(cols.splits)),
         Arc::new(UInt32Array::from(cols.labels)),
@@ -433,8 +548,15 @@ pub(crate) fn to_batch(cols: Columns<'_>, dim: usize) -> RecordBatch {
         Arc::new(StringArray::from(cols.hashes)),
         Arc::new(features),
     ];
-    let batch = RecordBatch::try_new(cache_schema_with(dim, dtype), columns)
-        .expect("columns built to match the cache schema");
+    let schema = if with_views {
+        columns.push(Arc::new(UInt32Array::from(cols.views)));
+        columns.push(Arc::new(StringArray::from(cols.recipes)));
+        cache_schema_views(dim, dtype)
+    } else {
+        cache_schema_with(dim, dtype)
+    };
+    let batch =
+        RecordBatch::try_new(schema, columns).expect("columns built to match the cache schema");
     debug_assert_eq!(batch.num_rows(), n);
     debug_assert!(batch
         .column_by_name(COL_FEATURES)

@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 use arrow::array::RecordBatch;
 use rayon::prelude::*;
 
-use super::index::{CachedRow, Existing, RowIndex};
+use super::index::{row_key, split_key, CachedRow, Existing, RowIndex};
 use super::lock::CacheLock;
 use super::manifest::{CacheIdentity, Manifest, PendingCommit, ShardInfo};
 use super::open::{self, Opened};
 use super::rewrite::{
     apply_rewrites, class_fate, compaction_groups, filter_shard, Rewrites, RowFate,
 };
-use super::schema::{to_batch, Columns, FeatureRow, WriteOptions};
+use super::schema::{to_batch, Columns, FeatureRow, ViewedRow, WriteOptions};
 use super::shard::{self, check_shard, read_all, shard_name, Places};
 use super::{CacheError, CacheStats, MANIFEST_FILE, REBUILD_MANIFEST_FILE};
 use crate::dataset::Split;
@@ -121,10 +121,14 @@ impl CacheWriter {
     /// affected shards are rewritten and listed in one manifest replacement. Paths not cached
     /// or already in that split are ignored. Returns how many rows changed split.
     pub fn set_splits(&mut self, splits: &HashMap<String, Split>) -> Result<usize, CacheError> {
-        let changed: HashMap<String, Split> = splits
+        // Every view of an image follows its image (rows keyed by `row_key(path, view)`).
+        let changed: HashMap<String, Split> = self
+            .rows
             .iter()
-            .filter(|(p, s)| self.rows.get(*p).is_some_and(|r| r.split != **s))
-            .map(|(p, s)| (p.clone(), *s))
+            .filter_map(|(k, r)| {
+                let s = splits.get(split_key(k).0)?;
+                (r.split != *s).then(|| (k.clone(), *s))
+            })
             .collect();
         if changed.is_empty() {
             return Ok(0);
@@ -166,7 +170,17 @@ impl CacheWriter {
     /// of 25,088 floats) and listed in ONE manifest replacement, so a crash lists all or none.
     /// Each inner slice becomes one shard; empty ones are ignored.
     pub fn append_shards(&mut self, shards: &[Vec<FeatureRow>]) -> Result<(), CacheError> {
-        let shards: Vec<&Vec<FeatureRow>> = shards.iter().filter(|r| !r.is_empty()).collect();
+        let viewed: Vec<Vec<ViewedRow>> = shards
+            .iter()
+            .map(|s| s.iter().map(|&r| ViewedRow::from(r)).collect())
+            .collect();
+        self.append_view_shards(&viewed)
+    }
+
+    /// [`append_shards`](Self::append_shards) for rows that may be views of their image: a row
+    /// is keyed by (path, view), so a view replaces only the same view of the same image.
+    pub fn append_view_shards(&mut self, shards: &[Vec<ViewedRow>]) -> Result<(), CacheError> {
+        let shards: Vec<&Vec<ViewedRow>> = shards.iter().filter(|r| !r.is_empty()).collect();
         if shards.is_empty() {
             return Ok(());
         }
@@ -185,19 +199,18 @@ impl CacheWriter {
         }
         let mut all = HashSet::new();
         for r in shards.iter().flat_map(|s| s.iter()) {
-            if !all.insert(r.path) {
+            if !all.insert(row_key(r.row.path, r.view)) {
                 return Err(CacheError::BadRow {
-                    row_path: r.path.to_string(),
-                    message: "path appears twice in one append".into(),
+                    row_path: r.row.path.to_string(),
+                    message: format!("path appears twice in one append (view {})", r.view),
                 });
             }
         }
         let work: Vec<(String, RecordBatch)> =
             batches.into_iter().map(|b| (self.next_name(), b)).collect();
         let replaced: HashSet<String> = all
-            .iter()
-            .filter(|p| self.rows.contains_key(**p))
-            .map(|p| p.to_string())
+            .into_iter()
+            .filter(|k| self.rows.contains_key(k))
             .collect();
         let this = &*self;
         let infos: Vec<ShardInfo> = work
@@ -207,13 +220,14 @@ impl CacheWriter {
         let (new_infos, old_files) = self.rewrite_without(&replaced)?;
         self.commit(new_infos, &old_files, infos.clone())?;
         for (rows, info) in shards.iter().zip(&infos) {
-            for r in rows.iter() {
+            for v in rows.iter() {
                 let row = CachedRow {
-                    hash: r.content_hash.to_string(),
-                    split: r.split,
+                    hash: v.row.content_hash.to_string(),
+                    split: v.row.split,
                     shard: info.file.clone(),
+                    recipe: v.recipe.map(str::to_string),
                 };
-                self.rows.insert(r.path.to_string(), row);
+                self.rows.insert(row_key(v.row.path, v.view), row);
             }
             self.stats.appended += rows.len();
         }
@@ -221,14 +235,31 @@ impl CacheWriter {
         Ok(())
     }
 
-    /// Drops the rows of `paths` (files gone or changed): affected shards are rewritten and
-    /// listed in one manifest replacement. Returns how many rows were dropped.
+    /// Drops the rows of `paths` (files gone or changed), every view of each: affected shards
+    /// are rewritten and listed in one manifest replacement. Returns how many rows were dropped.
     pub fn remove_paths(&mut self, paths: &HashSet<String>) -> Result<usize, CacheError> {
-        let present: HashSet<String> = paths
-            .iter()
-            .filter(|p| self.rows.contains_key(p.as_str()))
+        let present: HashSet<String> = self
+            .rows
+            .keys()
+            .filter(|k| paths.contains(split_key(k).0))
             .cloned()
             .collect();
+        self.remove_keys(present)
+    }
+
+    /// Drops the views `views` (`(path, view)`, view >= 1) where cached, as
+    /// [`remove_paths`](Self::remove_paths). Returns how many rows were dropped.
+    pub fn remove_views(&mut self, views: &[(String, u32)]) -> Result<usize, CacheError> {
+        let present: HashSet<String> = views
+            .iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(p, v)| row_key(p, *v))
+            .filter(|k| self.rows.contains_key(k))
+            .collect();
+        self.remove_keys(present)
+    }
+
+    fn remove_keys(&mut self, present: HashSet<String>) -> Result<usize, CacheError> {
         if present.is_empty() {
             return Ok(0);
         }
@@ -442,7 +473,7 @@ impl CacheWriter {
             let meta = check_shard(path, info, self.manifest.dim, self.manifest.feature_dtype)?
                 .read_meta(&old)?;
             let mut changes = false;
-            for (i, p) in meta.paths.iter().enumerate() {
+            for (i, p) in meta.keys.iter().enumerate() {
                 match new_label(meta.classes[i].as_deref(), meta.labels[i]) {
                     RowFate::Keep(l) if l == meta.labels[i] => {}
                     RowFate::Keep(_) => {

@@ -54,8 +54,23 @@ pub struct ExtractArgs {
     pub force: bool,
     /// How the cache stores features: f32, or f16 (Parquet FLOAT16, half the size; values beyond
     /// f16's range are refused).
+    /// For a cache with views (--views, --tta-views), f16 is the recommended choice: every
+    /// view is a full row of features, and f16 rows take half the bytes.
     #[arg(long, default_value_t = ExtractConfig::default().feature_dtype)]
     pub feature_dtype: crate::cache::FeatureDtype,
+    /// Besides each training image, K augmented views of it (random resized crop, horizontal
+    /// flip, mild colour jitter), each a row with its `view` index and recipe; train-head samples
+    /// one view per image per epoch. Seeded by the image's content and --view-seed, so a re-run
+    /// reuses the views of unchanged images. 0 = the plain images only.
+    #[arg(long, default_value_t = ExtractConfig::default().views.train_views, conflicts_with = "plan")]
+    pub views: u32,
+    /// Also the fixed test-time views of each val and test image (a flip and five crops), for
+    /// `train-head --tta`, `compare-baselines --tta` and `predict --tta`.
+    #[arg(long, conflicts_with = "plan")]
+    pub tta_views: bool,
+    /// Seed of the augmented views (mixed with each image's content hash and view index).
+    #[arg(long, default_value_t = ExtractConfig::default().views.seed)]
+    pub view_seed: u64,
     /// Exit with code 3 when any image was skipped.
     #[arg(long)]
     pub strict: bool,
@@ -76,6 +91,12 @@ impl ExtractArgs {
             val_fraction: self.val_fraction,
             force: self.force,
             feature_dtype: self.feature_dtype,
+            views: extract::ViewSettings {
+                train_views: self.views,
+                tta: self.tta_views,
+                tta_every_split: false,
+                seed: self.view_seed,
+            },
         })
     }
 }

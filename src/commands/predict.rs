@@ -51,6 +51,11 @@ pub struct PredictArgs {
     /// Images per inference batch.
     #[arg(long, default_value_t = PredictConfig::default().batch_size)]
     pub batch_size: usize,
+    /// Test-time augmentation: also extract each image's test-time views (a flip and five
+    /// crops; cached, so a re-run reuses them) and predict the mean of the probabilities over
+    /// the image and its views.
+    #[arg(long)]
+    pub tta: bool,
 }
 
 /// Runs `predict`; returns the number of images written.
@@ -67,6 +72,7 @@ pub fn run(args: &PredictArgs) -> Result<usize, CommandError> {
         model: args.trunk.model_path()?,
         trunk: args.trunk.options(),
         batch_size: args.batch_size,
+        tta: args.tta,
     };
     // Standard output is the CSV: the extraction summary goes to stderr.
     let r = crate::jobs::predict(&cfg, &Render::default())?;

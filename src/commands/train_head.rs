@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use super::render::Render;
 use super::CommandError;
-use crate::head::{HeadConfig, StreamConfig};
+use crate::head::{HeadConfig, StreamConfig, ViewSampling};
 use crate::jobs::{TrainConfig, TrainRunOutcome};
 
 /// `HeadConfig::default().hidden` as the flag writes it (`4096,4096`).
@@ -90,6 +90,46 @@ pub struct TrainHeadArgs {
     /// Mini-batches the stream's reader decodes ahead of training.
     #[arg(long, default_value_t = StreamConfig::default().prefetch_batches)]
     pub prefetch_batches: usize,
+    /// How the augmented views of a cache made with `extract --views` are read: `sample` one
+    /// view per image per epoch (an epoch costs the rows it costs without views), `all` views as
+    /// rows of their own, or the `plain` images only. The selection split is carved by image.
+    #[arg(long, value_enum, default_value_t = ViewsFlag::from(TrainConfig::default().views))]
+    pub views: ViewsFlag,
+    /// Score val by test-time augmentation: the mean of the probabilities over each image and
+    /// its cached test-time views (`extract --tta-views`).
+    #[arg(long)]
+    pub tta: bool,
+}
+
+/// `--views`: which views of a training image train-head reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ViewsFlag {
+    /// One view per image per epoch.
+    Sample,
+    /// Every view as a row.
+    All,
+    /// The plain images only.
+    Plain,
+}
+
+impl From<Option<ViewSampling>> for ViewsFlag {
+    fn from(v: Option<ViewSampling>) -> Self {
+        match v {
+            Some(ViewSampling::OnePerEpoch) => ViewsFlag::Sample,
+            Some(ViewSampling::All) => ViewsFlag::All,
+            None => ViewsFlag::Plain,
+        }
+    }
+}
+
+impl From<ViewsFlag> for Option<ViewSampling> {
+    fn from(v: ViewsFlag) -> Self {
+        match v {
+            ViewsFlag::Sample => Some(ViewSampling::OnePerEpoch),
+            ViewsFlag::All => Some(ViewSampling::All),
+            ViewsFlag::Plain => None,
+        }
+    }
 }
 
 impl TrainHeadArgs {
@@ -122,6 +162,8 @@ impl TrainHeadArgs {
                 shuffle_buffer_rows: self.shuffle_buffer_rows,
                 prefetch_batches: self.prefetch_batches,
             },
+            views: self.views.into(),
+            tta: self.tta,
         }
     }
 }

@@ -3,11 +3,13 @@
 //!
 //! - [`discover`]: walk an image folder, recognise its layout, assign splits, labels and classes.
 //! - [`decode_rgb8`] / [`preprocess_into`]: one file → RGB 8-bit → resized, normalised CHW tensor.
+//! - [`augment`]: views of a decoded image (flip, crop, colour jitter) and their recipes.
 //! - [`spawn_pipeline`]: the same over many files on a bounded queue, in batches, while the caller
 //!   (the trunk) computes.
 //!
 //! Bad images are never an error of the whole run: they come back as skip reasons.
 
+pub mod augment;
 mod decode;
 mod discover;
 mod pipeline;
@@ -25,7 +27,7 @@ pub use discover::{
     content_hash, discover, is_image_extension, val_hash_fraction, Dataset, ImageEntry, Layout,
     Skipped, IMAGE_EXTENSIONS,
 };
-pub use pipeline::{spawn_pipeline, PipelineConfig, PipelineMsg, WorkItem};
+pub use pipeline::{spawn_pipeline, spawn_pipeline_views, PipelineConfig, PipelineMsg, WorkItem};
 
 /// Which part of the data an image belongs to.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]

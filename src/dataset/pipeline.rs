@@ -9,6 +9,7 @@ use std::thread;
 
 use crossbeam_channel::{bounded, unbounded, Receiver};
 
+use super::augment::{self, ViewRecipe};
 use super::decode::{check_spec, decode_rgb8, preprocess_into, DecodeLimits};
 use crate::spec::PreprocessSpec;
 
@@ -89,6 +90,18 @@ pub fn spawn_pipeline(
     spec: PreprocessSpec,
     cfg: PipelineConfig,
 ) -> Receiver<PipelineMsg> {
+    spawn_pipeline_views(items, Vec::new(), spec, cfg)
+}
+
+/// [`spawn_pipeline`] where item `i` is the view `views[i]` of its image (see
+/// [`augment::apply`], applied to the decoded image before the resize); an item past the end
+/// of `views`, or with `None`, is the plain image.
+pub fn spawn_pipeline_views(
+    items: Vec<WorkItem>,
+    views: Vec<Option<ViewRecipe>>,
+    spec: PreprocessSpec,
+    cfg: PipelineConfig,
+) -> Receiver<PipelineMsg> {
     assert!(cfg.batch_size > 0, "pipeline batch_size must be > 0");
     assert!(cfg.workers > 0, "pipeline workers must be > 0");
     if let Err(e) = check_spec(&spec) {
@@ -112,11 +125,12 @@ pub fn spawn_pipeline(
     // Per-image buffers handed back by the assembler for reuse (at most `window` exist).
     let (pool_tx, pool_rx) = unbounded::<Vec<f32>>();
     let items = Arc::new(items);
+    let views = Arc::new(views);
     let next = Arc::new(AtomicUsize::new(0));
     let spec = Arc::new(spec);
 
     for w in 0..cfg.workers {
-        let (items, next, spec) = (items.clone(), next.clone(), spec.clone());
+        let (items, views, next, spec) = (items.clone(), views.clone(), next.clone(), spec.clone());
         let (credit_rx, done_tx, pool_rx) = (credit_rx.clone(), done_tx.clone(), pool_rx.clone());
         let limits = cfg.limits;
         thread::Builder::new()
@@ -130,7 +144,10 @@ pub fn spawn_pipeline(
                     }
                     let path = &items[seq].path;
                     let result = catch_unwind(AssertUnwindSafe(|| {
-                        let img = decode_rgb8(path, &limits)?;
+                        let mut img = decode_rgb8(path, &limits)?;
+                        if let Some(Some(recipe)) = views.get(seq) {
+                            img = augment::apply(&img, recipe);
+                        }
                         let mut buf = pool_rx.try_recv().unwrap_or_default();
                         buf.resize(len, 0.0);
                         preprocess_into(&img, &spec, &mut buf);

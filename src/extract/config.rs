@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::ExtractError;
+use super::{ExtractError, ViewSettings};
 use crate::cache::FeatureDtype;
 use crate::trunk::TrunkOptions;
 
@@ -33,6 +33,9 @@ pub struct ExtractConfig {
     pub force: bool,
     /// How the cache stores features. Default f32 (exact); f16 halves the cache.
     pub feature_dtype: FeatureDtype,
+    /// Views made besides the plain image: augmented views of training images, test-time
+    /// views of val/test images. Default none (the cache is exactly as without views).
+    pub views: ViewSettings,
 }
 
 impl Default for ExtractConfig {
@@ -49,6 +52,7 @@ impl Default for ExtractConfig {
             val_fraction: 0.2,
             force: false,
             feature_dtype: FeatureDtype::F32,
+            views: ViewSettings::default(),
         }
     }
 }
@@ -73,6 +77,21 @@ impl ExtractConfig {
             return bad(
                 "val_fraction",
                 format!("must be in [0, 1), got {}", self.val_fraction),
+            );
+        }
+        if self.views.train_views > MAX_VIEWS {
+            return bad(
+                "views",
+                format!(
+                    "at most {MAX_VIEWS} views per image, got {}",
+                    self.views.train_views
+                ),
+            );
+        }
+        if self.views.tta_every_split && self.views.train_views > 0 {
+            return bad(
+                "views",
+                "test-time views of train images leave no room for augmented ones".into(),
             );
         }
         self.validate_sizes()
@@ -181,6 +200,8 @@ impl ExtractConfig {
 
 /// The most decoding threads a run starts (far more than any machine has cores).
 pub const MAX_WORKERS: usize = 1024;
+/// The most augmented views per training image `--views` takes.
+pub const MAX_VIEWS: u32 = 64;
 /// The most trunk sessions a run loads.
 pub const MAX_SESSIONS: usize = 64;
 

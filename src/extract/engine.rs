@@ -17,8 +17,9 @@ use super::progress::Progress;
 use super::summary::{SessionTiming, TrunkTiming};
 use super::{ExtractConfig, ExtractError, ExtractSummary, Plan};
 use crate::cache::{
-    CacheIdentity, CacheStats, CacheWriter, FeatureRow, ModelIdentity, WriteOptions,
+    CacheIdentity, CacheStats, CacheWriter, FeatureRow, ModelIdentity, ViewedRow, WriteOptions,
 };
+use crate::dataset::augment::ViewRecipe;
 use crate::dataset::{self, ImageEntry, PipelineConfig, PipelineMsg, WorkItem};
 use crate::events::{Event, Events, Repair};
 use crate::trunk::{Device, Provider, Trunk};
@@ -61,12 +62,24 @@ pub fn run(cfg: &ExtractConfig, events: &dyn Events) -> Result<ExtractSummary, E
         writer.remove_paths(&delta.stale)?
     };
     let moved = writer.set_splits(&delta.splits)?;
+    // Views after the images: stale images took their views with them, moved ones kept theirs
+    // (a view whose recipe no longer fits its image's split is made again).
+    let views = plan.views_against(&cfg.views, writer.existing().views());
+    let views_removed = writer.remove_views(&views.stale)?;
     events.event(&Event::Planned {
         images: delta.todo.len(),
         reused: delta.reused,
         removed,
         moved,
     });
+    if views.todo.len() + views.reused + views_removed > 0 {
+        events.event(&Event::Notice(format!(
+            "views: {} to extract, {} reused, {} no longer asked for and dropped",
+            views.todo.len(),
+            views.reused,
+            views_removed
+        )));
+    }
     for (path, reason) in &delta.skipped {
         events.event(&Event::Skipped {
             path: path.clone(),
@@ -77,9 +90,15 @@ pub fn run(cfg: &ExtractConfig, events: &dyn Events) -> Result<ExtractSummary, E
     let mut skipped = delta.skipped;
     let mut extracted = 0;
     let mut timing = TrunkTiming::default();
-    if !delta.todo.is_empty() {
+    let mut items: Vec<Item> = delta.todo.iter().map(|&i| Item::plain(i)).collect();
+    items.extend(views.todo.into_iter().map(|v| Item {
+        entry: v.entry,
+        view: v.view,
+        recipe: Some(v.recipe),
+    }));
+    if !items.is_empty() {
         let mut trunks = sessions(cfg, trunk)?;
-        let done = extract_rows(cfg, &plan, delta.todo, &mut trunks, &mut writer, events)?;
+        let done = extract_items(cfg, &plan, items, &mut trunks, &mut writer, events)?;
         extracted = done.extracted;
         timing = done.timing;
         skipped.extend(done.skipped);
@@ -100,8 +119,8 @@ pub fn run(cfg: &ExtractConfig, events: &dyn Events) -> Result<ExtractSummary, E
     });
     Ok(ExtractSummary {
         extracted,
-        reused: delta.reused,
-        removed,
+        reused: delta.reused + views.reused,
+        removed: removed + views_removed,
         skipped: skipped.len(),
         seconds: start.elapsed().as_secs_f64(),
         timing,
@@ -122,6 +141,25 @@ pub(crate) fn identity_of(info: &crate::trunk::ModelInfo) -> CacheIdentity {
         },
         preprocess: info.preprocess.clone(),
         dim: info.dim,
+    }
+}
+
+/// One row to make: entry `entry` of the plan as view `view` (0 = the plain image, no recipe).
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    pub entry: usize,
+    pub view: u32,
+    pub recipe: Option<ViewRecipe>,
+}
+
+impl Item {
+    /// The plain image of entry `entry`.
+    pub fn plain(entry: usize) -> Item {
+        Item {
+            entry,
+            view: 0,
+            recipe: None,
+        }
     }
 }
 
@@ -151,12 +189,12 @@ pub(crate) struct Extracted {
 /// part being built by a shard run. Each call gets up to one round of rows, in chunks of
 /// `cfg.shard_rows`.
 pub(crate) trait RowSink: Send {
-    fn append(&mut self, shards: &[Vec<FeatureRow>]) -> Result<(), ExtractError>;
+    fn append(&mut self, shards: &[Vec<ViewedRow>]) -> Result<(), ExtractError>;
 }
 
 impl RowSink for CacheWriter {
-    fn append(&mut self, shards: &[Vec<FeatureRow>]) -> Result<(), ExtractError> {
-        Ok(self.append_shards(shards)?)
+    fn append(&mut self, shards: &[Vec<ViewedRow>]) -> Result<(), ExtractError> {
+        Ok(self.append_view_shards(shards)?)
     }
 }
 
@@ -188,8 +226,22 @@ pub(crate) fn extract_rows(
     sink: &mut dyn RowSink,
     events: &dyn Events,
 ) -> Result<Extracted, ExtractError> {
+    let items = todo.into_iter().map(Item::plain).collect();
+    extract_items(cfg, plan, items, trunks, sink, events)
+}
+
+/// [`extract_rows`] for items that may be views of their image (each made by its recipe from
+/// the decoded image before the resize).
+pub(crate) fn extract_items(
+    cfg: &ExtractConfig,
+    plan: &Plan,
+    items: Vec<Item>,
+    trunks: &mut [Trunk],
+    sink: &mut dyn RowSink,
+    events: &dyn Events,
+) -> Result<Extracted, ExtractError> {
     let entries = &plan.dataset.entries;
-    let total = todo.len();
+    let total = items.len();
     let preprocess = trunks[0].info().preprocess.clone();
     let pixels = u64::from(preprocess.width) * u64::from(preprocess.height);
     let parallel_shards = rayon::current_num_threads().clamp(1, 8);
@@ -204,14 +256,18 @@ pub(crate) fn extract_rows(
         recycle: Some(recycle_rx),
         ..PipelineConfig::default()
     };
-    let items = todo
-        .into_iter()
-        .map(|i| WorkItem {
-            id: i,
-            path: entries[i].abs_path.clone(),
+    let work = items
+        .iter()
+        .enumerate()
+        .map(|(k, it)| WorkItem {
+            id: k,
+            path: entries[it.entry].abs_path.clone(),
         })
         .collect();
-    let rx = dataset::spawn_pipeline(items, preprocess, pipeline);
+    let recipes = items.iter().map(|it| it.recipe.clone()).collect();
+    let rx = dataset::spawn_pipeline_views(work, recipes, preprocess, pipeline);
+    let rows = RowsOf::new(plan, &items);
+    let rows = &rows;
     let rounds = WriteRounds {
         shard_rows: cfg.shard_rows,
         parallel_shards,
@@ -231,7 +287,7 @@ pub(crate) fn extract_rows(
         let write_thread = std::thread::Builder::new()
             .name("vggcache-writer".into())
             .spawn_scoped(scope, || {
-                write_features(sink, feat_rx, plan, rounds, &progress, events)
+                write_features(sink, feat_rx, rows, rounds, &progress, events)
             })
             .expect("cannot spawn the cache writer thread");
         let infer_threads: Vec<_> = trunks
@@ -264,7 +320,7 @@ pub(crate) fn extract_rows(
             }
             match msg {
                 PipelineMsg::Skip { id, reason } => {
-                    let path = entries[id].rel_path.clone();
+                    let path = rows.name(id);
                     events.event(&Event::Skipped {
                         path: path.clone(),
                         reason: reason.clone(),
@@ -378,12 +434,11 @@ type Pending = (Vec<usize>, Array2<f32>, Vec<usize>);
 fn write_features(
     writer: &mut dyn RowSink,
     rx: Receiver<Inferred>,
-    plan: &Plan,
+    plan: &RowsOf,
     rounds: WriteRounds,
     progress: &Progress,
     events: &dyn Events,
 ) -> Result<Written, ExtractError> {
-    let entries = &plan.dataset.entries;
     let mut out = Written {
         extracted: 0,
         skipped: Vec::new(),
@@ -401,7 +456,7 @@ fn write_features(
             for (r, row) in feats.rows().into_iter().enumerate() {
                 if let Some(v) = row.iter().find(|v| !v.is_finite()) {
                     let (path, reason) = (
-                        entries[ids[r]].rel_path.clone(),
+                        plan.name(ids[r]),
                         format!("trunk produced a non-finite feature ({v})"),
                     );
                     events.event(&Event::Skipped {
@@ -433,26 +488,64 @@ fn write_features(
 fn flush(
     writer: &mut dyn RowSink,
     pending: &mut Vec<Pending>,
-    plan: &Plan,
+    plan: &RowsOf,
     shard_rows: usize,
 ) -> Result<(), ExtractError> {
-    let rows: Vec<FeatureRow> = pending
+    let rows: Vec<ViewedRow> = pending
         .iter()
-        .flat_map(|(ids, feats, keep)| {
-            keep.iter().map(move |&r| {
-                feature_row(
-                    &plan.dataset.entries[ids[r]],
-                    &plan.hashes[ids[r]],
-                    feats,
-                    r,
-                )
-            })
-        })
+        .flat_map(|(ids, feats, keep)| keep.iter().map(move |&r| plan.row(ids[r], feats, r)))
         .collect();
-    let shards: Vec<Vec<FeatureRow>> = rows.chunks(shard_rows).map(<[_]>::to_vec).collect();
+    let shards: Vec<Vec<ViewedRow>> = rows.chunks(shard_rows).map(<[_]>::to_vec).collect();
     let r = writer.append(&shards);
     pending.clear();
     r
+}
+
+/// The items of one extraction with what their rows need: entry, content hash, view, recipe.
+struct RowsOf<'a> {
+    plan: &'a Plan,
+    items: &'a [Item],
+    /// `(items,)` each item's recipe as the JSON its row records.
+    recipes: Vec<Option<String>>,
+}
+
+impl<'a> RowsOf<'a> {
+    fn new(plan: &'a Plan, items: &'a [Item]) -> Self {
+        let recipes = items
+            .iter()
+            .map(|it| it.recipe.as_ref().map(ViewRecipe::to_json))
+            .collect();
+        RowsOf {
+            plan,
+            items,
+            recipes,
+        }
+    }
+
+    /// Item `k` as a skip list names it: the image path, and the view when not the plain one.
+    fn name(&self, k: usize) -> String {
+        let it = &self.items[k];
+        let path = &self.plan.dataset.entries[it.entry].rel_path;
+        match it.view {
+            0 => path.clone(),
+            v => format!("{path} (view {v})"),
+        }
+    }
+
+    /// The cache row of item `k` from row `r` of `feats`.
+    fn row<'b>(&'b self, k: usize, feats: &'b Array2<f32>, r: usize) -> ViewedRow<'b> {
+        let it = &self.items[k];
+        ViewedRow {
+            row: feature_row(
+                &self.plan.dataset.entries[it.entry],
+                &self.plan.hashes[it.entry],
+                feats,
+                r,
+            ),
+            view: it.view,
+            recipe: self.recipes[k].as_deref(),
+        }
+    }
 }
 
 /// The cache row of entry `e` (content hash `hash`) from row `r` of `feats`.

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 pub use config::ExtractConfig;
 pub use engine::run;
-pub use plan::{Delta, Plan};
+pub use plan::{Delta, Plan, ViewDelta, ViewItem, ViewSettings};
 pub use summary::{ExtractSummary, TrunkTiming};
 
 /// Why an extraction run failed. Rows already committed stay valid in every case.

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use crate::dataset::augment::{self, ViewRecipe};
 use crate::dataset::{self, Dataset, DatasetError, Split};
 
 /// The image folder as found: discovery's entries and skips plus each entry's content hash
@@ -37,7 +38,98 @@ pub struct Delta {
     pub splits: HashMap<String, Split>,
 }
 
+/// Which views a run makes besides the plain image (see [`crate::dataset::augment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ViewSettings {
+    /// Seeded augmented views per training image (`--views K`); 0 = none.
+    pub train_views: u32,
+    /// The fixed test-time views (flip and five crops) of every val and test image.
+    pub tta: bool,
+    /// With `tta`: test-time views of train images too, instead of augmented ones (`predict
+    /// --tta` on a labelled folder).
+    pub tta_every_split: bool,
+    /// Seed of the augmentations, mixed with each image's content hash and view index.
+    pub seed: u64,
+}
+
+impl ViewSettings {
+    /// The views (index ≥ 1 and recipe) wanted of an image of `split` with `content_hash`.
+    pub fn wanted(&self, split: Split, content_hash: &str) -> Vec<(u32, ViewRecipe)> {
+        let tta = self.tta && (split != Split::Train || self.tta_every_split);
+        match split {
+            _ if tta => (1..=augment::TTA_VIEWS)
+                .filter_map(|v| augment::tta_recipe(v).map(|r| (v, r)))
+                .collect(),
+            Split::Train => (1..=self.train_views)
+                .map(|v| (v, augment::train_recipe(content_hash, v, self.seed)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// One view to run through the trunk: entry `entry` of the plan, view `view` (≥ 1) by `recipe`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewItem {
+    /// Index into `dataset.entries`.
+    pub entry: usize,
+    /// The view index (≥ 1).
+    pub view: u32,
+    /// How the view is made.
+    pub recipe: ViewRecipe,
+}
+
+/// [`Plan::views_against`]'s answer: views to make, views kept, views to drop.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ViewDelta {
+    /// Views to run through the trunk, in entry then view order.
+    pub todo: Vec<ViewItem>,
+    /// Cached views of an unchanged image with the recipe this run would draw.
+    pub reused: usize,
+    /// Cached `(path, view)` this run does not want (fewer views asked, no `--tta-views`).
+    pub stale: Vec<(String, u32)>,
+}
+
 impl Plan {
+    /// The views `settings` asks for, against the cached views `cached`
+    /// (`(path, view, content hash, recipe)`): a view is reused when its image's content hash
+    /// and its recipe are the ones this run would use, made otherwise; cached views no longer
+    /// asked for go. Images in `skip` (unreadable, or dropped this run) get no views.
+    pub fn views_against<'a>(
+        &self,
+        settings: &ViewSettings,
+        cached: impl IntoIterator<Item = (&'a str, u32, &'a str, Option<&'a str>)>,
+    ) -> ViewDelta {
+        let cached: HashMap<(&str, u32), (&str, Option<&str>)> = cached
+            .into_iter()
+            .map(|(p, v, h, r)| ((p, v), (h, r)))
+            .collect();
+        let mut d = ViewDelta::default();
+        let mut wanted: HashSet<(&str, u32)> = HashSet::new();
+        for (i, (e, h)) in self.dataset.entries.iter().zip(&self.hashes).enumerate() {
+            let Ok(hash) = h else { continue };
+            for (view, recipe) in settings.wanted(e.split, hash) {
+                wanted.insert((e.rel_path.as_str(), view));
+                let json = recipe.to_json();
+                match cached.get(&(e.rel_path.as_str(), view)) {
+                    Some((h, Some(r))) if h == hash && *r == json => d.reused += 1,
+                    _ => d.todo.push(ViewItem {
+                        entry: i,
+                        view,
+                        recipe,
+                    }),
+                }
+            }
+        }
+        d.stale = cached
+            .keys()
+            .filter(|k| !wanted.contains(*k))
+            .map(|(p, v)| (p.to_string(), *v))
+            .collect();
+        d.stale.sort();
+        d
+    }
+
     /// Discovers `images` (see [`dataset::discover`]) and hashes every entry's content in parallel.
     pub fn discover(images: &Path, val_fraction: f64) -> Result<Self, DatasetError> {
         let dataset = dataset::discover(images, val_fraction)?;
@@ -171,6 +263,42 @@ mod tests {
                 .map(|(p, s)| (p.to_string(), s))
                 .into();
         assert_eq!(d.splits, splits);
+    }
+
+    #[test]
+    fn views_of_unchanged_images_are_reused_and_views_no_longer_asked_for_go() {
+        let (plan, _) = plan();
+        let settings = ViewSettings {
+            train_views: 2,
+            seed: 5,
+            ..ViewSettings::default()
+        };
+        // Nothing cached: two views of each readable train image (a, c), none of val b.
+        let d = plan.views_against(&settings, std::iter::empty());
+        let todo: Vec<(usize, u32)> = d.todo.iter().map(|t| (t.entry, t.view)).collect();
+        assert_eq!(todo, [(0, 1), (0, 2), (2, 1), (2, 2)]);
+        // a's views cached with this run's recipes; view 1 of c under another seed; a view 3.
+        let r = |h: &str, v: u32, seed: u64| augment::train_recipe(h, v, seed).to_json();
+        let (a1, a2, c1) = (r("ha", 1, 5), r("ha", 2, 5), r("hc", 1, 4));
+        let cached = vec![
+            ("cat/a.jpg", 1, "ha", Some(a1.as_str())),
+            ("cat/a.jpg", 2, "ha", Some(a2.as_str())),
+            ("cat/a.jpg", 3, "ha", Some(a2.as_str())),
+            ("cat/c.jpg", 1, "hc", Some(c1.as_str())),
+        ];
+        let d = plan.views_against(&settings, cached);
+        let todo: Vec<(usize, u32)> = d.todo.iter().map(|t| (t.entry, t.view)).collect();
+        assert_eq!(todo, [(2, 1), (2, 2)]);
+        assert_eq!(d.reused, 2);
+        assert_eq!(d.stale, [("cat/a.jpg".to_string(), 3)]);
+        // Test-time views go to val (b) only when asked.
+        let tta = ViewSettings {
+            tta: true,
+            ..ViewSettings::default()
+        };
+        let d = plan.views_against(&tta, std::iter::empty());
+        assert!(d.todo.iter().all(|t| t.entry == 1));
+        assert_eq!(d.todo.len(), augment::TTA_VIEWS as usize);
     }
 
     #[test]

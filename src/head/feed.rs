@@ -134,3 +134,107 @@ impl Feed for InMemory<'_> {
         Ok(())
     }
 }
+
+/// Images seen through their views: `x: (n, d)` holds every view row; image k's rows are
+/// `groups[k]` (its plain view first), its class `labels[k]`. Feed row k is image k: each epoch
+/// reads one of its views, drawn uniformly with a generator seeded by `seed` and the epoch's
+/// number, so an epoch costs one row per image, as without views. [`Feed::chunks`] (evaluation)
+/// and [`Feed::standardizer`] read the plain views only, so the scaler is the plain run's.
+#[derive(Debug, Clone)]
+pub struct ViewFeed<'a> {
+    x: ArrayView2<'a, f32>,
+    groups: Vec<Vec<usize>>,
+    labels: Vec<usize>,
+    plain: InMemory<'a>,
+    seed: u64,
+    epochs: u64,
+}
+
+impl<'a> ViewFeed<'a> {
+    /// The feed of images `groups` (each non-empty, every index `< n`) of `x: (n, d)` with
+    /// classes `labels: (groups,)`; views drawn from `seed`.
+    pub fn new(
+        x: ArrayView2<'a, f32>,
+        groups: Vec<Vec<usize>>,
+        labels: Vec<usize>,
+        seed: u64,
+    ) -> ViewFeed<'a> {
+        assert_eq!(groups.len(), labels.len(), "ViewFeed: one label per image");
+        assert!(
+            groups.iter().all(|g| !g.is_empty()),
+            "ViewFeed: every image has a row"
+        );
+        let mut y = vec![0; x.nrows()];
+        for (g, &l) in groups.iter().zip(&labels) {
+            for &r in g {
+                y[r] = l;
+            }
+        }
+        let plain = InMemory::new(x, &y, groups.iter().map(|g| g[0]).collect());
+        ViewFeed {
+            x,
+            groups,
+            labels,
+            plain,
+            seed,
+            epochs: 0,
+        }
+    }
+
+    /// The row of `x` image `k` shows in epoch `epoch`.
+    pub fn view_of(&self, k: usize, epoch: u64) -> usize {
+        let g = &self.groups[k];
+        let pick = super::mlp::mix(self.seed, epoch, k as u64) % g.len() as u64;
+        g[pick as usize]
+    }
+}
+
+impl Feed for ViewFeed<'_> {
+    fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn dim(&self) -> usize {
+        self.x.ncols()
+    }
+
+    fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+
+    fn standardizer(&mut self) -> Result<Standardizer, HeadError> {
+        self.plain.standardizer()
+    }
+
+    fn epoch(
+        &mut self,
+        order: &[usize],
+        batch: usize,
+        scaler: Option<&Standardizer>,
+        ws: &mut Workspace,
+        step: &mut Step<'_>,
+    ) -> Result<(), HeadError> {
+        let epoch = self.epochs;
+        self.epochs += 1;
+        let mut rows = Vec::with_capacity(batch.min(order.len()));
+        let mut y = Vec::with_capacity(batch.min(order.len()));
+        for b in order.chunks(batch) {
+            rows.clear();
+            rows.extend(b.iter().map(|&k| self.view_of(k, epoch)));
+            y.clear();
+            y.extend(b.iter().map(|&k| self.labels[k]));
+            ws.load_rows(self.x, &rows, scaler);
+            step(ws, &y)?;
+        }
+        Ok(())
+    }
+
+    fn chunks(
+        &mut self,
+        chunk: usize,
+        scaler: Option<&Standardizer>,
+        visit: &mut dyn FnMut(ArrayView2<f32>, &[usize]),
+    ) -> Result<(), HeadError> {
+        self.plain.chunks(chunk, scaler, visit)
+    }
+}

@@ -27,12 +27,15 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::events::EpochMetrics;
 pub use adam::{Adam, AdamConfig};
-pub use feed::{Feed, InMemory};
+pub use feed::{Feed, InMemory, ViewFeed};
 pub use mlp::Mlp;
 pub use run::{summary_table, write_run};
 pub use scaler::Standardizer;
 pub use stream::{RowGroups, StreamConfig, StreamFeed};
-pub use train::{holdout_split, selection_split, train, train_feed_with};
+pub use train::{
+    holdout_split, selection_split, train, train_feed_with, train_views, view_selection_split,
+    ViewSampling,
+};
 pub use workspace::Workspace;
 
 /// Errors of the head: bad settings, bad data, bad checkpoints, I/O.

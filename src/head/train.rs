@@ -394,3 +394,175 @@ pub fn train_feed_with(
         select_rows: select.map_or(0, |f| f.len()),
     })
 }
+
+/// How training reads the views of a training image ([`train_views`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ViewSampling {
+    /// One view per image per epoch, drawn anew each epoch: an epoch costs one row per image.
+    #[default]
+    OnePerEpoch,
+    /// Every view is a row of its own (an epoch costs one row per view).
+    All,
+}
+
+impl ViewSampling {
+    /// "sample" or "all", as the run's metadata records it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ViewSampling::OnePerEpoch => "sample",
+            ViewSampling::All => "all",
+        }
+    }
+}
+
+/// The selection split of images seen through views: image k's rows are `groups[k]` (plain
+/// view first), its class `y[k]`. The IMAGES are split as [`selection_split`] splits rows, so an
+/// image's views are all on one side. Returns `(fit groups, selection rows)`: the fit images
+/// with all their rows, and the plain row of each selection image; `None` for the selection
+/// rows as [`selection_split`] (every image fits).
+pub fn view_selection_split(
+    groups: &[Vec<usize>],
+    y: &[usize],
+    cfg: &HeadConfig,
+) -> (Vec<Vec<usize>>, Vec<usize>, Option<Vec<usize>>) {
+    let (fit, select) = match selection_split(y, cfg) {
+        Some((fit, select)) => (fit, Some(select)),
+        None => ((0..y.len()).collect(), None),
+    };
+    let fit_groups = fit.iter().map(|&k| groups[k].clone()).collect();
+    let fit_labels = fit.iter().map(|&k| y[k]).collect();
+    let select_rows = select.map(|s| s.iter().map(|&k| groups[k][0]).collect());
+    (fit_groups, fit_labels, select_rows)
+}
+
+/// [`train`] on training images given as views: `x: (n, d)` holds every view row, image k's rows
+/// are `groups[k]` (its plain view first), its class `y[k]`; `val: (n_val, d)` is scored on the
+/// rows given (plain views). The selection split is carved BY IMAGE
+/// ([`view_selection_split`]) and reads the plain views of its images; the fit images are fed as
+/// `sampling` says ([`ViewFeed`](super::feed::ViewFeed): one view per image per epoch, or every
+/// view as a row). Checks as [`train`]: the config, labels in range, finite features.
+#[allow(clippy::too_many_arguments)]
+pub fn train_views(
+    cfg: &HeadConfig,
+    classes: &[String],
+    x: ArrayView2<f32>,
+    groups: &[Vec<usize>],
+    y: &[usize],
+    val: TrainSet,
+    sampling: ViewSampling,
+    events: &dyn Events,
+) -> Result<TrainOutcome, HeadError> {
+    cfg.check()?;
+    if groups.len() != y.len() {
+        return Err(HeadError::LengthMismatch {
+            split: "train",
+            rows: groups.len(),
+            labels: y.len(),
+        });
+    }
+    if groups.is_empty() || groups.iter().any(|g| g.is_empty()) {
+        return Err(HeadError::Empty { split: "train" });
+    }
+    if let Some(&r) = groups.iter().flatten().find(|&&r| r >= x.nrows()) {
+        return Err(HeadError::DimMismatch {
+            what: "train view rows".into(),
+            expected: x.nrows(),
+            found: r + 1,
+        });
+    }
+    check_finite(x, "train")?;
+    check_split(&val, "val", classes.len())?;
+    let mut row_y = vec![0; x.nrows()];
+    for (g, &l) in groups.iter().zip(y) {
+        for &r in g {
+            row_y[r] = l;
+        }
+    }
+    let (fit_groups, fit_labels, select) = view_selection_split(groups, y, cfg);
+    let mut train_feed: Box<dyn Feed> = match sampling {
+        ViewSampling::OnePerEpoch => Box::new(super::feed::ViewFeed::new(
+            x,
+            fit_groups,
+            fit_labels,
+            mix(cfg.seed, 4, 0),
+        )),
+        ViewSampling::All => {
+            let rows: Vec<usize> = fit_groups.iter().flatten().copied().collect();
+            Box::new(InMemory::new(x, &row_y, rows))
+        }
+    };
+    let mut select_feed = select.map(|rows| InMemory::new(x, &row_y, rows));
+    let mut val_feed = InMemory::new(val.x, val.y, (0..val.y.len()).collect());
+    train_feed_with(
+        cfg,
+        classes,
+        train_feed.as_mut(),
+        select_feed.as_mut().map(|f| f as &mut dyn Feed),
+        &mut val_feed,
+        events,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::head::feed::ViewFeed;
+    use std::collections::HashSet;
+
+    /// 40 images of 2 classes, each with rows 3k (plain), 3k+1, 3k+2.
+    fn images() -> (Vec<Vec<usize>>, Vec<usize>) {
+        let groups = (0..40).map(|k| vec![3 * k, 3 * k + 1, 3 * k + 2]).collect();
+        (groups, (0..40).map(|k| k % 2).collect())
+    }
+
+    #[test]
+    fn the_selection_split_of_views_is_by_image_and_reads_plain_views() {
+        let (groups, y) = images();
+        let cfg = HeadConfig {
+            select_fraction: 0.25,
+            ..HeadConfig::default()
+        };
+        let (fit, fit_y, select) = view_selection_split(&groups, &y, &cfg);
+        let select = select.expect("a quarter of 40 images");
+        assert_eq!(select.len(), 10);
+        assert_eq!(fit.len() + select.len(), 40);
+        assert_eq!(fit_y.len(), fit.len());
+        let fit_rows: HashSet<usize> = fit.iter().flatten().copied().collect();
+        for g in &groups {
+            let inside = g.iter().filter(|r| fit_rows.contains(r)).count();
+            assert!(
+                inside == 0 || inside == g.len(),
+                "image {g:?} straddles fit and selection"
+            );
+            if inside == 0 {
+                assert!(select.contains(&g[0]), "{g:?}: selected by its plain view");
+            }
+        }
+        assert!(
+            select.iter().all(|r| r % 3 == 0),
+            "selection reads plain views"
+        );
+        assert_eq!(fit.iter().map(|g| g.len()).sum::<usize>(), 30 * 3);
+    }
+
+    #[test]
+    fn a_view_feed_reads_one_view_per_image_drawn_anew_each_epoch() {
+        let (groups, y) = images();
+        let x = ndarray::Array2::<f32>::zeros((120, 2));
+        let feed = ViewFeed::new(x.view(), groups.clone(), y, 9);
+        assert_eq!(Feed::len(&feed), 40);
+        let mut seen: Vec<HashSet<usize>> = vec![HashSet::new(); 40];
+        for epoch in 0..20 {
+            for (k, g) in groups.iter().enumerate() {
+                let r = feed.view_of(k, epoch);
+                assert!(g.contains(&r));
+                assert_eq!(r, feed.view_of(k, epoch), "seeded");
+                seen[k].insert(r);
+            }
+        }
+        assert!(
+            seen.iter().all(|s| s.len() == 3),
+            "every view drawn in 20 epochs"
+        );
+    }
+}

@@ -18,7 +18,7 @@ pub use page::{write_page, write_report, PageInputs, ReportConfig};
 pub use predict::{predict, PredictConfig, PredictFormat, PredictOutcome};
 pub use rows::{load_head, split_rows, train_val, Labelled, Rows};
 pub use source::{open_features, Opened};
-pub use train::{train, TrainConfig, TrainRunOutcome};
+pub use train::{train, tta_proba, TrainConfig, TrainRunOutcome};
 
 /// The feature cache a job reads when none is named.
 pub const DEFAULT_CACHE: &str = crate::cache::DEFAULT_DIR;
@@ -123,6 +123,19 @@ pub enum JobError {
         /// The splits it has, comma-separated.
         splits: String,
     },
+    /// `--tta` on a cache without test-time views of the images it scores.
+    #[error(
+        "cache {}: --tta averages over the cached test-time views, but none of the {split} \
+         images has one. Add them with `vggcache extract --tta-views` on the same images and \
+         cache (only the missing views are extracted), or leave --tta out",
+        cache.display()
+    )]
+    NoTtaViews {
+        /// The cache folder.
+        cache: PathBuf,
+        /// The split scored.
+        split: &'static str,
+    },
     /// The cache's train split has no labelled row.
     #[error("cache {}: the train split has no labelled rows", cache.display())]
     NoLabelledTrain {
@@ -186,6 +199,18 @@ pub enum JobError {
         /// Whether `--stream` asked for it (else the budget chose it).
         asked: bool,
     },
+    /// `--tta` with caches joined by content hash: a join pairs plain views only.
+    #[error(
+        "--{flag} reads a cache's test-time views, and caches joined by content hash \
+         (--features given {caches} times) pair plain views only: train with one --features for \
+         --{flag}, or leave --{flag} out"
+    )]
+    JoinedViews {
+        /// The flag given ("tta").
+        flag: &'static str,
+        /// Caches joined.
+        caches: usize,
+    },
     /// A head trained on joined caches given to a job that runs one trunk.
     #[error(
         "head {} was trained on the features of {trunks} trunks joined by content hash ({provenance}); \
@@ -242,6 +267,7 @@ impl JobError {
                 | JobError::BadRunName { .. }
                 | JobError::BadFolds
                 | JobError::JoinedStream { asked: true, .. }
+                | JobError::JoinedViews { .. }
                 | JobError::Head(crate::head::HeadError::Config { .. })
                 | JobError::Extract(crate::extract::ExtractError::Config { .. })
                 | JobError::Extract(crate::extract::ExtractError::Unreconciled { .. })

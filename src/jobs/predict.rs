@@ -42,6 +42,9 @@ pub struct PredictConfig {
     pub trunk: TrunkOptions,
     /// Images per inference batch.
     pub batch_size: usize,
+    /// Test-time augmentation: extract each image's test-time views too (a flip and five
+    /// crops) and predict the mean of the probabilities over the image and its views.
+    pub tta: bool,
 }
 
 impl Default for PredictConfig {
@@ -56,6 +59,7 @@ impl Default for PredictConfig {
             model: e.model,
             trunk: e.trunk,
             batch_size: e.batch_size,
+            tta: false,
         }
     }
 }
@@ -177,6 +181,11 @@ pub fn predict(args: &PredictConfig, events: &dyn Events) -> Result<PredictOutco
         trunk: args.trunk.clone(),
         batch_size: args.batch_size,
         val_fraction: 0.0,
+        views: extract::ViewSettings {
+            tta: args.tta,
+            tta_every_split: args.tta,
+            ..Default::default()
+        },
         ..ExtractConfig::default()
     };
     let summary = extract::run(&cfg, events)?;
@@ -189,8 +198,15 @@ pub fn predict(args: &PredictConfig, events: &dyn Events) -> Result<PredictOutco
             cache_dim: cache.dim(),
         });
     }
-    let all = cache.all()?;
-    let proba = head.try_predict_proba(all.features.view())?;
+    // One row per image: its plain view, or with --tta the mean over it and its views.
+    let plain: Vec<usize> = (0..cache.len())
+        .filter(|&i| cache.row_views()[i] == 0)
+        .collect();
+    let all = cache.rows(&plain)?;
+    let proba = match args.tta {
+        true => super::train::tta_proba(&cache, &head, &plain, "predicted")?,
+        false => head.try_predict_proba(all.features.view())?,
+    };
     let mut order: Vec<usize> = (0..all.len()).collect();
     order.sort_by(|&a, &b| natural_key(&all.paths[a]).cmp(&natural_key(&all.paths[b])));
     let best = crate::metrics::argmax_rows(

@@ -2,10 +2,13 @@
 //! in memory, or the cache's row groups as a stream source ([`crate::head::RowGroups`]); and the
 //! checks that a trained head fits a cache or a trunk.
 
+use std::collections::HashMap;
+
 use ndarray::Array2;
 
 use super::JobError;
 use crate::cache::{FeatureCache, FeatureSource};
+use crate::dataset::augment::ViewKind;
 use crate::dataset::Split;
 
 /// Labelled rows of one split. `x: (n, d)`, `y: (n,)` class indices.
@@ -79,7 +82,9 @@ pub fn split_rows<C: FeatureSource + ?Sized>(
             .zip(cache.row_labels())
             .enumerate()
         {
-            if let (true, Some(l)) = (s == split, l) {
+            // The plain view only: an image is one row here, its views are read through
+            // `view_groups`.
+            if let (true, Some(l), 0) = (s == split, l, cache.row_views()[i]) {
                 rows.push(i);
                 labels.push(*l as usize);
             }
@@ -110,6 +115,50 @@ pub fn split_rows<C: FeatureSource + ?Sized>(
         });
     }
     Ok((train.pick(&tr), train.pick(&va), true))
+}
+
+/// For each of `plain`'s rows (plain views), the global rows of its image's views of `kind` in
+/// the same split, its own row first, the rest by view index: `(plain.rows.len(),)` lists.
+/// An image without such views is a group of one.
+pub fn view_groups(cache: &FeatureCache, plain: &[usize], kind: ViewKind) -> Vec<Vec<usize>> {
+    let (paths, splits, views) = (cache.row_paths(), cache.row_splits(), cache.row_views());
+    let mut of: HashMap<(&str, Split), Vec<usize>> = HashMap::new();
+    for (i, k) in cache.row_view_kinds().iter().enumerate() {
+        if *k == Some(kind) {
+            of.entry((paths[i].as_str(), splits[i]))
+                .or_default()
+                .push(i);
+        }
+    }
+    plain
+        .iter()
+        .map(|&r| {
+            let mut g = of
+                .remove(&(paths[r].as_str(), splits[r]))
+                .unwrap_or_default();
+            g.sort_by_key(|&i| views[i]);
+            g.insert(0, r);
+            g
+        })
+        .collect()
+}
+
+/// The features of the rows of `groups` (global rows) read once: `(x: (distinct rows, d),
+/// groups as positions in x)`.
+pub fn read_groups(
+    cache: &FeatureCache,
+    groups: &[Vec<usize>],
+) -> Result<(Array2<f32>, Vec<Vec<usize>>), JobError> {
+    let mut rows: Vec<usize> = groups.iter().flatten().copied().collect();
+    rows.sort_unstable();
+    rows.dedup();
+    let at: HashMap<usize, usize> = rows.iter().enumerate().map(|(p, &r)| (r, p)).collect();
+    let x = cache.rows(&rows)?.features;
+    let pos = groups
+        .iter()
+        .map(|g| g.iter().map(|r| at[r]).collect())
+        .collect();
+    Ok((x, pos))
 }
 
 /// [`split_rows`] with the features read: `(train, val, held_out)`.

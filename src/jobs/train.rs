@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::page::{write_page, PageInputs, ReportConfig};
-use super::rows::{split_rows, Rows};
+use super::rows::{read_groups, split_rows, view_groups, Labelled, Rows};
 use super::source::{open_features, trunk_metadata, Opened};
 use super::{memory_budget, JobError};
 use crate::cache::{FeatureCache, FeatureSource};
+use crate::dataset::augment::ViewKind;
 use crate::events::{Event, Events};
 use crate::head::stream::MemoryPlan;
-use crate::head::{self, HeadConfig, StreamConfig, StreamFeed, TrainSet};
+use crate::head::{self, HeadConfig, StreamConfig, StreamFeed, TrainSet, ViewSampling};
 
 /// One train-head run: the cache, the head's settings, where the run folder goes. `Default` is
 /// the only source of the defaults (the CLI's flags and compare-baselines' own head use it).
@@ -39,6 +40,13 @@ pub struct TrainConfig {
     pub memory_budget: Option<u64>,
     /// The stream's buffer and prefetch.
     pub stream_cfg: StreamConfig,
+    /// How the augmented views of a training image are read (a cache made with `extract
+    /// --views`): one per image per epoch (default) or all; `None` = the plain images only.
+    /// A streamed run reads the plain images.
+    pub views: Option<ViewSampling>,
+    /// Score val by test-time augmentation: the mean of the probabilities over each image's
+    /// plain view and its cached test-time views (`extract --tta-views`).
+    pub tta: bool,
 }
 
 impl Default for TrainConfig {
@@ -54,6 +62,8 @@ impl Default for TrainConfig {
             stream: false,
             memory_budget: None,
             stream_cfg: StreamConfig::default(),
+            views: Some(ViewSampling::default()),
+            tta: false,
         }
     }
 }
@@ -107,7 +117,34 @@ pub fn train(args: &TrainConfig, events: &dyn Events) -> Result<TrainRunOutcome,
     let cache = opened.source();
     let classes = cache.classes().to_vec();
     let (train_rows, val_rows, held_out) = split_rows(cache, cfg.val_fraction, cfg.seed)?;
-    let need = (train_rows.rows.len() + val_rows.rows.len()) as u64 * cache.dim() as u64 * 4;
+    // One cache: each training image with its augmented views (groups of one without them). A
+    // join of several caches pairs plain views only.
+    let one: Option<&FeatureCache> = match &opened {
+        Opened::One(c) => Some(c),
+        Opened::Joined(j) => {
+            if args.tta {
+                return Err(JobError::JoinedViews {
+                    flag: "tta",
+                    caches: j.caches().len(),
+                });
+            }
+            if j.caches().iter().any(FeatureCache::has_views) {
+                events.event(&Event::Notice(
+                    "caches joined by content hash pair their plain views only: the augmented \
+                     views are not used"
+                        .into(),
+                ));
+            }
+            None
+        }
+    };
+    let groups = match (args.views, one) {
+        (Some(_), Some(c)) => view_groups(c, &train_rows.rows, ViewKind::Aug),
+        _ => Vec::new(),
+    };
+    let view_rows: usize = groups.iter().map(|g| g.len() - 1).sum();
+    let need =
+        (train_rows.rows.len() + view_rows + val_rows.rows.len()) as u64 * cache.dim() as u64 * 4;
     let budget = memory_budget(args.memory_budget);
     if args.stream || need > budget {
         let Opened::One(cache) = &opened else {
@@ -124,12 +161,48 @@ pub fn train(args: &TrainConfig, events: &dyn Events) -> Result<TrainRunOutcome,
                 budget as f64 / 1e9
             )));
         }
+        if view_rows > 0 {
+            events.event(&Event::Notice(format!(
+                "streaming reads the plain images only: the {view_rows} augmented view rows \
+                 are not used"
+            )));
+        }
         return train_streamed(args, cache, train_rows, val_rows, held_out, run_dir, events);
     }
-    let (train, val) = (train_rows.read(cache)?, val_rows.read(cache)?);
+    let sampling = args.views.filter(|_| view_rows > 0);
+    // With views: every row of the training images read once; `train` is their plain views.
+    let (views_x, groups_at, train) = match (sampling, one) {
+        (Some(_), Some(one)) => {
+            let (x, at) = read_groups(one, &groups)?;
+            let plain: Vec<usize> = at.iter().map(|g| g[0]).collect();
+            let train = Labelled {
+                x: x.select(ndarray::Axis(0), &plain),
+                y: train_rows.labels.clone(),
+                paths: train_rows
+                    .rows
+                    .iter()
+                    .map(|&r| one.row_paths()[r].clone())
+                    .collect(),
+            };
+            (Some(x), at, train)
+        }
+        _ => (None, Vec::new(), train_rows.read(cache)?),
+    };
+    let val = val_rows.read(cache)?;
     events.event(&Event::Notice(format!(
-        "train {} rows, val {} rows{}, D = {}, classes: {}",
+        "train {} rows{}, val {} rows{}, D = {}, classes: {}",
         train.y.len(),
+        match sampling {
+            Some(s) => format!(
+                " (+{view_rows} augmented view rows: {} per epoch; the selection split is \
+                 carved by image)",
+                match s {
+                    ViewSampling::OnePerEpoch => "one view per image",
+                    ViewSampling::All => "every view",
+                }
+            ),
+            None => String::new(),
+        },
         val.y.len(),
         if held_out {
             " (held out of train: the cache has no val split)"
@@ -140,22 +213,51 @@ pub fn train(args: &TrainConfig, events: &dyn Events) -> Result<TrainRunOutcome,
         classes.join(", ")
     )));
     events.event(&Event::Training { epochs: cfg.epochs });
-    let outcome = head::train(
-        cfg,
-        &classes,
-        TrainSet {
-            x: train.x.view(),
-            y: &train.y,
-        },
-        TrainSet {
-            x: val.x.view(),
-            y: &val.y,
-        },
-        events,
-    )?;
-    let meta = run_metadata(cache, args, held_out);
+    let val_set = TrainSet {
+        x: val.x.view(),
+        y: &val.y,
+    };
+    let outcome = match (sampling, &views_x) {
+        (Some(s), Some(x)) => head::train_views(
+            cfg,
+            &classes,
+            x.view(),
+            &groups_at,
+            &train_rows.labels,
+            val_set,
+            s,
+            events,
+        )?,
+        _ => head::train(
+            cfg,
+            &classes,
+            TrainSet {
+                x: train.x.view(),
+                y: &train.y,
+            },
+            val_set,
+            events,
+        )?,
+    };
+    drop(views_x);
+    let mut meta = run_metadata(cache, args, held_out);
+    if let Some(s) = sampling {
+        meta.insert("views".to_string(), s.name().to_string());
+        meta.insert("view_rows".to_string(), view_rows.to_string());
+    }
+    if args.tta {
+        meta.insert("tta".to_string(), "true".to_string());
+    }
     head::write_run(&run_dir, &outcome, &meta)?;
-    let proba = outcome.head.predict_proba(val.x.view());
+    let proba = match args.tta {
+        true => tta_proba(
+            one.expect("--tta with a join is refused above"),
+            &outcome.head,
+            &val_rows.rows,
+            "val",
+        )?,
+        false => outcome.head.predict_proba(val.x.view()),
+    };
     let pred = crate::metrics::argmax_rows(
         proba
             .as_slice()
@@ -189,6 +291,27 @@ pub fn train(args: &TrainConfig, events: &dyn Events) -> Result<TrainRunOutcome,
         summary,
         page: Some(page),
     })
+}
+
+/// The probabilities of `head` on the images of `rows` (global rows of plain views) averaged over each image's
+/// plain view and its cached test-time views: `(rows, classes)`. Refuses a cache where none of
+/// them has a test-time view.
+pub fn tta_proba(
+    cache: &FeatureCache,
+    head: &head::FittedHead,
+    rows: &[usize],
+    split: &'static str,
+) -> Result<ndarray::Array2<f32>, JobError> {
+    let groups = view_groups(cache, rows, ViewKind::Tta);
+    if groups.iter().all(|g| g.len() == 1) {
+        return Err(JobError::NoTtaViews {
+            cache: cache.dir().to_path_buf(),
+            split,
+        });
+    }
+    let (x, at) = read_groups(cache, &groups)?;
+    let proba = head.try_predict_proba(x.view())?;
+    Ok(crate::metrics::mean_over_groups(proba.view(), &at))
 }
 
 /// What `runs/NAME` records about the features a head was trained on.

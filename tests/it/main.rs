@@ -33,4 +33,5 @@ mod store;
 mod stream;
 mod trunk;
 mod two_trunks;
+mod views;
 mod workflow;

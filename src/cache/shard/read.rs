@@ -19,8 +19,8 @@ use super::checksum::{footer_start, sha256_prefix, sha256_prefixes};
 use super::{KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256, KV_FINGERPRINT};
 use crate::cache::manifest::ShardInfo;
 use crate::cache::schema::{
-    check_schema, column_u32, column_utf8, FeatureDtype, COL_CLASS, COL_FEATURES, COL_HASH,
-    COL_LABEL, COL_PATH, COL_SPLIT,
+    check_schema, column_u32, column_utf8, column_views, FeatureDtype, COL_CLASS, COL_FEATURES,
+    COL_HASH, COL_LABEL, COL_PATH, COL_SPLIT,
 };
 use crate::cache::CacheError;
 use crate::dataset::Split;
@@ -33,6 +33,12 @@ pub(crate) struct ShardMeta {
     pub labels: Vec<Option<u32>>,
     pub classes: Vec<Option<String>>,
     pub hashes: Vec<String>,
+    /// The view of each row (0 = plain; all 0 in a shard without the view column).
+    pub views: Vec<u32>,
+    /// Each view's recipe (JSON), `None` for plain views.
+    pub recipes: Vec<Option<String>>,
+    /// Each row's key in the cache, [`crate::cache::index::row_key`]`(path, view)`: unique.
+    pub keys: Vec<String>,
 }
 
 /// A shard checked against its manifest entry: exists, size, schema, row count.
@@ -283,7 +289,8 @@ impl CheckedShard {
         if paths.null_count() + splits.null_count() + hashes.null_count() > 0 {
             return Err(self.corrupt("null in path, split or content_hash".into()));
         }
-        for i in 0..batch.num_rows() {
+        let (views, recipes) = column_views(batch).map_err(|m| self.corrupt(m))?;
+        for (i, &view) in views.iter().enumerate() {
             let label = labels.is_valid(i).then(|| labels.value(i));
             let class = classes.is_valid(i).then(|| classes.value(i));
             match (label, class) {
@@ -321,7 +328,11 @@ impl CheckedShard {
             meta.classes
                 .push(classes.is_valid(i).then(|| classes.value(i).to_string()));
             meta.hashes.push(hashes.value(i).to_string());
+            meta.keys
+                .push(crate::cache::index::row_key(paths.value(i), view));
         }
+        meta.views.extend(views);
+        meta.recipes.extend(recipes);
         Ok(())
     }
 

@@ -10,12 +10,15 @@ use parquet::file::metadata::KeyValue;
 use super::checksum::HashingWriter;
 use super::{KV_CLASSES, KV_DATA_BYTES, KV_DATA_SHA256, KV_FINGERPRINT};
 use crate::cache::manifest::{Manifest, ShardInfo};
-use crate::cache::schema::{cache_schema_with, WriteOptions};
+use crate::cache::schema::{
+    cache_schema_views, cache_schema_with, with_view_columns, WriteOptions, COL_VIEW,
+};
 use crate::cache::CacheError;
 use crate::fsutil::write_atomic_with;
 
-/// Writes `batches` (of [`cache_schema_with`]`(manifest.dim, manifest.feature_dtype)`) as shard `name` at `path` through
-/// [`write_atomic_with`]. The footer records `manifest`'s fingerprint and class list, then the
+/// Writes `batches` (of [`cache_schema_with`]`(manifest.dim, manifest.feature_dtype)`, or of
+/// [`cache_schema_views`]) as shard `name` at `path` through [`write_atomic_with`]. When one
+/// batch has the view columns, every batch is written with them (plain rows as view 0). The footer records `manifest`'s fingerprint and class list, then the
 /// sha256 of the data before it; the returned entry holds the whole file's sha256 and size.
 pub(crate) fn write_shard(
     path: &Path,
@@ -26,7 +29,24 @@ pub(crate) fn write_shard(
 ) -> Result<ShardInfo, CacheError> {
     let folder = path.parent().expect("shard path has a folder");
     fs::create_dir_all(folder).map_err(CacheError::io(folder))?;
-    let schema = cache_schema_with(manifest.dim, manifest.feature_dtype);
+    let batches: Vec<RecordBatch> = batches.collect::<Result<_, _>>()?;
+    let views = batches.iter().any(|b| b.column_by_name(COL_VIEW).is_some());
+    let (schema, batches) = if views {
+        let batches = batches
+            .into_iter()
+            .map(with_view_columns)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(CacheError::arrow(path))?;
+        (
+            cache_schema_views(manifest.dim, manifest.feature_dtype),
+            batches,
+        )
+    } else {
+        (
+            cache_schema_with(manifest.dim, manifest.feature_dtype),
+            batches,
+        )
+    };
     let classes = serde_json::to_string(&manifest.classes).expect("class names serialise to JSON");
     let kv = vec![
         KeyValue::new(KV_FINGERPRINT.to_string(), manifest.fingerprint.clone()),
@@ -38,7 +58,6 @@ pub(crate) fn write_shard(
             .map_err(CacheError::pq(tmp))?;
         let mut rows = 0;
         for batch in batches {
-            let batch = batch?;
             rows += batch.num_rows();
             w.write(&batch).map_err(CacheError::pq(tmp))?;
         }

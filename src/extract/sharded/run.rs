@@ -12,7 +12,7 @@ use crate::cache::parts::{
     commit_key, part_key, part_record_key, read_json, rows_to_batch, write_part, PartRecord,
     ShardCommit,
 };
-use crate::cache::{CacheError, FeatureRow};
+use crate::cache::{CacheError, FeatureRow, ViewedRow};
 use crate::dataset::{self, Dataset, ImageEntry};
 use crate::events::{Event, Events};
 use crate::storage::staging::Staging;
@@ -258,10 +258,12 @@ struct PartSink<'a> {
 }
 
 impl RowSink for PartSink<'_> {
-    fn append(&mut self, shards: &[Vec<FeatureRow>]) -> Result<(), ExtractError> {
+    fn append(&mut self, shards: &[Vec<ViewedRow>]) -> Result<(), ExtractError> {
         for rows in shards.iter().filter(|r| !r.is_empty()) {
+            // A shard run makes plain views only (views are refused before it starts).
+            let rows: Vec<FeatureRow> = rows.iter().map(|v| v.row).collect();
             self.batches
-                .push(rows_to_batch(rows, self.dim, self.classes)?);
+                .push(rows_to_batch(&rows, self.dim, self.classes)?);
             self.rows += rows.len();
         }
         Ok(())

@@ -1,0 +1,378 @@
+//! Augmented views and test-time augmentation from the cache: the `view` column and recipes
+//! round-trip (library and pyarrow), views of unchanged images are reused on a re-run, TTA's mean
+//! is the mean of the per-view predictions, train-head trains on views.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vggcache::cache::FeatureCache;
+use vggcache::dataset::augment::{self, ViewKind, ViewRecipe};
+use vggcache::dataset::Split;
+use vggcache::events::Silent;
+use vggcache::extract::{ExtractConfig, ViewSettings};
+use vggcache::trunk::{Device, TrunkOptions};
+
+use crate::common::{self, text, tiny_trunk};
+
+/// Extraction of `images` into `out` with the tiny trunk on one CPU thread and `views`.
+fn config(images: &Path, out: &Path, views: ViewSettings) -> ExtractConfig {
+    ExtractConfig {
+        images: images.to_path_buf(),
+        out: out.to_path_buf(),
+        model: tiny_trunk(),
+        trunk: TrunkOptions {
+            device: Device::Cpu,
+            threads: 1,
+            ..TrunkOptions::default()
+        },
+        batch_size: 8,
+        views,
+        ..ExtractConfig::default()
+    }
+}
+
+const K: u32 = 2;
+const SEED: u64 = 7;
+
+fn views() -> ViewSettings {
+    ViewSettings {
+        train_views: K,
+        tta: true,
+        seed: SEED,
+        ..ViewSettings::default()
+    }
+}
+
+/// The bytes of every file of the cache folder `dir` (shards and manifest), by name.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "parquet" || e == "json"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn view_column_and_recipes_round_trip_through_the_library_and_pyarrow() {
+    if common::ort("views::view_column_and_recipes_round_trip").is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let imgs = crate::sharded::images(d.path()); // 20 train, 4 val
+    let out = d.path().join("cache");
+    let s = vggcache::extract::run(&config(&imgs, &out, views()), &Silent).unwrap();
+    assert_eq!(
+        s.extracted,
+        24 + 20 * K as usize + 4 * augment::TTA_VIEWS as usize
+    );
+
+    let cache = FeatureCache::open(&out).unwrap();
+    assert_eq!(cache.len(), s.extracted);
+    let data = cache.all().unwrap();
+    let hashes: BTreeMap<&str, String> = cache
+        .row_paths()
+        .iter()
+        .map(|p| {
+            (
+                p.as_str(),
+                vggcache::dataset::content_hash(&imgs.join(p)).unwrap(),
+            )
+        })
+        .collect();
+    let mut per_image: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for i in 0..cache.len() {
+        let (path, view, split) = (
+            &cache.row_paths()[i],
+            cache.row_views()[i],
+            cache.row_splits()[i],
+        );
+        assert_eq!(data.views[i], view);
+        per_image.entry(path).or_default().push(view);
+        let recipe = cache.row_recipes()[i]
+            .as_deref()
+            .map(|r| ViewRecipe::from_json(r).unwrap());
+        let want = match (view, split) {
+            (0, _) => None,
+            (v, Split::Train) => Some(augment::train_recipe(&hashes[path.as_str()], v, SEED)),
+            (v, _) => augment::tta_recipe(v),
+        };
+        assert_eq!(recipe, want, "row {i}: {path} view {view}");
+        assert_eq!(
+            cache.row_view_kinds()[i],
+            want.map(|r| r.kind),
+            "row {i}: {path} view {view}"
+        );
+    }
+    for (path, mut v) in per_image {
+        v.sort();
+        let n = if path.starts_with("train/") {
+            K
+        } else {
+            augment::TTA_VIEWS
+        };
+        assert_eq!(v, (0..=n).collect::<Vec<_>>(), "{path}");
+    }
+    // A view differs from its plain image (the tiny trunk sees the augmentation).
+    let plain = (0..cache.len())
+        .find(|&i| cache.row_views()[i] == 0)
+        .unwrap();
+    let view1 = (0..cache.len())
+        .find(|&i| cache.row_views()[i] == 1 && cache.row_paths()[i] == cache.row_paths()[plain])
+        .unwrap();
+    assert_ne!(data.features.row(plain), data.features.row(view1));
+
+    // pyarrow reads the same columns from the shards the manifest lists.
+    let Some(py) = common::python_with("views::round_trip (pyarrow)", &["pyarrow"]) else {
+        return;
+    };
+    let script = r#"
+import json, sys, collections
+import pyarrow.parquet as pq
+root = sys.argv[1]
+m = json.load(open(root + "/manifest.json"))
+t = pq.read_table([root + "/" + s["file"] for s in m["shards"]], columns=["path", "split", "view", "view_recipe"])
+counts = collections.Counter()
+for path, split, view, recipe in zip(*(t.column(c).to_pylist() for c in ["path", "split", "view", "view_recipe"])):
+    kind = None if recipe is None else json.loads(recipe)["kind"]
+    assert (view == 0) == (recipe is None), (path, view, recipe)
+    counts[f"{split}:{view}:{kind}"] += 1
+print(json.dumps(dict(sorted(counts.items()))))
+"#;
+    let o = Command::new(py)
+        .args(["-c", script])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let counts: BTreeMap<String, usize> = serde_json::from_slice(&o.stdout).unwrap();
+    let mut want = BTreeMap::from([
+        ("train:0:None".to_string(), 20),
+        ("val:0:None".to_string(), 4),
+    ]);
+    for v in 1..=K {
+        want.insert(format!("train:{v}:aug"), 20);
+    }
+    for v in 1..=augment::TTA_VIEWS {
+        want.insert(format!("val:{v}:tta"), 4);
+    }
+    assert_eq!(counts, want);
+}
+
+#[test]
+fn a_cache_without_views_has_no_view_columns() {
+    if common::ort("views::a_cache_without_views_has_no_view_columns").is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let imgs = crate::sharded::images(d.path());
+    let out = d.path().join("cache");
+    vggcache::extract::run(&config(&imgs, &out, ViewSettings::default()), &Silent).unwrap();
+    let cache = FeatureCache::open(&out).unwrap();
+    assert!(!cache.has_views() && cache.row_views().iter().all(|&v| v == 0));
+    for name in files(&out).into_keys().filter(|n| n.ends_with(".parquet")) {
+        let file = std::fs::File::open(out.join(&name)).unwrap();
+        let meta =
+            parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, Default::default())
+                .unwrap();
+        let names: Vec<&str> = meta
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "path",
+                "split",
+                "label",
+                "class",
+                "content_hash",
+                "features"
+            ],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn unchanged_images_keep_their_views_on_a_rerun() {
+    if common::ort("views::unchanged_images_keep_their_views_on_a_rerun").is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let imgs = crate::sharded::images(d.path());
+    let out = d.path().join("cache");
+    let cfg = config(&imgs, &out, views());
+    vggcache::extract::run(&cfg, &Silent).unwrap();
+    let before = files(&out);
+    let again = vggcache::extract::run(&cfg, &Silent).unwrap();
+    assert_eq!(again.extracted, 0, "nothing extracted again");
+    assert_eq!(
+        again.reused,
+        24 + 20 * K as usize + 4 * augment::TTA_VIEWS as usize
+    );
+    assert_eq!(files(&out), before, "no byte of the cache changed");
+
+    // One changed training image: its plain row and its K views are made again, nothing else.
+    let changed = imgs.join("train/cat/cat.3.jpg");
+    image::RgbImage::from_pixel(40, 40, image::Rgb([200, 10, 10]))
+        .save(&changed)
+        .unwrap();
+    let third = vggcache::extract::run(&cfg, &Silent).unwrap();
+    assert_eq!(third.extracted, 1 + K as usize);
+    // Fewer views asked for: the extra ones go, none is made.
+    let fewer = ViewSettings {
+        train_views: 1,
+        ..views()
+    };
+    let fourth = vggcache::extract::run(&config(&imgs, &out, fewer), &Silent).unwrap();
+    assert_eq!((fourth.extracted, fourth.removed), (0, 20));
+    let cache = FeatureCache::open(&out).unwrap();
+    assert!(cache.row_views().iter().all(|&v| v <= augment::TTA_VIEWS));
+    assert_eq!(
+        (0..cache.len())
+            .filter(|&i| cache.row_splits()[i] == Split::Train && cache.row_views()[i] > 0)
+            .count(),
+        20
+    );
+}
+
+/// `train-head` on `features` with a small head and `extra` flags; the run folder.
+fn train_head(dir: &Path, features: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let o = Command::new(env!("CARGO_BIN_EXE_vggcache"))
+        .arg("train-head")
+        .arg("--features")
+        .arg(features)
+        .arg("--runs-dir")
+        .arg(dir.join("runs"))
+        .args([
+            "--name",
+            name,
+            "--hidden",
+            "16",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    dir.join("runs").join(name)
+}
+
+#[test]
+fn train_head_samples_views_and_predict_tta_is_the_mean_over_views() {
+    if common::ort("views::train_head_samples_views_and_predict_tta").is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let imgs = crate::sharded::images(d.path());
+    let out = d.path().join("cache");
+    vggcache::extract::run(&config(&imgs, &out, views()), &Silent).unwrap();
+
+    let run = train_head(d.path(), &out, "views", &["--tta"]);
+    let (head, meta) = vggcache::head::FittedHead::load(&run.join("head.safetensors")).unwrap();
+    assert_eq!(meta.get("views").map(String::as_str), Some("sample"));
+    assert_eq!(meta.get("view_rows").map(String::as_str), Some("40"));
+    assert_eq!(meta.get("tta").map(String::as_str), Some("true"));
+    // --tta on a cache without test-time views says how to add them.
+    let plain = d.path().join("plain");
+    let no_tta = ViewSettings {
+        tta: false,
+        ..views()
+    };
+    vggcache::extract::run(&config(&imgs, &plain, no_tta), &Silent).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_vggcache"))
+        .args([
+            "train-head",
+            "--hidden",
+            "16",
+            "--epochs",
+            "1",
+            "--tta",
+            "--features",
+        ])
+        .arg(&plain)
+        .arg("--runs-dir")
+        .arg(d.path().join("runs"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--tta-views"), "{}", text(&o));
+
+    // predict --tta on the val images: each image's probabilities are the mean over its plain
+    // view and its six cached test-time views, as the library predicts them one by one.
+    let csv = d.path().join("pred.csv");
+    let pcache = d.path().join("pcache");
+    let o = Command::new(env!("CARGO_BIN_EXE_vggcache"))
+        .args([
+            "predict",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--tta",
+            "--head",
+        ])
+        .arg(&run)
+        .arg("--model")
+        .arg(tiny_trunk())
+        .arg("--images")
+        .arg(imgs.join("val"))
+        .arg("--cache")
+        .arg(&pcache)
+        .arg("--out")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let cache = FeatureCache::open(&pcache).unwrap();
+    assert_eq!(cache.len(), 4 * (1 + augment::TTA_VIEWS as usize));
+    let all = cache.all().unwrap();
+    let proba = head.predict_proba(all.features.view());
+    let mut want: BTreeMap<String, (Vec<f64>, usize)> = BTreeMap::new();
+    for i in 0..cache.len() {
+        assert!(i == 0 || cache.row_view_kinds()[i] != Some(ViewKind::Aug));
+        let e = want
+            .entry(all.paths[i].clone())
+            .or_insert((vec![0.0; 2], 0));
+        for c in 0..2 {
+            e.0[c] += f64::from(proba[[i, c]]);
+        }
+        e.1 += 1;
+    }
+    let text_csv = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text_csv.lines().skip(1).collect();
+    assert_eq!(lines.len(), 4, "{text_csv}");
+    let mut differs_from_plain = false;
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let (sum, n) = &want[f[0]];
+        assert_eq!(*n, 7, "{}", f[0]);
+        for c in 0..2 {
+            let got: f64 = f[2 + c].parse().unwrap();
+            assert!(
+                (got - sum[c] / 7.0).abs() < 2e-6,
+                "{line}: want {}",
+                sum[c] / 7.0
+            );
+        }
+        let plain_row = (0..cache.len())
+            .find(|&i| all.paths[i] == f[0] && all.views[i] == 0)
+            .unwrap();
+        let p0: f64 = f[2].parse().unwrap();
+        differs_from_plain |= (p0 - f64::from(proba[[plain_row, 0]])).abs() > 1e-6;
+    }
+    assert!(
+        differs_from_plain,
+        "TTA changed no prediction: were the views averaged?"
+    );
+}
