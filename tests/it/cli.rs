@@ -211,15 +211,16 @@ fn writing_into_a_closed_pipe_ends_quietly() {
     use std::os::unix::process::ExitStatusExt;
     use std::process::Stdio;
     let home = tempfile::tempdir().unwrap();
-    let mut child = vggcache()
+    // The reader is closed before the command starts, so its first write meets no reader.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = vggcache()
         .args(["models", "list"])
         .env("VGGCACHE_HOME", home.path())
-        .stdout(Stdio::piped())
+        .stdout(writer)
         .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    drop(child.stdout.take()); // the reader goes before the command writes a byte
-    let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(
