@@ -12,6 +12,10 @@
 //! (512 KiB, inside L2) by a serial product inside a rayon task, and Adam updates that tile of
 //! `W, m, v` immediately: the full gradient of the 100 M-weight first layer is never written to
 //! memory, which saves two passes over 400 MB per step and one parameter-sized buffer.
+//!
+//! When the workspace chose the sparse path for the loaded batch ([`Workspace::sparse_path`]),
+//! layer 1's forward product and weight gradient come from the batch's non-zeros instead
+//! ([`super::sparse`], the standardization folded in); every other layer is unchanged.
 
 use std::cell::RefCell;
 
@@ -381,7 +385,7 @@ impl Mlp {
                         }
                     }
                 };
-                sparse::weight_grad(&ws.sparse, dz, db, TILE_ROWS, out);
+                sparse::weight_grad(&ws.sparse, dz, db, out);
                 continue;
             }
             match &mut sink {

@@ -21,11 +21,11 @@ use super::scaler::Standardizer;
 /// Batch density (non-zeros / entries) below which [`SparsePolicy::Auto`] takes the sparse path.
 pub const AUTO_MAX_DENSITY: f64 = 0.35;
 
-/// W rows per forward block (two 8-wide vectors per input).
-const R: usize = 16;
+/// W rows per forward block and per weight-gradient task: eight 8-wide vectors of accumulators.
+const R: usize = 64;
 /// Columns per forward block: the transposed `(FWD_COLS, R)` block of W is 32 KiB (L1).
-const FWD_COLS: usize = 512;
-/// Columns per weight-gradient tile: the transposed `(GRAD_COLS, rows)` tile is 128 KiB at 128 rows.
+const FWD_COLS: usize = 128;
+/// Columns per weight-gradient tile: the `(GRAD_COLS, R)` tile and its transpose, 64 KiB each.
 const GRAD_COLS: usize = 256;
 
 /// Which kernel layer 1 uses for the batch loaded in a [`super::Workspace`].
@@ -50,6 +50,11 @@ pub struct SparseRows {
     idx: Vec<u32>,
     val: Vec<f32>,
     shift: Vec<f32>,
+    /// the same non-zeros by column: column `j`'s rows are `crow[cptr[j]..cptr[j + 1]]`
+    /// (ascending) with values `cval[..]`
+    cptr: Vec<usize>,
+    crow: Vec<u32>,
+    cval: Vec<f32>,
 }
 
 impl SparseRows {
@@ -89,6 +94,27 @@ impl SparseRows {
                     }
                     self.ptr.push(self.idx.len());
                 }
+            }
+        }
+        // by column: a counting sort of the row-ordered entries (rows stay ascending)
+        self.cptr.clear();
+        self.cptr.resize(self.d + 1, 0);
+        for &j in &self.idx {
+            self.cptr[j as usize + 1] += 1;
+        }
+        for j in 0..self.d {
+            self.cptr[j + 1] += self.cptr[j];
+        }
+        let nnz = self.idx.len();
+        self.crow.resize(nnz, 0);
+        self.cval.resize(nnz, 0.0);
+        let mut next = self.cptr[..self.d].to_vec();
+        for r in 0..self.rows() {
+            for k in self.ptr[r]..self.ptr[r + 1] {
+                let j = self.idx[k] as usize;
+                self.crow[next[j]] = r as u32;
+                self.cval[next[j]] = self.val[k];
+                next[j] += 1;
             }
         }
     }
@@ -180,37 +206,23 @@ fn forward_block_portable(sp: &SparseRows, wb: &[f32], out: &mut [f32]) {
         }
         if !sp.shift.is_empty() {
             for (wj, &u) in wt[..ct].iter().zip(&sp.shift[c0..c0 + ct]) {
-                for t in 0..R {
-                    cacc[t] += wj[t] * u;
+                for (c, &w) in cacc.iter_mut().zip(wj) {
+                    *c += w * u;
                 }
             }
         }
         let c1 = (c0 + ct) as u32;
         for (r, a) in acc.iter_mut().enumerate() {
             let (mut k, end) = (cur[r], sp.ptr[r + 1]);
-            let (mut a0, mut a1) = (*a, [0.0f32; R]);
-            while k + 1 < end && sp.idx[k + 1] < c1 {
-                let (w0, w1) = (
-                    &wt[sp.idx[k] as usize - c0],
-                    &wt[sp.idx[k + 1] as usize - c0],
-                );
-                let (v0, v1) = (sp.val[k], sp.val[k + 1]);
-                for t in 0..R {
-                    a0[t] += w0[t] * v0;
-                    a1[t] += w1[t] * v1;
-                }
-                k += 2;
-            }
-            if k < end && sp.idx[k] < c1 {
-                let (w0, v0) = (&wt[sp.idx[k] as usize - c0], sp.val[k]);
-                for t in 0..R {
-                    a0[t] += w0[t] * v0;
+            let mut acc = *a;
+            while k < end && sp.idx[k] < c1 {
+                let (wj, v) = (&wt[sp.idx[k] as usize - c0], sp.val[k]);
+                for (a, &w) in acc.iter_mut().zip(wj) {
+                    *a += w * v;
                 }
                 k += 1;
             }
-            for t in 0..R {
-                a[t] = a0[t] + a1[t];
-            }
+            *a = acc;
             cur[r] = k;
         }
     }
@@ -245,16 +257,11 @@ enum Rows<'a> {
     Adam(&'a mut [f32], &'a mut [f32], &'a mut [f32]),
 }
 
-/// `dW = dzᵀ · x_std` from the non-zeros, in tiles of `tile_rows × GRAD_COLS`, each sent to
-/// `sink` while in cache. Shapes: `dz: (rows, h)`, `db: (h,)` = column sums of `dz`, sink
-/// buffers `(h, d)` row-major.
-pub fn weight_grad(
-    sp: &SparseRows,
-    dz: ArrayView2<f32>,
-    db: &[f32],
-    tile_rows: usize,
-    sink: GradSink<'_>,
-) {
+/// `dW = dzᵀ · x_std` from the non-zeros, in tiles of `R × GRAD_COLS` (one rayon task per `R`
+/// rows of W), each sent to `sink` while in cache. Shapes: `dz: (rows, h)`, `db: (h,)` = column
+/// sums of `dz`, sink buffers `(h, d)` row-major.
+pub fn weight_grad(sp: &SparseRows, dz: ArrayView2<f32>, db: &[f32], sink: GradSink<'_>) {
+    let tile_rows = R;
     let (rows, d, h) = (sp.rows(), sp.d, dz.ncols());
     assert!(
         dz.nrows() == rows && db.len() == h,
@@ -262,8 +269,6 @@ pub fn weight_grad(
         dz.dim(),
         db.len()
     );
-    // dzᵀ: (h, rows) is transposed per task below; keep dz rows contiguous
-    let dz = dz.as_standard_layout();
     let chunk = tile_rows * d;
     let (parts, step): (Vec<Rows>, Option<AdamStep>) = match sink {
         GradSink::Store(g) => {
@@ -285,7 +290,6 @@ pub fn weight_grad(
             )
         }
     };
-    let dz = dz.view();
     parts.into_par_iter().enumerate().for_each(|(i, part)| {
         grad_task(sp, dz, db, i * tile_rows, part, step.as_ref());
     });
@@ -325,9 +329,10 @@ unsafe fn grad_task_avx2(
     grad_task_portable(sp, dz, db, r0, part, step);
 }
 
-/// One task: W rows `r0..r0+nr`, all columns, tile by tile. The tile is accumulated transposed,
-/// `tt: (ct, nr)`, so that each non-zero `x'_rj` adds `x'_rj · dz[r, r0..r0+nr]` to one
-/// contiguous row.
+/// One task: W rows `r0..r0+nr` (`nr ≤ R`), all columns, tile by tile. Per column `j` the
+/// gradient of the task's rows, `Σ_{r∈nz(j)} x'_rj · dz[r, r0..r0+nr]`, is summed in registers
+/// (`R` lanes) into `tt: (ct, R)`, transposed in 8-column strips into `tile: (nr, ct)`, and each
+/// row, less `db_i · u`, goes to the sink.
 #[inline(always)]
 fn grad_task_portable(
     sp: &SparseRows,
@@ -343,33 +348,39 @@ fn grad_task_portable(
         Rows::Adam(w, _, _) => w.len(),
     };
     let nr = len / d;
-    let dzs = dz.as_slice().expect("dz in standard layout");
-    let h = dz.ncols();
-    let mut tt = vec![0.0f32; GRAD_COLS * nr];
-    let mut g = vec![0.0f32; GRAD_COLS];
-    let mut cur: Vec<usize> = sp.ptr[..rows].to_vec();
+    assert!(nr <= R, "sparse weight gradient: {nr} rows per task > {R}");
+    // dz[:, r0..r0+nr], zero-padded to R lanes: (rows, R)
+    let mut dzb = vec![[0.0f32; R]; rows];
+    for (r, lane) in dzb.iter_mut().enumerate() {
+        for (i, dst) in lane[..nr].iter_mut().enumerate() {
+            *dst = dz[[r, r0 + i]];
+        }
+    }
+    let mut tt = vec![[0.0f32; R]; GRAD_COLS];
+    let mut tile = vec![0.0f32; R * GRAD_COLS];
     for c0 in (0..d).step_by(GRAD_COLS) {
         let ct = GRAD_COLS.min(d - c0);
-        let tt = &mut tt[..ct * nr];
-        tt.fill(0.0);
-        let c1 = (c0 + ct) as u32;
-        for (r, k) in cur.iter_mut().enumerate() {
-            let dzr = &dzs[r * h + r0..r * h + r0 + nr];
-            let end = sp.ptr[r + 1];
-            while *k < end && sp.idx[*k] < c1 {
-                let j = sp.idx[*k] as usize - c0;
-                let v = sp.val[*k];
-                for (acc, &gz) in tt[j * nr..(j + 1) * nr].iter_mut().zip(dzr) {
-                    *acc += v * gz;
+        for (jj, out) in tt[..ct].iter_mut().enumerate() {
+            let j = c0 + jj;
+            let mut acc = [0.0f32; R];
+            for k in sp.cptr[j]..sp.cptr[j + 1] {
+                let (lane, v) = (&dzb[sp.crow[k] as usize], sp.cval[k]);
+                for (a, &g) in acc.iter_mut().zip(lane) {
+                    *a += v * g;
                 }
-                *k += 1;
+            }
+            *out = acc;
+        }
+        for jb in (0..ct).step_by(8) {
+            let strip = &tt[jb..(jb + 8).min(ct)];
+            for i in 0..nr {
+                for (q, col) in strip.iter().enumerate() {
+                    tile[i * ct + jb + q] = col[i];
+                }
             }
         }
         for i in 0..nr {
-            let g = &mut g[..ct];
-            for (j, gj) in g.iter_mut().enumerate() {
-                *gj = tt[j * nr + i];
-            }
+            let g = &mut tile[i * ct..(i + 1) * ct];
             if !sp.shift.is_empty() {
                 let dbi = db[r0 + i];
                 for (gj, &u) in g.iter_mut().zip(&sp.shift[c0..c0 + ct]) {
