@@ -632,14 +632,26 @@ fn sparse_bench(dir: &std::path::Path) {
             .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
         format!("mean {mean:.4} min {lo:.4} max {hi:.4}")
     };
-    println!("  density of the raw features per batch of {BATCH}: {}", stats(&dens));
-    println!("  union of non-zero columns per batch:        {}", stats(&union));
+    println!(
+        "  density of the raw features per batch of {BATCH}: {}",
+        stats(&dens)
+    );
+    println!(
+        "  union of non-zero columns per batch:        {}",
+        stats(&union)
+    );
 
     let yb: Vec<usize> = order[..BATCH].iter().map(|&i| y[i]).collect();
     let policies = [SparsePolicy::Dense, SparsePolicy::Sparse];
     let rounds = env_usize("HEAD_BENCH_ROUNDS", 5);
     let mut mlp = Mlp::new(&dims, 0);
-    let mut adam = Adam::new(AdamConfig { lr: 1e-4, ..AdamConfig::default() }, mlp.n_params());
+    let mut adam = Adam::new(
+        AdamConfig {
+            lr: 1e-4,
+            ..AdamConfig::default()
+        },
+        mlp.n_params(),
+    );
     let mut grads = vec![0.0f32; mlp.n_params()];
     let mut wss: Vec<Workspace> = policies
         .iter()
@@ -735,7 +747,10 @@ fn sparse_bench(dir: &std::path::Path) {
         let mut line = format!("  seed {seed}, {train_epochs} epochs: val accuracy");
         for policy in policies {
             let mut mlp = Mlp::new(&dims, seed);
-            let cfg = AdamConfig { lr: 1e-4, ..AdamConfig::default() };
+            let cfg = AdamConfig {
+                lr: 1e-4,
+                ..AdamConfig::default()
+            };
             let mut adam = Adam::new(cfg, mlp.n_params());
             let mut ws = Workspace::new(&dims, BATCH);
             ws.set_sparse_policy(policy);

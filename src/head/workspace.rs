@@ -69,8 +69,7 @@ impl Workspace {
         self.use_sparse = match self.policy {
             SparsePolicy::Dense => false,
             policy => {
-                self.sparse
-                    .load(self.x.slice(s![..self.rows, ..]), scaler);
+                self.sparse.load(self.x.slice(s![..self.rows, ..]), scaler);
                 policy == SparsePolicy::Sparse || self.sparse.density() < AUTO_MAX_DENSITY
             }
         };
