@@ -1,6 +1,8 @@
 //! Criterion benchmarks of the MLP head: one training epoch on synthetic 2,000 x 25,088 features and a step breakdown.
 //!
-//! `cargo bench --bench head` (env `HEAD_BENCH_ROWS` changes the 2,000 rows). Throughput is
+//! `cargo bench --bench head` (env `HEAD_BENCH_ROWS` changes the 2,000 rows).
+//! `HEAD_BENCH_SPARSE=CACHE cargo bench --bench head`: layer 1 dense vs sparse on a real cache
+//! (density, step phases, Adam's share, epochs, val accuracy over seeds); see [`sparse_bench`]. Throughput is
 //! reported as "elem/s" where one element is one floating-point operation of the matrix products,
 //! so `Gelem/s` reads as GFLOP/s; the Adam benches count parameters (elements updated per second).
 //! Inputs are built outside the timed region with fixed seeds. Thread count: rayon's default
@@ -14,7 +16,7 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use vggcache::head::linalg::{gemm_into, matmul, Threads};
-use vggcache::head::{Adam, AdamConfig, Mlp, Workspace};
+use vggcache::head::{Adam, AdamConfig, Mlp, SparsePolicy, Standardizer, Workspace};
 
 const D: usize = 25_088;
 const HIDDEN: usize = 4_096;
@@ -531,6 +533,10 @@ fn write_synthetic_cache(dir: &std::path::Path) {
 criterion_group!(benches, bench_step, bench_epoch);
 
 fn main() {
+    if let Some(dir) = std::env::var_os("HEAD_BENCH_SPARSE") {
+        sparse_bench(std::path::Path::new(&dir));
+        return;
+    }
     if let Some(dir) = std::env::var_os("HEAD_BENCH_WRITE_CACHE") {
         write_synthetic_cache(std::path::Path::new(&dir));
         return;
@@ -545,4 +551,239 @@ fn main() {
     }
     benches();
     Criterion::default().configure_from_args().final_summary();
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `HEAD_BENCH_SPARSE=CACHE`: layer 1 dense vs sparse on the train split of a real cache, with
+/// train-head's defaults (layers, batch 64, dropout 0.5, Adam lr 1e-4, standardized unless
+/// `HEAD_BENCH_STANDARDIZE=0`). Prints: the raw features' density per batch and of the union of
+/// non-zero columns per batch; medians of the step phases per path, alternated (forward,
+/// gradients only, a flat Adam pass over every parameter, the fused backward + Adam, the whole
+/// step), Adam's share of the step; medians of `HEAD_BENCH_EPOCHS` (3) epochs per path,
+/// alternated; with `HEAD_BENCH_SEEDS=k` (default 3, 0 skips), k seeds of `HEAD_BENCH_TRAIN_EPOCHS`
+/// (5) epochs per path from the same initialisation, and the val split's accuracy of each.
+fn sparse_bench(dir: &std::path::Path) {
+    use std::time::Instant;
+    use vggcache::cache::FeatureCache;
+    use vggcache::dataset::Split;
+    let cache = FeatureCache::open(dir).expect("open the cache");
+    let load = |split| {
+        let data = cache.split(split).expect("read a split");
+        let y: Vec<usize> = data
+            .labels
+            .iter()
+            .map(|l| l.expect("labelled rows") as usize)
+            .collect();
+        (data.features, y)
+    };
+    let (x, y) = load(Split::Train);
+    let (xv, yv) = load(Split::Val);
+    let (n, d) = x.dim();
+    let classes = cache.classes().len();
+    let dims = [d, HIDDEN, HIDDEN, classes];
+    let all: Vec<usize> = (0..n).collect();
+    let scaler = (std::env::var("HEAD_BENCH_STANDARDIZE").as_deref() != Ok("0"))
+        .then(|| Standardizer::fit(x.view(), &all));
+    let sc = scaler.as_ref();
+    let mut rng = StdRng::seed_from_u64(4);
+    let mut order = all.clone();
+    let shuffle = |order: &mut Vec<usize>, rng: &mut StdRng| {
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.random_range(0..=i));
+        }
+    };
+    shuffle(&mut order, &mut rng);
+    println!(
+        "cache {} : {n} train x {d}, {} val, {} rayon threads, standardized {}, load {}",
+        dir.display(),
+        yv.len(),
+        rayon::current_num_threads(),
+        scaler.is_some(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    // density per batch: of the entries, and of the union of non-zero columns
+    let (mut dens, mut union) = (vec![], vec![]);
+    for b in order.chunks(BATCH) {
+        let mut cols = vec![false; d];
+        let mut nnz = 0usize;
+        for &i in b {
+            for (j, &v) in x.row(i).iter().enumerate() {
+                if v != 0.0 {
+                    nnz += 1;
+                    cols[j] = true;
+                }
+            }
+        }
+        dens.push(nnz as f64 / (b.len() * d) as f64);
+        union.push(cols.iter().filter(|&&c| c).count() as f64 / d as f64);
+    }
+    let stats = |v: &[f64]| {
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        format!("mean {mean:.4} min {lo:.4} max {hi:.4}")
+    };
+    println!(
+        "  density of the raw features per batch of {BATCH}: {}",
+        stats(&dens)
+    );
+    println!(
+        "  union of non-zero columns per batch:        {}",
+        stats(&union)
+    );
+
+    let yb: Vec<usize> = order[..BATCH].iter().map(|&i| y[i]).collect();
+    let policies = [SparsePolicy::Dense, SparsePolicy::Sparse];
+    let rounds = env_usize("HEAD_BENCH_ROUNDS", 5);
+    let mut mlp = Mlp::new(&dims, 0);
+    let mut adam = Adam::new(
+        AdamConfig {
+            lr: 1e-4,
+            ..AdamConfig::default()
+        },
+        mlp.n_params(),
+    );
+    let mut grads = vec![0.0f32; mlp.n_params()];
+    let mut wss: Vec<Workspace> = policies
+        .iter()
+        .map(|&p| {
+            let mut ws = Workspace::new(&dims, BATCH);
+            ws.set_sparse_policy(p);
+            ws.load_rows(x.view(), &order[..BATCH], sc);
+            ws
+        })
+        .collect();
+    // [path][phase]: forward, gradients, flat Adam, fused backward+Adam, step, load
+    let mut t = vec![vec![vec![]; 6]; 2];
+    for _ in 0..rounds {
+        for (p, ws) in wss.iter_mut().enumerate() {
+            let s = Instant::now();
+            ws.load_rows(x.view(), &order[..BATCH], sc);
+            t[p][5].push(s.elapsed().as_secs_f64());
+            let s = Instant::now();
+            mlp.forward_train(ws, 0.5, &mut rng);
+            t[p][0].push(s.elapsed().as_secs_f64());
+            mlp.loss(ws, &yb);
+            let s = Instant::now();
+            mlp.backward_collect(ws, 0.5, &mut grads);
+            t[p][1].push(s.elapsed().as_secs_f64());
+            let mut params = mlp.params().to_vec();
+            let s = Instant::now();
+            adam.step_flat(&mut params, &grads);
+            t[p][2].push(s.elapsed().as_secs_f64());
+            drop(params);
+            let s = Instant::now();
+            mlp.backward_adam(ws, 0.5, &mut adam);
+            t[p][3].push(s.elapsed().as_secs_f64());
+            let s = Instant::now();
+            black_box(mlp.train_step(ws, &yb, 0.5, &mut adam, &mut rng));
+            t[p][4].push(s.elapsed().as_secs_f64());
+        }
+    }
+    drop(grads);
+    let med: Vec<Vec<f64>> = t
+        .iter()
+        .map(|ph| ph.iter().map(|v| median(v.clone()) * 1e3).collect())
+        .collect();
+    println!("  step of {BATCH} rows, medians of {rounds} alternated rounds (ms):");
+    println!("    path    load  forward  gradients  flat-Adam  backward+Adam   step  Adam share");
+    for (p, m) in med.iter().enumerate() {
+        println!(
+            "    {:<6} {:5.1} {:8.1} {:10.1} {:10.1} {:14.1} {:6.1} {:9.0}%",
+            format!("{:?}", policies[p]).to_lowercase(),
+            m[5],
+            m[0],
+            m[1],
+            m[2],
+            m[3],
+            m[4],
+            100.0 * m[2] / (m[0] + m[1] + m[2])
+        );
+    }
+    println!(
+        "    (Adam share: a flat Adam pass over all {} parameters / (forward + gradients + that pass))",
+        mlp.n_params()
+    );
+
+    let epochs = env_usize("HEAD_BENCH_EPOCHS", 3);
+    let mut te = vec![vec![]; 2];
+    for _ in 0..epochs {
+        shuffle(&mut order, &mut rng);
+        for (p, ws) in wss.iter_mut().enumerate() {
+            let s = Instant::now();
+            for b in order.chunks(BATCH) {
+                ws.load_rows(x.view(), b, sc);
+                let yb: Vec<usize> = b.iter().map(|&i| y[i]).collect();
+                black_box(mlp.train_step(ws, &yb, 0.5, &mut adam, &mut rng));
+            }
+            te[p].push(s.elapsed().as_secs_f64());
+        }
+    }
+    let (ed, es) = (median(te[0].clone()), median(te[1].clone()));
+    println!(
+        "  epoch of {n} rows, medians of {epochs} alternated: dense {ed:.2} s, sparse {es:.2} s \
+         ({:.2}x the dense time)",
+        es / ed
+    );
+    drop(wss);
+    drop(adam);
+
+    let seeds = env_usize("HEAD_BENCH_SEEDS", 3);
+    let train_epochs = env_usize("HEAD_BENCH_TRAIN_EPOCHS", 5);
+    let mut xvs = xv.clone();
+    if let Some(sc) = sc {
+        sc.apply(xvs.view_mut());
+    }
+    for seed in 0..seeds as u64 {
+        let mut line = format!("  seed {seed}, {train_epochs} epochs: val accuracy");
+        for policy in policies {
+            let mut mlp = Mlp::new(&dims, seed);
+            let cfg = AdamConfig {
+                lr: 1e-4,
+                ..AdamConfig::default()
+            };
+            let mut adam = Adam::new(cfg, mlp.n_params());
+            let mut ws = Workspace::new(&dims, BATCH);
+            ws.set_sparse_policy(policy);
+            let mut rng = StdRng::seed_from_u64(seed + 100);
+            let mut order = all.clone();
+            let s = Instant::now();
+            for _ in 0..train_epochs {
+                shuffle(&mut order, &mut rng);
+                for b in order.chunks(BATCH) {
+                    ws.load_rows(x.view(), b, sc);
+                    let yb: Vec<usize> = b.iter().map(|&i| y[i]).collect();
+                    mlp.train_step(&mut ws, &yb, 0.5, &mut adam, &mut rng);
+                }
+            }
+            let secs = s.elapsed().as_secs_f64();
+            let logits = mlp.forward_eval(xvs.view());
+            let correct = logits
+                .axis_iter(Axis(0))
+                .zip(&yv)
+                .filter(|(l, &c)| {
+                    l.iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map(|m| m.0)
+                        == Some(c)
+                })
+                .count();
+            line += &format!(
+                "  {}: {:.3} ({secs:.1} s)",
+                format!("{policy:?}").to_lowercase(),
+                correct as f64 / yv.len() as f64
+            );
+        }
+        println!("{line}");
+    }
 }

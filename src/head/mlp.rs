@@ -12,6 +12,10 @@
 //! (512 KiB, inside L2) by a serial product inside a rayon task, and Adam updates that tile of
 //! `W, m, v` immediately: the full gradient of the 100 M-weight first layer is never written to
 //! memory, which saves two passes over 400 MB per step and one parameter-sized buffer.
+//!
+//! When the workspace chose the sparse path for the loaded batch ([`Workspace::sparse_path`]),
+//! layer 1's forward product and weight gradient come from the batch's non-zeros instead
+//! ([`super::sparse`], the standardization folded in); every other layer is unchanged.
 
 use std::cell::RefCell;
 
@@ -24,6 +28,7 @@ use super::adam::{Adam, AdamStep};
 use super::dropout::dropout_in_place;
 use super::linalg::{matmul, Threads};
 use super::loss::softmax_cross_entropy;
+use super::sparse::{self, GradSink, SparseRows};
 use super::workspace::Workspace;
 use super::HeadError;
 
@@ -205,6 +210,18 @@ impl Mlp {
         matmul(input, self.w(l).t(), out, true, Threads::Pool);
     }
 
+    /// Layer 1 from the batch's non-zeros ([`sparse::forward`]): `out: (rows, d_out)`.
+    fn linear_sparse(&self, sp: &SparseRows, out: ArrayViewMut2<f32>, scratch: &mut Vec<f32>) {
+        let slot = self.slots[0];
+        sparse::forward(
+            sp,
+            &self.params[slot.w_range()],
+            &self.params[slot.b_range()],
+            out,
+            scratch,
+        );
+    }
+
     /// Logits in eval mode (no dropout). `x: (n, d)` → `(n, classes)`, in chunks of 256 rows.
     pub fn forward_eval(&self, x: ArrayView2<f32>) -> Array2<f32> {
         let n = x.nrows();
@@ -240,11 +257,21 @@ impl Mlp {
             } else {
                 before[l - 1].slice(s![..rows, ..])
             };
+            let sparse = l == 0 && ws.use_sparse;
             if l + 1 == l_count {
-                self.linear(l, input, ws.logits.slice_mut(s![..rows, ..]));
+                let out = ws.logits.slice_mut(s![..rows, ..]);
+                if sparse {
+                    self.linear_sparse(&ws.sparse, out, &mut ws.scratch);
+                } else {
+                    self.linear(l, input, out);
+                }
             } else {
                 let mut out = after[0].slice_mut(s![..rows, ..]);
-                self.linear(l, input, out.view_mut());
+                if sparse {
+                    self.linear_sparse(&ws.sparse, out.view_mut(), &mut ws.scratch);
+                } else {
+                    self.linear(l, input, out.view_mut());
+                }
                 out.mapv_inplace(|v| v.max(0.0));
                 dropout_in_place(out, dropout, rng);
             }
@@ -342,6 +369,25 @@ impl Mlp {
             }
             let (w_params, b_params) =
                 self.params[slot.w..slot.b + slot.d_out].split_at_mut(slot.b - slot.w);
+            if l == 0 && ws.use_sparse {
+                let out = match &mut sink {
+                    Sink::Collect(grads) => {
+                        grads[slot.b_range()].copy_from_slice(db);
+                        GradSink::Store(&mut grads[slot.w_range()])
+                    }
+                    Sink::Adam { m, v, step } => {
+                        step.update(b_params, &mut m[slot.b_range()], &mut v[slot.b_range()], db);
+                        GradSink::Adam {
+                            w: w_params,
+                            m: &mut m[slot.w_range()],
+                            v: &mut v[slot.w_range()],
+                            step: *step,
+                        }
+                    }
+                };
+                sparse::weight_grad(&ws.sparse, dz, db, out);
+                continue;
+            }
             match &mut sink {
                 Sink::Collect(grads) => {
                     weight_grad_into(input, dz, &mut grads[slot.w_range()]);

@@ -16,6 +16,7 @@ pub mod mlp;
 pub mod plot;
 pub mod run;
 pub mod scaler;
+pub mod sparse;
 pub mod stream;
 pub mod train;
 pub mod workspace;
@@ -31,6 +32,7 @@ pub use feed::{Feed, InMemory, ViewFeed};
 pub use mlp::Mlp;
 pub use run::{summary_table, write_run};
 pub use scaler::Standardizer;
+pub use sparse::SparsePolicy;
 pub use stream::{RowGroups, StreamConfig, StreamFeed};
 pub use train::{
     holdout_split, selection_split, train, train_feed_with, train_views, view_selection_split,
