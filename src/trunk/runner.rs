@@ -207,8 +207,9 @@ fn build_session(
         Provider::Cuda => {
             if !ep::CUDA::is_available().unwrap_or(false) {
                 return Err(load(
-                    "this ONNX Runtime build has no CUDA provider (install onnxruntime-gpu: \
-                     `make setup` does when nvidia-smi finds a GPU)"
+                    "this ONNX Runtime build has no CUDA provider (use onnxruntime-gpu instead: \
+                     `pip uninstall onnxruntime && pip install onnxruntime-gpu==1.31.1`; in a \
+                     checkout `make setup` does it when nvidia-smi finds a GPU)"
                         .into(),
                 ));
             }
