@@ -264,7 +264,15 @@ pub fn train(args: &TrainConfig, events: &dyn Events) -> Result<TrainRunOutcome,
             .expect("predict_proba returns a standard-layout array"),
         classes.len(),
     );
-    let summary = head::summary_table(&outcome, &val.y, &pred);
+    let mut summary = head::summary_table(&outcome, &val.y, &pred);
+    if args.tta {
+        // The table's "val accuracy" is the kept epoch's on the plain views; say the TTA figure.
+        summary.push_str(&format!(
+            "val accuracy with TTA (mean probability over each image's plain and test-time views) \
+             {:.4}\n",
+            crate::metrics::accuracy(&val.y, &pred)
+        ));
+    }
     // The page of the run, without the out-of-fold label review (the report job adds it).
     let page = write_page(
         &ReportConfig {
