@@ -127,6 +127,14 @@ impl FeatureCache {
                 found: manifest.format_version,
             });
         }
+        // A change an interrupted commit or rebuild recorded: read the state it commits to, the
+        // one the writer's next open completes (a rebuild's main manifest lists nothing until
+        // then). Its shards are found wherever the interruption left them (`Places::locate`);
+        // one that is nowhere is refused by the checks below.
+        let mut manifest = manifest;
+        if let Some(change) = manifest.committing.take() {
+            manifest.shards = change.shards;
+        }
         let lock = CacheLock::shared(dir)?;
         let dim = manifest.dim;
         let places = Places { dir, staged: false };

@@ -1240,6 +1240,16 @@ fn a_kill_at_each_commit_step_leaves_a_manifest_pyarrow_can_follow() {
         child.wait().unwrap();
         let seen = pyarrow_follow(&py, &cache, point);
         assert!(seen <= 24, "{point}: {seen} rows");
+        // vggcache's own reader sees the rows before the change or those it commits to, never a
+        // rebuild's interim (its main manifest lists nothing until the change completes).
+        let before = if base == base24 { 24 } else { 22 };
+        if let Ok(c) = vggcache::cache::FeatureCache::open(&cache) {
+            assert!(
+                c.len() == before || c.len() == rows,
+                "{point}: the reader sees {} rows (before {before}, after {rows})",
+                c.len()
+            );
+        }
         // The next run (without --force) completes or abandons the interrupted commit.
         let o = extract(&tiny, images, &cache, &[]);
         assert!(o.status.success(), "{point}: {}", text(&o));
