@@ -147,6 +147,15 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Lists the shards of the change an interrupted commit recorded in `committing` (the state
+    /// it commits to) and returns the files that change retires; `None` when none was recorded.
+    /// In memory only: deleting the retired files is the writer's part.
+    pub(crate) fn adopt_change(&mut self) -> Option<Vec<String>> {
+        let change = self.committing.take()?;
+        self.shards = change.shards;
+        Some(change.retire)
+    }
+
     /// An empty manifest for `identity`.
     pub(crate) fn new(
         identity: &CacheIdentity,

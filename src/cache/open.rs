@@ -436,19 +436,18 @@ fn complete_change(
     staged: bool,
     stats: &mut CacheStats,
 ) -> Result<(), CacheError> {
-    let Some(change) = m.committing.take() else {
+    let Some(retire) = m.adopt_change() else {
         return Ok(());
     };
     let places = Places { dir, staged };
-    let keep: HashSet<&str> = change.shards.iter().map(|s| s.file.as_str()).collect();
-    for f in change.retire.iter().filter(|f| !keep.contains(f.as_str())) {
+    let keep: HashSet<&str> = m.shards.iter().map(|s| s.file.as_str()).collect();
+    for f in retire.iter().filter(|f| !keep.contains(f.as_str())) {
         let path = places.shard_path(f);
         if path.is_file() {
             fsutil::remove_if_exists(&path)?;
             stats.note_cleaned(&path, "retired by an interrupted commit, completed now");
         }
     }
-    m.shards = change.shards;
     Ok(())
 }
 

@@ -132,9 +132,7 @@ impl FeatureCache {
         // then). Its shards are found wherever the interruption left them (`Places::locate`);
         // one that is nowhere is refused by the checks below.
         let mut manifest = manifest;
-        if let Some(change) = manifest.committing.take() {
-            manifest.shards = change.shards;
-        }
+        manifest.adopt_change();
         let lock = CacheLock::shared(dir)?;
         let dim = manifest.dim;
         let places = Places { dir, staged: false };
