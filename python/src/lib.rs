@@ -689,15 +689,14 @@ fn compare_baselines<'py>(
     cfg.head = o.take("head")?;
     cfg.c = o.take("c")?;
     if let Some(rule) = o.take::<String>("c_rule")? {
-        cfg.c_rule = match rule.as_str() {
-            "anchored" => vggcache::baseline::CRule::default(),
-            "one-se" => vggcache::baseline::CRule::OneStandardError,
-            other => {
-                return Err(UsageError::new_err(format!(
-                    "compare_baselines: c_rule must be \"anchored\" or \"one-se\", got {other:?}"
-                )))
-            }
-        };
+        // The command line's names and mapping (`--c-rule`).
+        let arg = <commands::compare::CRuleArg as clap::ValueEnum>::from_str(&rule, false)
+            .map_err(|_| {
+                UsageError::new_err(format!(
+                    "compare_baselines: c_rule must be \"anchored\" or \"one-se\", got {rule:?}"
+                ))
+            })?;
+        cfg.c_rule = arg.into();
     }
     o.set("max_iter", &mut cfg.max_iter)?;
     o.set("standardize", &mut cfg.standardize)?;

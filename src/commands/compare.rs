@@ -17,6 +17,15 @@ pub enum CRuleArg {
     OneSe,
 }
 
+impl From<CRuleArg> for CRule {
+    fn from(a: CRuleArg) -> CRule {
+        match a {
+            CRuleArg::Anchored => CRule::default(),
+            CRuleArg::OneSe => CRule::OneStandardError,
+        }
+    }
+}
+
 /// Options of `compare-baselines`; defaults from [`CompareConfig::default`].
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
@@ -79,10 +88,7 @@ impl CompareArgs {
             drop_unmatched: self.drop_unmatched,
             head: self.head.clone(),
             c: self.c,
-            c_rule: match self.c_rule {
-                CRuleArg::Anchored => CRule::default(),
-                CRuleArg::OneSe => CRule::OneStandardError,
-            },
+            c_rule: self.c_rule.into(),
             max_iter: self.max_iter,
             standardize: self.logistic_standardize
                 || (CompareConfig::default().standardize && !self.logistic_raw),
