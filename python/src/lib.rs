@@ -483,6 +483,9 @@ fn extract_images<'py>(
             .parse()
             .map_err(|e| UsageError::new_err(format!("extract(): feature_dtype: {e}")))?;
     }
+    o.set("views", &mut cfg.views.train_views)?;
+    o.set("tta_views", &mut cfg.views.tta)?;
+    o.set("view_seed", &mut cfg.views.seed)?;
     o.done()?;
     let events = PyEvents::new(progress);
     let guard = SigintGuard::install();
@@ -610,6 +613,21 @@ impl PyCache {
     }
 }
 
+/// A string option parsed with the command line's names for it (its `clap::ValueEnum`).
+fn value_enum<T: clap::ValueEnum>(func: &str, key: &str, value: &str) -> PyResult<T> {
+    T::from_str(value, false).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|p| format!("{:?}", p.get_name()))
+            .collect();
+        UsageError::new_err(format!(
+            "{func}: {key} must be one of {}, got {value:?}",
+            names.join(", ")
+        ))
+    })
+}
+
 /// Trains a head on the cache `features`; returns the run as a dict.
 #[pyfunction]
 #[pyo3(signature = (features, options=None, progress=None))]
@@ -646,6 +664,13 @@ fn train_head<'py>(
         &mut cfg.stream_cfg.shuffle_buffer_rows,
     )?;
     o.set("prefetch_batches", &mut cfg.stream_cfg.prefetch_batches)?;
+    if let Some(views) = o.take::<String>("views")? {
+        cfg.views =
+            value_enum::<commands::train_head::ViewsFlag>("train_head", "views", &views)?.into();
+    }
+    o.set("tta", &mut cfg.tta)?;
+    o.set("extra_features", &mut cfg.extra_features)?;
+    o.set("drop_unmatched", &mut cfg.drop_unmatched)?;
     o.done()?;
     let events = PyEvents::new(progress);
     let guard = SigintGuard::install();
@@ -689,15 +714,19 @@ fn compare_baselines<'py>(
     cfg.head = o.take("head")?;
     cfg.c = o.take("c")?;
     if let Some(rule) = o.take::<String>("c_rule")? {
-        // The command line's names and mapping (`--c-rule`).
-        let arg = <commands::compare::CRuleArg as clap::ValueEnum>::from_str(&rule, false)
-            .map_err(|_| {
-                UsageError::new_err(format!(
-                    "compare_baselines: c_rule must be \"anchored\" or \"one-se\", got {rule:?}"
-                ))
-            })?;
-        cfg.c_rule = arg.into();
+        cfg.c_rule =
+            value_enum::<commands::compare::CRuleArg>("compare_baselines", "c_rule", &rule)?.into();
     }
+    if let Some(views) = o.take::<String>("logistic_views")? {
+        cfg.logistic_views = value_enum::<commands::compare::LogisticViews>(
+            "compare_baselines",
+            "logistic_views",
+            &views,
+        )? == commands::compare::LogisticViews::All;
+    }
+    o.set("tta", &mut cfg.tta)?;
+    o.set("extra_features", &mut cfg.extra_features)?;
+    o.set("drop_unmatched", &mut cfg.drop_unmatched)?;
     o.set("max_iter", &mut cfg.max_iter)?;
     o.set("standardize", &mut cfg.standardize)?;
     cfg.val_fraction = o.take("val_fraction")?;

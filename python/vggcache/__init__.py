@@ -117,13 +117,19 @@ def extract(
     feature_dtype: Optional[str] = None,
     threads: Optional[int] = None,
     ort_lib: Optional[PathLike] = None,
+    views: Optional[int] = None,
+    tta_views: Optional[bool] = None,
+    view_seed: Optional[int] = None,
     progress: Progress = True,
 ) -> ExtractSummary:
     """Runs the frozen trunk over the image folder `images` and caches one feature vector per
     image in `cache` (as `vggcache extract --images IMAGES --out CACHE`). Resumable: images
     already cached are not extracted again. `trunk` is a trunk name (default vgg16) and `model`
     an ONNX file (one or the other); `device` is auto, cuda or cpu. Unset options take the CLI's
-    defaults. Ctrl-C (KeyboardInterrupt) leaves the rows written so far valid."""
+    defaults. `views=K` adds K seeded augmented views of each training image, `tta_views=True`
+    the test-time views (flip, five crops) of each val/test image, for `train_head(tta=True)` and
+    `compare_baselines(tta=True)`. Ctrl-C (KeyboardInterrupt) leaves the rows written so far
+    valid."""
     d = _core.extract(
         os.fspath(images),
         os.fspath(cache),
@@ -140,6 +146,9 @@ def extract(
             feature_dtype=feature_dtype,
             threads=threads,
             ort_lib=ort_lib,
+            views=views,
+            tta_views=tta_views,
+            view_seed=view_seed,
         ),
         _callback(progress),
     )
@@ -304,11 +313,17 @@ def train_head(
     stream: Optional[bool] = None,
     memory_budget: Optional[int] = None,
     images: Optional[PathLike] = None,
+    views: Optional[str] = None,
+    tta: Optional[bool] = None,
+    extra_features: Sequence[PathLike] = (),
+    drop_unmatched: Optional[bool] = None,
     progress: Progress = True,
 ) -> Run:
     """Trains the MLP head on the cache's train split (as `vggcache train-head`) and writes the
     run folder RUNS_DIR/NAME (default runs/<timestamp>). Unset options take the CLI's
-    defaults."""
+    defaults. `views` ("sample", "all" or "plain") reads the augmented views of a cache made
+    with `extract(views=K)`; `tta=True` scores val by test-time augmentation;
+    `extra_features` joins caches of the same images by other trunks (by content hash)."""
     d = _core.train_head(
         os.fspath(cache),
         _options(
@@ -328,6 +343,10 @@ def train_head(
             stream=stream,
             memory_budget=memory_budget,
             images=images,
+            views=views,
+            tta=tta,
+            extra_features=[os.fspath(f) for f in extra_features] or None,
+            drop_unmatched=drop_unmatched,
         ),
         _callback(progress),
     )
@@ -432,6 +451,10 @@ def compare_baselines(
     memory_budget: Optional[int] = None,
     out: Optional[PathLike] = None,
     images: Optional[PathLike] = None,
+    logistic_views: Optional[str] = None,
+    tta: Optional[bool] = None,
+    extra_features: Sequence[PathLike] = (),
+    drop_unmatched: Optional[bool] = None,
     progress: Progress = True,
 ) -> List[Dict[str, Any]]:
     """The head (`head`, or one trained with the defaults) beside linfa-logistic and the
@@ -439,7 +462,9 @@ def compare_baselines(
     rows, one dict per model (name, accuracy, log_loss, per_class, fit_seconds, ...). The report
     files go to `out` (default runs/compare). `c=None` searches C on the train rows with
     `c_rule` ("anchored", the default: C = 1 unless beaten by more than one standard error of
-    fold accuracy; or "one-se")."""
+    fold accuracy; or "one-se"). `logistic_views="all"` fits linfa-logistic on the cached
+    augmented views too; `tta=True` scores every model by test-time augmentation;
+    `extra_features` joins caches of the same images by other trunks."""
     d = _core.compare_baselines(
         os.fspath(cache),
         _options(
@@ -452,6 +477,10 @@ def compare_baselines(
             memory_budget=memory_budget,
             out=out,
             images=images,
+            logistic_views=logistic_views,
+            tta=tta,
+            extra_features=[os.fspath(f) for f in extra_features] or None,
+            drop_unmatched=drop_unmatched,
         ),
         _callback(progress),
     )

@@ -26,6 +26,25 @@ impl From<CRuleArg> for CRule {
     }
 }
 
+/// `--logistic-views`' values ([`CompareConfig::logistic_views`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogisticViews {
+    /// One row per train image.
+    Plain,
+    /// Every cached augmented view as a row too.
+    All,
+}
+
+impl From<bool> for LogisticViews {
+    fn from(all: bool) -> Self {
+        if all {
+            LogisticViews::All
+        } else {
+            LogisticViews::Plain
+        }
+    }
+}
+
 /// Options of `compare-baselines`; defaults from [`CompareConfig::default`].
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
@@ -59,6 +78,15 @@ pub struct CompareArgs {
     /// into its weights) instead of raw ones (the default, as scikit-learn's LogisticRegression()).
     #[arg(long, conflicts_with = "logistic_raw")]
     pub logistic_standardize: bool,
+    /// linfa-logistic's training rows: `plain`, one row per train image; `all`, every cached
+    /// augmented view of it too (`extract --views`), labelled as its image. C is searched on the
+    /// plain views either way.
+    #[arg(long, value_enum, default_value_t = LogisticViews::from(CompareConfig::default().logistic_views))]
+    pub logistic_views: LogisticViews,
+    /// Score every model on val by test-time augmentation: the mean of its probabilities over
+    /// each val image's plain view and its cached test-time views (`extract --tta-views`).
+    #[arg(long)]
+    pub tta: bool,
     /// Raw features: the default now; kept so scripts that pass it still run.
     #[arg(long, hide = true)]
     pub logistic_raw: bool,
@@ -92,6 +120,8 @@ impl CompareArgs {
             max_iter: self.max_iter,
             standardize: self.logistic_standardize
                 || (CompareConfig::default().standardize && !self.logistic_raw),
+            logistic_views: self.logistic_views == LogisticViews::All,
+            tta: self.tta,
             val_fraction: self.val_fraction,
             memory_budget: self.memory_budget,
             out: self.out.clone(),

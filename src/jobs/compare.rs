@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::page::{write_page, PageInputs, ReportConfig};
-use super::rows::{load_head, split_rows, Rows};
+use super::rows::{load_head, split_rows, tta_views, with_aug_views, Rows};
+use super::source::Opened;
 use super::train::{train, TrainConfig, TrainRunOutcome};
 use super::{memory_budget, JobError};
 use crate::baseline::{
@@ -36,6 +37,13 @@ pub struct CompareConfig {
     pub max_iter: u64,
     /// Standardize the features for the logistic regression (train rows' statistics).
     pub standardize: bool,
+    /// Fit the logistic regression on every cached augmented view of the train images too
+    /// (`extract --views`), each a row labelled as its image; `false` = the plain views. C is
+    /// searched on the plain views either way (folds by image: no image's views on both sides).
+    pub logistic_views: bool,
+    /// Score every model on val by test-time augmentation: the mean of its probabilities over
+    /// each image's plain view and cached test-time views (`extract --tta-views`).
+    pub tta: bool,
     /// Hold-out fraction of train when the cache has no val split; `None` = a given head's own,
     /// else [`crate::head::HeadConfig::default`]'s.
     pub val_fraction: Option<f64>,
@@ -59,6 +67,8 @@ impl Default for CompareConfig {
             c_rule: CRule::default(),
             max_iter: logistic.max_iter,
             standardize: logistic.standardize,
+            logistic_views: false,
+            tta: false,
             val_fraction: None,
             memory_budget: None,
             out: PathBuf::from(super::DEFAULT_COMPARE_OUT),
@@ -120,6 +130,24 @@ pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutco
     )?;
     let cache = opened.source();
     let classes = cache.classes().to_vec();
+    // Views are read from one cache: a join pairs plain views only.
+    let one = match &opened {
+        Opened::One(c) => Some(&**c),
+        Opened::Joined(j) => {
+            let refuse = |flag, kind| JobError::JoinedViews {
+                flag,
+                kind,
+                caches: j.caches().len(),
+            };
+            if args.tta {
+                return Err(refuse("tta", "test-time"));
+            }
+            if args.logistic_views {
+                return Err(refuse("logistic-views", "augmented"));
+            }
+            None
+        }
+    };
     // The head: given, or trained now with defaults (its own hold-out uses the same seed 0).
     let (head, head_fit_s, run_dir, trained) = match &args.head {
         Some(run) => {
@@ -178,23 +206,36 @@ pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutco
     };
     let (train, val, held_out) = split_rows(cache, val_fraction, head.config().seed)?;
     let budget = memory_budget(args.memory_budget);
-    let (train, val, sampled) =
+    let (train_rows, val_rows, sampled) =
         sample_to_budget(train, val, cache.dim(), budget, head.config().seed);
     if let Some(s) = &sampled {
         events.event(&Event::Notice(format!("note: {s}")));
     }
-    let (train, val) = (train.read(cache)?, val.read(cache)?);
+    let (train, val) = (train_rows.read(cache)?, val_rows.read(cache)?);
+    // With --tta: each val image's plain and test-time views, scored together.
+    let tta = match one.filter(|_| args.tta) {
+        Some(c) => Some(tta_views(c, &val_rows.rows, "val")?),
+        None => None,
+    };
+    let views = match one.filter(|_| args.logistic_views) {
+        Some(c) => Some(with_aug_views(c, &train_rows)?),
+        None => None,
+    };
     let mut rows = Vec::new();
 
-    let timed = |m: &dyn Classifier| {
+    // `(n_val, classes)` probabilities of a model and the seconds they took.
+    let timed = |m: &dyn Fn(ndarray::ArrayView2<f32>) -> Result<ndarray::Array2<f32>, JobError>| {
         let t = Instant::now();
-        let p = m.predict_proba(val.x.view());
-        (p, t.elapsed().as_secs_f64())
+        let p = match &tta {
+            Some((x, at)) => crate::metrics::mean_over_groups(m(x.view())?.view(), at),
+            None => m(val.x.view())?,
+        };
+        Ok::<_, JobError>((p, t.elapsed().as_secs_f64()))
     };
     let t = Instant::now();
     let majority = fit_majority(&train.y, classes.len())?;
     let fit = t.elapsed().as_secs_f64();
-    let (p_majority, s) = timed(&majority);
+    let (p_majority, s) = timed(&|x| Ok(majority.predict_proba(x)))?;
     rows.push(evaluate(
         "majority class",
         p_majority.view(),
@@ -232,17 +273,23 @@ pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutco
         .or(search.as_ref().map(|s| s.chosen_c))
         .unwrap_or(1.0);
     let params = args.logistic_params(c);
+    let fit_on = views.as_ref().unwrap_or(&train);
     events.event(&Event::Notice(format!(
-        "fitting linfa-logistic (C = {c:.4}, max_iter {}, standardize {}) on {} x {}",
+        "fitting linfa-logistic (C = {c:.4}, max_iter {}, standardize {}) on {} x {}{}",
         args.max_iter,
         params.standardize,
-        train.y.len(),
-        cache.dim()
+        fit_on.y.len(),
+        cache.dim(),
+        if views.is_some() {
+            " (the train images' plain and augmented views)"
+        } else {
+            ""
+        }
     )));
     let t = Instant::now();
-    let logistic = fit_logistic(&params, train.x.view(), &train.y, classes.len())?;
+    let logistic = fit_logistic(&params, fit_on.x.view(), &fit_on.y, classes.len())?;
     let fit = t.elapsed().as_secs_f64();
-    let (p_logistic, s) = timed(&logistic);
+    let (p_logistic, s) = timed(&|x| Ok(logistic.predict_proba(x)))?;
     let mut row = evaluate(
         "linfa-logistic",
         p_logistic.view(),
@@ -255,15 +302,14 @@ pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutco
     row.converged = Some(logistic.converged());
     rows.push(row);
 
-    let t = Instant::now();
-    let p_head = head.try_predict_proba(val.x.view())?;
+    let (p_head, s) = timed(&|x| Ok(head.try_predict_proba(x)?))?;
     rows.push(evaluate(
         &head_name,
         p_head.view(),
         &val.y,
         &classes,
         head_fit_s,
-        t.elapsed().as_secs_f64(),
+        s,
     )?);
 
     let provenance: Vec<String> = cache.parts().into_iter().map(|p| p.provenance).collect();
@@ -321,6 +367,27 @@ pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutco
             "head fit s: NaN when a trained --head was given".into(),
         ]
         .into_iter()
+        .chain(tta.as_ref().map(|(x, _)| {
+            format!(
+                "val scored by test-time augmentation: each model's mean probability over each \
+                 image's plain and cached test-time views ({} rows for {} images)",
+                x.nrows(),
+                val.y.len()
+            )
+        }))
+        .chain(views.as_ref().map(|v| {
+            format!(
+                "linfa-logistic fitted on {} rows: the {} train images' plain and cached \
+                 augmented views, each labelled as its image (C {} on the plain views)",
+                v.y.len(),
+                train.y.len(),
+                if args.c.is_some() {
+                    "given"
+                } else {
+                    "searched"
+                }
+            )
+        }))
         .chain(sampled)
         .collect(),
         sections: search.iter().map(c_curve).collect(),

@@ -136,6 +136,17 @@ pub enum JobError {
         /// The split scored.
         split: &'static str,
     },
+    /// `--logistic-views all` on a cache without augmented views of its train images.
+    #[error(
+        "cache {}: --logistic-views all fits on the cached augmented views of the train images, \
+         but it has none. Add them with `vggcache extract --views K` on the same images and \
+         cache (only the new views are extracted), or leave --logistic-views out",
+        cache.display()
+    )]
+    NoAugViews {
+        /// The cache folder.
+        cache: PathBuf,
+    },
     /// The cache's train split has no labelled row.
     #[error("cache {}: the train split has no labelled rows", cache.display())]
     NoLabelledTrain {
@@ -199,15 +210,18 @@ pub enum JobError {
         /// Whether `--stream` asked for it (else the budget chose it).
         asked: bool,
     },
-    /// `--tta` with caches joined by content hash: a join pairs plain views only.
+    /// `--tta` (or `--logistic-views all`) with caches joined by content hash: a join pairs
+    /// plain views only.
     #[error(
-        "--{flag} reads a cache's test-time views, and caches joined by content hash \
-         (--features given {caches} times) pair plain views only: train with one --features for \
+        "--{flag} reads a cache's {kind} views, and caches joined by content hash \
+         (--features given {caches} times) pair plain views only: use one --features for \
          --{flag}, or leave --{flag} out"
     )]
     JoinedViews {
-        /// The flag given ("tta").
+        /// The flag given ("tta", "logistic-views").
         flag: &'static str,
+        /// The views it reads ("test-time", "augmented").
+        kind: &'static str,
         /// Caches joined.
         caches: usize,
     },

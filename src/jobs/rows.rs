@@ -161,6 +161,49 @@ pub fn read_groups(
     Ok((x, pos))
 }
 
+/// The features of the images of `rows` (global rows of plain views) with their cached test-time
+/// views, read once: `(x: (distinct rows, d), groups)`, group k = image k's plain row then its
+/// test-time views, as positions in x. Refuses a cache where none of them has a test-time view.
+pub fn tta_views(
+    cache: &FeatureCache,
+    rows: &[usize],
+    split: &'static str,
+) -> Result<(Array2<f32>, Vec<Vec<usize>>), JobError> {
+    let groups = view_groups(cache, rows, ViewKind::Tta);
+    if groups.iter().all(|g| g.len() == 1) {
+        return Err(JobError::NoTtaViews {
+            cache: cache.dir().to_path_buf(),
+            split,
+        });
+    }
+    read_groups(cache, &groups)
+}
+
+/// The images of `train` with every cached augmented view as a row of its own, labelled as its
+/// image: `x: (images + views, d)`. Refuses a cache where none of them has an augmented view.
+pub fn with_aug_views(cache: &FeatureCache, train: &Rows) -> Result<Labelled, JobError> {
+    let groups = view_groups(cache, &train.rows, ViewKind::Aug);
+    if groups.iter().all(|g| g.len() == 1) {
+        return Err(JobError::NoAugViews {
+            cache: cache.dir().to_path_buf(),
+        });
+    }
+    let mut labelled: Vec<(usize, usize)> = groups
+        .iter()
+        .zip(&train.labels)
+        .flat_map(|(g, &label)| g.iter().map(move |&r| (r, label)))
+        .collect();
+    labelled.sort_unstable();
+    let rows: Vec<usize> = labelled.iter().map(|&(r, _)| r).collect();
+    let labels = labelled.into_iter().map(|(_, l)| l).collect();
+    let data = cache.rows(&rows)?;
+    Ok(Labelled {
+        x: data.features,
+        y: labels,
+        paths: data.paths,
+    })
+}
+
 /// [`split_rows`] with the features read: `(train, val, held_out)`.
 pub fn train_val<C: FeatureSource + ?Sized>(
     cache: &C,

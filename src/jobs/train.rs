@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::page::{write_page, PageInputs, ReportConfig};
-use super::rows::{read_groups, split_rows, view_groups, Labelled, Rows};
+use super::rows::{read_groups, split_rows, tta_views, view_groups, Labelled, Rows};
 use super::source::{open_features, trunk_metadata, Opened};
 use super::{memory_budget, JobError};
 use crate::cache::{FeatureCache, FeatureSource};
@@ -125,6 +125,7 @@ pub fn train(args: &TrainConfig, events: &dyn Events) -> Result<TrainRunOutcome,
             if args.tta {
                 return Err(JobError::JoinedViews {
                     flag: "tta",
+                    kind: "test-time",
                     caches: j.caches().len(),
                 });
             }
@@ -310,14 +311,7 @@ pub fn tta_proba(
     rows: &[usize],
     split: &'static str,
 ) -> Result<ndarray::Array2<f32>, JobError> {
-    let groups = view_groups(cache, rows, ViewKind::Tta);
-    if groups.iter().all(|g| g.len() == 1) {
-        return Err(JobError::NoTtaViews {
-            cache: cache.dir().to_path_buf(),
-            split,
-        });
-    }
-    let (x, at) = read_groups(cache, &groups)?;
+    let (x, at) = tta_views(cache, rows, split)?;
     let proba = head.try_predict_proba(x.view())?;
     Ok(crate::metrics::mean_over_groups(proba.view(), &at))
 }

@@ -376,3 +376,112 @@ fn train_head_samples_views_and_predict_tta_is_the_mean_over_views() {
         "TTA changed no prediction: were the views averaged?"
     );
 }
+
+/// `(model, path) → probabilities` of a predictions.csv.
+fn predictions(path: &Path) -> BTreeMap<(String, String), Vec<f64>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            let p = rec.iter().skip(4).map(|v| v.parse().unwrap()).collect();
+            ((rec[0].to_string(), rec[1].to_string()), p)
+        })
+        .collect()
+}
+
+#[test]
+fn compare_baselines_fits_linfa_on_all_views_and_scores_every_model_by_tta() {
+    use vggcache::baseline::{fit_logistic, Classifier};
+    use vggcache::jobs::{compare, CompareConfig};
+    if common::ort("views::compare_baselines_fits_linfa_on_all_views").is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let imgs = crate::sharded::images(d.path());
+    let out = d.path().join("cache");
+    vggcache::extract::run(&config(&imgs, &out, views()), &Silent).unwrap();
+    let run = train_head(d.path(), &out, "views", &[]);
+    let cfg = CompareConfig {
+        features: out.clone(),
+        head: Some(run.clone()),
+        c: Some(1.0),
+        logistic_views: true,
+        tta: true,
+        out: d.path().join("cmp"),
+        ..CompareConfig::default()
+    };
+    let r = compare(&cfg, &Silent).unwrap();
+    let notes = r.report.notes.join("\n");
+    assert!(notes.contains("fitted on 60 rows"), "{notes}");
+    assert!(notes.contains("test-time augmentation"), "{notes}");
+    assert_eq!((r.report.n_train, r.report.n_val), (20, 4));
+
+    // By hand: linfa fitted on every train row (plain and augmented views, the image's label);
+    // each model's val probabilities the mean over the image's plain and test-time rows.
+    let cache = FeatureCache::open(&out).unwrap();
+    let all = cache.all().unwrap();
+    let label = |i: usize| cache.row_labels()[i].unwrap() as usize;
+    let train: Vec<usize> = (0..cache.len())
+        .filter(|&i| cache.row_splits()[i] == Split::Train)
+        .collect();
+    let x = all.features.select(ndarray::Axis(0), &train);
+    let y: Vec<usize> = train.iter().map(|&i| label(i)).collect();
+    let logistic = fit_logistic(&cfg.logistic_params(1.0), x.view(), &y, 2).unwrap();
+    let (head, _) = vggcache::head::FittedHead::load(&run.join("head.safetensors")).unwrap();
+    let got = predictions(&r.predictions);
+    let head_name = got
+        .keys()
+        .map(|(m, _)| m.clone())
+        .find(|m| m.starts_with("mlp head"))
+        .unwrap();
+    let mut views_seen = 0;
+    for (model, proba) in [
+        (
+            "linfa-logistic".to_string(),
+            logistic.predict_proba(all.features.view()),
+        ),
+        (head_name, head.predict_proba(all.features.view())),
+    ] {
+        let mut want: BTreeMap<String, (Vec<f64>, usize)> = BTreeMap::new();
+        for i in (0..cache.len()).filter(|&i| cache.row_splits()[i] == Split::Val) {
+            let e = want
+                .entry(all.paths[i].clone())
+                .or_insert((vec![0.0; 2], 0));
+            for c in 0..2 {
+                e.0[c] += f64::from(proba[[i, c]]);
+            }
+            e.1 += 1;
+        }
+        assert_eq!(want.len(), 4);
+        for (path, (sum, n)) in want {
+            views_seen += n;
+            let p = &got[&(model.clone(), path.clone())];
+            for c in 0..2 {
+                assert!(
+                    (p[c] - sum[c] / n as f64).abs() < 1e-5,
+                    "{model} {path}: {} vs {}",
+                    p[c],
+                    sum[c] / n as f64
+                );
+            }
+        }
+    }
+    assert_eq!(views_seen, 2 * 4 * (1 + augment::TTA_VIEWS as usize));
+
+    // Without augmented views, --logistic-views all says how to make them.
+    let plain = d.path().join("plain");
+    let tta_only = ViewSettings {
+        train_views: 0,
+        ..views()
+    };
+    vggcache::extract::run(&config(&imgs, &plain, tta_only), &Silent).unwrap();
+    let e = compare(
+        &CompareConfig {
+            features: plain,
+            ..cfg.clone()
+        },
+        &Silent,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("extract --views K"), "{e}");
+}
