@@ -256,6 +256,27 @@ def test_compare_baselines_rows(tmp_path: Path, tiny_cache: Path) -> None:
     assert (tmp_path / "cmp" / "compare.md").is_file()
 
 
+def test_views_and_tta_through_the_api(tmp_path: Path, small_images: Path, tiny_model: Path) -> None:
+    cache = tmp_path / "views"
+    s = vggcache.extract(
+        small_images, cache, model=tiny_model, device="cpu", views=2, tta_views=True, view_seed=3, progress=False
+    )
+    n_train, n_val = 2 * PER_CLASS_TRAIN, 2 * PER_CLASS_VAL
+    assert s.extracted == n_train * 3 + n_val * 7, s
+    run = vggcache.train_head(
+        cache, runs_dir=tmp_path / "runs", name="v", epochs=1, hidden=[8], views="all", tta=True, progress=False
+    )
+    assert "with TTA" in run.summary, run.summary
+    rows = vggcache.compare_baselines(
+        cache, head=run, c=1.0, logistic_views="all", tta=True, out=tmp_path / "cmp", progress=False
+    )
+    assert {r["name"] for r in rows} >= {"linfa-logistic", "majority class"}
+    notes = (tmp_path / "cmp" / "compare.md").read_text()
+    assert f"fitted on {n_train * 3} rows" in notes and "test-time augmentation" in notes, notes
+    with pytest.raises(vggcache.UsageError, match='views must be one of "sample", "all", "plain"'):
+        vggcache.train_head(cache, runs_dir=tmp_path / "runs", views="some", progress=False)
+
+
 def test_keyboard_interrupt_leaves_a_valid_cache(tmp_path: Path, catsdogs: Path, tiny_model: Path) -> None:
     images = catsdogs / "train"
     out = tmp_path / "c"
