@@ -57,15 +57,32 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// A temporary folder with `crate::sharded::images` (20 train, 4 val) extracted into
+/// `DIR/cache` with `settings`: `(dir, images, cache, summary)`; `None` (the test skips, said by
+/// `common::ort`) without ONNX Runtime.
+fn extracted(
+    test: &str,
+    settings: ViewSettings,
+) -> Option<(
+    tempfile::TempDir,
+    PathBuf,
+    PathBuf,
+    vggcache::extract::ExtractSummary,
+)> {
+    common::ort(test)?;
+    let d = tempfile::tempdir().unwrap();
+    let imgs = crate::sharded::images(d.path());
+    let out = d.path().join("cache");
+    let s = vggcache::extract::run(&config(&imgs, &out, settings), &Silent).unwrap();
+    Some((d, imgs, out, s))
+}
+
 #[test]
 fn view_column_and_recipes_round_trip_through_the_library_and_pyarrow() {
-    if common::ort("views::view_column_and_recipes_round_trip").is_none() {
+    let Some((_d, imgs, out, s)) = extracted("views::view_column_and_recipes_round_trip", views())
+    else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
-    let imgs = crate::sharded::images(d.path()); // 20 train, 4 val
-    let out = d.path().join("cache");
-    let s = vggcache::extract::run(&config(&imgs, &out, views()), &Silent).unwrap();
+    };
     assert_eq!(
         s.extracted,
         24 + 20 * K as usize + 4 * augment::TTA_VIEWS as usize
@@ -165,13 +182,12 @@ print(json.dumps(dict(sorted(counts.items()))))
 
 #[test]
 fn a_cache_without_views_has_no_view_columns() {
-    if common::ort("views::a_cache_without_views_has_no_view_columns").is_none() {
+    let Some((_d, _, out, _)) = extracted(
+        "views::a_cache_without_views_has_no_view_columns",
+        ViewSettings::default(),
+    ) else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
-    let imgs = crate::sharded::images(d.path());
-    let out = d.path().join("cache");
-    vggcache::extract::run(&config(&imgs, &out, ViewSettings::default()), &Silent).unwrap();
+    };
     let cache = FeatureCache::open(&out).unwrap();
     assert!(!cache.has_views() && cache.row_views().iter().all(|&v| v == 0));
     for name in files(&out).into_keys().filter(|n| n.ends_with(".parquet")) {
@@ -270,13 +286,11 @@ fn train_head(dir: &Path, features: &Path, name: &str, extra: &[&str]) -> PathBu
 
 #[test]
 fn train_head_samples_views_and_predict_tta_is_the_mean_over_views() {
-    if common::ort("views::train_head_samples_views_and_predict_tta").is_none() {
+    let Some((d, imgs, out, _)) =
+        extracted("views::train_head_samples_views_and_predict_tta", views())
+    else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
-    let imgs = crate::sharded::images(d.path());
-    let out = d.path().join("cache");
-    vggcache::extract::run(&config(&imgs, &out, views()), &Silent).unwrap();
+    };
 
     let run = train_head(d.path(), &out, "views", &["--tta"]);
     let (head, meta) = vggcache::head::FittedHead::load(&run.join("head.safetensors")).unwrap();
@@ -393,13 +407,11 @@ fn predictions(path: &Path) -> BTreeMap<(String, String), Vec<f64>> {
 fn compare_baselines_fits_linfa_on_all_views_and_scores_every_model_by_tta() {
     use vggcache::baseline::{fit_logistic, Classifier};
     use vggcache::jobs::{compare, CompareConfig};
-    if common::ort("views::compare_baselines_fits_linfa_on_all_views").is_none() {
+    let Some((d, imgs, out, _)) =
+        extracted("views::compare_baselines_fits_linfa_on_all_views", views())
+    else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
-    let imgs = crate::sharded::images(d.path());
-    let out = d.path().join("cache");
-    vggcache::extract::run(&config(&imgs, &out, views()), &Silent).unwrap();
+    };
     let run = train_head(d.path(), &out, "views", &[]);
     let cfg = CompareConfig {
         features: out.clone(),
