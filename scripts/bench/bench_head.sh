@@ -4,8 +4,10 @@
 # Usage: scripts/bench/bench_head.sh REAL_CACHE SYNTH_CACHE [OUT_DIR]
 #   REAL_CACHE   a vggcache cache of real features (e.g. a copy of the catsdogs cache), 5 epochs
 #   SYNTH_CACHE  a synthetic cache; written first if missing, by
-#                `HEAD_BENCH_WRITE_CACHE=SYNTH_CACHE cargo bench --bench head` (4,000 x 25,088)
-# Environment: PY (python with torch, numpy, pyarrow; default /tmp/torchvenv/bin/python),
+#                `HEAD_BENCH_WRITE_CACHE=SYNTH_CACHE cargo bench --bench head` (4,000 x 25,088);
+#                `-` leaves the synthetic rows out (the real cache only)
+# Environment: PY (python with torch, numpy, pyarrow; default /tmp/torchvenv/bin/python;
+#   `make setup-bench` makes .bench-venv/bin/python, which has them),
 #   PEERS (peers.py; default: scripts/testdata.py --peers), THREADS (default 2), REPS (rounds of
 #   the alternation, default 2), REAL_EPOCHS (5), SYNTH_EPOCHS (2), BIN (the vggcache binary;
 #   default: built with `cargo build --release`).
@@ -33,7 +35,7 @@ if [[ -z "${BIN:-}" ]]; then
   BIN=$OUT/vggcache
   cp "$CARGO_TARGET_DIR/release/vggcache" "$BIN" # a private copy: other builds may replace it
 fi
-if [[ ! -f "$SYNTH/manifest.json" ]]; then
+if [[ "$SYNTH" != - && ! -f "$SYNTH/manifest.json" ]]; then
   HEAD_BENCH_WRITE_CACHE=$SYNTH cargo bench --bench head >&2
 fi
 
@@ -56,9 +58,11 @@ peer() { # peer NAME CACHE EPOCHS ADAM
 }
 
 for r in $(seq 1 "$REPS"); do
-  ours "synth-ours-r$r" "$SYNTH" "$SYNTH_EPOCHS" false
-  peer "synth-fused-r$r" "$SYNTH" "$SYNTH_EPOCHS" fused
-  peer "synth-default-r$r" "$SYNTH" "$SYNTH_EPOCHS" default
+  if [[ "$SYNTH" != - ]]; then
+    ours "synth-ours-r$r" "$SYNTH" "$SYNTH_EPOCHS" false
+    peer "synth-fused-r$r" "$SYNTH" "$SYNTH_EPOCHS" fused
+    peer "synth-default-r$r" "$SYNTH" "$SYNTH_EPOCHS" default
+  fi
   ours "real-ours-r$r" "$REAL" "$REAL_EPOCHS" false
   peer "real-fused-r$r" "$REAL" "$REAL_EPOCHS" fused
   peer "real-default-r$r" "$REAL" "$REAL_EPOCHS" default
