@@ -274,7 +274,7 @@ def test_views_and_tta_through_the_api(tmp_path: Path, small_images: Path, tiny_
     notes = (tmp_path / "cmp" / "compare.md").read_text()
     assert f"fitted on {n_train * 3} rows" in notes and "test-time augmentation" in notes, notes
     with pytest.raises(vggcache.UsageError, match='views must be one of "sample", "all", "plain"'):
-        vggcache.train_head(cache, runs_dir=tmp_path / "runs", views="some", progress=False)
+        vggcache.train_head(cache, runs_dir=tmp_path / "runs", views="some", progress=False)  # type: ignore[arg-type]
 
 
 def test_keyboard_interrupt_leaves_a_valid_cache(tmp_path: Path, catsdogs: Path, tiny_model: Path) -> None:
@@ -397,6 +397,9 @@ head = vggcache.load_head(run)
 p: np.ndarray = head.predict_features(X)
 files, proba = head.predict_images("images/val", device="cpu")
 rows = vggcache.compare_baselines("cache", c=1.0)
+vggcache.extract("images", cache="views", views=2, tta_views=True, progress=False)
+run2 = vggcache.train_head("views", views="sample", tta=True, extra_features=["other"])
+rows2 = vggcache.compare_baselines("views", head=run2, logistic_views="all", tta=True, c_rule="one-se")
 try:
     vggcache.open_cache("nope")
 except vggcache.CacheError as e:

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union
 
 from vggcache._ort import point_ort_at_package as _point_ort
 
@@ -313,7 +313,7 @@ def train_head(
     stream: Optional[bool] = None,
     memory_budget: Optional[int] = None,
     images: Optional[PathLike] = None,
-    views: Optional[str] = None,
+    views: Optional[Literal["sample", "all", "plain"]] = None,
     tta: Optional[bool] = None,
     extra_features: Sequence[PathLike] = (),
     drop_unmatched: Optional[bool] = None,
@@ -444,14 +444,14 @@ def compare_baselines(
     *,
     head: Optional[Union[PathLike, Run]] = None,
     c: Optional[float] = None,
-    c_rule: Optional[str] = None,
+    c_rule: Optional[Literal["anchored", "one-se"]] = None,
     max_iter: Optional[int] = None,
     standardize: Optional[bool] = None,
     val_fraction: Optional[float] = None,
     memory_budget: Optional[int] = None,
     out: Optional[PathLike] = None,
     images: Optional[PathLike] = None,
-    logistic_views: Optional[str] = None,
+    logistic_views: Optional[Literal["plain", "all"]] = None,
     tta: Optional[bool] = None,
     extra_features: Sequence[PathLike] = (),
     drop_unmatched: Optional[bool] = None,
