@@ -64,6 +64,6 @@ if [ "${EFFNET:-1}" = 1 ]; then
   linfa vggeff vggeff-s"$first_seed" --features "$WORK/plain/cache" --features "$WORK/eff/cache"
   linfa vggeff-std vggeff-s"$first_seed" --features "$WORK/plain/cache" --features "$WORK/eff/cache" --logistic-standardize
 fi
-du -sb "$WORK"/*/cache > "$WORK/logs/sizes.txt"
+du -sbD "$WORK"/*/cache > "$WORK/logs/sizes.txt"
 log "done"
 "${PYTHON:-python3}" "$(dirname "$0")/views_table.py" "$WORK"
