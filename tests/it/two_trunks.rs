@@ -226,6 +226,28 @@ fn a_two_trunk_head_trains_and_records_both_trunks() {
     assert!(o.status.success(), "{t}");
     let json = std::fs::read_to_string(out.join("compare.json")).unwrap();
     assert!(json.contains("\"feature_dim\": 24"), "{json}");
+    // A join pairs plain views only: compare-baselines' view flags are refused with the way out.
+    for (flag, kind) in [
+        (&["--tta"][..], "test-time"),
+        (&["--logistic-views", "all"][..], "augmented"),
+    ] {
+        let o = vggcache(
+            &[&["compare-baselines", "--C", "1"][..], flag].concat(),
+            &[
+                ("--features", &a),
+                ("--features", &b),
+                ("--head", &runs.join("two")),
+                ("--out", &d.path().join("cmp-views")),
+            ],
+        );
+        let t = text(&o);
+        assert!(!o.status.success(), "{t}");
+        assert!(
+            t.contains(&format!("reads a cache's {kind} views"))
+                && t.contains("pair plain views only"),
+            "{t}"
+        );
+    }
     // The same head against one of its caches: another trunk, said clearly.
     let o = vggcache(
         &["compare-baselines", "--C", "1"],
