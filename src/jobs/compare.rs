@@ -101,6 +101,9 @@ impl CompareConfig {
     }
 }
 
+/// A model's `(n, d) → (n, classes)` probabilities, as the scoring takes it.
+type Predict<'a> = dyn Fn(ndarray::ArrayView2<f32>) -> Result<ndarray::Array2<f32>, JobError> + 'a;
+
 /// What a comparison made.
 #[derive(Debug, Clone)]
 pub struct CompareOutcome {
@@ -224,7 +227,7 @@ pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutco
     let mut rows = Vec::new();
 
     // `(n_val, classes)` probabilities of a model and the seconds they took.
-    let timed = |m: &dyn Fn(ndarray::ArrayView2<f32>) -> Result<ndarray::Array2<f32>, JobError>| {
+    let timed = |m: &Predict| {
         let t = Instant::now();
         let p = match &tta {
             Some((x, at)) => crate::metrics::mean_over_groups(m(x.view())?.view(), at),
