@@ -66,7 +66,8 @@ def read_cache(cache):
         files = [os.path.join(cache, s["file"]) for s in json.load(f)["shards"]]
     if not files:
         sys.exit(f"no shards listed in {cache}/manifest.json")
-    t = pa.concat_tables([pq.read_table(f) for f in files])
+    # Caches written before the writer unified view columns may mix shards with and without them.
+    t = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
     fcol = next(n for n in t.column_names if pa.types.is_fixed_size_list(t.schema.field(n).type))
     col = t.column(fcol).combine_chunks()
     x = col.values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, col.type.list_size)

@@ -18,7 +18,7 @@ use super::open::{self, Opened};
 use super::rewrite::{
     apply_rewrites, class_fate, compaction_groups, filter_shard, Rewrites, RowFate,
 };
-use super::schema::{to_batch, Columns, FeatureRow, ViewedRow, WriteOptions};
+use super::schema::{to_batch, with_view_columns, Columns, FeatureRow, ViewedRow, WriteOptions};
 use super::shard::{self, check_shard, read_all, shard_name, Places};
 use super::{CacheError, CacheStats, MANIFEST_FILE, REBUILD_MANIFEST_FILE};
 use crate::dataset::Split;
@@ -277,6 +277,7 @@ impl CacheWriter {
     /// main one (then deleting the old shards), and releases the lock.
     pub fn finish(mut self) -> Result<CacheStats, CacheError> {
         self.compact()?;
+        self.unify_views()?;
         if self.manifest_file == REBUILD_MANIFEST_FILE {
             // The main manifest first, listing nothing and recording the change (the new shards
             // are still named `*.staged`, the old ones still listed nowhere else), then the
@@ -498,6 +499,39 @@ impl CacheWriter {
         }
         self.stats.removed += dropped.len();
         Ok(())
+    }
+
+    /// One schema across a cache with views: when some listed shards have the `view` columns and
+    /// others do not (plain shards written before the first view, or by a run without views),
+    /// the others are rewritten with `view` 0 and a null recipe, in one atomic commit. Readers
+    /// that take the first file's schema for all (pyarrow's datasets, polars) then see every
+    /// row's view, instead of silently dropping the column and taking view rows for plain ones.
+    /// A cache without views is left byte for byte as it is.
+    fn unify_views(&mut self) -> Result<(), CacheError> {
+        let shards = self.manifest.shards.clone();
+        let mut plain = Vec::new();
+        for info in &shards {
+            if !shard::has_view_columns(&self.places().shard_path(&info.file))? {
+                plain.push(info);
+            }
+        }
+        if plain.is_empty() || plain.len() == shards.len() {
+            return Ok(());
+        }
+        let mut replaced: Rewrites = HashMap::new();
+        let mut old_files = Vec::new();
+        for info in plain {
+            let name = self.next_name();
+            let src = self.places().shard_path(&info.file);
+            let batches = read_all(&src, self.options.row_group_rows.max(1))
+                .into_iter()
+                .map(|b| b.and_then(|b| with_view_columns(b).map_err(CacheError::arrow(&src))));
+            let new = self.write_shard(&name, batches)?;
+            self.relocate(&HashSet::from([info.file.as_str()]), &new.file);
+            replaced.insert(info.file.clone(), Some(new));
+            old_files.push(info.file.clone());
+        }
+        self.commit(replaced, &old_files, Vec::new())
     }
 
     /// Merges runs of neighbouring shards smaller than `compact_below_rows` (one atomic commit).

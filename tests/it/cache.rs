@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use vggcache::cache::{
-    CacheError, CacheIdentity, CacheWriter, FeatureCache, FeatureRow, ModelIdentity, WriteOptions,
+    CacheError, CacheIdentity, CacheWriter, FeatureCache, FeatureRow, ModelIdentity, ViewedRow,
+    WriteOptions,
 };
 use vggcache::dataset::Split;
 use vggcache::spec::PreprocessSpec;
@@ -903,4 +904,82 @@ fn extract_prints_every_leftover_it_deletes() {
         assert!(line.contains('('), "no reason for {name}: {line}");
         assert!(!dir.join(p).exists(), "{p} still there");
     }
+}
+
+/// Whether the shard file has the `view` column (its footer's schema).
+fn has_view_column(path: &Path) -> bool {
+    let f = fs::File::open(path).expect("open shard");
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .expect("footer")
+        .schema()
+        .column_with_name("view")
+        .is_some()
+}
+
+#[test]
+fn a_cache_that_gains_views_gives_every_shard_the_view_columns() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let cls = classes(&["cat", "dog"]);
+    let id = identity("m1", DIM);
+    let no_compaction = WriteOptions {
+        compact_below_rows: 0,
+        ..WriteOptions::default()
+    };
+    let (a, b) = (rows("a/", 6, &cls, DIM, 21), rows("b/", 6, &cls, DIM, 22));
+    let mut w = CacheWriter::open_with(dir, &id, &cls, false, no_compaction.clone()).expect("open");
+    append(&mut w, &a);
+    append(&mut w, &b);
+    let plain_shards: Vec<String> = w.manifest().shards.iter().map(|s| s.file.clone()).collect();
+    w.finish().expect("finish");
+    assert_eq!(plain_shards.len(), 2);
+    assert!(plain_shards.iter().all(|f| !has_view_column(&dir.join(f))));
+
+    // A later run adds one view of a/0000 in a shard of its own.
+    let mut w = CacheWriter::open_with(dir, &id, &cls, false, no_compaction).expect("reopen");
+    let recipe = serde_json::to_string(&vggcache::dataset::augment::train_recipe(&a[0].hash, 1, 0))
+        .expect("recipe JSON");
+    let view = ViewedRow {
+        row: a[0].as_feature_row(),
+        view: 1,
+        recipe: Some(&recipe),
+    };
+    w.append_view_shards(&[vec![view]]).expect("views");
+    w.finish().expect("finish");
+    let cache = FeatureCache::open(dir).expect("open");
+    let listed: Vec<String> = cache_files(dir);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for f in &listed {
+        assert!(has_view_column(&dir.join(f)), "{f} lacks the view column");
+        assert!(
+            !plain_shards.contains(f),
+            "{f}: the plain shard was not rewritten"
+        );
+    }
+    assert_eq!(cache.len(), 13);
+    assert_eq!(cache.row_views().iter().filter(|&&v| v == 0).count(), 12);
+    // The rewritten plain rows are the rows written, features bit for bit.
+    let all = cache.all().expect("all");
+    let want: HashMap<&str, &Row> = a.iter().chain(&b).map(|r| (r.path.as_str(), r)).collect();
+    for i in (0..all.len()).filter(|&i| all.views[i] == 0) {
+        let r = want[all.paths[i].as_str()];
+        assert_eq!((all.splits[i], all.labels[i]), (r.split, r.label));
+        assert_eq!(
+            all.features.row(i).as_slice().unwrap(),
+            r.features.as_slice()
+        );
+    }
+    assert_no_orphans(dir);
+}
+
+/// The files the manifest of `dir` lists.
+fn cache_files(dir: &Path) -> Vec<String> {
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("manifest.json")).expect("manifest")).unwrap();
+    m["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["file"].as_str().unwrap().to_string())
+        .collect()
 }

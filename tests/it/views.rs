@@ -497,3 +497,48 @@ fn compare_baselines_fits_linfa_on_all_views_and_scores_every_model_by_tta() {
     .unwrap_err();
     assert!(e.to_string().contains("extract --views K"), "{e}");
 }
+
+#[test]
+fn adding_views_to_a_plain_cache_gives_every_shard_the_view_columns() {
+    let Some((_d, imgs, out, _)) = extracted(
+        "views::adding_views_to_a_plain_cache",
+        ViewSettings::default(),
+    ) else {
+        return;
+    };
+    // Views added by a later run (tests/it/cache.rs checks the writer's rewrite of plain shards
+    // that compaction leaves alone).
+    vggcache::extract::run(&config(&imgs, &out, views()), &Silent).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let shards: Vec<String> = m["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["file"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!shards.is_empty());
+    // A reader that takes the first file's schema for all (pyarrow's dataset) sees every view.
+    let Some(py) = common::python_with("views::adding_views (pyarrow)", &["pyarrow"]) else {
+        return;
+    };
+    let script = r#"
+import json, sys
+import pyarrow.parquet as pq
+root = sys.argv[1]
+files = [root + "/" + s["file"] for s in json.load(open(root + "/manifest.json"))["shards"]]
+assert all("view" in pq.read_schema(f).names for f in files), files
+t = pq.read_table(files)
+views = t.column("view").to_pylist()
+print(json.dumps([len(views), views.count(0)]))
+"#;
+    let o = Command::new(py)
+        .args(["-c", script])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let counts: Vec<usize> = serde_json::from_slice(&o.stdout).unwrap();
+    let views = 20 * K as usize + 4 * augment::TTA_VIEWS as usize;
+    assert_eq!(counts, vec![24 + views, 24]);
+}

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 pub(crate) use checksum::sha256_prefix;
 pub(crate) use read::{
-    check_shard, check_unlisted, footer_fingerprint, read_all, CheckedShard, ShardMeta,
+    check_shard, check_unlisted, footer_fingerprint, has_view_columns, read_all, CheckedShard,
+    ShardMeta,
 };
 pub(crate) use write::write_shard;
 

@@ -518,6 +518,15 @@ pub(crate) fn read_all(path: &Path, batch_rows: usize) -> Vec<Result<RecordBatch
     }
 }
 
+/// Whether the shard file at `path` has the `view` columns (its footer's schema; no data read).
+pub(crate) fn has_view_columns(path: &Path) -> Result<bool, CacheError> {
+    let f = File::open(path).map_err(CacheError::io(path))?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(CacheError::pq(path))?;
+    Ok(b.schema()
+        .column_with_name(crate::cache::schema::COL_VIEW)
+        .is_some())
+}
+
 /// Runs a decode step, turning a panic inside Parquet/Arrow (they assert on some malformed
 /// inputs, e.g. a validity bitmap shorter than its column) into [`CacheError::CorruptShard`].
 /// Checksums catch damaged bytes before decoding; this is the second line.
