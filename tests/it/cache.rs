@@ -927,7 +927,7 @@ fn a_cache_that_gains_views_gives_every_shard_the_view_columns() {
         ..WriteOptions::default()
     };
     let (a, b) = (rows("a/", 6, &cls, DIM, 21), rows("b/", 6, &cls, DIM, 22));
-    let mut w = CacheWriter::open_with(dir, &id, &cls, false, no_compaction.clone()).expect("open");
+    let mut w = CacheWriter::open_with(dir, &id, &cls, false, no_compaction).expect("open");
     append(&mut w, &a);
     append(&mut w, &b);
     let plain_shards: Vec<String> = w.manifest().shards.iter().map(|s| s.file.clone()).collect();
