@@ -486,10 +486,7 @@ fn corrupt_or_missing_shards_are_detected() {
     let dir = tmp.path();
     let cls = classes(&["cat", "dog"]);
     let id = identity("m1", DIM);
-    let no_compaction = WriteOptions {
-        compact_below_rows: 0,
-        ..WriteOptions::default()
-    };
+    let no_compaction = no_compaction();
     let (a, b, c) = (
         rows("a/", 6, &cls, DIM, 12),
         rows("b/", 6, &cls, DIM, 13),
@@ -906,6 +903,14 @@ fn extract_prints_every_leftover_it_deletes() {
     }
 }
 
+/// The writer's defaults without compaction: each appended shard stays a file of its own.
+fn no_compaction() -> WriteOptions {
+    WriteOptions {
+        compact_below_rows: 0,
+        ..WriteOptions::default()
+    }
+}
+
 /// Whether the shard file has the `view` column (its footer's schema).
 fn has_view_column(path: &Path) -> bool {
     let f = fs::File::open(path).expect("open shard");
@@ -922,10 +927,7 @@ fn a_cache_that_gains_views_gives_every_shard_the_view_columns() {
     let dir = tmp.path();
     let cls = classes(&["cat", "dog"]);
     let id = identity("m1", DIM);
-    let no_compaction = WriteOptions {
-        compact_below_rows: 0,
-        ..WriteOptions::default()
-    };
+    let no_compaction = no_compaction();
     let (a, b) = (rows("a/", 6, &cls, DIM, 21), rows("b/", 6, &cls, DIM, 22));
     let mut w = CacheWriter::open_with(dir, &id, &cls, false, no_compaction).expect("open");
     append(&mut w, &a);
