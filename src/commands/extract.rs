@@ -52,10 +52,10 @@ pub struct ExtractArgs {
     /// Rebuild a cache made by another model or preprocessing (the old one stays until the new one is complete).
     #[arg(long)]
     pub force: bool,
-    /// How the cache stores features: f32, or f16 (Parquet FLOAT16, half the size; values beyond
+    /// How the cache stores features: f32, or f16 (Parquet FLOAT16, half the bits a value; values beyond
     /// f16's range are refused).
     /// For a cache with views (--views, --tta-views), f16 is the recommended choice: every
-    /// view is a full row of features, and f16 rows take half the bytes.
+    /// view is a full row of features, and f16 stores each in half the bits.
     #[arg(long, default_value_t = ExtractConfig::default().feature_dtype)]
     pub feature_dtype: crate::cache::FeatureDtype,
     /// Besides each training image, K augmented views of it (random resized crop, horizontal
