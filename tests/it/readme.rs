@@ -10,7 +10,7 @@ use crate::common;
 const MAX_LINES: usize = 150;
 
 /// The docs written for users (docs/BENCHMARKS.md and docs/development.md name the test data).
-const USER_DOCS: [&str; 8] = [
+const USER_DOCS: [&str; 10] = [
     "README.md",
     "docs/install.md",
     "docs/trunks.md",
@@ -19,6 +19,8 @@ const USER_DOCS: [&str; 8] = [
     "docs/baselines.md",
     "docs/gpu.md",
     "docs/report.md",
+    "docs/views.md",
+    "docs/two-trunks.md",
 ];
 
 #[test]
