@@ -508,14 +508,25 @@ impl CacheWriter {
     /// row's view, instead of silently dropping the column and taking view rows for plain ones.
     /// A cache without views is left byte for byte as it is.
     fn unify_views(&mut self) -> Result<(), CacheError> {
+        // Shards holding a view row have the columns; without one the cache has no views and no
+        // footer is read.
+        let holding: HashSet<String> = self
+            .rows
+            .iter()
+            .filter(|(k, _)| split_key(k).1 != 0)
+            .map(|(_, r)| r.shard.clone())
+            .collect();
+        if holding.is_empty() {
+            return Ok(());
+        }
         let shards = self.manifest.shards.clone();
         let mut plain = Vec::new();
-        for info in &shards {
+        for info in shards.iter().filter(|s| !holding.contains(&s.file)) {
             if !shard::has_view_columns(&self.places().shard_path(&info.file))? {
                 plain.push(info);
             }
         }
-        if plain.is_empty() || plain.len() == shards.len() {
+        if plain.is_empty() {
             return Ok(());
         }
         let mut replaced: Rewrites = HashMap::new();
