@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use super::page::{write_page, PageInputs, ReportConfig};
 use super::rows::{load_head, split_rows, tta_views, with_aug_views, Rows};
-use super::source::Opened;
 use super::train::{train, TrainConfig, TrainRunOutcome};
 use super::{memory_budget, JobError};
 use crate::baseline::{
@@ -134,23 +133,10 @@ pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutco
     let cache = opened.source();
     let classes = cache.classes().to_vec();
     // Views are read from one cache: a join pairs plain views only.
-    let one = match &opened {
-        Opened::One(c) => Some(&**c),
-        Opened::Joined(j) => {
-            let refuse = |flag, kind| JobError::JoinedViews {
-                flag,
-                kind,
-                caches: j.caches().len(),
-            };
-            if args.tta {
-                return Err(refuse("tta", "test-time"));
-            }
-            if args.logistic_views {
-                return Err(refuse("logistic-views", "augmented"));
-            }
-            None
-        }
-    };
+    let one = opened.views_cache(&[
+        ("tta", "test-time", args.tta),
+        ("logistic-views", "augmented", args.logistic_views),
+    ])?;
     // The head: given, or trained now with defaults (its own hold-out uses the same seed 0).
     let (head, head_fit_s, run_dir, trained) = match &args.head {
         Some(run) => {
@@ -216,14 +202,14 @@ pub fn compare(args: &CompareConfig, events: &dyn Events) -> Result<CompareOutco
     }
     let (train, val) = (train_rows.read(cache)?, val_rows.read(cache)?);
     // With --tta: each val image's plain and test-time views, scored together.
-    let tta = match one.filter(|_| args.tta) {
-        Some(c) => Some(tta_views(c, &val_rows.rows, "val")?),
-        None => None,
-    };
-    let views = match one.filter(|_| args.logistic_views) {
-        Some(c) => Some(with_aug_views(c, &train_rows)?),
-        None => None,
-    };
+    let tta = one
+        .filter(|_| args.tta)
+        .map(|c| tta_views(c, &val_rows.rows, "val"))
+        .transpose()?;
+    let views = one
+        .filter(|_| args.logistic_views)
+        .map(|c| with_aug_views(c, &train_rows))
+        .transpose()?;
     let mut rows = Vec::new();
 
     // `(n_val, classes)` probabilities of a model and the seconds they took.

@@ -188,20 +188,15 @@ pub fn with_aug_views(cache: &FeatureCache, train: &Rows) -> Result<Labelled, Jo
             cache: cache.dir().to_path_buf(),
         });
     }
-    let mut labelled: Vec<(usize, usize)> = groups
-        .iter()
-        .zip(&train.labels)
-        .flat_map(|(g, &label)| g.iter().map(move |&r| (r, label)))
-        .collect();
-    labelled.sort_unstable();
-    let rows: Vec<usize> = labelled.iter().map(|&(r, _)| r).collect();
-    let labels = labelled.into_iter().map(|(_, l)| l).collect();
-    let data = cache.rows(&rows)?;
-    Ok(Labelled {
-        x: data.features,
-        y: labels,
-        paths: data.paths,
-    })
+    let (x, at) = read_groups(cache, &groups)?;
+    let (mut y, mut paths) = (vec![0; x.nrows()], vec![String::new(); x.nrows()]);
+    for ((g, pos), &label) in groups.iter().zip(&at).zip(&train.labels) {
+        for (&r, &p) in g.iter().zip(pos) {
+            y[p] = label;
+            paths[p] = cache.row_paths()[r].clone();
+        }
+    }
+    Ok(Labelled { x, y, paths })
 }
 
 /// [`split_rows`] with the features read: `(train, val, held_out)`.

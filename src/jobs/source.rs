@@ -29,6 +29,26 @@ impl Opened {
             Opened::Joined(j) => j,
         }
     }
+
+    /// The one cache whose views a job may read; `None` for a join, which pairs plain views
+    /// only and so refuses the first of `asked`, `(flag, kind of views it reads, given)`, that
+    /// was given (e.g. `("tta", "test-time", true)`).
+    pub fn views_cache(
+        &self,
+        asked: &[(&'static str, &'static str, bool)],
+    ) -> Result<Option<&FeatureCache>, JobError> {
+        match self {
+            Opened::One(c) => Ok(Some(c)),
+            Opened::Joined(j) => match asked.iter().find(|(_, _, given)| *given) {
+                Some(&(flag, kind, _)) => Err(JobError::JoinedViews {
+                    flag,
+                    kind,
+                    caches: j.caches().len(),
+                }),
+                None => Ok(None),
+            },
+        }
+    }
 }
 
 /// Opens `first` alone when `more` is empty (the single-cache path, unchanged), else joins

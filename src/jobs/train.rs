@@ -119,26 +119,16 @@ pub fn train(args: &TrainConfig, events: &dyn Events) -> Result<TrainRunOutcome,
     let (train_rows, val_rows, held_out) = split_rows(cache, cfg.val_fraction, cfg.seed)?;
     // One cache: each training image with its augmented views (groups of one without them). A
     // join of several caches pairs plain views only.
-    let one: Option<&FeatureCache> = match &opened {
-        Opened::One(c) => Some(c),
-        Opened::Joined(j) => {
-            if args.tta {
-                return Err(JobError::JoinedViews {
-                    flag: "tta",
-                    kind: "test-time",
-                    caches: j.caches().len(),
-                });
-            }
-            if j.caches().iter().any(FeatureCache::has_views) {
-                events.event(&Event::Notice(
-                    "caches joined by content hash pair their plain views only: the augmented \
-                     views are not used"
-                        .into(),
-                ));
-            }
-            None
+    let one = opened.views_cache(&[("tta", "test-time", args.tta)])?;
+    if let Opened::Joined(j) = &opened {
+        if j.caches().iter().any(FeatureCache::has_views) {
+            events.event(&Event::Notice(
+                "caches joined by content hash pair their plain views only: the augmented \
+                 views are not used"
+                    .into(),
+            ));
         }
-    };
+    }
     let groups = match (args.views, one) {
         (Some(_), Some(c)) => view_groups(c, &train_rows.rows, ViewKind::Aug),
         _ => Vec::new(),
