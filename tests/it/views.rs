@@ -77,6 +77,23 @@ fn extracted(
     Some((d, imgs, out, s))
 }
 
+/// Runs the Python `script` (with pyarrow) on the cache folder `cache` and parses what it prints
+/// as JSON; `None` (skipped, said by `common::python_with`) without pyarrow.
+fn pyarrow_json<T: serde::de::DeserializeOwned>(
+    test: &str,
+    script: &str,
+    cache: &Path,
+) -> Option<T> {
+    let py = common::python_with(test, &["pyarrow"])?;
+    let o = Command::new(py)
+        .args(["-c", script])
+        .arg(cache)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    Some(serde_json::from_slice(&o.stdout).unwrap())
+}
+
 #[test]
 fn view_column_and_recipes_round_trip_through_the_library_and_pyarrow() {
     let Some((_d, imgs, out, s)) = extracted("views::view_column_and_recipes_round_trip", views())
@@ -144,9 +161,6 @@ fn view_column_and_recipes_round_trip_through_the_library_and_pyarrow() {
     assert_ne!(data.features.row(plain), data.features.row(view1));
 
     // pyarrow reads the same columns from the shards the manifest lists.
-    let Some(py) = common::python_with("views::round_trip (pyarrow)", &["pyarrow"]) else {
-        return;
-    };
     let script = r#"
 import json, sys, collections
 import pyarrow.parquet as pq
@@ -160,13 +174,11 @@ for path, split, view, recipe in zip(*(t.column(c).to_pylist() for c in ["path",
     counts[f"{split}:{view}:{kind}"] += 1
 print(json.dumps(dict(sorted(counts.items()))))
 "#;
-    let o = Command::new(py)
-        .args(["-c", script])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    let counts: BTreeMap<String, usize> = serde_json::from_slice(&o.stdout).unwrap();
+    let Some(counts) =
+        pyarrow_json::<BTreeMap<String, usize>>("views::round_trip (pyarrow)", script, &out)
+    else {
+        return;
+    };
     let mut want = BTreeMap::from([
         ("train:0:None".to_string(), 20),
         ("val:0:None".to_string(), 4),
@@ -509,19 +521,7 @@ fn adding_views_to_a_plain_cache_gives_every_shard_the_view_columns() {
     // Views added by a later run (tests/it/cache.rs checks the writer's rewrite of plain shards
     // that compaction leaves alone).
     vggcache::extract::run(&config(&imgs, &out, views()), &Silent).unwrap();
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
-    let shards: Vec<String> = m["shards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["file"].as_str().unwrap().to_string())
-        .collect();
-    assert!(!shards.is_empty());
     // A reader that takes the first file's schema for all (pyarrow's dataset) sees every view.
-    let Some(py) = common::python_with("views::adding_views (pyarrow)", &["pyarrow"]) else {
-        return;
-    };
     let script = r#"
 import json, sys
 import pyarrow.parquet as pq
@@ -532,13 +532,51 @@ t = pq.read_table(files)
 views = t.column("view").to_pylist()
 print(json.dumps([len(views), views.count(0)]))
 "#;
-    let o = Command::new(py)
-        .args(["-c", script])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    let counts: Vec<usize> = serde_json::from_slice(&o.stdout).unwrap();
+    let Some(counts) = pyarrow_json::<Vec<usize>>("views::adding_views (pyarrow)", script, &out)
+    else {
+        return;
+    };
     let views = 20 * K as usize + 4 * augment::TTA_VIEWS as usize;
     assert_eq!(counts, vec![24 + views, 24]);
+}
+
+#[test]
+fn streaming_says_it_reads_plain_rows_and_a_sharded_plan_refuses_views() {
+    let Some((d, imgs, out, _)) = extracted("views::streaming_says_it_reads_plain_rows", views())
+    else {
+        return;
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_vggcache"))
+        .args(["train-head", "--stream", "--hidden", "16", "--epochs", "1"])
+        .arg("--features")
+        .arg(&out)
+        .arg("--runs-dir")
+        .arg(d.path().join("runs"))
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains(
+            "streaming reads the plain images only: the 40 augmented view rows are not used"
+        ),
+        "{t}"
+    );
+    for flag in [&["--views", "2"][..], &["--tta-views"][..]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_vggcache"))
+            .args(["extract", "--shard", "0/2"])
+            .args(flag)
+            .arg("--plan")
+            .arg(d.path().join("plan"))
+            .arg("--images")
+            .arg(&imgs)
+            .output()
+            .unwrap();
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{t}");
+        assert!(
+            t.contains("cannot be used with") && t.contains("--plan"),
+            "{t}"
+        );
+    }
 }
