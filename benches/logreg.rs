@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ndarray::{Array2, ArrayView2};
-use vggcache::baseline::{fit_logistic, search_c, CSearchParams, Classifier, LogisticParams};
+use vggcache::baseline::{
+    fit_logistic, search_c, CSearchParams, Classifier, LogisticParams, StopTest,
+};
 
 fn read_f32(p: &Path) -> Vec<f32> {
     std::fs::read(p)
@@ -69,8 +71,8 @@ fn main() {
         serde_json::from_slice(&std::fs::read(dir.join("meta.json")).expect("meta.json"))
             .expect("json");
     let mut table = vec![
-        "| case | n x d | C | linfa acc / log loss | sklearn acc / log loss | linfa fit s (iter) | sklearn fit s (iter) | linfa / sklearn |".to_string(),
-        "|:---|---:|---:|---:|---:|---:|---:|---:|".to_string(),
+        "| case | linfa stop test | n x d | C | linfa acc / log loss | sklearn acc / log loss | linfa fit s (iter) | sklearn fit s (iter) | linfa / sklearn |".to_string(),
+        "|:---|:---|---:|---:|---:|---:|---:|---:|---:|".to_string(),
     ];
     for case in meta["cases"].as_array().expect("cases") {
         let name = case["name"].as_str().expect("name");
@@ -82,36 +84,39 @@ fn main() {
         let x_tr = Array2::from_shape_vec((n_train, d), read_f32(&f("x_train"))).expect("x_train");
         let x_va = Array2::from_shape_vec((n_val, d), read_f32(&f("x_val"))).expect("x_val");
         let (y_tr, y_va) = (read_labels(&f("y_train")), read_labels(&f("y_val")));
-        let params = LogisticParams {
-            l2: LogisticParams::l2_from_sklearn_c(c),
-            standardize: case["standardize"].as_bool().unwrap_or(false),
-            ..Default::default()
-        };
-        let mut secs = Vec::new();
-        let mut model = None;
-        for _ in 0..repeats.max(1) {
-            let t = Instant::now();
-            let m = fit_logistic(&params, x_tr.view(), &y_tr, k).expect("fit");
-            secs.push(t.elapsed().as_secs_f64());
-            model = Some(m);
-        }
-        let m = model.expect("fitted");
-        let (acc, ll) = scores(m.predict_proba(x_va.view()).view(), &y_va);
         let sk = &case["sklearn"];
         let sk_fit = sk["fit_sec"].as_f64().expect("fit_sec");
-        let fit = median(secs.clone());
-        let cap = |converged: bool| if converged { "" } else { ", cap" };
-        println!(
-            "{}",
-            serde_json::json!({
-                "case": name, "n_train": n_train, "d": d, "C": c,
-                "standardize": params.standardize, "linfa_acc": acc, "linfa_log_loss": ll,
-                "linfa_fit_s_median": fit, "linfa_fit_s": secs, "linfa_iter": m.n_iter(),
-                "linfa_converged": m.converged(), "sklearn": sk, "fit_ratio": fit / sk_fit,
-            })
-        );
-        table.push(format!(
-            "| {name} | {n_train} x {d} | {c} | {acc:.4} / {ll:.4} | {:.4} / {:.4} | {fit:.3} ({}{}) | {sk_fit:.3} ({}) | {:.2} |",
+        // The default test, then scikit-learn's own, on the same rows one after the other.
+        for stop in [StopTest::SummedL2, StopTest::ScikitLearn] {
+            let params = LogisticParams {
+                l2: LogisticParams::l2_from_sklearn_c(c),
+                standardize: case["standardize"].as_bool().unwrap_or(false),
+                stop,
+                ..Default::default()
+            };
+            let mut secs = Vec::new();
+            let mut model = None;
+            for _ in 0..repeats.max(1) {
+                let t = Instant::now();
+                let m = fit_logistic(&params, x_tr.view(), &y_tr, k).expect("fit");
+                secs.push(t.elapsed().as_secs_f64());
+                model = Some(m);
+            }
+            let m = model.expect("fitted");
+            let (acc, ll) = scores(m.predict_proba(x_va.view()).view(), &y_va);
+            let fit = median(secs.clone());
+            let cap = |converged: bool| if converged { "" } else { ", cap" };
+            println!(
+                "{}",
+                serde_json::json!({
+                    "case": name, "stop": format!("{stop:?}"), "n_train": n_train, "d": d, "C": c,
+                    "standardize": params.standardize, "linfa_acc": acc, "linfa_log_loss": ll,
+                    "linfa_fit_s_median": fit, "linfa_fit_s": secs, "linfa_iter": m.n_iter(),
+                    "linfa_converged": m.converged(), "sklearn": sk, "fit_ratio": fit / sk_fit,
+                })
+            );
+            table.push(format!(
+            "| {name} | {stop:?} | {n_train} x {d} | {c} | {acc:.4} / {ll:.4} | {:.4} / {:.4} | {fit:.3} ({}{}) | {sk_fit:.3} ({}) | {:.2} |",
             sk["val_acc"].as_f64().unwrap_or(f64::NAN),
             sk["val_log_loss"].as_f64().unwrap_or(f64::NAN),
             m.n_iter(),
@@ -119,7 +124,8 @@ fn main() {
             sk["n_iter"],
             fit / sk_fit
         ));
-        if params.standardize {
+        }
+        if case["standardize"].as_bool().unwrap_or(false) {
             // compare-baselines' default path: the library defaults, C searched, then refitted.
             let base = LogisticParams::default();
             let search =

@@ -13,7 +13,7 @@ mod row_space;
 mod standardize;
 
 pub use c_search::{search_c, CPoint, CRule, CSearch, CSearchParams};
-pub use logistic::{fit_logistic, FittedLogistic, LogisticParams};
+pub use logistic::{fit_logistic, FittedLogistic, LogisticParams, StopTest};
 pub use majority::{fit_majority, Majority};
 pub use standardize::Standardizer;
 

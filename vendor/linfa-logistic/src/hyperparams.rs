@@ -28,6 +28,7 @@ pub struct LogisticRegressionValidParams<F: Float, D: Dimension> {
     pub(crate) fit_intercept: bool,
     pub(crate) max_iterations: u64,
     pub(crate) gradient_tolerance: F,
+    pub(crate) gradient_norm: crate::GradientNorm,
     pub(crate) initial_params: Option<Array<F, D>>,
 }
 
@@ -64,6 +65,7 @@ impl<F: Float, D: Dimension> LogisticRegressionParams<F, D> {
             fit_intercept: true,
             max_iterations: 100,
             gradient_tolerance: F::cast(1e-4),
+            gradient_norm: crate::GradientNorm::L2,
             initial_params: None,
         })
     }
@@ -92,6 +94,13 @@ impl<F: Float, D: Dimension> LogisticRegressionParams<F, D> {
     /// defaults to `1e-4`.
     pub fn gradient_tolerance(mut self, gradient_tolerance: F) -> Self {
         self.0.gradient_tolerance = gradient_tolerance;
+        self
+    }
+
+    /// Which norm of the gradient `gradient_tolerance` bounds: L2 (upstream's default) or the
+    /// largest absolute component, scipy L-BFGS-B's `gtol` (vggcache patch, `stop.rs`).
+    pub fn gradient_norm(mut self, gradient_norm: crate::GradientNorm) -> Self {
+        self.0.gradient_norm = gradient_norm;
         self
     }
 

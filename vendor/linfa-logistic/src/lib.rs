@@ -41,11 +41,14 @@ mod argmin_param;
 mod float;
 mod fused;
 mod hyperparams;
+mod stop;
 
 use argmin_param::*;
 use float::Float;
 use fused::Memo;
 use hyperparams::{LogisticRegressionParams, LogisticRegressionValidParams};
+pub use stop::GradientNorm;
+use stop::Stop;
 
 /// A two-class logistic regression model.
 ///
@@ -103,10 +106,13 @@ impl<F: Float, D: Dimension> Default for LogisticRegressionParams<F, D> {
     }
 }
 
-type LBFGSType<F, D> = LBFGS<
-    MoreThuenteLineSearch<ArgminParam<F, D>, ArgminParam<F, D>, F>,
-    ArgminParam<F, D>,
-    ArgminParam<F, D>,
+type LBFGSType<F, D> = Stop<
+    LBFGS<
+        MoreThuenteLineSearch<ArgminParam<F, D>, ArgminParam<F, D>, F>,
+        ArgminParam<F, D>,
+        ArgminParam<F, D>,
+        F,
+    >,
     F,
 >;
 type LBFGSType1<F> = LBFGSType<F, Ix1>;
@@ -181,12 +187,19 @@ impl<F: Float, D: Dimension> LogisticRegressionValidParams<F, D> {
     }
 
     /// Create the LBFGS solver using MoreThuenteLineSearch and set gradient
-    /// tolerance.
+    /// tolerance (on the norm `gradient_norm` names: vggcache patch, `stop.rs`).
     fn setup_solver(&self) -> LBFGSType<F, D> {
         let linesearch = MoreThuenteLineSearch::new();
-        LBFGS::new(linesearch, 10)
-            .with_tolerance_grad(self.gradient_tolerance)
-            .unwrap()
+        let (l2_tol, max_abs) = match self.gradient_norm {
+            GradientNorm::L2 => (self.gradient_tolerance, None),
+            GradientNorm::MaxAbs => (F::zero(), Some(self.gradient_tolerance)),
+        };
+        Stop {
+            inner: LBFGS::new(linesearch, 10)
+                .with_tolerance_grad(l2_tol)
+                .unwrap(),
+            max_abs,
+        }
     }
 }
 
