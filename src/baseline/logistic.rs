@@ -632,7 +632,7 @@ mod tests {
         let r = Array1::from_shape_fn(n, |i| {
             1.0 / (1.0 + (-z[i]).exp()) - f64::from(u8::from(y[i] == pos))
         });
-        let mut g = x64.t().dot(&r) + &w.column(pos);
+        let mut g = x64.t().dot(&r) + w.column(pos);
         g.append(Axis(0), Array1::from_elem(1, r.sum()).view())
             .expect("append intercept");
         let (g_max, g_l2) = (g.iter().fold(0f64, |m, v| m.max(v.abs())), g.dot(&g).sqrt());
