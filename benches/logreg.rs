@@ -17,8 +17,26 @@ use std::time::Instant;
 
 use ndarray::{Array2, ArrayView2};
 use vggcache::baseline::{
-    fit_logistic, search_c, CSearchParams, Classifier, LogisticParams, StopTest,
+    fit_logistic, search_c, CSearchParams, Classifier, FittedLogistic, LogisticParams, StopTest,
 };
+
+/// `repeats` (at least 1) fits of `params` on `x: (n, d)`: the last model and each fit's seconds.
+fn timed_fits(
+    params: &LogisticParams,
+    x: ArrayView2<f32>,
+    y: &[usize],
+    k: usize,
+    repeats: usize,
+) -> (FittedLogistic, Vec<f64>) {
+    let mut secs = Vec::new();
+    let mut model = None;
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        model = Some(fit_logistic(params, x, y, k).expect("fit"));
+        secs.push(t.elapsed().as_secs_f64());
+    }
+    (model.expect("at least one fit"), secs)
+}
 
 fn read_f32(p: &Path) -> Vec<f32> {
     std::fs::read(p)
@@ -94,15 +112,7 @@ fn main() {
                 stop,
                 ..Default::default()
             };
-            let mut secs = Vec::new();
-            let mut model = None;
-            for _ in 0..repeats.max(1) {
-                let t = Instant::now();
-                let m = fit_logistic(&params, x_tr.view(), &y_tr, k).expect("fit");
-                secs.push(t.elapsed().as_secs_f64());
-                model = Some(m);
-            }
-            let m = model.expect("fitted");
+            let (m, secs) = timed_fits(&params, x_tr.view(), &y_tr, k, repeats);
             let (acc, ll) = scores(m.predict_proba(x_va.view()).view(), &y_va);
             let fit = median(secs.clone());
             let cap = |converged: bool| if converged { "" } else { ", cap" };
@@ -134,14 +144,7 @@ fn main() {
                 l2: LogisticParams::l2_from_sklearn_c(search.chosen_c),
                 ..base
             };
-            let mut secs = Vec::new();
-            let mut model = None;
-            for _ in 0..repeats.max(1) {
-                let t = Instant::now();
-                model = Some(fit_logistic(&refit, x_tr.view(), &y_tr, k).expect("refit"));
-                secs.push(t.elapsed().as_secs_f64());
-            }
-            let m = model.expect("fitted");
+            let (m, secs) = timed_fits(&refit, x_tr.view(), &y_tr, k, repeats);
             let (acc, ll) = scores(m.predict_proba(x_va.view()).view(), &y_va);
             println!(
                 "{}",

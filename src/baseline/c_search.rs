@@ -221,8 +221,9 @@ fn search_c_by(
     let all = design(x, scaler.as_ref());
     // Row space: each fold's Gram factor of its fit rows and its val rows' Gram columns of the
     // pivots, once for every C.
-    let kernel: Option<Vec<(Factor, Array2<f64>)>> =
-        (path.search_row_space(all.nrows(), all.ncols()) && p.stop.row_space_ok()).then(|| {
+    let kernel: Option<Vec<(Factor, Array2<f64>)>> = path
+        .search_row_space(all.nrows(), all.ncols(), p.stop)
+        .then(|| {
             let k = gram(all.view());
             folds
                 .iter()

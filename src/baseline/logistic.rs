@@ -246,8 +246,12 @@ pub(super) enum Path {
 }
 
 impl Path {
-    /// Whether a lone fit of `n` rows and `d` features runs in row space.
-    pub(super) fn row_space(self, n: usize, d: usize) -> bool {
+    /// Whether a lone fit of `n` rows and `d` features, stopped by `stop`, runs in row space
+    /// (never under a test that is not the same there: [`StopTest::row_space_ok`]).
+    pub(super) fn row_space(self, n: usize, d: usize, stop: StopTest) -> bool {
+        if !stop.row_space_ok() {
+            return false;
+        }
         match self {
             Path::Auto => row_space::pays_once(n, d),
             Path::Direct => false,
@@ -256,12 +260,12 @@ impl Path {
         }
     }
 
-    /// Whether a search's fits over `n` rows and `d` features, sharing one Gram product, run in
-    /// row space.
-    pub(super) fn search_row_space(self, n: usize, d: usize) -> bool {
+    /// Whether a search's fits over `n` rows and `d` features, sharing one Gram product and
+    /// stopped by `stop`, run in row space.
+    pub(super) fn search_row_space(self, n: usize, d: usize, stop: StopTest) -> bool {
         match self {
-            Path::Auto => row_space::pays(n, d),
-            other => other.row_space(n, d),
+            Path::Auto => stop.row_space_ok() && row_space::pays(n, d),
+            other => other.row_space(n, d, stop),
         }
     }
 }
@@ -290,7 +294,7 @@ pub(super) fn fit_design_by(
     path: Path,
 ) -> Result<FittedLogistic, BaselineError> {
     let (n, d) = records.dim();
-    if !(path.row_space(n, d) && p.stop.row_space_ok()) {
+    if !path.row_space(n, d, p.stop) {
         return fit_direct(p, records, scaler, y, n_classes);
     }
     let factor = Factor::new(row_space::gram(records.view()).view());
